@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""Time tcplinger against ss, netstat and psutil on generated populations.
+
+    python bench/compare.py --sockets 10000,100000,1000000 [--repeat 3]
+
+For each size one population is built (bench/popgen.py) and every command
+runs inside its namespace as ``ip netns exec NETNS CMD`` with stdin and
+stdout on /dev/null:
+
+* wall clock: from spawning ``ip`` to reaping it (so ~ms of ``ip netns
+  exec`` itself is included everywhere; the ``ip netns exec true`` row shows
+  how much);
+* CPU: user + system time of the command and its reaped descendants
+  (``wait4()`` rusage), which other load on the machine disturbs less than
+  the wall clock;
+* peak memory: ``ru_maxrss`` from the same ``wait4()``, i.e. the peak RSS of
+  the largest single process of the command's tree (Linux semantics of
+  RUSAGE_CHILDREN, getrusage(2)) - not the sum over processes; it is never
+  below the ~3 MB of the ``ip`` wrapper that exec()s the command.
+
+One unmeasured warm-up run per command (``--warmup``) fills the page cache
+and tells whether the command exists: a missing program, an unimportable
+tcplinger or an argparse usage error (exit 2) make the row "n/a"; any other
+failure is reported as "error" with its stderr in the JSON.  Then
+``--repeat`` rounds run every command once per round (interleaved, so slow
+drifts in background load hit all commands alike); the table shows medians
+and each command's ratio to ``ss -tan``.  ``ss -tanp``, ``netstat -tanp``
+and psutil are skipped above 100k sockets: their cost grows quadratically
+(minutes at 1M).
+
+Results go to bench/results/<UTC timestamp>.json (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import popgen  # noqa: E402  (bench/ is not a package)
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+QUADRATIC_LIMIT = 100_000
+
+
+def tcplinger_argv() -> list[str]:
+    """How to start tcplinger without a pyenv shim's ~100 ms of bash: the
+    console script next to this interpreter, else ``python -m tcplinger``."""
+    script = Path(sys.executable).parent / "tcplinger"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "tcplinger"]
+
+
+@dataclass(frozen=True)
+class Command:
+    key: str  # stable id for --commands and the JSON
+    argv: tuple[str, ...]
+    max_sockets: int | None = None  # skipped above this population size
+
+    @property
+    def label(self) -> str:
+        if self.key == "psutil":
+            return "psutil.net_connections('tcp')"
+        if self.argv and self.argv[0].endswith("/tcplinger"):
+            return " ".join(("tcplinger",) + self.argv[1:])
+        if self.argv[:2] == (sys.executable, "-m"):
+            return " ".join(self.argv[2:])
+        return " ".join(self.argv) if self.key != "netns-exec" else "ip netns exec (true)"
+
+
+def default_commands() -> list[Command]:
+    tl = tuple(tcplinger_argv())
+    return [
+        Command("netns-exec", ("true",)),
+        Command("ss", ("ss", "-tan")),
+        Command("ss-p", ("ss", "-tanp"), QUADRATIC_LIMIT),
+        Command("netstat-p", ("netstat", "-tanp"), QUADRATIC_LIMIT),
+        Command("psutil", (sys.executable, "-c", "import psutil; psutil.net_connections('tcp')"),
+                QUADRATIC_LIMIT),
+        Command("tl-stats", tl + ("stats",)),
+        Command("tl-ls-json", tl + ("ls", "--json")),
+        Command("tl-ls-close-wait-owners", tl + ("ls", "--state", "close-wait", "--owners")),
+        Command("tl-report", tl),
+    ]
+
+
+@dataclass
+class Run:
+    wall_s: float
+    cpu_s: float
+    maxrss_mb: float
+    returncode: int
+    stderr: str
+
+
+def run_once(argv: list[str], timeout: float) -> Run:
+    """Run ``argv`` with stdout to /dev/null; wall clock, CPU and peak RSS
+    from ``wait4()`` on the child."""
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=err, start_new_session=True)
+        # Kill the whole session on timeout: the command may have children.
+        timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
+        timer.start()
+        try:
+            _pid, status, ru = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        err.seek(0)
+        stderr = err.read()[-4000:].decode(errors="replace")
+    if proc.returncode == -signal.SIGKILL and wall >= timeout:
+        stderr += f"\n[killed after {timeout} s timeout]"
+    return Run(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, proc.returncode, stderr)
+
+
+def classify_failure(run: Run) -> str:
+    """'n/a' when the tool or subcommand does not exist (yet), else 'error'.
+
+    >>> classify_failure(Run(0.1, 0.1, 9, 2, "usage: tcplinger ...\\ntcplinger: error: argument cmd: invalid choice: 'stats'"))
+    'n/a'
+    >>> classify_failure(Run(0.1, 0.1, 9, 1, "ModuleNotFoundError: No module named 'tcplinger.cli.main'"))
+    'n/a'
+    >>> classify_failure(Run(0.1, 0.1, 9, 1, "Traceback ...\\nKeyError: 5"))
+    'error'
+    """
+    text = run.stderr
+    if run.returncode == 127 or "No such file or directory" in text and "exec of" in text:
+        return "n/a"
+    if "ModuleNotFoundError" in text or "ImportError" in text:
+        return "n/a"
+    if run.returncode == 2 and ("usage:" in text or "invalid choice" in text
+                                or "unrecognized arguments" in text):
+        return "n/a"
+    return "error"
+
+
+@dataclass
+class Result:
+    key: str
+    label: str
+    argv: list[str]
+    status: str = "ok"  # ok | n/a | error | skipped
+    reason: str = ""
+    wall_s: list[float] = field(default_factory=list)
+    cpu_s: list[float] = field(default_factory=list)
+    maxrss_mb: list[float] = field(default_factory=list)
+    wall_median_s: float | None = None
+    cpu_median_s: float | None = None
+    maxrss_median_mb: float | None = None
+    ratio_to_ss: float | None = None
+
+
+def measure(pop: popgen.Population, commands: list[Command], repeat: int, warmup: int,
+            timeout: float, log=print) -> list[Result]:
+    n = pop.plan.sockets
+    results = {c.key: Result(c.key, c.label, pop.exec_argv(*c.argv)) for c in commands}
+    active = []
+    for c in commands:
+        r = results[c.key]
+        if c.max_sockets is not None and n > c.max_sockets:
+            r.status, r.reason = "skipped", f"quadratic: only up to {c.max_sockets} sockets"
+            continue
+        if shutil.which(c.argv[0]) is None:
+            r.status, r.reason = "n/a", f"{c.argv[0]} not found"
+            continue
+        for _ in range(warmup):
+            run = run_once(r.argv, timeout)
+            if run.returncode != 0:
+                r.status = classify_failure(run)
+                r.reason = run.stderr.strip().splitlines()[-1] if run.stderr.strip() else f"exit {run.returncode}"
+                log(f"  {c.label}: {r.status} ({r.reason})")
+                break
+        else:
+            active.append(c)
+    for i in range(repeat):
+        for c in active:
+            r = results[c.key]
+            if r.status != "ok":
+                continue
+            run = run_once(r.argv, timeout)
+            if run.returncode != 0:
+                r.status, r.reason = "error", run.stderr.strip()[-500:] or f"exit {run.returncode}"
+                log(f"  {c.label}: error in round {i + 1}: {r.reason}")
+                continue
+            r.wall_s.append(run.wall_s)
+            r.cpu_s.append(run.cpu_s)
+            r.maxrss_mb.append(run.maxrss_mb)
+            log(f"  round {i + 1}/{repeat} {c.label}: {run.wall_s:.3f} s, "
+                f"{run.cpu_s:.3f} s CPU, {run.maxrss_mb:.1f} MB")
+    for r in results.values():
+        if r.status == "ok" and r.wall_s:
+            r.wall_median_s = statistics.median(r.wall_s)
+            r.cpu_median_s = statistics.median(r.cpu_s)
+            r.maxrss_median_mb = statistics.median(r.maxrss_mb)
+    ss = results.get("ss")
+    if ss and ss.wall_median_s:
+        for r in results.values():
+            if r.wall_median_s is not None:
+                r.ratio_to_ss = r.wall_median_s / ss.wall_median_s
+    return list(results.values())
+
+
+def format_table(results: list[Result]) -> str:
+    """Markdown table of one population's results."""
+    rows = ["| command | wall s (median) | × ss -tan | CPU s | peak RSS MB | runs |",
+            "|---|---:|---:|---:|---:|---|"]
+    for r in results:
+        if r.status != "ok":
+            rows.append(f"| `{r.label}` | {r.status} | | | | {r.reason[:60]} |")
+            continue
+        runs = ", ".join(f"{w:.3f}" for w in r.wall_s)
+        ratio = f"{r.ratio_to_ss:.2f}" if r.ratio_to_ss is not None else ""
+        rows.append(f"| `{r.label}` | {r.wall_median_s:.3f} | {ratio} | {r.cpu_median_s:.3f} "
+                    f"| {r.maxrss_median_mb:.1f} | {runs} |")
+    return "\n".join(rows)
+
+
+def _first_line(argv: list[str]) -> str | None:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return None
+
+
+def machine_info() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal:")))
+    try:
+        import psutil
+        psutil_version = psutil.__version__
+    except ImportError:
+        psutil_version = None
+    sysctl = {name: Path("/proc/sys/net/ipv4", name).read_text().strip()
+              for name in ("tcp_max_tw_buckets", "tcp_max_orphans")}
+    return {
+        "kernel": platform.release(), "cpu": cpu, "cpus": os.cpu_count(),
+        "mem_gb": round(mem_kb / 2**20, 1), "python": platform.python_version(),
+        "ss": _first_line(["ss", "-V"]), "netstat": _first_line(["netstat", "-V"]),
+        "psutil": psutil_version, "tcplinger_argv": tcplinger_argv(),
+        "host_sysctls": sysctl,
+        "rlimit_nofile": list(__import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE)),
+    }
+
+
+def loadavg() -> list[float]:
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sockets", default="10000,100000,1000000",
+                    help="comma-separated population sizes (1M, 100k accepted)")
+    ap.add_argument("--repeat", type=int, default=3, help="measured runs per command (median)")
+    ap.add_argument("--warmup", type=int, default=1, help="unmeasured runs per command first")
+    ap.add_argument("--mix", default=popgen.DEFAULT_MIX, help="population mix (see popgen.py)")
+    keys = [c.key for c in default_commands()]
+    ap.add_argument("--commands", help=f"comma-separated subset of: {','.join(keys)}")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds per command run")
+    ap.add_argument("--no-refresh", action="store_true", help="let TIME-WAIT sockets expire")
+    ap.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the JSON result")
+    ap.add_argument("--quiet", "-q", action="store_true", help="no per-run lines")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        ap.error("needs root (network namespaces)")
+
+    commands = default_commands()
+    if args.commands:
+        wanted = [k.strip() for k in args.commands.split(",") if k.strip()]
+        unknown = set(wanted) - set(keys)
+        if unknown:
+            ap.error(f"unknown commands {sorted(unknown)}; choose from {keys}")
+        commands = [c for c in commands if c.key in wanted]
+    sizes = [popgen.parse_count(s) for s in args.sockets.split(",") if s.strip()]
+    log = (lambda *a: None) if args.quiet else print
+    signal.signal(signal.SIGTERM, popgen._interrupt)
+
+    started = dt.datetime.now(dt.timezone.utc)
+    report = {"started": started.isoformat(timespec="seconds"), "argv": sys.argv,
+              "mix": args.mix, "repeat": args.repeat, "warmup": args.warmup,
+              "machine": machine_info(), "populations": []}
+    args.out.mkdir(parents=True, exist_ok=True)
+    out_path = args.out / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+
+    for n in sizes:
+        print(f"\n== {n} sockets: building ({args.mix})", flush=True)
+        entry = {"sockets": n, "loadavg_before": loadavg()}
+        with popgen.Population(n, args.mix, refresh_time_wait=not args.no_refresh) as pop:
+            entry.update(netns=pop.netns, holders=len(pop.plan.holders), notes=list(pop.plan.notes),
+                         build_seconds=round(pop.build_seconds, 2), expected=pop.expected())
+            print(f"built in {pop.build_seconds:.1f} s in {len(pop.plan.holders)} holders: "
+                  f"{popgen._format_counts(pop.expected())}", flush=True)
+            entry["observed_before"] = dict(popgen.ss_counts(pop.netns))
+            results = measure(pop, commands, args.repeat, args.warmup, args.timeout, log)
+            entry["observed_after"] = dict(popgen.ss_counts(pop.netns))
+        entry["teardown_seconds"] = round(pop.teardown_seconds or 0, 2)
+        entry["loadavg_after"] = loadavg()
+        entry["results"] = [asdict(r) for r in results]
+        report["populations"].append(entry)
+        print(f"\n{n} sockets (load average {entry['loadavg_before'][0]:.1f} -> "
+              f"{entry['loadavg_after'][0]:.1f}):\n{format_table(results)}", flush=True)
+        out_path.write_text(json.dumps(report, indent=1) + "\n")  # after each size: partial results survive
+    print(f"\nresults: {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

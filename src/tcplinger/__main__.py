@@ -1,0 +1,5 @@
+import sys
+
+from tcplinger.cli.main import main
+
+sys.exit(main())

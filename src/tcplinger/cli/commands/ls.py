@@ -1,0 +1,56 @@
+"""``tcplinger ls``: every socket in scope, like ``ss -tan``, with age,
+owner and namespace."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ...collect.snapshot import Scope
+from ...export import jsonout
+from ...ui import sockets as sockets_view
+from .. import query
+from ..options import Filters, add_filters, add_scope, filters_from, scope_from
+from ..output import report_problems, snapshot_meta
+
+NAME = "ls"
+
+
+@dataclass(frozen=True)
+class LsOptions:
+    scope: Scope
+    filters: Filters
+    owners: bool
+    json: bool
+
+
+def register(sub) -> None:
+    p = sub.add_parser(NAME, help="list sockets (like ss -tan) with age, owner and namespace",
+                       description="List TCP sockets with their state, timer, age in state "
+                                   "(and where that age comes from), owner and namespace.")
+    add_scope(p)
+    add_filters(p)
+    p.add_argument("--owners", action="store_true",
+                   help="find the owning processes (walks /proc/*/fd for the listed sockets)")
+    p.add_argument("--json", action="store_true", help="JSON output (docs/json.md)")
+    p.set_defaults(run=lambda args, term, msg: run(
+        LsOptions(scope_from(args), filters_from(args), args.owners, args.json), term, msg))
+
+
+def run(opts: LsOptions, term, msg) -> int:
+    view = query.collect(opts.scope, opts.filters, want_owners=opts.owners)
+    if opts.json:
+        w = term.stdout.write
+        w("{")
+        objects = (obj for part in view.parts
+                   for obj in jsonout.socket_objects(part.table, netns=part.ns.netns,
+                                                     owners=part.owners, ages=part.age_arrays()))
+        jsonout.write_array(w, "sockets", objects)
+        for key, value in snapshot_meta(view).items():
+            w(", " + json.dumps(key) + ": " + json.dumps(value))
+        w("}\n")
+    else:
+        for line in sockets_view.render(view, msg, width=term.width):
+            term.out(line)
+    report_problems(view, term, msg)
+    return 0

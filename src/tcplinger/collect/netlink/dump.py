@@ -1,0 +1,241 @@
+"""sock_diag I/O: the netlink socket, the TCP dump and exact lookups.
+
+A netlink socket answers for the network namespace it was created in, not
+for the one its user is in later (netlink_create() keeps the creator's
+``struct net``). :class:`DiagSocket` therefore opens in the *calling
+thread's* namespace: enter the namespace (setns in a worker thread), open
+the socket, and it keeps reading that namespace from any thread.
+
+The kernel fills a dump one skb per recvmsg(), each at most 32 KiB
+(netlink_dump(), net/netlink/af_netlink.c caps max_recvmsg_len at
+SKB_WITH_OVERHEAD(32768)). The datagrams are received back to back into
+one preallocated buffer and decoded a batch at a time, so the numpy work
+is paid per batch, not per datagram (see :data:`DEFAULT_BUFSIZE`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import socket
+import struct
+
+import numpy as np
+
+from ...model.states import REPORTED, state_mask
+from ...model.table import SocketTable
+from . import codec, wire
+
+#: Every state ``ss -a`` shows (request sockets included, bound-only
+#: sockets of TCP_BOUND_INACTIVE excluded, as ss leaves them out).
+ALL = state_mask(REPORTED)
+
+#: Batch buffer. Measured on a 1M-socket namespace (see the report in
+#: tests/data/netlink/bench_decode.py): 4 MiB was fastest; 32 KiB (one
+#: datagram a batch) pays numpy overhead per datagram, and buffers larger
+#: than the L2/L3-friendly few MiB gain nothing.
+DEFAULT_BUFSIZE = 4 << 20
+#: Room a recv needs: one dump skb (<= 32 KiB, see the module docstring).
+_MAX_DATAGRAM = 32 << 10
+DEFAULT_RCVBUF = 4 << 20
+
+_HDR = struct.Struct("=IHHII")
+_DONE_LEN = 20  # nlmsghdr + int: NLMSG_DONE without extended-ack TLVs
+
+#: Errors meaning "sock_diag cannot serve this": fall back to /proc.
+_UNAVAILABLE = frozenset({errno.ENOENT, errno.EOPNOTSUPP, errno.EPROTONOSUPPORT,
+                          errno.EAFNOSUPPORT, errno.EACCES, errno.EPERM})
+
+
+class DiagError(OSError):
+    """sock_diag answered with an error."""
+
+
+class DiagUnavailable(DiagError):
+    """sock_diag cannot be used here (no NETLINK_SOCK_DIAG, no tcp_diag,
+    not permitted): read /proc/net/tcp instead."""
+
+
+def _error(err: int, what: str) -> DiagError:
+    cls = DiagUnavailable if err in _UNAVAILABLE else DiagError
+    return cls(err, f"{what}: {os.strerror(err)}")
+
+
+class DiagSocket:
+    """AF_NETLINK/NETLINK_SOCK_DIAG socket bound to the current namespace.
+
+    Use it as a context manager and pass it to :func:`dump` and
+    :func:`lookup` to reuse its receive buffer across calls.
+    """
+
+    def __init__(self, *, bufsize: int = DEFAULT_BUFSIZE, rcvbuf: int = DEFAULT_RCVBUF):
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                 wire.NETLINK_SOCK_DIAG)
+        except OSError as exc:
+            raise DiagUnavailable(exc.errno, f"cannot open NETLINK_SOCK_DIAG: {exc.strerror}") from exc
+        try:
+            try:
+                # SO_RCVBUFFORCE ignores net.core.rmem_max; root only.
+                sock.setsockopt(socket.SOL_SOCKET, 33, rcvbuf)  # SO_RCVBUFFORCE
+            except PermissionError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.bind((0, 0))
+            self.portid: int = sock.getsockname()[0]
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+        self._buf = bytearray(max(bufsize, _MAX_DATAGRAM))
+        self._view = memoryview(self._buf)
+        self._u8 = np.frombuffer(self._buf, np.uint8)
+        #: Rows to reserve for the next dump: grows to what dumps returned.
+        self.capacity_hint = 4096
+        # A distinctive seq makes the decoder's seq search (codec.message_starts)
+        # hit message headers only.
+        self._seq = random.getrandbits(31) | 0x4000_0000
+
+    # -- plumbing ---------------------------------------------------------
+    def next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0x7FFF_FFFF or 1
+        return self._seq
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        self._u8 = None
+        self._view.release()
+        self._sock.close()
+
+    def __enter__(self) -> "DiagSocket":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def send(self, request: bytes) -> None:
+        self._sock.sendto(request, (0, 0))
+
+    def recv_one(self) -> bytes:
+        """One datagram, copied out."""
+        n = self._sock.recv_into(self._view, len(self._buf), socket.MSG_TRUNC)
+        if n > len(self._buf):
+            raise DiagError(errno.EMSGSIZE, f"netlink datagram of {n} bytes truncated")
+        return bytes(self._view[:n])
+
+    def exchange(self, request: bytes) -> list[bytes]:
+        """Send ``request``; return the raw reply datagrams.
+
+        Reads until NLMSG_DONE or NLMSG_ERROR, or after the first datagram
+        of a request that is neither a dump nor asks for an ack. For
+        recording fixtures and debugging; :func:`dump` is the fast path.
+        """
+        flags = _HDR.unpack_from(request)[2]
+        self.send(request)
+        out = []
+        while True:
+            data = self.recv_one()
+            out.append(data)
+            types = [_HDR.unpack_from(data, int(p))[1]
+                     for p in codec.message_starts(codec._as_u8(data))]
+            if wire.NLMSG_DONE in types or wire.NLMSG_ERROR in types:
+                return out
+            if not flags & (wire.NLM_F_DUMP | wire.NLM_F_ACK):
+                return out
+
+    # -- the dump -----------------------------------------------------------
+    def dump_family(self, family: int, states_mask: int, *, tcp_info: bool = False,
+                    sink: codec.RowSink | None = None) -> SocketTable:
+        """One family's dump; rows are appended to ``sink`` when given."""
+        if sink is None:
+            sink = codec.RowSink(self.capacity_hint, tcp_info=tcp_info)
+        seq = self.next_seq()
+        self.send(codec.encode_dump_request(family, states_mask, tcp_info=tcp_info, seq=seq))
+        buf, view, u8, recv_into = self._buf, self._view, self._u8, self._sock.recv_into
+        size = len(buf)
+        room_needed = min(_MAX_DATAGRAM, size)
+        done_tail = (_DONE_LEN, wire.NLMSG_DONE)
+        unpack = _HDR.unpack_from
+        off = 0
+        while True:
+            if size - off < room_needed:
+                self._decode_batch(off, sink, tcp_info, family)
+                off = 0
+            n = recv_into(view[off:], size - off, socket.MSG_TRUNC)
+            if n > size - off:
+                raise DiagError(errno.EMSGSIZE, f"netlink datagram of {n} bytes truncated")
+            start, off = off, off + n
+            # The dump ends with NLMSG_DONE as the last message of a datagram,
+            # or (a refused request) with a lone NLMSG_ERROR.
+            if off >= start + _DONE_LEN and unpack(buf, off - _DONE_LEN)[:2] == done_tail:
+                pass
+            elif n >= 16 and unpack(buf, start)[1] == wire.NLMSG_ERROR:
+                pass
+            else:
+                continue
+            done = self._decode_batch(off, sink, tcp_info, family)
+            off = 0
+            if done:
+                break
+        self.capacity_hint = max(self.capacity_hint, sink.n + sink.n // 8)
+        return sink.table()
+
+    def _decode_batch(self, nbytes: int, sink: codec.RowSink, tcp_info: bool,
+                      family: int) -> bool:
+        done, error = codec.decode_into(self._u8, nbytes, sink, tcp_info=tcp_info)
+        if error:
+            raise _error(error, f"sock_diag dump of family {family}")
+        return done
+
+
+def dump(states_mask: int = ALL, families=(socket.AF_INET, socket.AF_INET6), *,
+         tcp_info: bool = False, sock: DiagSocket | None = None) -> SocketTable:
+    """All TCP sockets of ``families`` in ``states_mask`` (``1 << state``).
+
+    Both families by default: an AF_INET dump leaves AF_INET6 sockets out
+    (and AF_INET6 ones report v4-mapped addresses for IPv4 peers). The
+    kernel applies ``states_mask`` itself. Without ``sock`` a socket is
+    opened for the call, in the calling thread's namespace.
+    """
+    own = sock is None
+    if own:
+        sock = DiagSocket()
+    try:
+        # One sink for every family: the table is built in place, never concatenated.
+        sink = codec.RowSink(sock.capacity_hint, tcp_info=tcp_info)
+        for fam in families:
+            sock.dump_family(fam, states_mask, tcp_info=tcp_info, sink=sink)
+    finally:
+        if own:
+            sock.close()
+    return sink.table()
+
+
+def lookup(family: int, src: str, sport: int, dst: str, dport: int,
+           cookie: int = wire.NO_COOKIE, *, tcp_info: bool = False,
+           sock: DiagSocket | None = None) -> SocketTable:
+    """The one socket with local ``src:sport``, remote ``dst:dport`` (and
+    ``cookie``, unless NO_COOKIE): a table of 0 or 1 row.
+
+    Works for timewait-type sockets too. Not found (ENOENT) and a cookie
+    that no longer matches the 4-tuple (ESTALE: the port was reused) both
+    give an empty table.
+    """
+    own = sock is None
+    if own:
+        sock = DiagSocket()
+    try:
+        req = codec.encode_exact_request(family, src=src, sport=sport, dst=dst, dport=dport,
+                                         cookie=cookie, seq=sock.next_seq(), tcp_info=tcp_info)
+        sock.send(req)
+        chunk = codec.decode_dump(sock.recv_one(), tcp_info=tcp_info)
+    finally:
+        if own:
+            sock.close()
+    if chunk.error in (errno.ENOENT, errno.ESTALE):
+        return codec.decode_dump(b"", tcp_info=tcp_info).table
+    if chunk.error:
+        raise _error(chunk.error, "sock_diag lookup")
+    return chunk.table

@@ -1,0 +1,153 @@
+"""Take a snapshot: the sockets and kernel context of the namespaces in scope.
+
+Each namespace is read from inside it (a worker thread that setns()'d, see
+collect/setns.py) through sock_diag, falling back to /proc/net/tcp when
+sock_diag is unavailable, and to /proc/PID/net of a process in it when the
+namespace cannot be entered (not root).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..model.kernel import KernelContext
+from ..model.snapshot import NetnsSnapshot, Snapshot
+from ..model.states import TcpState, state_mask
+from ..model.table import SocketTable
+from . import kernel as kernel_reader
+from . import netns as netns_mod
+from . import procfs
+from .setns import run_in_netns
+
+ALL_STATES = frozenset(s for s in TcpState if s != TcpState.NEW_SYN_RECV)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which namespaces to look at: the caller's by default."""
+
+    netns: str | None = None
+    netns_pid: int | None = None
+    all_netns: bool = False
+
+
+@dataclass(frozen=True)
+class Roots:
+    """Where the kernel is: real paths by default, recorded trees in tests."""
+
+    proc: Path = Path("/proc")
+    run_netns: Path = Path("/run/netns")
+
+
+def resolve(scope: Scope, roots: Roots = Roots()) -> tuple[list, int]:
+    """Namespaces in scope as NetnsInfo, and how many pids were unreadable."""
+    if scope.netns is not None:
+        return [netns_mod.by_name(scope.netns, run_netns=roots.run_netns,
+                                  proc_root=roots.proc)], 0
+    if scope.netns_pid is not None:
+        return [netns_mod.by_pid(scope.netns_pid, roots.proc,
+                                 run_netns=roots.run_netns)], 0
+    if scope.all_netns:
+        found = netns_mod.discover(roots.proc, roots.run_netns)
+        return list(found), found.denied
+    return [netns_mod.current(roots.proc, run_netns=roots.run_netns)], 0
+
+
+def take(scope: Scope = Scope(), *, states=None, info_states=frozenset(),
+         roots: Roots = Roots()) -> Snapshot:
+    """Read every namespace in ``scope``.
+
+    ``states`` limits the dump in the kernel (None: all). ``info_states``
+    are the states for which tcp_info is fetched as well (its 280 bytes a
+    socket are too dear to ask for every socket of a large host).
+    """
+    targets, unreadable = resolve(scope, roots)
+    wanted = ALL_STATES if states is None else frozenset(states)
+    snap = Snapshot()
+    if unreadable:
+        why = " (not root)" if os.geteuid() != 0 else ""
+        snap.skipped.append((None, f"{unreadable} processes could not be inspected{why}:"
+                                   " namespaces only they are in may be missing"))
+    # tcp_max_orphans and tcp_mem exist in the init namespace only: read
+    # them here, in the caller's thread, for the namespaces entered below.
+    host = kernel_reader.read_global_sysctls(roots.proc)
+    for info in targets:
+        try:
+            if info.current:
+                ns = _collect(info, wanted, frozenset(info_states), roots, host)
+            else:
+                ns = run_in_netns(info.path, _collect, info, wanted,
+                                  frozenset(info_states), roots, host)
+        except PermissionError as exc:
+            ns = _collect_from_pid(info, wanted, roots, exc)
+            if ns is None:
+                snap.skipped.append((info.ref, f"cannot enter: {exc.strerror or exc}"))
+                continue
+        snap.namespaces.append(ns)
+    return snap
+
+
+def _collect(info, wanted, info_states, roots: Roots, host: dict) -> NetnsSnapshot:
+    """Runs inside the namespace (the calling thread is in it)."""
+    warnings: list[str] = []
+    proc_net = roots.proc / "thread-self" / "net"
+    try:
+        table = _dump(wanted, info_states & wanted)
+        source = "netlink"
+    except _diag_unavailable() as exc:
+        warnings.append(f"sock_diag unavailable ({exc}); read /proc/net/tcp instead:"
+                        " no cookies, no tcp_info, no shutdown state")
+        table = _filter_states(procfs.read_sockets(proc_net), wanted)
+        source = "procfs"
+    kctx = kernel_reader.read_kernel_context(roots.proc, proc_net=proc_net,
+                                             global_sysctls=host)
+    return NetnsSnapshot(netns=info.ref, table=table, kernel=kctx, source=source,
+                         taken_at=time.time(), monotonic=time.monotonic(),
+                         pids=tuple(info.pids), warnings=tuple(warnings))
+
+
+def _collect_from_pid(info, wanted, roots: Roots, exc) -> NetnsSnapshot | None:
+    """Not allowed to enter: /proc/PID/net of a process in it still reads."""
+    for pid in info.pids:
+        proc_net = roots.proc / str(pid) / "net"
+        try:
+            table = _filter_states(procfs.read_sockets(proc_net), wanted)
+        except OSError:
+            continue
+        kctx = KernelContext(missing=("sysctls: cannot enter the namespace"
+                                      f" ({exc.strerror or exc})",))
+        return NetnsSnapshot(netns=info.ref, table=table, kernel=kctx, source="procfs",
+                             taken_at=time.time(), monotonic=time.monotonic(),
+                             pids=tuple(info.pids),
+                             warnings=(f"read through /proc/{pid}/net: cannot enter"
+                                       " the namespace, so no cookies or tcp_info",))
+    return None
+
+
+def _dump(wanted, info_states) -> SocketTable:
+    from .netlink import dump as nl
+
+    plain = wanted - info_states
+    with nl.DiagSocket() as sock:
+        parts = []
+        if plain:
+            parts.append(nl.dump(state_mask(plain), sock=sock))
+        if info_states:
+            parts.append(nl.dump(state_mask(info_states), tcp_info=True, sock=sock))
+    return SocketTable.concat(parts)
+
+
+def _diag_unavailable():
+    from .netlink.dump import DiagUnavailable
+    return DiagUnavailable
+
+
+def _filter_states(table: SocketTable, wanted) -> SocketTable:
+    if wanted >= ALL_STATES:
+        return table
+    import numpy as np
+    keep = np.isin(table.rows["state"], [int(s) for s in wanted])
+    return table.select(keep)

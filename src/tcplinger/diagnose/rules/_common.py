@@ -1,0 +1,100 @@
+"""Small helpers every rule uses: severity from thresholds, finding assembly."""
+
+from __future__ import annotations
+
+from ..finding import Confidence, Finding, Severity, Text
+from ..metadata import RuleMeta
+
+
+def at_least(value: float | None, threshold: float | None) -> bool:
+    """A threshold is reached when the value is at least it; None is off.
+
+    >>> at_least(10, 10), at_least(9, 10), at_least(5, None), at_least(None, 3)
+    (True, False, False, False)
+    """
+    return threshold is not None and value is not None and value >= threshold
+
+
+def level(value: float | None, warning: float | None, critical: float | None,
+          default: Severity | None = Severity.INFO) -> Severity | None:
+    """Severity of a value against a (warning, critical) pair.
+
+    >>> level(999, 10, 1000).name, level(1000, 10, 1000).name, level(9, 10, 1000).name
+    ('WARNING', 'CRITICAL', 'INFO')
+    """
+    if at_least(value, critical):
+        return Severity.CRITICAL
+    if at_least(value, warning):
+        return Severity.WARNING
+    return default
+
+
+def T(key: str, /, **fields) -> Text:  # noqa: N802 - reads like a message
+    return Text(key, fields)
+
+
+def finding(meta: RuleMeta, ctx, *, severity: Severity, count: int, title: Text,
+            evidence: dict, facts, cause, lifetime, fixes, confidence: Confidence,
+            confidence_reason: Text, owners=(), sample=None) -> Finding:
+    return Finding(rule=meta.id, severity=severity, netns=ctx.netns, count=int(count),
+                   title=title, evidence=evidence, facts=tuple(facts), cause=tuple(cause),
+                   lifetime=tuple(lifetime), fixes=tuple(fixes), confidence=confidence,
+                   confidence_reason=confidence_reason, owners=tuple(owners), sockets=sample)
+
+
+def persist_line(name: str, value) -> str:
+    """How to keep a sysctl across reboots.
+
+    One file per setting, so that two fixes never overwrite each other.
+
+    >>> print(persist_line("net.ipv4.tcp_fin_timeout", 30))
+    echo 'net.ipv4.tcp_fin_timeout = 30' > /etc/sysctl.d/90-tcplinger-tcp_fin_timeout.conf && sysctl -p /etc/sysctl.d/90-tcplinger-tcp_fin_timeout.conf
+    """
+    path = f"/etc/sysctl.d/90-tcplinger-{name.rsplit('.', 1)[-1]}.conf"
+    return f"echo '{name} = {value}' > {path} && sysctl -p {path}"
+
+
+def sysctl_command(name: str, value) -> str:
+    """The ``sysctl -w`` line.
+
+    >>> sysctl_command("net.ipv4.ip_local_port_range", "1024 65535")
+    'sysctl -w net.ipv4.ip_local_port_range="1024 65535"'
+    """
+    text = str(value)
+    return f'sysctl -w {name}="{text}"' if " " in text else f"sysctl -w {name}={text}"
+
+
+PEER_LOOKUPS = 2000  # rows whose other end is looked for (cost bound)
+
+
+def other_ends(ctx, world, rows) -> list[dict]:
+    """The other ends of ``rows`` found in the namespaces looked at,
+    grouped by (namespace, state, owner)."""
+    from ...model.states import TcpState
+
+    seen: dict[tuple, int] = {}
+    for i in rows[:PEER_LOOKUPS].tolist():
+        hit = world.peer_of(ctx, i)
+        if hit is None:
+            continue
+        other, j = hit
+        owners = other.owners_of_row(j)
+        who = owners[0] if owners else None
+        key = (other.netns.label(), TcpState(int(other.state[j])).name,
+               who.pid if who else None, who.comm if who else None,
+               int(other.inode[j]) == 0)
+        seen[key] = seen.get(key, 0) + 1
+    return [{"netns": k[0], "state": k[1], "pid": k[2], "comm": k[3], "orphan": k[4], "count": n}
+            for k, n in sorted(seen.items(), key=lambda kv: -kv[1])]
+
+
+def other_end_facts(here: list[dict], limit: int = 3) -> list:
+    out = []
+    for h in here[:limit]:
+        if h["pid"]:
+            out.append(T("rule.common.other_end", n=h["count"], state=h["state"],
+                         netns=h["netns"], comm=h["comm"], pid=h["pid"]))
+        else:
+            out.append(T("rule.common.other_end_unowned", n=h["count"], state=h["state"],
+                         netns=h["netns"]))
+    return out

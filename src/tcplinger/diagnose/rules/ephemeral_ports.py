@@ -1,0 +1,117 @@
+"""ephemeral-port-exhaustion: local ports per destination against the range.
+
+connect() needs a local port unused for its (local address, remote
+address, remote port): ``__inet_hash_connect()`` in
+net/ipv4/inet_hashtables.c searches ip_local_port_range, so one
+destination can hold at most that many connections from one source
+address, TIME_WAIT included (tcp_tw_reuse lets connect() take a TIME_WAIT
+port over for outgoing connections).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...model.socket import format_address
+from ...model.states import TcpState
+from ..context import address_words
+from ..evidence import percent
+from ..finding import Confidence, Fix, FixKind
+from ..metadata import BY_ID
+from ._common import T, at_least, finding, level, persist_line, sysctl_command
+
+META = BY_ID["ephemeral-port-exhaustion"]
+K = "rule.ephemeral-port-exhaustion."
+GROUPS_SHOWN = 5
+
+
+def evaluate(ctx, th, world, limit):
+    rng = ctx.sysctl("ip_local_port_range")
+    if not rng or th["info_ratio"] is None and th["warning_ratio"] is None \
+            and th["critical_ratio"] is None:
+        return []
+    lo, hi = int(rng[0]), int(rng[1])
+    size = hi - lo + 1
+    lowest = min(v for v in (th["info_ratio"], th["warning_ratio"], th["critical_ratio"])
+                 if v is not None)
+    rows = ctx.rows
+    sport = rows["sport"]
+    cand = (sport >= lo) & (sport <= hi) & ~ctx.in_state(TcpState.LISTEN, TcpState.CLOSE,
+                                                          TcpState.NEW_SYN_RECV)
+    if int(np.count_nonzero(cand)) < lowest * size:
+        return []  # no group can reach the lowest threshold: skip the grouping
+    if ctx.listen_ports:
+        cand &= ~np.isin(sport, np.fromiter(ctx.listen_ports, dtype=np.uint16))
+    idx = np.flatnonzero(cand)
+    keys = np.hstack([rows["family"][idx].astype(np.uint64)[:, None],
+                      address_words(rows["saddr"][idx]), address_words(rows["daddr"][idx]),
+                      rows["dport"][idx].astype(np.uint64)[:, None]])
+    uniq, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(-counts, kind="stable")
+    groups = []
+    for g in order:
+        c = int(counts[g])
+        if c < lowest * size:
+            break
+        members = idx[inverse == g]
+        i = int(members[0])
+        fam = int(rows["family"][i])
+        st = np.bincount(rows["state"][members], minlength=16)
+        groups.append({
+            "local_address": format_address(fam, rows["saddr"][i].tobytes()),
+            "remote_address": format_address(fam, rows["daddr"][i].tobytes()),
+            "remote_port": int(rows["dport"][i]),
+            "sockets": c,
+            "ratio": round(c / size, 4),
+            "states": {TcpState(s).name: int(v) for s, v in enumerate(st) if v},
+            "_members": members,
+        })
+    if not groups:
+        return []
+    worst = groups[0]
+    ratio = worst["sockets"] / size
+    severity = level(ratio, th["warning_ratio"], th["critical_ratio"])
+    members = worst.pop("_members")
+    for g in groups[1:]:
+        g.pop("_members")
+    tw_share = worst["states"].get("TIME_WAIT", 0) / worst["sockets"]
+    reuse = ctx.sysctl("tcp_tw_reuse")
+    evidence = {
+        "ip_local_port_range": [lo, hi],
+        "ports_in_range": size,
+        "groups": groups[:GROUPS_SHOWN],
+        "groups_over_info": len(groups),
+        "tcp_tw_reuse": reuse,
+    }
+    dest = f"{worst['remote_address']}:{worst['remote_port']}" if ":" not in worst["remote_address"] \
+        else f"[{worst['remote_address']}]:{worst['remote_port']}"
+    title = T(K + "title", n=worst["sockets"], size=size, dest=dest, pct=percent(ratio))
+    facts = [T(K + "fact.range", lo=lo, hi=hi, size=size)]
+    for g in groups[:GROUPS_SHOWN]:
+        d = f"{g['remote_address']}:{g['remote_port']}"
+        facts.append(T(K + "fact.group", src=g["local_address"], dest=d, n=g["sockets"],
+                       pct=percent(g["ratio"]),
+                       states=", ".join(f"{k} {v}" for k, v in sorted(g["states"].items()))))
+    cause = [T(K + "cause")]
+    if tw_share >= 0.5:
+        cause.append(T(K + "cause.time_wait", pct=percent(tw_share)))
+    else:
+        cause.append(T(K + "cause.open"))
+    lifetime = [T(K + "life")]
+    fixes = [Fix(FixKind.APP, T(K + "fix.reuse"))]
+    if tw_share > 0 and reuse != 1:
+        fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.tw_reuse", value=reuse),
+                         command=sysctl_command("net.ipv4.tcp_tw_reuse", 1),
+                         persist=persist_line("net.ipv4.tcp_tw_reuse", 1)))
+    if size < 64512:
+        fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.range", size=size),
+                         command=sysctl_command("net.ipv4.ip_local_port_range", "1024 65535"),
+                         persist=persist_line("net.ipv4.ip_local_port_range", "1024 65535")))
+    fixes.append(Fix(FixKind.SOCKET, T(K + "fix.more_addresses")))
+    conf = Confidence.HIGH if at_least(ratio, th["warning_ratio"]) else Confidence.MEDIUM
+    reason = T(K + ("conf.high" if conf is Confidence.HIGH else "conf.medium"))
+    return [finding(META, ctx, severity=severity, count=worst["sockets"], title=title,
+                    evidence=evidence, facts=facts, cause=cause, lifetime=lifetime, fixes=fixes,
+                    confidence=conf, confidence_reason=reason,
+                    sample=ctx.sample(members, limit))]

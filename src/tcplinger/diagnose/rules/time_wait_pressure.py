@@ -1,0 +1,126 @@
+"""time-wait-pressure: TIME_WAIT against tcp_max_tw_buckets.
+
+TIME_WAIT lasts TCP_TIMEWAIT_LEN, 60 s (include/net/tcp.h); on Linux 6.18
+it measured 60 s with tcp_fin_timeout = 5. tcp_max_tw_buckets counts every
+timewait-type socket, orphaned FIN_WAIT2 minisockets included; past it,
+``tcp_time_wait()`` (net/ipv4/tcp_minisocks.c) closes the socket at once
+and counts TCPTimeWaitOverflow: with tcp_max_tw_buckets = 3, six more
+closes left 3 TIME_WAIT and added 4 to the counter (one bucket was taken).
+The side that closes first gets the TIME_WAIT: a local port with a
+listener means this host, the server, closed first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...model.kernel import TCP_TIMEWAIT_LEN_S
+from ...model.states import TcpState
+from ..evidence import endpoint_text, percent, port_text, top_local_ports, top_remote
+from ..finding import Confidence, Fix, FixKind, Severity
+from ..lifetimes import DEFAULT_FIN_TIMEOUT
+from ..metadata import BY_ID
+from ._common import T, at_least, finding, level, persist_line, sysctl_command
+
+META = BY_ID["time-wait-pressure"]
+K = "rule.time-wait-pressure."
+
+
+def evaluate(ctx, th, world, limit):
+    idx = ctx.indices(ctx.in_state(TcpState.TIME_WAIT))
+    n = int(len(idx))
+    tw_type = int(np.count_nonzero(ctx.rows["timewait"]))
+    buckets = ctx.sysctl("tcp_max_tw_buckets")
+    ratio = tw_type / buckets if buckets else None
+    overflow = ctx.counter("TCPTimeWaitOverflow")
+    overflow_delta = ctx.delta("TCPTimeWaitOverflow")
+    rising = bool(overflow_delta and overflow_delta > 0)
+    if not (at_least(n, th["info_count"]) or at_least(ratio, th["warning_ratio"]) or rising
+            or (overflow and n)):
+        return []
+
+    ports = ctx.rows["sport"][idx]
+    listening = np.fromiter(ctx.listen_ports, dtype=np.uint16) if ctx.listen_ports else \
+        np.zeros(0, np.uint16)
+    server_mask = np.isin(ports, listening)
+    server = idx[server_mask]
+    client = idx[~server_mask]
+    tw_reuse = ctx.sysctl("tcp_tw_reuse")
+    fin = ctx.sysctl("tcp_fin_timeout", DEFAULT_FIN_TIMEOUT)
+    rng = ctx.sysctl("ip_local_port_range")
+    created = ctx.delta("TW")
+    interval = ctx.inp.interval
+
+    severity = level(ratio, th["warning_ratio"], th["critical_ratio"])
+    if rising:
+        severity = Severity.CRITICAL
+
+    evidence = {
+        "time_wait": n,
+        "timewait_type_sockets": tw_type,
+        "tcp_max_tw_buckets": buckets,
+        "ratio": round(ratio, 4) if ratio is not None else None,
+        "TCPTimeWaitOverflow": overflow,
+        "TCPTimeWaitOverflow_delta": overflow_delta,
+        "interval_s": interval,
+        "created_per_s_estimate": round(n / TCP_TIMEWAIT_LEN_S, 3),
+        "created_per_s_measured": (round(created / interval, 3)
+                                   if created is not None and interval else None),
+        "server_side": int(len(server)),
+        "client_side": int(len(client)),
+        "server_ports": top_local_ports(ctx, server),
+        "server_peers": top_remote(ctx, server),
+        "client_destinations": top_remote(ctx, client, with_port=True),
+        "tcp_tw_reuse": tw_reuse,
+        "tcp_fin_timeout": fin,
+        "ip_local_port_range": list(rng) if rng else None,
+    }
+    title = T(K + "title", n=n, buckets=buckets if buckets else "?",
+              pct=percent(ratio) if ratio is not None else "?")
+    facts = [T(K + "fact.count", n=n, tw=tw_type, buckets=buckets if buckets else "?",
+               pct=percent(ratio) if ratio is not None else "?")]
+    if overflow is not None:
+        if overflow_delta is not None:
+            facts.append(T(K + "fact.overflow_delta", total=overflow, delta=overflow_delta,
+                           interval=f"{interval:.0f}" if interval else "?"))
+        else:
+            facts.append(T(K + "fact.overflow", total=overflow))
+    facts.append(T(K + "fact.rate", rate=f"{n / TCP_TIMEWAIT_LEN_S:.3g}"))
+    if len(server):
+        facts.append(T(K + "fact.server", n=int(len(server)),
+                       ports=port_text(evidence["server_ports"]),
+                       peers=endpoint_text(evidence["server_peers"])))
+    if len(client):
+        facts.append(T(K + "fact.client", n=int(len(client)),
+                       dests=endpoint_text(evidence["client_destinations"])))
+
+    cause = [T(K + "cause")]
+    if len(server) >= len(client):
+        cause.append(T(K + "cause.server"))
+    else:
+        cause.append(T(K + "cause.client"))
+    if rising or overflow:
+        cause.append(T(K + "cause.overflow"))
+
+    lifetime = [T(K + "life", fin=fin), T(K + "life.no_knob")]
+    if buckets:
+        lifetime.append(T(K + "life.overflow", buckets=buckets))
+
+    fixes = [Fix(FixKind.APP, T(K + "fix.reuse"))]
+    if len(server):
+        fixes.append(Fix(FixKind.APP, T(K + "fix.client_closes")))
+    if len(client):
+        if tw_reuse != 1:
+            fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.tw_reuse", value=tw_reuse),
+                             command=sysctl_command("net.ipv4.tcp_tw_reuse", 1),
+                             persist=persist_line("net.ipv4.tcp_tw_reuse", 1)))
+        fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.port_range"),
+                         command=sysctl_command("net.ipv4.ip_local_port_range", "1024 65535"),
+                         persist=persist_line("net.ipv4.ip_local_port_range", "1024 65535")))
+    fixes.append(Fix(FixKind.SOCKET, T(K + "fix.linger0")))
+    fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.not_these")))
+
+    conf, reason = Confidence.HIGH, T(K + "conf")
+    return [finding(META, ctx, severity=severity, count=n, title=title, evidence=evidence,
+                    facts=facts, cause=cause, lifetime=lifetime, fixes=fixes, confidence=conf,
+                    confidence_reason=reason, sample=ctx.sample(idx, limit))]

@@ -1,0 +1,242 @@
+"""Sweeps: the same scenario over a grid of parameter values.
+
+Numeric parameters (durations, counts) are simulated in *lockstep*: one
+run of the engine carries a numpy array of values, one per grid point, and
+every time and parameter derived from them (sim/num.py). When a decision
+differs between points (a timeout above or below 60 s, one event before
+or after another) the batch splits in two and each half runs again from
+the start, so each point follows exactly the path a scalar run would take
+(tests/unit/test_sim_sweep.py checks this point by point). Choices and
+booleans group the grid instead.
+
+>>> axes = [parse_vary("tcp_fin_timeout=30,61..63:1")]
+>>> axes[0].values
+('30', 61.0, 62.0, 63.0)
+>>> from tcplinger.sim import presets
+>>> make = lambda v: presets.build("linux-orphan-fin-wait-2", v)
+>>> pts = run_sweep(make, axes, kinds={"tcp_fin_timeout": "seconds"})
+>>> [round(p.lingering["client"], 3) for p in pts.points()]
+[31.026, 2.036, 4.036, 6.26]
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..model.states import name as state_name
+from ..model.timeline import TEARDOWN_STATES
+from .num import Split, scalar
+from .params import ParamError
+from .scenario import from_document
+from .simulation import Run
+
+#: Grid points simulated together at most (memory and split cost).
+CHUNK = 16384
+
+
+@dataclass(frozen=True)
+class Axis:
+    key: str
+    values: tuple
+
+
+def _range(text: str) -> list[float] | None:
+    """``START..STOP:STEP`` (inclusive) as numbers, or None."""
+    if ".." not in text:
+        return None
+    head, _, step = text.partition(":")
+    a, _, b = head.partition("..")
+    try:
+        start, stop = float(a), float(b)
+        step_v = float(step) if step else 1.0
+    except ValueError:
+        raise ParamError(f"bad range {text!r} (START..STOP:STEP)") from None
+    if step_v <= 0 or stop < start:
+        raise ParamError(f"bad range {text!r} (START <= STOP, STEP > 0)")
+    n = int(math.floor((stop - start) / step_v + 1e-9)) + 1
+    if n > 10_000_000:
+        raise ParamError(f"range {text!r} has {n} points (at most 10 000 000)")
+    return [start + i * step_v for i in range(n)]
+
+
+def parse_vary(text: str) -> Axis:
+    """``key=v1,v2,...``; an item may be a range ``a..b:step``."""
+    key, sep, rest = text.partition("=")
+    if not sep or not key.strip() or not rest.strip():
+        raise ParamError(f"--vary needs KEY=V1,V2,... (got {text!r})")
+    values: list = []
+    for item in rest.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        rng = _range(item)
+        values.extend(rng if rng is not None else [item])
+    if not values:
+        raise ParamError(f"--vary {key}: no values")
+    return Axis(key.strip(), tuple(values))
+
+
+@dataclass(frozen=True)
+class Point:
+    values: dict
+    #: party -> seconds from the first teardown state to forgetting (None:
+    #: held at the horizon, or no teardown)
+    lingering: dict
+    #: party -> {STATE: seconds} (None: still held at the horizon)
+    states: dict
+    #: party -> time the connection was forgotten (None: held)
+    forgotten: dict
+
+    def to_json(self) -> dict:
+        return {"values": self.values, "parties": {
+            p: {"lingering_s": self.lingering[p], "forgotten_at_s": self.forgotten[p],
+                "states": self.states[p]} for p in self.states}}
+
+
+def _none(x: float):
+    return None if math.isnan(x) else float(x)
+
+
+class SweepResult:
+    """Columns, one entry per grid point (NaN: held at the horizon, or no
+    teardown for ``lingering``)."""
+
+    def __init__(self, keys: list[str], grid: list[tuple]):
+        self.keys = keys
+        self.grid = grid
+        self.n = len(grid)
+        self.parties: list[str] = []
+        self.lingering: dict[str, np.ndarray] = {}
+        self.forgotten: dict[str, np.ndarray] = {}
+        self.states: dict[str, dict[str, np.ndarray]] = {}
+        self.values: dict[str, list] = {k: [g[i] for g in grid] for i, k in enumerate(keys)}
+
+    def _party(self, name: str) -> None:
+        if name not in self.lingering:
+            self.parties.append(name)
+            self.lingering[name] = np.full(self.n, np.nan)
+            self.forgotten[name] = np.full(self.n, np.nan)
+            self.states[name] = {}
+
+    def store(self, run: Run, where: np.ndarray) -> None:
+        """Columns of one (batched or scalar) run into rows ``where``."""
+        holders = [(ep.name, ep.spans, True) for ep in run.endpoints()]
+        holders += [(mb.name, mb.spans, False) for mb in run.middleboxes]
+        m = len(where)
+        for name, spans, endpoint in holders:
+            self._party(name)
+            first = None
+            for span in spans:
+                st, a, b = span[0], span[1], span[2]
+                key = state_name(st)
+                col = self.states[name].get(key)
+                if col is None:
+                    col = self.states[name][key] = np.zeros(self.n)
+                if b is None:
+                    col[where] = np.nan
+                else:
+                    col[where] += np.broadcast_to(np.asarray(b, float) - a, (m,))
+                if first is None and st in TEARDOWN_STATES:
+                    first = np.broadcast_to(np.asarray(a, float), (m,))
+            end = spans[-1][2] if spans else None
+            if end is not None:
+                end_arr = np.broadcast_to(np.asarray(end, float), (m,))
+                self.forgotten[name][where] = end_arr
+                if endpoint and first is not None:
+                    self.lingering[name][where] = end_arr - first
+
+    def point(self, i: int) -> Point:
+        values = {k: self.values[k][i] for k in self.keys}
+        states = {}
+        for p in self.parties:
+            states[p] = {s: _none(col[i]) for s, col in self.states[p].items()
+                         if math.isnan(col[i]) or col[i] != 0.0}
+        return Point(values, {p: _none(self.lingering[p][i]) for p in self.parties}, states,
+                     {p: _none(self.forgotten[p][i]) for p in self.parties})
+
+    def points(self):
+        return [self.point(i) for i in range(self.n)]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> Point:
+        return self.point(i)
+
+
+def run_sweep(make_document: Callable[[dict], dict], axes: list[Axis], kinds: dict,
+              horizon_s: float | None = None, progress: Callable[[int, int], None] | None = None,
+              batch: bool = True) -> SweepResult:
+    """Simulate every point of the grid (the cartesian product of ``axes``).
+
+    ``make_document(values)`` builds the scenario document for a dict of
+    values (strings, numbers or, for numeric keys in batch mode, arrays);
+    ``kinds`` maps each varied key to its parameter kind ("seconds",
+    "count", "bool", "choice", "text").
+    """
+    keys = [a.key for a in axes]
+    grid = list(itertools.product(*(a.values for a in axes)))
+    total = len(grid)
+    numeric = [k for k in keys if kinds.get(k) in ("seconds", "count")]
+    result = SweepResult(keys, grid)
+    done = 0
+
+    def finish(n):
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total)
+
+    def doc_for(values: dict) -> dict:
+        doc = make_document(values)
+        if horizon_s is not None:
+            doc["horizon"] = horizon_s
+        return doc
+
+    if not batch or not numeric:
+        for i, combo in enumerate(grid):
+            values = dict(zip(keys, combo))
+            run = Run(from_document(doc_for(values)), record=False).run()
+            result.store(run, np.array([i]))
+            finish(1)
+        return result
+
+    # group by the non-numeric keys; batch the numeric ones
+    groups: dict[tuple, list[int]] = {}
+    for i, combo in enumerate(grid):
+        fixed = tuple(v for k, v in zip(keys, combo) if k not in numeric)
+        groups.setdefault(fixed, []).append(i)
+    for members in groups.values():
+        members_arr = np.array(members)
+        cols = {}
+        for k in numeric:
+            j = keys.index(k)
+            try:
+                cols[k] = np.array([float(grid[i][j]) for i in members], dtype=float)
+            except ValueError:
+                raise ParamError(f"--vary {k}: not a number") from None
+            if kinds[k] == "count":
+                cols[k] = cols[k].astype(np.int64)
+            for pos, gi in enumerate(members):  # the values as used, for output
+                result.values[k][gi] = scalar(cols[k][pos])
+        fixed = {k: grid[members[0]][keys.index(k)] for k in keys if k not in numeric}
+        stack = [np.arange(i, min(i + CHUNK, len(members)))
+                 for i in range(0, len(members), CHUNK)]
+        while stack:
+            sub = stack.pop()
+            values = dict(fixed)
+            values.update({k: cols[k][sub] for k in numeric})
+            try:
+                run = Run(from_document(doc_for(values)), batch=True, record=False).run()
+            except Split as s:
+                stack.append(sub[~s.mask])
+                stack.append(sub[s.mask])
+                continue
+            result.store(run, members_arr[sub])
+            finish(len(sub))
+    return result

@@ -1,0 +1,93 @@
+"""Ages in state that one snapshot can tell, without a tracker.
+
+Only timewait-type sockets carry their age in their timer: the kernel arms
+it with a known length when the socket enters its state. Everything else
+is unknown from one look; tcp_info's ``last_ack_recv`` bounds it from
+below for states entered on *receiving* a segment (the segment that moved
+the socket updated ``tp->rcv_tstamp``; later ACKs only make it smaller).
+
+Lengths, from net/ipv4/tcp_minisocks.c ``tcp_time_wait()`` and
+net/ipv4/tcp_input.c (FIN_WAIT1 -> FIN_WAIT2) / tcp_timer.c
+``tcp_keepalive_timer()`` on 6.x:
+
+* TIME_WAIT: always TCP_TIMEWAIT_LEN (60 s).
+* orphaned FIN_WAIT2, fin time ``T`` = TCP_LINGER2 or tcp_fin_timeout:
+  ``T <= 60``: a minisocket for ``T``;
+  ``T > 60``: a full socket with the keepalive timer for ``T - 60``, then a
+  minisocket for another ``T - 60``.
+The per-socket TCP_LINGER2 cannot be read back, so the namespace's
+tcp_fin_timeout is assumed; the lab measures both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..model.kernel import TCP_TIMEWAIT_LEN_S, KernelContext
+from ..model.socket import Age, AgeSource, UNKNOWN_AGE
+from ..model.states import TcpState
+from ..model.table import SocketTable
+
+#: States entered on receiving a segment: last_ack_recv <= age.
+LOWER_BOUND_STATES = (int(TcpState.ESTABLISHED), int(TcpState.CLOSE_WAIT),
+                      int(TcpState.FIN_WAIT2), int(TcpState.CLOSING))
+
+
+def timer_ages(table: SocketTable, kernel: KernelContext | None) -> np.ndarray:
+    """Seconds in state from the timer, NaN where the timer does not tell.
+
+    >>> from tcplinger.model.table import empty
+    >>> rows = empty(3)
+    >>> rows["state"] = [6, 5, 8]; rows["timer"] = [3, 3, 0]; rows["timewait"] = [1, 1, 0]
+    >>> rows["expires_ms"] = [59000, 1500, 0]
+    >>> timer_ages(SocketTable(rows), KernelContext(sysctls={"tcp_fin_timeout": 2})).tolist()
+    [1.0, 0.5, nan]
+    """
+    rows = table.rows
+    ages = np.full(len(rows), np.nan)
+    left = rows["expires_ms"] / 1000.0
+    fin = float((kernel.get("tcp_fin_timeout") if kernel else None) or 60)
+    tw = rows["timewait"] & (rows["timer"] == 3)
+    st = rows["state"]
+    in_tw = tw & (st == int(TcpState.TIME_WAIT))
+    ages[in_tw] = TCP_TIMEWAIT_LEN_S - left[in_tw]
+    fw2_mini = tw & (st == int(TcpState.FIN_WAIT2))
+    if fin <= TCP_TIMEWAIT_LEN_S:
+        ages[fw2_mini] = fin - left[fw2_mini]
+    else:
+        phase = fin - TCP_TIMEWAIT_LEN_S
+        ages[fw2_mini] = phase + (phase - left[fw2_mini])
+        first = (~rows["timewait"] & (st == int(TcpState.FIN_WAIT2))
+                 & (rows["inode"] == 0) & (rows["timer"] == 2))
+        ages[first] = phase - left[first]
+    np.maximum(ages, 0.0, out=ages, where=~np.isnan(ages))
+    return ages
+
+
+def lower_bounds(table: SocketTable) -> np.ndarray:
+    """tcp_info last_ack_recv (s) as a lower bound, NaN where not usable."""
+    out = np.full(len(table), np.nan)
+    if table.info is None:
+        return out
+    ok = table.info["present"] & np.isin(table.rows["state"], LOWER_BOUND_STATES)
+    out[ok] = table.info["last_ack_recv"][ok] / 1000.0
+    return out
+
+
+def age_arrays(table: SocketTable, kernel: KernelContext | None):
+    """(exact seconds, lower-bound seconds) per row; NaN where unknown."""
+    return timer_ages(table, kernel), lower_bounds(table)
+
+
+def ages(table: SocketTable, kernel: KernelContext | None) -> list[Age]:
+    """One :class:`Age` per row, from what a single snapshot can tell."""
+    exact, bound = age_arrays(table, kernel)
+    out = []
+    for e, b in zip(exact.tolist(), bound.tolist()):
+        if e == e:  # not NaN
+            out.append(Age(e, False, AgeSource.TIMER))
+        elif b == b:
+            out.append(Age(b, True, AgeSource.LAST_RECV))
+        else:
+            out.append(UNKNOWN_AGE)
+    return out

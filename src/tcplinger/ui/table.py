@@ -1,0 +1,58 @@
+"""Plain text tables for terminals and pipes (no colour when not a tty)."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+
+def render(headers: Sequence[str], rows: Iterable[Sequence[object]], *,
+           align: str | None = None, max_width: int | None = None) -> list[str]:
+    """Columns padded to their widest cell; ``align`` has one of ``l``/``r``
+    per column. The last column is cut to ``max_width`` when given.
+
+    >>> print("\\n".join(render(["STATE", "N"], [["TIME_WAIT", 3], ["LISTEN", 12]], align="lr")))
+    STATE       N
+    TIME_WAIT   3
+    LISTEN     12
+    """
+    rows = [[str(c) for c in r] for r in rows]
+    align = align or "l" * len(headers)
+    widths = [len(h) for h in headers]
+    for r in rows:
+        for i, c in enumerate(r):
+            if len(c) > widths[i]:
+                widths[i] = len(c)
+    lines = []
+    for r in [list(headers)] + rows:
+        cells = []
+        for i, c in enumerate(r):
+            last = i == len(r) - 1
+            if align[i] == "r":
+                cells.append(c.rjust(widths[i]))
+            elif last:
+                cells.append(c)
+            else:
+                cells.append(c.ljust(widths[i]))
+        line = "  ".join(cells).rstrip()
+        if max_width and len(line) > max_width:
+            line = line[: max_width - 1] + "…"
+        lines.append(line)
+    return lines
+
+
+def duration(seconds: float | None) -> str:
+    """Short human duration.
+
+    >>> duration(0.4), duration(75), duration(7322), duration(None)
+    ('0.4s', '1m15s', '2h02m', '?')
+    """
+    if seconds is None:
+        return "?"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    s = int(seconds)
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"

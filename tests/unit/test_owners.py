@@ -1,0 +1,127 @@
+"""find_owners / fd_usage over the recorded tree tests/data/proc_pids/mixed,
+checked against `ss -tanpe` taken at the moment of recording."""
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tcplinger.collect import owners
+from tcplinger.model.socket import Owner
+
+MIXED = Path(__file__).parent.parent / "data" / "proc_pids" / "mixed"
+SS = MIXED / "ss_tanpe_tl-ns-rec-a.txt"
+LISTENER, CLIENT, ACCEPTED = 257184, 257185, 257186
+HOLDER_CMD = "/root/.pyenv/versions/3.11.7/bin/python3 /tmp/tl_holder.py"
+DOCKER = "docker:3f4e8a2b9c1d"
+
+
+def ss_owners(text: str) -> dict[int, set[tuple[str, int, int]]]:
+    """inode -> {(comm, pid, fd)} from `ss -tanpe` lines."""
+    out = {}
+    for line in text.splitlines():
+        ino = re.search(r"\bino:(\d+)", line)
+        if ino and int(ino.group(1)):
+            out[int(ino.group(1))] = {(c, int(p), int(f)) for c, p, f in
+                                      re.findall(r'\("([^"]*)",pid=(\d+),fd=(\d+)\)', line)}
+    return out
+
+
+def test_matches_ss_recorded():
+    expected = ss_owners(SS.read_text())
+    assert set(expected) == {LISTENER, CLIENT, ACCEPTED}
+    found = owners.find_owners(expected, MIXED)
+    assert {ino: {(o.comm, o.pid, o.fd) for o in own} for ino, own in found.items()} == expected
+
+
+def test_owner_details_and_order():
+    found = owners.find_owners([LISTENER, ACCEPTED], MIXED)
+    assert found[LISTENER] == (
+        Owner(pid=11552, comm="python3", fd=3, cmdline=HOLDER_CMD, user="root", uid=0,
+              container=DOCKER),
+        Owner(pid=11596, comm="python3", fd=3, cmdline=HOLDER_CMD, user="4000123",
+              uid=4000123, container=DOCKER),
+    )
+    # dup()'d fd: one Owner per fd, like ss -p
+    assert [(o.pid, o.fd) for o in found[ACCEPTED]] == [(11552, 5), (11552, 6)]
+
+
+def test_counts_and_vanished():
+    found = owners.find_owners([CLIENT], MIXED)
+    assert list(found) == [CLIENT]
+    # pid 2 (no fd dir in git) and 4242 (exited) could not be walked
+    assert (found.vanished, found.unreadable, found.pids_walked) == (2, 0, 7)
+    assert found.fds_walked == sum(len(os.listdir(MIXED / p / "fd")) for p in
+                                   ("11552", "11553", "11554", "11596", "11602"))
+
+
+def test_pids_limit_the_walk():
+    found = owners.find_owners([LISTENER, CLIENT], MIXED, pids=[11596, 4242])
+    assert {ino: [o.pid for o in own] for ino, own in found.items()} == {LISTENER: [11596]}
+    assert (found.pids_walked, found.vanished) == (2, 1)
+
+
+def test_inode_zero_and_unknown_are_never_matched():
+    # 0 is every TIME_WAIT and orphan socket: nobody owns it
+    found = owners.find_owners([0, 999999999], MIXED)
+    assert dict(found) == {}
+    assert found.pids_walked == 7  # walked, found nothing
+    assert owners.find_owners([0], MIXED).pids_walked == 0  # nothing wanted: no walk
+
+
+def test_non_socket_links_are_not_confused(tmp_path):
+    """A pipe or file whose number equals a wanted socket inode is no match."""
+    proc = tmp_path / "proc"
+    shutil.copytree(MIXED, proc, symlinks=True)
+    os.symlink("pipe:[257185]", proc / "11553" / "fd" / "7")
+    os.symlink("/tmp/socket:[257185]", proc / "11553" / "fd" / "8")
+    (proc / "11553" / "fd" / "9").write_text("not a link")  # readlink: EINVAL
+    found = owners.find_owners([CLIENT], proc)
+    assert [(o.pid, o.fd) for o in found[CLIENT]] == [(11552, 4)]
+
+
+def test_owner_vanishing_after_the_walk(tmp_path):
+    """Details unreadable (process gone after its fds were read): kept, empty."""
+    proc = tmp_path / "proc"
+    shutil.copytree(MIXED, proc, symlinks=True)
+    for name in ("comm", "cmdline", "status", "cgroup"):
+        (proc / "11596" / name).unlink()
+    (o,) = owners.find_owners([LISTENER], proc, pids=[11596])[LISTENER]
+    assert o == Owner(pid=11596, comm="", fd=3, cmdline="", user="", uid=-1, container=None)
+
+
+def test_fd_usage_recorded():
+    usage = owners.fd_usage(11552, MIXED)
+    assert usage == (len(os.listdir(MIXED / "11552" / "fd")), 20000, 20000)
+    assert (usage.open_fds, usage.soft_limit, usage.hard_limit) == (11, 20000, 20000)
+    with pytest.raises(FileNotFoundError):
+        owners.fd_usage(4242, MIXED)
+
+
+@pytest.mark.parametrize("line,expected", [
+    ("Max open files            1024                 524288               files     ", (1024, 524288)),
+    ("Max open files            unlimited            unlimited            files     ", (None, None)),
+    ("Max processes             63432                63432                processes ", (None, None)),
+])
+def test_parse_nofile_limits(line, expected):
+    text = "Limit                     Soft Limit           Hard Limit           Units     \n" + line
+    assert owners.parse_nofile_limits(text) == expected
+
+
+def test_parse_cmdline_truncates():
+    raw = b"java\0" + b"-Dx=" + b"y" * 1000 + b"\0"
+    text = owners.parse_cmdline(raw)
+    assert len(text) == owners.CMDLINE_MAX and text.startswith("java -Dx=yyy") and text[-1] == "…"
+    assert owners.parse_cmdline(b"") == ""
+    assert owners.parse_cmdline(b"\xff\xfe\0") == "\ufffd\ufffd"
+
+
+def test_parse_status_uid_missing():
+    assert owners.parse_status_uid("Name:\tx\n") is None
+
+
+def test_user_name_falls_back_to_number():
+    assert owners.user_name(0) == "root"
+    assert owners.user_name(4000123) == "4000123"
