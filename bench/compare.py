@@ -13,10 +13,11 @@ stdout on /dev/null:
 * CPU: user + system time of the command and its reaped descendants
   (``wait4()`` rusage), which other load on the machine disturbs less than
   the wall clock;
-* peak memory: ``ru_maxrss`` from the same ``wait4()``, i.e. the peak RSS of
-  the largest single process of the command's tree (Linux semantics of
-  RUSAGE_CHILDREN, getrusage(2)) - not the sum over processes; it is never
-  below the ~3 MB of the ``ip`` wrapper that exec()s the command.
+* peak memory: GNU time's ``%M`` (``ru_maxrss`` of its child), i.e. the
+  peak RSS of the largest single process of the command's tree (Linux
+  semantics of RUSAGE_CHILDREN, getrusage(2)) - not the sum over processes;
+  it is never below the ~3 MB of the ``ip`` wrapper that exec()s the
+  command.  The ``time`` process adds ~1 ms to the wall clock.
 
 One unmeasured warm-up run per command (``--warmup``) fills the page cache
 and tells whether the command exists: a missing program, an unimportable
@@ -38,6 +39,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -107,10 +109,21 @@ class Run:
     stderr: str
 
 
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
 def run_once(argv: list[str], timeout: float) -> Run:
-    """Run ``argv`` with stdout to /dev/null; wall clock, CPU and peak RSS
-    from ``wait4()`` on the child."""
-    with tempfile.TemporaryFile() as err:
+    """Run ``argv`` with stdout to /dev/null; wall clock and CPU from
+    ``wait4()``, peak RSS from GNU time's ``%M``.
+
+    Why GNU time for the RSS: a child forked from this Python process starts
+    with a copy of its page tables, and ``ru_maxrss`` keeps the highest RSS
+    seen across exec() (``setmax_mm_hiwater_rss()`` in fs/exec.c), so every
+    command would read >= this process's ~25 MB.  time(1) is a 30 kB C
+    program: its child's high-water mark is the command's own."""
+    with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as rss:
+        if GNU_TIME:
+            argv = [GNU_TIME, "-f", "%M", "-o", rss.name, *argv]
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=err, start_new_session=True)
@@ -125,9 +138,16 @@ def run_once(argv: list[str], timeout: float) -> Run:
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         err.seek(0)
         stderr = err.read()[-4000:].decode(errors="replace")
+        maxrss_kb = ru.ru_maxrss
+        if GNU_TIME:
+            # last line is %M; time(1) may write "Command exited with ..." before it
+            lines = rss.read().split()
+            maxrss_kb = int(lines[-1]) if lines and lines[-1].isdigit() else 0
+            if proc.returncode != 0 and lines:
+                stderr += "\n" + " ".join(lines[:-1])
     if proc.returncode == -signal.SIGKILL and wall >= timeout:
         stderr += f"\n[killed after {timeout} s timeout]"
-    return Run(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, proc.returncode, stderr)
+    return Run(wall, ru.ru_utime + ru.ru_stime, maxrss_kb / 1024, proc.returncode, stderr)
 
 
 def classify_failure(run: Run) -> str:
@@ -266,6 +286,17 @@ def loadavg() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
+def host_load() -> dict:
+    """What else is on the host: every TCP socket of every namespace sits in
+    the same established hash that `ss` and /proc/net/tcp walk, and every open
+    file is one more /proc/*/fd entry for `ss -p`, `netstat -p` and psutil."""
+    sockstat = Path("/proc/1/net/sockstat").read_text()  # init netns: "alloc" is host-wide
+    alloc = int(re.search(r"^TCP:.*\balloc (\d+)", sockstat, re.M).group(1))
+    tw = int(re.search(r"^TCP:.*\btw (\d+)", sockstat, re.M).group(1))
+    return {"loadavg": loadavg(), "tcp_alloc_all_netns": alloc, "tcp_tw_init_netns": tw,
+            "open_files": int(Path("/proc/sys/fs/file-nr").read_text().split()[0])}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sockets", default="10000,100000,1000000",
@@ -301,9 +332,19 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     out_path = args.out / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
 
+    try:
+        run_sizes(sizes, commands, args, report, out_path, log)
+    except KeyboardInterrupt:
+        print("interrupted")
+        return 130
+    print(f"\nresults: {out_path}")
+    return 0
+
+
+def run_sizes(sizes, commands, args, report, out_path, log) -> None:
     for n in sizes:
         print(f"\n== {n} sockets: building ({args.mix})", flush=True)
-        entry = {"sockets": n, "loadavg_before": loadavg()}
+        entry = {"sockets": n, "host_before": host_load()}
         with popgen.Population(n, args.mix, refresh_time_wait=not args.no_refresh) as pop:
             entry.update(netns=pop.netns, holders=len(pop.plan.holders), notes=list(pop.plan.notes),
                          build_seconds=round(pop.build_seconds, 2), expected=pop.expected())
@@ -313,14 +354,14 @@ def main(argv: list[str] | None = None) -> int:
             results = measure(pop, commands, args.repeat, args.warmup, args.timeout, log)
             entry["observed_after"] = dict(popgen.ss_counts(pop.netns))
         entry["teardown_seconds"] = round(pop.teardown_seconds or 0, 2)
-        entry["loadavg_after"] = loadavg()
+        entry["host_after"] = host_load()
         entry["results"] = [asdict(r) for r in results]
         report["populations"].append(entry)
-        print(f"\n{n} sockets (load average {entry['loadavg_before'][0]:.1f} -> "
-              f"{entry['loadavg_after'][0]:.1f}):\n{format_table(results)}", flush=True)
+        before, after = entry["host_before"], entry["host_after"]
+        print(f"\n{n} sockets (load average {before['loadavg'][0]:.1f} -> {after['loadavg'][0]:.1f}; "
+              f"host-wide {before['tcp_alloc_all_netns']} TCP sockets, "
+              f"{before['open_files']} open files before building):\n{format_table(results)}", flush=True)
         out_path.write_text(json.dumps(report, indent=1) + "\n")  # after each size: partial results survive
-    print(f"\nresults: {out_path}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -648,6 +648,7 @@ class _Holder:
 
 def _holder_main(conn, netns_path: Path, plan: HolderPlan, parent_pid: int, inherited: list) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's unwinding handler
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:  # parent died before prctl
         os._exit(1)
@@ -702,6 +703,73 @@ def ss_counts(netns: str) -> Counter:
     return counts
 
 
+def host_ehash_entries() -> int:
+    """Buckets of the TCP established hash this process's namespace uses
+    (tcp_ehash_entries, Linux 6.1+; negative when the table is shared)."""
+    return abs(int(Path("/proc/sys/net/ipv4/tcp_ehash_entries").read_text()))
+
+
+def parse_ehash(text: str) -> int | None:
+    """``--ehash`` value: ``shared`` -> None, ``host`` -> the host table's
+    size, else a bucket count.
+
+    >>> parse_ehash("shared"), parse_ehash("65536")
+    (None, 65536)
+    """
+    if text == "shared":
+        return None
+    if text == "host":
+        return host_ehash_entries()
+    n = parse_count(text)
+    if not 0 < n <= 2**24:  # proc_tcp_child_ehash_entries: at most 16M
+        raise ValueError(f"ehash entries {n}: must be 1..{2**24}")
+    return n
+
+
+def create_netns(name: str, ehash_entries: int | None) -> None:
+    """``ip netns add NAME``, optionally with a private TCP established hash.
+
+    A namespace gets its own hash table only if, when it is created, its
+    *creator's* namespace has net.ipv4.tcp_child_ehash_entries set (Linux 6.1,
+    commit d1e5e6408b30 "tcp: Introduce optional per-netns ehash").  Setting
+    that in the host namespace would change every namespace other users
+    create meanwhile, so a forked child first enters a throwaway namespace,
+    sets it there, creates ours from it, and ``ip netns attach`` pins ours
+    by the child's PID; the throwaway namespace dies with the child.
+    """
+    if ehash_entries is None:
+        _run(["ip", "netns", "add", name])
+        return
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: only syscalls, then _exit
+        status = 1
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            for step in range(2):
+                if _libc.unshare(CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
+                if step == 0:
+                    Path("/proc/sys/net/ipv4/tcp_child_ehash_entries").write_text(str(ehash_entries))
+            os.write(ready_w, b"1")
+            os.read(done_r, 1)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            raise PopulationError("could not create a namespace with a private ehash")
+        _run(["ip", "netns", "attach", name, str(pid)])
+    finally:
+        os.close(ready_r)
+        os.close(done_w)  # lets the child exit
+        os.waitpid(pid, 0)
+
+
 def cleanup_stale(log: Callable[[str], None] = print) -> list[str]:
     """Delete ``tl-bench-<pid>-*`` namespaces whose creating process is gone."""
     removed = []
@@ -724,13 +792,23 @@ class Population:
     ``sockets`` and ``mix`` go to :func:`make_plan`; ``netns`` must start with
     ``tl-bench-`` (default: ``tl-bench-<pid>-<hex>``).  After ``__enter__``:
     ``netns``, ``plan``, ``expected()``, ``build_seconds``, ``holder_pids``.
+
+    ``ehash``: the namespace's TCP established hash table.  ``"host"``
+    (default): a private table as large as the host's, so the population
+    costs tools what it would on a host holding only these sockets, and
+    other namespaces' sockets (other users of the machine) neither inflate
+    nor disturb the measurement - and ours do not slow their `ss`.
+    ``"shared"``/None: the host's table, like a container's.  An int: a
+    private table of that many buckets.
     """
 
     def __init__(self, sockets: int, mix: Mix | str = DEFAULT_MIX, *, netns: str | None = None,
                  holders: int | None = None, batch: int = 256, refresh_time_wait: bool = True,
-                 timeout: float = 900.0, log: Callable[[str], None] | None = None):
+                 timeout: float = 900.0, ehash: int | str | None = "host",
+                 log: Callable[[str], None] | None = None):
         self.plan = make_plan(sockets, mix, holders=holders, batch=batch,
                               refresh_time_wait=refresh_time_wait)
+        self.ehash_entries = parse_ehash(ehash) if isinstance(ehash, str) else ehash
         self.netns = netns or f"{NETNS_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
         if not self.netns.startswith(NETNS_PREFIX):
             raise ValueError(f"namespace name must start with {NETNS_PREFIX!r}")
@@ -780,8 +858,8 @@ class Population:
     def _build(self) -> None:
         if (NETNS_DIR / self.netns).exists():
             raise PopulationError(f"namespace {self.netns} already exists")
-        _run(["ip", "netns", "add", self.netns])
-        self._created = True
+        self._created = True  # from here on, close() deletes it (if it exists)
+        create_netns(self.netns, self.ehash_entries)
         _run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
         _run(netns_exec(self.netns, "sysctl", "-q", "-w",
                         *(f"{k}={v}" for k, v in namespace_sysctls(self.plan).items())))
@@ -821,7 +899,18 @@ class Population:
                          f"({len(self.reports)}/{len(self._procs)})")
 
     def close(self) -> None:
-        """End the holders (by PID) and delete the namespace; idempotent."""
+        """End the holders (by PID) and delete the namespace; idempotent.
+
+        SIGINT and SIGTERM are held back meanwhile (and delivered after):
+        a second Ctrl-C, or timeout(1) signalling both its child and the
+        child's process group, must not cut the cleanup short."""
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self._close()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+    def _close(self) -> None:
         t0 = time.monotonic()
         for conn in self._conns:
             try:
@@ -840,7 +929,8 @@ class Population:
         self._procs.clear()
         self._conns.clear()
         if self._created:
-            subprocess.run(["ip", "netns", "del", self.netns], check=False, stderr=subprocess.DEVNULL)
+            if (NETNS_DIR / self.netns).exists():
+                subprocess.run(["ip", "netns", "del", self.netns], check=False, stderr=subprocess.DEVNULL)
             self._created = False
         self.teardown_seconds = time.monotonic() - t0
         if self._sigterm_installed:
@@ -874,6 +964,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--holders", type=int, help="holder processes (default: from the fd limit)")
     ap.add_argument("--batch", type=int, default=256, help="connections per batch (default 256)")
     ap.add_argument("--no-refresh", action="store_true", help="let TIME-WAIT sockets expire")
+    ap.add_argument("--ehash", default="host",
+                    help="TCP established hash: host (private, host-sized; default), shared, or N buckets")
     ap.add_argument("--check", action="store_true", help="compare `ss -tan` counts with the plan")
     ap.add_argument("--verbose", "-v", action="store_true", help="report each holder")
     ap.add_argument("--cleanup", action="store_true", help="remove stale tl-bench- namespaces and exit")
@@ -889,7 +981,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so the `with` below always cleans up.
     signal.signal(signal.SIGTERM, _interrupt)
     pop = Population(args.sockets, args.mix, netns=args.netns, holders=args.holders,
-                     batch=args.batch, refresh_time_wait=not args.no_refresh,
+                     batch=args.batch, refresh_time_wait=not args.no_refresh, ehash=args.ehash,
                      log=print if args.verbose else None)
     for note in pop.plan.notes:
         print(f"note: {note}")

@@ -13,6 +13,10 @@ Tolerances, and why:
 - ``JIFFY_MS``: the kernel reports expiry as ``jiffies_to_msecs(expires -
   jiffies)`` (inet_diag.c), so readings move in jiffy steps; one jiffy at
   the lowest HZ Linux builds with (100) covers a converter that rounds.
+- A timewait-type socket that the second ss no longer lists must have
+  had its timer run out within the run (:func:`expired`); tcplinger may or
+  may not have seen it, and if it did, its reading must lie between the
+  first ss reading and 0.
 - A timer that re-armed between the two ss runs (retransmit or zero-window
   probe timers with backoff) can legitimately read anything from 0 up to
   its new timeout; then only ``0 <= expires <= max(reading) + elapsed`` is
@@ -183,10 +187,16 @@ def problems(br: Bracket, tl_sockets: list[dict], *, fin_timeout: int,
              check_netns: bool = True, owners: bool = False) -> list[str]:
     """All disagreements between tcplinger's sockets (one namespace) and ss."""
     out = []
-    if set(br.before) != set(br.after):
-        out.append(f"{br.ns.name}: ss changed during the run (harness timing):"
-                   f" gone {sorted(set(br.before) - set(br.after))},"
-                   f" new {sorted(set(br.after) - set(br.before))}")
+    after = dict(br.after)
+    for c in sorted(set(br.before) - set(br.after)):
+        if expired(br.before[c], br.elapsed_ms):
+            after[c] = _at_expiry(br.before[c])
+        else:
+            out.append(f"{br.ns.name}: cookie {c} {_describe(br.before[c])} vanished during"
+                       f" the run ({br.elapsed_ms:.0f} ms) before its timer expired")
+    for c in sorted(set(br.after) - set(br.before)):
+        out.append(f"{br.ns.name}: cookie {c} {_describe(br.after[c])} appeared during the run")
+    br = Bracket(br.ns, br.before, after, br.elapsed_ms)
     got = {}
     for s in tl_sockets:
         if s.get("cookie") in got:
@@ -194,6 +204,8 @@ def problems(br: Bracket, tl_sockets: list[dict], *, fin_timeout: int,
         got[s.get("cookie")] = s
     stable = set(br.before) & set(br.after)
     for c in sorted(stable - set(got)):
+        if c in br.after and br.after[c].get("expired"):
+            continue  # gone before tcplinger looked: fine
         out.append(f"missing from tcplinger: cookie {c} {_describe(br.before[c])}")
     for c in sorted(set(got) - set(br.before) - set(br.after)):
         out.append(f"not in ss: cookie {c} {got[c].get('state')} {got[c].get('local')}"
@@ -204,6 +216,20 @@ def problems(br: Bracket, tl_sockets: list[dict], *, fin_timeout: int,
                                  owners=owners):
             out.append(f"cookie {c} {_describe(br.before[c])}: {p}")
     return out
+
+
+def expired(row: dict, elapsed_ms: float) -> bool:
+    """Whether a timewait-type socket listed before a run may have been
+    reaped by the end of it: its timer (a lower bound) ran out within the
+    run. Reaping is never early (inet_twsk_kill from the tw timer,
+    net/ipv4/inet_timewait_sock.c), only late under load."""
+    t = row["timer"]
+    return t["kind"] == "timewait" and t["expires_ms"] <= elapsed_ms + JIFFY_MS
+
+
+def _at_expiry(row: dict) -> dict:
+    """The last reading of a socket that expired during the run."""
+    return dict(row, expired=True, timer=dict(row["timer"], expires_ms=0, resolution_ms=1))
 
 
 def _describe(row: dict) -> str:

@@ -28,7 +28,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from ssparse import key, parse_ss
+from ssparse import SS_STATES, key, parse_ss
+
+#: kernel state name -> ss's filter word (ss(8), STATE-FILTER).
+SS_FILTER_STATES = {
+    "ESTABLISHED": "established", "SYN_SENT": "syn-sent", "SYN_RECV": "syn-recv",
+    "FIN_WAIT1": "fin-wait-1", "FIN_WAIT2": "fin-wait-2", "TIME_WAIT": "time-wait",
+    "CLOSE": "closed", "CLOSE_WAIT": "close-wait", "LAST_ACK": "last-ack",
+    "LISTEN": "listening", "CLOSING": "closing",
+}
+SS_COLUMN_STATES = {v: k for k, v in SS_STATES.items()}
 
 HERE = Path(__file__).resolve().parent
 HOLDER = HERE / "holder.py"
@@ -51,7 +60,7 @@ def privileged_skip_reason() -> str | None:
 def _run(argv: list[str], **kw) -> subprocess.CompletedProcess:
     kw.setdefault("capture_output", True)
     kw.setdefault("text", True)
-    kw.setdefault("timeout", 30)
+    kw.setdefault("timeout", 180)  # `ss -p` walks every /proc/*/fd: slow on a busy host
     proc = subprocess.run(argv, **kw)
     if kw.get("check", True) and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} -> {proc.returncode}: {proc.stderr.strip()}")
@@ -95,11 +104,20 @@ class Netns:
             self.run(["sh", "-c", 'printf "%s\\n" "$1" > "$2"', "sh", str(value), path])
         return self.run(["cat", path]).stdout.strip()
 
-    def ss(self, options: str = "tanoe", *filter_expr: str) -> list[dict]:
-        """``ss -N NAME -<options> [filter]`` parsed (see ssparse.parse_ss)."""
-        proc = _run(["ss", "-N", self.name, "-" + options, *filter_expr])
+    def ss(self, options: str = "tanoe", *filter_expr: str,
+           states: tuple[str, ...] = ()) -> list[dict]:
+        """``ss -N NAME -<options> [state S ...] [filter]`` parsed (ssparse).
+
+        ``states`` are kernel names (``CLOSE_WAIT``); ss's filter spells
+        them its own way.
+        """
+        argv = ["ss", "-N", self.name, "-" + options]
+        for state in states:
+            argv += ["state", SS_FILTER_STATES[state]]
+        proc = _run(argv + list(filter_expr))
         # stderr only carries ss's "Failed to find cgroup2 mount" chatter.
-        return parse_ss(proc.stdout, options)
+        one = SS_COLUMN_STATES[states[0]] if len(states) == 1 else None
+        return parse_ss(proc.stdout, options, state=one)
 
     def end_processes(self) -> None:
         """End what we started, by pid, children first (see Population.stop)."""

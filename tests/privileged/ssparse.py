@@ -164,7 +164,7 @@ def parse_users(token: str) -> list[dict]:
             for m in _USER.finditer(token)]
 
 
-def parse_line(line: str, options: str = "tanoe") -> dict:
+def parse_line(line: str, options: str = "tanoe", state: str | None = None) -> dict:
     """One socket line. ``options`` are the ss flags used (``"tanoep"``...):
     they decide what an absent token means (no ``uid:`` with ``-e`` is uid
     0, no ``timer:`` with ``-o`` is timer off, no ``users:`` with ``-p`` is
@@ -185,6 +185,8 @@ def parse_line(line: str, options: str = "tanoe") -> dict:
     elif "p" in options:
         users = []
     fields = line.split()
+    if state is not None:  # ss hid the State column (see parse_ss)
+        fields.insert(0, state)
     if len(fields) < 5:
         raise ValueError(f"short ss line: {line!r}")
     ss_state, recv_q, send_q, local, remote, *rest = fields
@@ -227,7 +229,7 @@ def parse_line(line: str, options: str = "tanoe") -> dict:
     return row
 
 
-def parse_ss(text: str, options: str = "tanoe") -> list[dict]:
+def parse_ss(text: str, options: str = "tanoe", state: str | None = None) -> list[dict]:
     """Every socket line of ``ss -<options>`` output (header optional).
 
     >>> out = '''State  Recv-Q Send-Q Local Address:Port Peer Address:Port Process
@@ -235,12 +237,28 @@ def parse_ss(text: str, options: str = "tanoe") -> list[dict]:
     ... '''
     >>> [(r["state"], r["recv_q"], r["local"]["port"]) for r in parse_ss(out)]
     [('LISTEN', 1, 58971)]
+
+    When a filter selects a single state, ss drops the State column
+    (``if (... state_filter is one state) show State = 0`` in ss.c); pass
+    that state, in ss's spelling, as ``state``:
+
+    >>> out = '''Recv-Q Send-Q Local Address:Port Peer Address:Port Process
+    ... 0      0          127.0.0.1:55025    127.0.0.1:46822 ino:3767951 sk:ffc64 -->
+    ... '''
+    >>> [(r["state"], r["shutdown"]) for r in parse_ss(out, state="CLOSE-WAIT")]
+    [('CLOSE_WAIT', 1)]
     """
     rows = []
-    for line in text.splitlines():
-        if not line.strip() or line.startswith(("State ", "Netid ")):
+    lines = text.splitlines()
+    if lines and lines[0].startswith("Recv-Q"):
+        if state is None:
+            raise ValueError("ss printed no State column (one state filtered): pass state=")
+    else:
+        state = None
+    for line in lines:
+        if not line.strip() or line.startswith(("State ", "Netid ", "Recv-Q ")):
             continue
-        rows.append(parse_line(line, options))
+        rows.append(parse_line(line, options, state))
     return rows
 
 

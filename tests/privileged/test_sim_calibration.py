@@ -8,8 +8,9 @@ max(0.3 s, 5 %) (issue 7), which covers the kernel timer wheel's slack
 since the model adds its mean (docs/kernel-behaviour.md).
 
 All cases run at the same time, each in its own namespace, so the module
-takes as long as its longest case (~2 minutes: TIME_WAIT, FIN_WAIT2 with
-tcp_fin_timeout=120, FIN_WAIT1 with tcp_orphan_retries=0).
+takes as long as its longest case (~65 s: TIME_WAIT, FIN_WAIT2 with
+tcp_fin_timeout=90). TL_SIM_CALIBRATION_FULL=1 adds the cases over 100 s
+(tcp_fin_timeout=120, TCP_LINGER2=200, tcp_orphan_retries=0).
 
 Namespaces: one named parent ``tl-sim-<pid>`` whose
 ``tcp_child_ehash_entries`` gives its children a private socket hash (the
@@ -37,6 +38,7 @@ TCP_LINGER2 = 8  # include/uapi/linux/tcp.h
 TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT = 4, 5, 6
 CLONE_NEWNET = 0x40000000
 PORT = 5555
+POLL_S = 0.02  # spans shorter than two polls cannot be seen
 
 
 # =====================================================================
@@ -87,7 +89,7 @@ class _Watch:
         for name, key in self.keys.items():
             cur = tab.get(key)
             if cur != self.last[name]:
-                self.log[name].append([round(now, 4), *(cur if cur else (None, None, None))])
+                self.log[name].append([round(now, 6), *(cur if cur else (None, None, None))])
                 self.last[name] = cur
         return now
 
@@ -191,9 +193,9 @@ def driver(spec: dict) -> dict:
 CASES = [
     *[(f"fin_timeout={t}", {"kind": "orphan", "sysctls": {"tcp_fin_timeout": t}},
        "linux-orphan-fin-wait-2", {"tcp_fin_timeout": t}, "client")
-      for t in (1, 5, 10, 30, 60, 61, 65, 90, 120)],
+      for t in (1, 5, 10, 30, 60, 61, 65, 90)],
     *[(f"linger2={l2}", {"kind": "orphan", "params": {"linger2": l2}},
-       "linux-orphan-fin-wait-2", {"linger2": l2}, "client") for l2 in (3, 90, 200, -1)],
+       "linux-orphan-fin-wait-2", {"linger2": l2}, "client") for l2 in (3, 90, -1)],
     ("half_close", {"kind": "half_close", "sysctls": {"tcp_fin_timeout": 2}, "max_s": 8},
      "linux-half-close", {"tcp_fin_timeout": 2}, "client"),
     ("half_close_then_close", {"kind": "half_close", "sysctls": {"tcp_fin_timeout": 2},
@@ -209,7 +211,7 @@ CASES = [
                                          (1, "gone", 2, 1, 3), (1, "silent", 2, 1, 3),
                                          (1, "silent", 3, 2, 2))],
     *[(f"orphan_retries={n}", {"kind": "fin_dropped", "sysctls": {"tcp_orphan_retries": n}},
-       "linux-fin-dropped", {"tcp_orphan_retries": n}, "client") for n in (1, 2, 3, 5, 0)],
+       "linux-fin-dropped", {"tcp_orphan_retries": n}, "client") for n in (1, 2, 3, 5)],
     *[(f"retries2={n} owned", {"kind": "fin_dropped", "sysctls": {"tcp_retries2": n},
                                "params": {"orphan": 0}},
        "linux-fin-dropped", {"tcp_retries2": n, "orphan": 0}, "client") for n in (3, 5)],
@@ -220,6 +222,18 @@ CASES = [
      {"kind": "orphan", "sysctls": {"tcp_fin_timeout": 5, "tcp_max_tw_buckets": 0}},
      "linux-orphan-fin-wait-2", {"tcp_fin_timeout": 5}, "client"),
 ]
+#: Cases over 100 s, run with TL_SIM_CALIBRATION_FULL=1 (their last
+#: results are in docs/kernel-behaviour.md).
+LONG_CASES = [
+    ("fin_timeout=120", {"kind": "orphan", "sysctls": {"tcp_fin_timeout": 120}},
+     "linux-orphan-fin-wait-2", {"tcp_fin_timeout": 120}, "client"),
+    ("linger2=200", {"kind": "orphan", "params": {"linger2": 200}},
+     "linux-orphan-fin-wait-2", {"linger2": 200}, "client"),
+    ("orphan_retries=0", {"kind": "fin_dropped", "sysctls": {"tcp_orphan_retries": 0}},
+     "linux-fin-dropped", {"tcp_orphan_retries": 0}, "client"),
+]
+if os.environ.get("TL_SIM_CALIBRATION_FULL") == "1":
+    CASES += LONG_CASES
 SIM_ACTION_S = 1.0
 
 
@@ -237,11 +251,7 @@ def _predict(preset: str, knobs: dict, case_id: str, horizon: float):
 def _max_s(spec: dict, knobs: dict) -> float:
     if "max_s" in spec:
         return spec["max_s"]
-    return 135.0
-
-
-def pytest_cases():
-    return [c[0] for c in CASES]
+    return 135.0 if os.environ.get("TL_SIM_CALIBRATION_FULL") == "1" else 75.0
 
 
 if __name__ == "__main__":
@@ -298,7 +308,7 @@ def measurements():
                  json.dumps(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out = {}
         for case_id, proc in procs.items():
-            stdout, stderr = proc.communicate(timeout=170)
+            stdout, stderr = proc.communicate(timeout=200)
             if proc.returncode != 0:
                 out[case_id] = {"error": stderr.decode(errors="replace")[-2000:]}
             else:
@@ -349,8 +359,9 @@ def test_lifetime_matches_kernel(case, measurements):
     def shape(p: PartyTimeline, t0: float):
         out = []
         for s in p.spans:
-            if s.start_s >= t0 - 1e-6 and s.state in (TcpState.FIN_WAIT2, TcpState.TIME_WAIT,
-                                                       TcpState.CLOSE_WAIT):
+            short = s.end_s is not None and s.end_s - s.start_s < POLL_S
+            if s.start_s >= t0 - 0.005 and not short and s.state in (
+                    TcpState.FIN_WAIT2, TcpState.TIME_WAIT, TcpState.CLOSE_WAIT):
                 item = (TcpState(s.state).name, s.minisock)
                 if not out or out[-1] != item:
                     out.append(item)

@@ -112,3 +112,14 @@ def test_sample_is_capped_and_oldest_first():
     assert len(f.sockets.table) == 5 and f.sockets.total == 31
     assert f.sockets.table.rows["dport"][0] == 5000
     assert f.sockets.ages[0].seconds == 99.0
+
+
+def test_socket_shared_by_two_processes_counts_for_both():
+    from tcplinger.model.socket import Owner
+    b = SocketBuilder()
+    b.add("CLOSE_WAIT", "10.0.0.1:80", "10.0.0.9:1000", inode=100, count=3)
+    owners = owners_for(100, 3, 1, "parent")
+    owners[100] = (Owner(pid=1, comm="parent", fd=3), Owner(pid=1, comm="parent", fd=9),
+                   Owner(pid=2, comm="child", fd=3))
+    found = {f.evidence["pid"]: f.count for f in run(namespace(b.table(), owners=owners))}
+    assert found == {1: 3, 2: 1}

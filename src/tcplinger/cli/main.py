@@ -23,8 +23,12 @@ from .terminal import Terminal
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of printing usage and exiting."""
 
+    #: a command may set another code for bad arguments (``check`` answers
+    #: 3, UNKNOWN, as the monitoring-plugin guidelines ask)
+    usage_exit_code = Exit.USAGE
+
     def error(self, message):
-        raise CliError(f"{self.prog}: {message}", Exit.USAGE)
+        raise CliError(f"{self.prog}: {message}", self.usage_exit_code)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,8 +73,12 @@ def main(argv: list[str] | None = None, term: Terminal | None = None) -> int:
         term.err("tcplinger: interrupted")
         return int(Exit.INTERRUPTED)
     except PermissionError as exc:
-        term.err(f"tcplinger: permission denied: {exc.filename or exc}"
-                 " (run as root, or with CAP_NET_ADMIN and CAP_SYS_ADMIN)")
+        text = exc.strerror or str(exc)
+        if exc.filename:
+            text = f"{text}: {exc.filename}"
+        if "root" not in text:
+            text += " (run as root, or with CAP_NET_ADMIN and CAP_SYS_ADMIN)"
+        term.err(f"tcplinger: {text}")
         return int(Exit.PERMISSION)
     except BrokenPipeError:
         return int(Exit.OK)
@@ -89,7 +97,7 @@ def _with_default_command(argv: list[str]) -> list[str]:
     """`tcplinger [global flags] [command flags]` means the default command.
 
     >>> _with_default_command(["--lang", "zh", "--json"])
-    ['--lang', 'zh', 'stats', '--json']
+    ['--lang', 'zh', 'report', '--json']
     >>> _with_default_command(["ls", "--json"]), _with_default_command(["--help"])
     (['ls', '--json'], ['--help'])
     """

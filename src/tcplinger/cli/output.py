@@ -27,7 +27,10 @@ def report_problems(view: View, term, msg) -> None:
         for w in p.ns.warnings:
             term.err(msg("warn.namespace", netns=p.ns.netns.label(), text=w))
     for ref, why in view.snapshot.skipped:
-        term.err(msg("warn.skipped", netns=ref.label() if ref else "-", text=why))
+        if ref is None:
+            term.err(msg("warn.general", text=why))
+        else:
+            term.err(msg("warn.skipped", netns=ref.label(), text=why))
     if view.unreadable_pids:
         key = "warn.unreadable_pids" if os.geteuid() == 0 else "warn.unreadable_pids_user"
         term.err(msg(key, n=view.unreadable_pids))

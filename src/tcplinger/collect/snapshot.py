@@ -84,7 +84,9 @@ def take(scope: Scope = Scope(), *, states=None, info_states=frozenset(),
         except PermissionError as exc:
             ns = _collect_from_pid(info, wanted, roots, exc)
             if ns is None:
-                snap.skipped.append((info.ref, f"cannot enter: {exc.strerror or exc}"))
+                if not scope.all_netns:  # the one namespace asked for: an error
+                    raise
+                snap.skipped.append((info.ref, str(exc.strerror or exc)))
                 continue
         snap.namespaces.append(ns)
     return snap

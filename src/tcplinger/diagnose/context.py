@@ -20,6 +20,11 @@ from .inputs import NamespaceInput
 
 
 
+#: Established sockets in scope up to which they are candidates for "the
+#: other end" (hashing and sorting a million keys costs ~0.3 s here).
+PEER_ESTABLISHED_MAX = 200_000
+
+
 def address_words(column: np.ndarray) -> np.ndarray:
     """A ``V16`` address column as an (n, 2) uint64 array, for grouping."""
     return np.ascontiguousarray(column).view(np.uint64).reshape(-1, 2)
@@ -117,27 +122,40 @@ class NsContext:
         A socket shared by several processes (fork, SCM_RIGHTS) counts for
         each of them.
         """
-        groups: dict[int, tuple[Owner, list[int]]] = {}
-        unowned: list[int] = []
+        idx = np.asarray(idx, dtype=np.int64)
         owners = self.inp.owners or {}
-        inodes = self.inode[idx].tolist()
-        for i, ino in zip(idx.tolist(), inodes):
-            found = owners.get(ino, ())
-            if not found:
-                unowned.append(i)
-                continue
-            seen = set()
-            for o in found:
-                if o.pid in seen:
-                    continue
-                seen.add(o.pid)
-                entry = groups.get(o.pid)
-                if entry is None:
-                    groups[o.pid] = (o, [i])
-                else:
-                    entry[1].append(i)
-        return ({pid: (o, np.array(rows, dtype=np.int64)) for pid, (o, rows) in groups.items()},
-                np.array(unowned, dtype=np.int64))
+        if not owners:
+            return {}, idx
+        found = [owners.get(i) for i in self.inode[idx].tolist()]
+        first_pid = np.fromiter((f[0].pid if f else -1 for f in found), dtype=np.int64,
+                                count=len(found))
+        extra_rows: dict[int, list[int]] = {}
+        who: dict[int, Owner] = {}
+        for k, f in enumerate(found):
+            if f and len(f) > 1:  # rare: more than one fd or process
+                for o in f[1:]:
+                    if o.pid != f[0].pid and int(idx[k]) not in extra_rows.get(o.pid, ()):
+                        extra_rows.setdefault(o.pid, []).append(int(idx[k]))
+                        who.setdefault(o.pid, o)
+        groups: dict[int, tuple[Owner, np.ndarray]] = {}
+        owned = first_pid >= 0
+        if owned.any():
+            pids, first, inverse = np.unique(first_pid[owned], return_index=True,
+                                             return_inverse=True)
+            owned_idx = idx[owned]
+            owned_pos = np.flatnonzero(owned)
+            order = np.argsort(inverse.reshape(-1), kind="stable")
+            bounds = np.searchsorted(inverse.reshape(-1)[order], np.arange(len(pids) + 1))
+            for g, pid in enumerate(pids.tolist()):
+                members = owned_idx[order[bounds[g]:bounds[g + 1]]]
+                groups[pid] = (found[owned_pos[first[g]]][0], members)
+        for pid, extra in extra_rows.items():
+            if pid in groups:
+                o, members = groups[pid]
+                groups[pid] = (o, np.union1d(members, np.array(extra, dtype=np.int64)))
+            else:
+                groups[pid] = (who[pid], np.array(sorted(extra), dtype=np.int64))
+        return groups, idx[~owned]
 
     def owner_refs(self, idx: np.ndarray, limit: int = 10) -> tuple[OwnerRef, ...]:
         groups, _ = self.by_owner(idx)
@@ -172,47 +190,97 @@ class World:
         self.sysctl_files = tuple(sysctl_files)
 
     @cached_property
-    def _peer_index(self) -> dict:
-        """(family, local addr, local port, remote addr, remote port) ->
-        (context, row) for connected teardown sockets in every namespace."""
-        wanted = [int(s) for s in (TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2, TcpState.FIN_WAIT1,
-                                   TcpState.LAST_ACK, TcpState.CLOSING, TcpState.ESTABLISHED)]
-        index: dict = {}
+    def _peer_index(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per namespace: hashed connection keys of its connected sockets,
+        sorted, and the rows they belong to (for :meth:`peers`)."""
+        teardown = [int(s) for s in (TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2, TcpState.FIN_WAIT1,
+                                     TcpState.LAST_ACK, TcpState.CLOSING)]
+        est = sum(int(np.count_nonzero(c.state == int(TcpState.ESTABLISHED)))
+                  for c in self.contexts)
+        # ESTABLISHED peers (of a FIN_WAIT1 behind a zero window) are worth
+        # indexing only while there are not too many of them.
+        wanted = teardown + ([int(TcpState.ESTABLISHED)] if est <= PEER_ESTABLISHED_MAX else [])
+        out = []
         for ctx in self.contexts:
-            rows = ctx.rows
-            sel = np.flatnonzero(np.isin(rows["state"], wanted))
-            if len(sel) == 0:
-                continue
-            fam = rows["family"][sel].tolist()
-            sa = rows["saddr"][sel].tolist()
-            da = rows["daddr"][sel].tolist()
-            sp = rows["sport"][sel].tolist()
-            dp = rows["dport"][sel].tolist()
-            for k, i in enumerate(sel.tolist()):
-                index.setdefault((fam[k], sa[k], sp[k], da[k], dp[k]), []).append((ctx, i))
-        return index
+            sel = np.flatnonzero(np.isin(ctx.rows["state"], wanted))
+            keys = connection_hash(ctx.rows[sel])
+            order = np.argsort(keys, kind="stable")
+            out.append((keys[order], sel[order]))
+        return out
 
-    def peer_of(self, ctx: NsContext, i: int):
-        """The other end of row ``i`` if it is in a namespace being looked at.
+    def peers(self, ctx: NsContext, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The other end of each of ``rows``, if it is in a namespace being
+        looked at: (context index, row) arrays, -1 where not found.
 
         Loopback connections match only inside the same namespace (each
-        namespace has its own 127.0.0.1). Returns (context, row) or None.
+        namespace has its own 127.0.0.1).
         """
-        r = ctx.rows[i]
-        key = (int(r["family"]), r["daddr"].tobytes(), int(r["dport"]),
-               r["saddr"].tobytes(), int(r["sport"]))
-        candidates = self._peer_index.get(key, ())
-        loop = _is_loopback(int(r["family"]), r["saddr"].tobytes())
-        for other, j in candidates:
-            if other is ctx and j == i:
+        rows = np.asarray(rows, dtype=np.int64)
+        found_ctx = np.full(len(rows), -1, dtype=np.int64)
+        found_row = np.full(len(rows), -1, dtype=np.int64)
+        if len(rows) == 0:
+            return found_ctx, found_row
+        q = ctx.rows[rows]
+        want = connection_hash(q, reverse=True)
+        loop = loopback_mask(q)
+        for k, (keys, where) in enumerate(self._peer_index):
+            if len(keys) == 0:
                 continue
-            if loop and other is not ctx:
+            pos = np.searchsorted(keys, want)
+            pos = np.minimum(pos, len(keys) - 1)
+            hit = (keys[pos] == want) & (found_ctx < 0)
+            if self.contexts[k] is not ctx:
+                hit &= ~loop
+            if not hit.any():
                 continue
-            return other, j
-        return None
+            cand = where[pos[hit]]
+            other = self.contexts[k].rows[cand]
+            mine = q[hit]
+            exact = ((other["family"] == mine["family"]) & (other["sport"] == mine["dport"])
+                     & (other["dport"] == mine["sport"])
+                     & (other["saddr"] == mine["daddr"]) & (other["daddr"] == mine["saddr"]))
+            if self.contexts[k] is ctx:
+                exact &= cand != rows[hit]
+            idx = np.flatnonzero(hit)[exact]
+            found_ctx[idx] = k
+            found_row[idx] = cand[exact]
+        return found_ctx, found_row
+
+    def peer_of(self, ctx: NsContext, i: int):
+        """(context, row) of the other end of row ``i``, or None."""
+        c, r = self.peers(ctx, np.array([i]))
+        return None if c[0] < 0 else (self.contexts[int(c[0])], int(r[0]))
 
 
-def _is_loopback(family: int, raw: bytes) -> bool:
-    if family == 2:
-        return raw[0] == 127
-    return raw == bytes(15) + b"\x01" or (raw[:12] == bytes(10) + b"\xff\xff" and raw[12] == 127)
+def mix64(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, vectorised (uint64 arithmetic wraps)."""
+    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def connection_hash(rows: np.ndarray, reverse: bool = False) -> np.ndarray:
+    """A 64-bit key per row of (family, local, remote); ``reverse`` swaps
+    local and remote, giving the key of the other end. Equal keys are
+    checked column by column before being believed."""
+    sa, da = address_words(rows["saddr"]), address_words(rows["daddr"])
+    sp, dp = rows["sport"].astype(np.uint64), rows["dport"].astype(np.uint64)
+    if reverse:
+        sa, da, sp, dp = da, sa, dp, sp
+    with np.errstate(over="ignore"):
+        h = mix64(rows["family"].astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15))
+        for col in (sa[:, 0], sa[:, 1], da[:, 0], da[:, 1], (sp << np.uint64(16)) | dp):
+            h = mix64(h ^ col)
+    return h
+
+
+def loopback_mask(rows: np.ndarray) -> np.ndarray:
+    """Rows whose local address is loopback (127/8, ::1, ::ffff:127/104)."""
+    raw = np.ascontiguousarray(rows["saddr"]).view(np.uint8).reshape(-1, 16)
+    v4 = (rows["family"] == 2) & (raw[:, 0] == 127)
+    one = np.zeros(16, np.uint8)
+    one[15] = 1
+    v6 = (rows["family"] == 10) & np.all(raw == one, axis=1)
+    mapped = (rows["family"] == 10) & np.all(raw[:, :10] == 0, axis=1) & \
+        (raw[:, 10] == 0xFF) & (raw[:, 11] == 0xFF) & (raw[:, 12] == 127)
+    return v4 | v6 | mapped

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from ..model.socket import format_address
-from .context import NsContext, address_words
+from .context import NsContext, address_words, mix64
 
 
 def duration(seconds: float | None) -> str:
@@ -65,19 +65,29 @@ def top_remote_ports(ctx: NsContext, idx: np.ndarray, n: int = 5) -> list[dict]:
 
 
 def _top(ctx: NsContext, idx: np.ndarray, addr_col: str, port_col: str | None, n: int) -> list[dict]:
+    """Most frequent (address[, port]) among ``idx``: grouped by a 64-bit
+    hash (one uint64 sort), each reported group checked column by column."""
     if len(idx) == 0:
         return []
     rows = ctx.rows
-    cols = [rows["family"][idx].astype(np.uint64)[:, None], address_words(rows[addr_col][idx])]
-    if port_col:
-        cols.append(rows[port_col][idx].astype(np.uint64)[:, None])
-    keys = np.hstack(cols)
-    uniq, first, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
+    words = address_words(rows[addr_col][idx])
+    with np.errstate(over="ignore"):
+        h = mix64(rows["family"][idx].astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15))
+        h = mix64(h ^ words[:, 0])
+        h = mix64(h ^ words[:, 1])
+        if port_col:
+            h = mix64(h ^ rows[port_col][idx].astype(np.uint64))
+    uniq, first, counts = np.unique(h, return_index=True, return_counts=True)
     order = np.lexsort((first, -counts))[:n]
     out = []
     for k in order:
         i = int(idx[first[k]])
-        entry = {"address": _addr(ctx, i, addr_col), "count": int(counts[k])}
+        members = idx[h == uniq[k]]
+        same = (rows["family"][members] == rows["family"][i]) & \
+            (rows[addr_col][members] == rows[addr_col][i])
+        if port_col:
+            same &= rows[port_col][members] == rows[port_col][i]
+        entry = {"address": _addr(ctx, i, addr_col), "count": int(np.count_nonzero(same))}
         if port_col:
             entry["port"] = int(rows[port_col][i])
         out.append(entry)

@@ -31,6 +31,7 @@ fast link (RTO is never below 200 ms):
 Measured between two namespaces with every FIN dropped by nftables (the
 tail loss probe adds ~0.2 s): tcp_orphan_retries=2 -> gone after 4 RTO
 firings, ~3.3 s; tcp_retries2=3 (not orphaned) -> 5 firings, ~6.5 s;
+tcp_retries2=15 (not orphaned) -> 16 firings, gone by 939 s (ETIMEDOUT);
 tcp_orphan_retries=0 (8) -> 9 firings, ~104 s.
 """
 
@@ -39,6 +40,11 @@ from __future__ import annotations
 from ..model.kernel import TCP_TIMEWAIT_LEN_S
 
 TCP_RTO_MIN_S = 0.2  # include/net/tcp.h TCP_RTO_MIN (HZ/5)
+#: The RTO of a fast path when the socket's own is not known: the 200 ms
+#: floor plus a little RTT variance (loopback and veth here show 204 ms).
+#: Exactly 200 ms would put the 9th firing of a tcp_orphan_retries=8 orphan
+#: 0.2 s short of its budget and double the predicted lifetime.
+TYPICAL_RTO_S = 0.204
 TCP_RTO_MAX_S = 120.0  # include/net/tcp.h TCP_RTO_MAX
 #: tcp_orphan_retries of 0 means 8 while the peer seems alive
 #: (tcp_orphan_retries() in net/ipv4/tcp_timer.c).

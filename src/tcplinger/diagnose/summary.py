@@ -38,6 +38,7 @@ def namespace_summary(inp: NamespaceInput) -> dict:
         "total": int(len(rows)),
         "states": states,
         "orphans": int(inp.table.orphan_mask().sum()),
+        "orphans_full": int(inp.table.full_orphan_mask().sum()),
         "timewait_type": int(rows["timewait"].sum()),
         "tcp_max_tw_buckets": k.get("tcp_max_tw_buckets"),
         "sockstat_orphans": ss.orphan if ss else None,

@@ -25,6 +25,7 @@ def namespace_counts(table) -> dict:
         "total": int(len(rows)),
         "states": states,
         "orphans": int(table.orphan_mask().sum()),
+        "orphans_full": int(table.full_orphan_mask().sum()),
         "time_wait": int(counts[int(TcpState.TIME_WAIT)]),
         "timewait_type": int(tw_type.sum()),
     }

@@ -90,7 +90,15 @@ class SocketTable:
         counts = np.bincount(self.rows["state"], minlength=16)
         return {i: int(c) for i, c in enumerate(counts) if c}
 
+    def full_orphan_mask(self) -> np.ndarray:
+        """Orphans that are still full sockets: what the kernel's orphan
+        count and tcp_max_orphans cover (timewait-type sockets count against
+        tcp_max_tw_buckets instead)."""
+        return self.orphan_mask() & ~self.rows["timewait"]
+
     def orphan_mask(self) -> np.ndarray:
+        """inode 0 in a teardown state (TIME_WAIT included): closed by its
+        process, held by the kernel."""
         st = self.rows["state"]
         teardown = np.isin(st, [int(TcpState.FIN_WAIT1), int(TcpState.FIN_WAIT2),
                                 int(TcpState.CLOSING), int(TcpState.LAST_ACK),

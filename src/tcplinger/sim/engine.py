@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import heapq
 
-from .num import is_batch, truth
+import numpy as np
+
+from . import num
+from .num import OrderSplit, Split, is_batch, truth
 
 
 class Event:
-    __slots__ = ("when", "seq", "fn", "args", "active")
+    __slots__ = ("when", "seq", "fn", "args", "active", "lo", "hi")
 
     def __init__(self, when, seq: int, fn, args: tuple):
         self.when = when
@@ -29,6 +32,12 @@ class Event:
         self.fn = fn
         self.args = args
         self.active = True
+        # bounds of the time over the batch: most comparisons of two events
+        # are settled by them without looking at every point
+        if isinstance(when, np.ndarray):
+            self.lo, self.hi = float(when.min()), float(when.max())
+        else:
+            self.lo = self.hi = when
 
     def cancel(self) -> None:
         self.active = False
@@ -50,6 +59,8 @@ class Engine:
         self._queue: list[Event] = []
         self._seq = 0
         self.fired = 0
+        #: batch points still simulated (None: all); see _run_batch
+        self.live = None
 
     def at(self, when, fn, *args) -> Event:
         ev = Event(when, self._seq, fn, args)
@@ -78,8 +89,17 @@ class Engine:
         for i, ev in enumerate(q):
             if not ev.active:
                 continue
-            if best is None or truth((ev.when < best.when)
-                                     | ((ev.when == best.when) & (ev.seq < best.seq))):
+            if best is None or ev.hi < best.lo:
+                earlier = True
+            elif ev.lo > best.hi or (ev.lo == ev.hi == best.lo == best.hi and ev.seq > best.seq):
+                earlier = False
+            else:
+                try:
+                    earlier = truth((ev.when < best.when)
+                                    | ((ev.when == best.when) & (ev.seq < best.seq)))
+                except Split as s:
+                    raise OrderSplit(s.mask) from None
+            if earlier:
                 best, best_i = ev, i
         if best is None:
             q.clear()
@@ -91,13 +111,44 @@ class Engine:
         return best
 
     def run(self) -> None:
+        if self.batch:
+            self._run_batch()
+            return
         while True:
             ev = self._pop()
             if ev is None:
                 return
-            if truth(ev.when > self.horizon_s):
+            if ev.when > self.horizon_s:
                 return
             self.now = ev.when
             self.fired += 1
             ev.active = False  # fired: no longer pending
             ev.fn(*ev.args)
+
+    def _run_batch(self) -> None:
+        """Like run(), for arrays of times. A point whose next event is
+        past the horizon is done: it stays in the batch, inactive, and
+        what happens to it afterwards is clipped away by the caller."""
+        num.set_active(self.live)
+        try:
+            with np.errstate(all="ignore"):
+                while True:
+                    ev = self._pop()
+                    if ev is None:
+                        return
+                    beyond = False if ev.hi <= self.horizon_s else ev.when > self.horizon_s
+                    if is_batch(beyond):
+                        past = beyond if self.live is None else beyond[self.live]
+                        if past.all():
+                            return
+                        if past.any():
+                            self.live = ~beyond if self.live is None else self.live & ~beyond
+                            num.set_active(self.live)
+                    elif beyond:
+                        return
+                    self.now = ev.when
+                    self.fired += 1
+                    ev.active = False
+                    ev.fn(*ev.args)
+        finally:
+            num.set_active(None)

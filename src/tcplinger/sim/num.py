@@ -39,14 +39,36 @@ class Split(Exception):
         self.mask = mask
 
 
+class OrderSplit(Split):
+    """The order of the next two events differs across the batch. Raised
+    before the event runs, so the simulation is in a consistent state and
+    can be forked (sim/fork.py) instead of restarted."""
+
+
+#: Points of the running batch that are still simulated: a point whose
+#: next event lies beyond the horizon rides along inactive (its results are
+#: clipped at the horizon, sim/sweep.py), and decisions ignore it.
+_active: np.ndarray | None = None
+
+
+def set_active(mask: np.ndarray | None) -> None:
+    global _active
+    _active = mask
+
+
 def truth(cond) -> bool:
-    """The value of a decision, the same for all points of the batch."""
+    """The value of a decision, the same for all (active) points of the
+    batch."""
     if isinstance(cond, np.ndarray):
-        if cond.all():
+        live = cond if _active is None or cond.shape != _active.shape else cond[_active]
+        if live.all():
             return True
-        if not cond.any():
+        if not live.any():
             return False
-        raise Split(np.asarray(cond, dtype=bool))
+        mask = np.asarray(cond, dtype=bool)
+        if _active is not None and cond.shape == _active.shape:
+            mask = mask | ~_active  # inactive points go either way: send them left
+        raise Split(mask)
     return bool(cond)
 
 

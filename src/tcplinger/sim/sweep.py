@@ -30,7 +30,8 @@ import numpy as np
 
 from ..model.states import name as state_name
 from ..model.timeline import TEARDOWN_STATES
-from .num import Split, scalar
+from .fork import fork
+from .num import OrderSplit, Split, scalar
 from .params import ParamError
 from .scenario import from_document
 from .simulation import Run
@@ -104,17 +105,17 @@ def _none(x: float):
 
 class SweepResult:
     """Columns, one entry per grid point (NaN: held at the horizon, or no
-    teardown for ``lingering``)."""
+    teardown for ``lingering``). ``values[key]`` is a numpy array for
+    numeric keys, a list otherwise."""
 
-    def __init__(self, keys: list[str], grid: list[tuple]):
+    def __init__(self, keys: list[str], values: dict, n: int):
         self.keys = keys
-        self.grid = grid
-        self.n = len(grid)
+        self.n = n
+        self.values = values
         self.parties: list[str] = []
         self.lingering: dict[str, np.ndarray] = {}
         self.forgotten: dict[str, np.ndarray] = {}
         self.states: dict[str, dict[str, np.ndarray]] = {}
-        self.values: dict[str, list] = {k: [g[i] for g in grid] for i, k in enumerate(keys)}
 
     def _party(self, name: str) -> None:
         if name not in self.lingering:
@@ -124,34 +125,51 @@ class SweepResult:
             self.states[name] = {}
 
     def store(self, run: Run, where: np.ndarray) -> None:
-        """Columns of one (batched or scalar) run into rows ``where``."""
+        """Columns of one (batched or scalar) run into rows ``where``.
+
+        Spans are clipped at the horizon: in a batch, points that reached
+        it ride along inactive while the others go on (engine.py), so a
+        span may start after the horizon (it did not happen) or end after
+        it (it is still held)."""
+        horizon = float(run.scenario.horizon_s)
         holders = [(ep.name, ep.spans, True) for ep in run.endpoints()]
         holders += [(mb.name, mb.spans, False) for mb in run.middleboxes]
         m = len(where)
+
+        def col_of(x):
+            return np.broadcast_to(np.asarray(np.nan if x is None else x, float), (m,))
+
         for name, spans, endpoint in holders:
             self._party(name)
-            first = None
+            first = np.full(m, np.nan)
+            last_end = np.full(m, np.nan)  # NaN: held (or never held)
+            seen = np.zeros(m, dtype=bool)
             for span in spans:
-                st, a, b = span[0], span[1], span[2]
+                st, a, b = span[0], col_of(span[1]), col_of(span[2])
+                present = a <= horizon
+                held = present & (np.isnan(b) | (b > horizon))
                 key = state_name(st)
                 col = self.states[name].get(key)
                 if col is None:
                     col = self.states[name][key] = np.zeros(self.n)
-                if b is None:
-                    col[where] = np.nan
-                else:
-                    col[where] += np.broadcast_to(np.asarray(b, float) - a, (m,))
-                if first is None and st in TEARDOWN_STATES:
-                    first = np.broadcast_to(np.asarray(a, float), (m,))
-            end = spans[-1][2] if spans else None
-            if end is not None:
-                end_arr = np.broadcast_to(np.asarray(end, float), (m,))
-                self.forgotten[name][where] = end_arr
-                if endpoint and first is not None:
-                    self.lingering[name][where] = end_arr - first
+                rows = col[where]
+                rows = np.where(present & ~held, rows + (b - a), rows)
+                rows = np.where(held, np.nan, rows)
+                col[where] = rows
+                if st in TEARDOWN_STATES:
+                    first = np.where(present & np.isnan(first), a, first)
+                last_end = np.where(present, np.where(held, np.nan, b), last_end)
+                seen |= present
+            self.forgotten[name][where] = np.where(seen, last_end, np.nan)
+            if endpoint:
+                self.lingering[name][where] = last_end - first
+
+    def value(self, key: str, i: int):
+        v = self.values[key][i]
+        return scalar(v)
 
     def point(self, i: int) -> Point:
-        values = {k: self.values[k][i] for k in self.keys}
+        values = {k: self.value(k, i) for k in self.keys}
         states = {}
         for p in self.parties:
             states[p] = {s: _none(col[i]) for s, col in self.states[p].items()
@@ -180,10 +198,27 @@ def run_sweep(make_document: Callable[[dict], dict], axes: list[Axis], kinds: di
     "count", "bool", "choice", "text").
     """
     keys = [a.key for a in axes]
-    grid = list(itertools.product(*(a.values for a in axes)))
-    total = len(grid)
+    shape = tuple(len(a.values) for a in axes)
+    total = int(np.prod(shape)) if shape else 1
     numeric = [k for k in keys if kinds.get(k) in ("seconds", "count")]
-    result = SweepResult(keys, grid)
+    # one index array per axis: point i uses axis value idx[k][i]
+    idx = dict(zip(keys, np.unravel_index(np.arange(total), shape)))
+    axis_values, values = {}, {}
+    for a in axes:
+        if a.key in numeric:
+            try:
+                arr = np.array([float(v) for v in a.values])
+            except ValueError:
+                bad = next(v for v in a.values if not _is_number(v))
+                raise ParamError(f"--vary {a.key}: {bad!r} is not a number") from None
+            if kinds[a.key] == "count":
+                arr = arr.astype(np.int64)
+            axis_values[a.key] = arr
+            values[a.key] = arr[idx[a.key]]
+        else:
+            axis_values[a.key] = list(a.values)
+            values[a.key] = [a.values[j] for j in idx[a.key]]
+    result = SweepResult(keys, values, total)
     done = 0
 
     def finish(n):
@@ -199,44 +234,47 @@ def run_sweep(make_document: Callable[[dict], dict], axes: list[Axis], kinds: di
         return doc
 
     if not batch or not numeric:
-        for i, combo in enumerate(grid):
-            values = dict(zip(keys, combo))
-            run = Run(from_document(doc_for(values)), record=False).run()
+        for i in range(total):
+            point = {k: result.value(k, i) for k in keys}
+            run = Run(from_document(doc_for(point)), record=False).run()
             result.store(run, np.array([i]))
             finish(1)
         return result
 
     # group by the non-numeric keys; batch the numeric ones
-    groups: dict[tuple, list[int]] = {}
-    for i, combo in enumerate(grid):
-        fixed = tuple(v for k, v in zip(keys, combo) if k not in numeric)
-        groups.setdefault(fixed, []).append(i)
-    for members in groups.values():
-        members_arr = np.array(members)
-        cols = {}
-        for k in numeric:
-            j = keys.index(k)
-            try:
-                cols[k] = np.array([float(grid[i][j]) for i in members], dtype=float)
-            except ValueError:
-                raise ParamError(f"--vary {k}: not a number") from None
-            if kinds[k] == "count":
-                cols[k] = cols[k].astype(np.int64)
-            for pos, gi in enumerate(members):  # the values as used, for output
-                result.values[k][gi] = scalar(cols[k][pos])
-        fixed = {k: grid[members[0]][keys.index(k)] for k in keys if k not in numeric}
-        stack = [np.arange(i, min(i + CHUNK, len(members)))
-                 for i in range(0, len(members), CHUNK)]
+    fixed_keys = [k for k in keys if k not in numeric]
+    for combo in itertools.product(*(range(len(axis_values[k])) for k in fixed_keys)):
+        mask = np.ones(total, dtype=bool)
+        for k, j in zip(fixed_keys, combo):
+            mask &= idx[k] == j
+        members = np.nonzero(mask)[0]
+        fixed = {k: axis_values[k][j] for k, j in zip(fixed_keys, combo)}
+        stack = [(members[i:i + CHUNK], None) for i in range(0, len(members), CHUNK)]
         while stack:
-            sub = stack.pop()
-            values = dict(fixed)
-            values.update({k: cols[k][sub] for k in numeric})
+            sub, run = stack.pop()
             try:
-                run = Run(from_document(doc_for(values)), batch=True, record=False).run()
-            except Split as s:
-                stack.append(sub[~s.mask])
-                stack.append(sub[s.mask])
+                if run is None:
+                    point = dict(fixed)
+                    point.update({k: values[k][sub] for k in numeric})
+                    run = Run(from_document(doc_for(point)), batch=True, record=False)
+                run.run()  # starts, or resumes a forked run
+            except OrderSplit as s:
+                left, right = fork(run, s.mask, len(sub))
+                stack.append((sub[~s.mask], right))
+                stack.append((sub[s.mask], left))
                 continue
-            result.store(run, members_arr[sub])
+            except Split as s:
+                stack.append((sub[~s.mask], None))
+                stack.append((sub[s.mask], None))
+                continue
+            result.store(run, sub)
             finish(len(sub))
     return result
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False

@@ -69,8 +69,12 @@ def summarize(tl: Timeline) -> tuple[dict, dict, dict, tuple[str, ...]]:
 
 
 def _holds_at(tl: Timeline, name: str, t: float) -> TcpState | None:
+    """The state ``name`` holds at ``t``, if it can still send on its own
+    (a TIME_WAIT or other minisocket only ever answers)."""
     for s in tl.party(name).spans:
         if s.start_s <= t and (s.end_s is None or t < s.end_s):
+            if s.minisock or s.state == TcpState.TIME_WAIT:
+                return None
             return TcpState(s.state)
     return None
 
@@ -86,7 +90,8 @@ def judge(scenario: Scenario, tl: Timeline | None = None) -> Verdict:
     if ended:
         first_at, first = min(ended)
         t_probe = first_at + PROBE_AFTER_S
-        candidates = [n for n in ("client", "server") if n != first
+        gone = {n.party for n in tl.notes if n.key == "sim.note.vanish" and n.t_s <= t_probe}
+        candidates = [n for n in ("client", "server") if n != first and n not in gone
                       and _holds_at(tl, n, t_probe) is not None]
         # prefer a side whose application can still write
         candidates.sort(key=lambda n: _holds_at(tl, n, t_probe) not in

@@ -32,8 +32,11 @@ def render(doc: dict, msg, *, skipped_owners=None) -> list[str]:
             elif name == "FIN_WAIT2":
                 note = _limit("tcp_fin_timeout", lim.get("tcp_fin_timeout"), msg)
             rows.append([name, n, note])
-        rows.append([msg("stats.orphans"), ns["orphans"],
+        rows.append([msg("stats.orphans"), ns["orphans"], ""])
+        rows.append([msg("stats.orphans_full"), ns["orphans_full"],
                      _limit("tcp_max_orphans", lim.get("tcp_max_orphans"), msg)])
+        rows.append([msg("stats.timewait_type"), ns["timewait_type"],
+                     _limit("tcp_max_tw_buckets", lim.get("tcp_max_tw_buckets"), msg)])
         lines += ["  " + l for l in render_table(
             [msg("col.state"), msg("col.count"), msg("col.limit")], rows, align="lrl")]
         rng = lim.get("ip_local_port_range")

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Iterable, Sequence
+
+
+def width(text: str) -> int:
+    """Terminal columns: East Asian wide characters take two.
+
+    >>> width("状态"), width("STATE")
+    (4, 5)
+    """
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _pad(text: str, n: int, right: bool) -> str:
+    fill = " " * max(0, n - width(text))
+    return fill + text if right else text + fill
 
 
 def render(headers: Sequence[str], rows: Iterable[Sequence[object]], *,
@@ -17,22 +32,21 @@ def render(headers: Sequence[str], rows: Iterable[Sequence[object]], *,
     """
     rows = [[str(c) for c in r] for r in rows]
     align = align or "l" * len(headers)
-    widths = [len(h) for h in headers]
+    widths = [width(h) for h in headers]
     for r in rows:
         for i, c in enumerate(r):
-            if len(c) > widths[i]:
-                widths[i] = len(c)
+            w = len(c) if c.isascii() else width(c)
+            if w > widths[i]:
+                widths[i] = w
     lines = []
     for r in [list(headers)] + rows:
         cells = []
         for i, c in enumerate(r):
             last = i == len(r) - 1
-            if align[i] == "r":
-                cells.append(c.rjust(widths[i]))
-            elif last:
+            if last and align[i] != "r":
                 cells.append(c)
             else:
-                cells.append(c.ljust(widths[i]))
+                cells.append(_pad(c, widths[i], align[i] == "r"))
         line = "  ".join(cells).rstrip()
         if max_width and len(line) > max_width:
             line = line[: max_width - 1] + "…"

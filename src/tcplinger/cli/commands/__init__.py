@@ -2,7 +2,7 @@
 ``run`` as the parser default) and turns its arguments into typed options
 before calling the library."""
 
-from . import doctor, ls, sim, stats
+from . import check, doctor, explain, exporter, kill, ls, report, rules, sim, stats, tune
 
-COMMANDS = (ls, stats, doctor, sim)
-DEFAULT_COMMAND = "stats"  # until `report` (the diagnosis) exists
+COMMANDS = (report, ls, stats, rules, explain, check, doctor, sim, kill, tune, exporter)
+DEFAULT_COMMAND = "report"

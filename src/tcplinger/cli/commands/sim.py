@@ -248,8 +248,8 @@ def run(opts: RunOptions, term, msg) -> int:
         term.out(line)
     term.out("")
     term.out(msg("sim.events_heading"))
-    for n in timeline.notes:
-        term.out(f"  {tl_view.fmt_s(n.t_s):>9}  {n.party:<8} " + msg(n.key, **n.field_dict()))
+    for line in event_lines(timeline.notes, msg):
+        term.out(line)
     if opts.packets:
         term.out("")
         term.out(msg("sim.packets_heading"))
@@ -261,6 +261,25 @@ def run(opts: RunOptions, term, msg) -> int:
     for line in verdict_lines(verdict, sc, msg):
         term.out(line)
     return 0
+
+
+def event_lines(notes, msg) -> list[str]:
+    """One line per event; a run of the same event (a middlebox's periodic
+    keepalives) is shown once with how often it repeats."""
+    out = []
+    i = 0
+    notes = list(notes)
+    while i < len(notes):
+        n = notes[i]
+        j = i
+        while j + 1 < len(notes) and (notes[j + 1].party, notes[j + 1].key, notes[j + 1].fields) \
+                == (n.party, n.key, n.fields):
+            j += 1
+        out.append(f"  {tl_view.fmt_s(n.t_s):>9}  {n.party:<8} " + msg(n.key, **n.field_dict()))
+        if j > i:
+            out.append(" " * 22 + msg("sim.repeated", n=j - i, last=tl_view.fmt_s(notes[j].t_s)))
+        i = j + 1
+    return out
 
 
 def _span_json(s) -> dict:
@@ -308,7 +327,9 @@ def verdict_lines(v, sc, msg) -> list[str]:
             what = msg("sim.packet_kind." + np_.get("kind", "ack"))
             base = dict(party=np_["from"], what=what, at=tl_view.fmt_s(np_["at_s"]),
                         state=np_.get("state") or "-")
-            if np_.get("fate") == "dropped":
+            if np_.get("fate") == "dropped" and np_.get("reply") and "R" in np_["reply"]:
+                lines.append("  " + msg("sim.verdict.next_reset_by", by=np_["by"], **base))
+            elif np_.get("fate") == "dropped":
                 lines.append("  " + msg("sim.verdict.next_dropped", by=np_["by"], **base))
             elif np_.get("reply") and "R" in np_["reply"]:
                 lines.append("  " + msg("sim.verdict.next_reset", peer=np_["by"], **base))

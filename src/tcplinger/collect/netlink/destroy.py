@@ -24,10 +24,18 @@ def destroy(sock: DiagSocket, family: int, src: str, sport: int, dst: str, dport
             cookie: int) -> int:
     """Ask the kernel to destroy one socket; 0 or a positive errno.
 
-    ENOENT: no such 4-tuple; ESTALE: the 4-tuple now belongs to another
-    socket (cookie mismatch); EPERM: no CAP_NET_ADMIN; EOPNOTSUPP: kernel
-    without CONFIG_INET_DIAG_DESTROY, or a socket kind it cannot destroy.
+    ENOENT: no such 4-tuple, or (6.18) the 4-tuple belongs to another
+    socket now; ESTALE: the same on kernels that pass the cookie check's
+    error through; EPERM: no CAP_NET_ADMIN; EOPNOTSUPP: kernel without
+    CONFIG_INET_DIAG_DESTROY, or a socket kind it cannot destroy.
+
+    The cookie is mandatory: the kernel finds the socket with inet_lookup(),
+    which falls back to the *listener* on ``src:sport`` when the connection
+    is gone, so a request without a cookie could destroy the listener.
     """
+    if cookie == wire.NO_COOKIE or not 0 <= cookie < wire.NO_COOKIE:
+        raise ValueError("SOCK_DESTROY needs the socket's cookie (without one the kernel"
+                         " may pick the listener on the same local port)")
     req = codec.encode_exact_request(family, src=src, sport=sport, dst=dst, dport=dport,
                                      cookie=cookie, msg_type=wire.SOCK_DESTROY,
                                      seq=sock.next_seq())

@@ -16,31 +16,36 @@ is paid per batch, not per datagram (see :data:`DEFAULT_BUFSIZE`).
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import random
 import socket
-import struct
 
 import numpy as np
 
 from ...model.states import REPORTED, state_mask
 from ...model.table import SocketTable
-from . import codec, wire
+from . import codec, frames, wire
 
 #: Every state ``ss -a`` shows (request sockets included, bound-only
 #: sockets of TCP_BOUND_INACTIVE excluded, as ss leaves them out).
 ALL = state_mask(REPORTED)
 
-#: Batch buffer. Measured on a 1M-socket namespace (see the report in
-#: tests/data/netlink/bench_decode.py): 4 MiB was fastest; 32 KiB (one
-#: datagram a batch) pays numpy overhead per datagram, and buffers larger
-#: than the L2/L3-friendly few MiB gain nothing.
+#: Batch buffer. Measured with tests/data/netlink/bench_dump.py on ~940k
+#: sockets (Linux 6.18, best of 4, user CPU of the decode): 32 KiB (one
+#: datagram a batch) 0.29 s, 256 KiB 0.13 s, 1 MiB 0.09 s, 4 MiB 0.06 s,
+#: 16 MiB 0.10 s; kernel time (~0.8 s) is the same for all. A batch of
+#: 4 MiB still sits in L3 when it is decoded.
 DEFAULT_BUFSIZE = 4 << 20
 #: Room a recv needs: one dump skb (<= 32 KiB, see the module docstring).
 _MAX_DATAGRAM = 32 << 10
+#: The kernel refills one skb per recvmsg() whatever the receive buffer
+#: (netlink_recvmsg() calls netlink_dump() once), so its size does not
+#: change throughput; it only has to hold more than one 32 KiB skb.
 DEFAULT_RCVBUF = 4 << 20
+DEFAULT_CAPACITY = 1 << 20
 
-_HDR = struct.Struct("=IHHII")
+_HDR = frames.HDR
 _DONE_LEN = 20  # nlmsghdr + int: NLMSG_DONE without extended-ack TLVs
 
 #: Errors meaning "sock_diag cannot serve this": fall back to /proc.
@@ -87,12 +92,15 @@ class DiagSocket:
             sock.close()
             raise
         self._sock = sock
-        self._buf = bytearray(max(bufsize, _MAX_DATAGRAM))
+        # Anonymous mmap, not bytearray: its pages are zero-filled lazily, so
+        # a socket that only sees small namespaces never touches most of it.
+        self._buf = mmap.mmap(-1, max(bufsize, _MAX_DATAGRAM))
         self._view = memoryview(self._buf)
         self._u8 = np.frombuffer(self._buf, np.uint8)
-        #: Rows to reserve for the next dump: grows to what dumps returned.
-        self.capacity_hint = 4096
-        # A distinctive seq makes the decoder's seq search (codec.message_starts)
+        #: Rows to reserve for the next dump (address space only, see
+        #: codec.RowSink): a million, or more once a dump was larger.
+        self.capacity_hint = DEFAULT_CAPACITY
+        # A distinctive seq makes the decoder's seq search (frames.message_starts)
         # hit message headers only.
         self._seq = random.getrandbits(31) | 0x4000_0000
 
@@ -105,8 +113,15 @@ class DiagSocket:
         return self._sock.fileno()
 
     def close(self) -> None:
-        self._u8 = None
-        self._view.release()
+        if self._u8 is not None:
+            self._u8 = None  # drop the exports before unmapping
+            try:
+                self._view.release()
+                self._buf.close()
+            except BufferError:
+                # A view is still alive (e.g. in the traceback of a decode
+                # error): the mapping goes when the last view does.
+                pass
         self._sock.close()
 
     def __enter__(self) -> "DiagSocket":
@@ -139,21 +154,25 @@ class DiagSocket:
             data = self.recv_one()
             out.append(data)
             types = [_HDR.unpack_from(data, int(p))[1]
-                     for p in codec.message_starts(codec._as_u8(data))]
+                     for p in frames.message_starts(frames.as_u8(data))]
             if wire.NLMSG_DONE in types or wire.NLMSG_ERROR in types:
                 return out
             if not flags & (wire.NLM_F_DUMP | wire.NLM_F_ACK):
                 return out
 
     # -- the dump -----------------------------------------------------------
-    def dump_family(self, family: int, states_mask: int, *, tcp_info: bool = False,
-                    sink: codec.RowSink | None = None) -> SocketTable:
-        """One family's dump; rows are appended to ``sink`` when given."""
-        if sink is None:
-            sink = codec.RowSink(self.capacity_hint, tcp_info=tcp_info)
+    def dump_family(self, family: int, states_mask: int, *, tcp_info: bool = False) -> SocketTable:
+        """One family's dump."""
+        sink = codec.RowSink(self.capacity_hint, tcp_info=tcp_info)
+        self.dump_into(sink, family, states_mask, tcp_info=tcp_info)
+        return sink.finish()
+
+    def dump_into(self, sink: codec.RowSink, family: int, states_mask: int, *,
+                  tcp_info: bool = False) -> None:
+        """Append one family's dump to ``sink``."""
         seq = self.next_seq()
         self.send(codec.encode_dump_request(family, states_mask, tcp_info=tcp_info, seq=seq))
-        buf, view, u8, recv_into = self._buf, self._view, self._u8, self._sock.recv_into
+        buf, view, recv_into = self._buf, self._view, self._sock.recv_into
         size = len(buf)
         room_needed = min(_MAX_DATAGRAM, size)
         done_tail = (_DONE_LEN, wire.NLMSG_DONE)
@@ -179,8 +198,7 @@ class DiagSocket:
             off = 0
             if done:
                 break
-        self.capacity_hint = max(self.capacity_hint, sink.n + sink.n // 8)
-        return sink.table()
+        self.capacity_hint = max(self.capacity_hint, sink.n + sink.n // 4)
 
     def _decode_batch(self, nbytes: int, sink: codec.RowSink, tcp_info: bool,
                       family: int) -> bool:
@@ -206,11 +224,11 @@ def dump(states_mask: int = ALL, families=(socket.AF_INET, socket.AF_INET6), *,
         # One sink for every family: the table is built in place, never concatenated.
         sink = codec.RowSink(sock.capacity_hint, tcp_info=tcp_info)
         for fam in families:
-            sock.dump_family(fam, states_mask, tcp_info=tcp_info, sink=sink)
+            sock.dump_into(sink, fam, states_mask, tcp_info=tcp_info)
     finally:
         if own:
             sock.close()
-    return sink.table()
+    return sink.finish()
 
 
 def lookup(family: int, src: str, sport: int, dst: str, dport: int,
@@ -220,8 +238,13 @@ def lookup(family: int, src: str, sport: int, dst: str, dport: int,
     ``cookie``, unless NO_COOKIE): a table of 0 or 1 row.
 
     Works for timewait-type sockets too. Not found (ENOENT) and a cookie
-    that no longer matches the 4-tuple (ESTALE: the port was reused) both
-    give an empty table.
+    that no longer matches the 4-tuple both give an empty table (6.18
+    answers ENOENT for a wrong cookie too: inet_diag_find_one_icsk(),
+    net/ipv4/inet_diag.c, maps the cookie check's ESTALE to ENOENT).
+
+    The kernel finds the socket with inet_lookup(), which falls back to a
+    *listener* on ``src:sport`` when no connection matches, so the answer
+    is checked against the 4-tuple before it is returned.
     """
     own = sock is None
     if own:
@@ -235,7 +258,23 @@ def lookup(family: int, src: str, sport: int, dst: str, dport: int,
         if own:
             sock.close()
     if chunk.error in (errno.ENOENT, errno.ESTALE):
-        return codec.decode_dump(b"", tcp_info=tcp_info).table
+        return chunk.table.select(slice(0, 0))
     if chunk.error:
         raise _error(chunk.error, "sock_diag lookup")
-    return chunk.table
+    rows = chunk.table.rows
+    want = (_as_v6(family, _pton(family, src)), sport, _as_v6(family, _pton(family, dst)), dport)
+    keep = [i for i, row in enumerate(rows)
+            if (_as_v6(int(row["family"]), row["saddr"].tobytes()), int(row["sport"]),
+                _as_v6(int(row["family"]), row["daddr"].tobytes()), int(row["dport"])) == want]
+    return chunk.table.select(np.asarray(keep, dtype=np.intp))
+
+
+def _pton(family: int, text: str) -> bytes:
+    return socket.inet_pton(family, text)
+
+
+def _as_v6(family: int, raw: bytes) -> bytes:
+    """IPv4 as ::ffff:a.b.c.d, the way dual-stack sockets report it."""
+    if family == socket.AF_INET:
+        return bytes(10) + b"\xff\xff" + raw[:4]
+    return raw[:16]

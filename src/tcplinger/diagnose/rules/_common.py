@@ -64,7 +64,7 @@ def sysctl_command(name: str, value) -> str:
     return f'sysctl -w {name}="{text}"' if " " in text else f"sysctl -w {name}={text}"
 
 
-PEER_LOOKUPS = 2000  # rows whose other end is looked for (cost bound)
+PEER_LOOKUPS = 20_000  # rows whose other end is looked for (cost bound)
 
 
 def other_ends(ctx, world, rows) -> list[dict]:
@@ -72,12 +72,13 @@ def other_ends(ctx, world, rows) -> list[dict]:
     grouped by (namespace, state, owner)."""
     from ...model.states import TcpState
 
+    sel = rows[:PEER_LOOKUPS]
+    ctx_idx, peer_rows = world.peers(ctx, sel)
     seen: dict[tuple, int] = {}
-    for i in rows[:PEER_LOOKUPS].tolist():
-        hit = world.peer_of(ctx, i)
-        if hit is None:
+    for k, j in zip(ctx_idx.tolist(), peer_rows.tolist()):
+        if k < 0:
             continue
-        other, j = hit
+        other = world.contexts[k]
         owners = other.owners_of_row(j)
         who = owners[0] if owners else None
         key = (other.netns.label(), TcpState(int(other.state[j])).name,

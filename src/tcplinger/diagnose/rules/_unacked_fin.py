@@ -14,7 +14,8 @@ Two ways to be stuck, told apart by the timer sock_diag shows:
 
 Measured on Linux 6.18 (namespaces, nftables dropping every FIN):
 orphan FIN_WAIT1, tcp_orphan_retries=2 -> gone after ~3.3 s (4 RTO firings);
-owned (shutdown) FIN_WAIT1, tcp_retries2=3 -> ~6.5 s (5 firings);
+owned (shutdown) FIN_WAIT1, tcp_retries2=3 -> ~6.5 s (5 firings), 15 -> by
+939 s (16 firings, the process gets ETIMEDOUT);
 orphan, default retries -> ~104 s (9 firings, TCPAbortOnTimeout +1);
 orphan zero-window FIN_WAIT1 on loopback, default sysctls -> backoff 10
 and a 120 s probe interval at 282 s, aborted at the next probe (~333 s).
@@ -26,7 +27,7 @@ import numpy as np
 
 from ..evidence import duration, endpoint_text, top_remote
 from ..finding import Confidence, Fix, FixKind
-from ..lifetimes import (effective_orphan_retries, retransmit_deadline,
+from ..lifetimes import (TYPICAL_RTO_S, effective_orphan_retries, retransmit_deadline,
                          retransmit_deadline_after, zero_window_orphan_deadline)
 from ._common import T, finding, level, other_end_facts, other_ends, persist_line, sysctl_command
 
@@ -35,13 +36,20 @@ TIMER_PROBE = 4
 
 
 def rto_seconds(ctx, rows: np.ndarray) -> np.ndarray:
-    """Each row's RTO from tcp_info (µs), else 0.2 s (the minimum)."""
-    out = np.full(len(rows), 0.2)
+    """Each row's base RTO, else lifetimes.TYPICAL_RTO_S.
+
+    tcp_info's ``rto`` is the backed-off value (icsk_rto doubles at each
+    retransmission: 1632 ms after three on a 204 ms path), so it is shifted
+    back by ``backoff``.
+    """
+    out = np.full(len(rows), TYPICAL_RTO_S)
     info = ctx.table.info
     if info is not None:
         present = info["present"][rows]
-        rto = info["rto"][rows] / 1e6
-        out[present & (rto > 0)] = rto[present & (rto > 0)]
+        rto = info["rto"][rows].astype(np.float64) / 1e6
+        rto = rto / np.power(2.0, info["backoff"][rows].astype(np.float64))
+        ok = present & (rto > 0)
+        out[ok] = np.maximum(rto[ok], 0.2)
     return out
 
 
@@ -88,9 +96,9 @@ def evaluate_state(meta, prefix: str, state: int, ctx, th, world, limit):
         "tcp_orphan_retries": ctx.sysctl("tcp_orphan_retries"),
         "effective_orphan_retries": orphan_retries,
         "tcp_retries2": retries2,
-        "deadline_orphan_s": round(retransmit_deadline(orphan_retries, 0.2), 1),
-        "deadline_owned_s": round(retransmit_deadline(retries2, 0.2), 1),
-        "zero_window_orphan_deadline_s": round(zero_window_orphan_deadline(0.2), 1),
+        "deadline_orphan_s": round(retransmit_deadline(orphan_retries, TYPICAL_RTO_S), 1),
+        "deadline_owned_s": round(retransmit_deadline(retries2, TYPICAL_RTO_S), 1),
+        "zero_window_orphan_deadline_s": round(zero_window_orphan_deadline(TYPICAL_RTO_S), 1),
         "time_left_s": ({"min": round(float(np.nanmin(left)), 3),
                          "max": round(float(np.nanmax(left)), 3)}
                         if not np.isnan(left).all() else None),

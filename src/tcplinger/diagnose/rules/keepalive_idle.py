@@ -33,11 +33,12 @@ def idle_seconds(ctx, idx: np.ndarray) -> np.ndarray:
     info = ctx.table.info
     if info is None:
         return out
-    sel = info[idx]
-    present = sel["present"]
-    idle = np.minimum(np.minimum(sel["last_data_sent"], sel["last_data_recv"]),
-                      sel["last_ack_recv"]) / 1000.0
-    out[present] = idle[present]
+    present = np.flatnonzero(info["present"][idx])
+    if len(present) == 0:
+        return out
+    sel = info[idx[present]]
+    out[present] = np.minimum(np.minimum(sel["last_data_sent"], sel["last_data_recv"]),
+                              sel["last_ack_recv"]) / 1000.0
     return out
 
 

@@ -28,6 +28,7 @@ from ._common import T, finding, level, other_end_facts, other_ends, persist_lin
 META = BY_ID["orphan-fin-wait-2"]
 K = "rule.orphan-fin-wait-2."
 SLACK_S = 1.0  # timer rounding and the time between dump and now
+MIN_SUGGESTED_FIN = 10  # seconds; lower is not suggested
 
 
 def time_left(ctx, rows: np.ndarray, fin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -124,12 +125,15 @@ def evaluate(ctx, th, world, limit):
                       life=duration(life))]
     lifetime.append(T(K + "life.ends"))
 
-    fixes = [Fix(FixKind.OPS, T(K + "fix.peers")),
-             Fix(FixKind.SYSCTL, T(K + "fix.fin_timeout", fin=fin),
-                 command=sysctl_command("net.ipv4.tcp_fin_timeout", 30),
-                 persist=persist_line("net.ipv4.tcp_fin_timeout", 30)),
-             Fix(FixKind.SOCKET, T(K + "fix.linger2")),
-             Fix(FixKind.APP, T(K + "fix.server_close"))]
+    fixes = [Fix(FixKind.OPS, T(K + "fix.peers"))]
+    if fin > MIN_SUGGESTED_FIN:
+        # Halve it, not below a few seconds: a late FIN must still find its socket.
+        value = max(MIN_SUGGESTED_FIN, int(fin) // 2)
+        fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.fin_timeout", fin=fin),
+                         command=sysctl_command("net.ipv4.tcp_fin_timeout", value),
+                         persist=persist_line("net.ipv4.tcp_fin_timeout", value)))
+    fixes += [Fix(FixKind.SOCKET, T(K + "fix.linger2")),
+              Fix(FixKind.APP, T(K + "fix.server_close"))]
 
     if anomalies:
         conf, reason = Confidence.MEDIUM, T(K + "conf.anomaly")

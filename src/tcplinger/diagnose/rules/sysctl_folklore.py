@@ -103,20 +103,20 @@ def evaluate_host(world, th, limit):
         if s.key in REMOVED and not s.exists:
             since = REMOVED[s.key]
             out.append(_item(home, "removed_key", 0,
-                             T(K + "removed.title", key=s.key),
-                             [T(K + "removed.fact", key=s.key, value=s.value, path=s.path,
+                             T(K + "removed.title", name=s.key),
+                             [T(K + "removed.fact", name=s.key, value=s.value, path=s.path,
                                 line=s.line)],
                              [T(K + ("removed.cause_since" if since else "removed.cause_vendor"),
-                                key=s.key, since=since or "-")],
+                                name=s.key, since=since or "-")],
                              [Fix(FixKind.OPS, T(K + "removed.fix", path=s.path, line=s.line))],
                              {"key": s.key, "value": s.value, "path": s.path, "line": s.line,
                               "removed_in": since}))
         elif s.key in LEGACY:
             out.append(_item(home, "legacy_key", 0,
-                             T(K + "legacy.title", key=s.key),
-                             [T(K + "removed.fact", key=s.key, value=s.value, path=s.path,
+                             T(K + "legacy.title", name=s.key),
+                             [T(K + "removed.fact", name=s.key, value=s.value, path=s.path,
                                 line=s.line)],
-                             [T(K + "legacy.cause", key=s.key)],
+                             [T(K + "legacy.cause", name=s.key)],
                              [Fix(FixKind.OPS, T(K + "removed.fix", path=s.path, line=s.line))],
                              {"key": s.key, "value": s.value, "path": s.path, "line": s.line}))
     return out

@@ -75,8 +75,9 @@ class Middlebox:
 
 
 def registry() -> dict[str, MiddleboxProfile]:
+    from . import conntrack, idle, ipfw
     out = {}
-    for mod in ():
+    for mod in (ipfw, conntrack, idle):
         for prof in mod.PROFILES:
             out[prof.name] = prof
     return out

@@ -23,9 +23,9 @@ class Profile:
 
 
 def registry() -> dict[str, Profile]:
-    from . import linux
+    from . import bsd, hpux, linux, solaris, windows
     out = {}
-    for mod in (linux,):
+    for mod in (linux, bsd, windows, solaris, hpux):
         for prof in mod.PROFILES:
             out[prof.name] = prof
     return out

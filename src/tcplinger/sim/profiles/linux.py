@@ -33,8 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..endpoint import (CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK,
-                        SYN_RECV, SYN_SENT, TIME_WAIT, WINDOW, Endpoint)
+from ..endpoint import FIN_WAIT2, SYN_RECV, SYN_SENT, TIME_WAIT, WINDOW, Endpoint
 from ..num import ceil, is_batch, maximum, minimum, truth, where
 from ..params import Param
 from ..segment import ACK, FIN, RST, SYN
@@ -107,6 +106,8 @@ SOCKET = (
 #: LVL_START(n) of kernel/time/timer.c: a timer of delta jiffies goes to
 #: the first level whose start exceeds delta; level n has granularity 8^n.
 _LVL_STARTS = tuple(63 << (3 * (n - 1)) for n in range(1, 9))
+_LVL_ARRAY = np.array(_LVL_STARTS, dtype=float)
+_GRAN = np.array([8.0 ** i for i in range(9)])
 
 
 def wheel_lateness(d_j):
@@ -120,9 +121,8 @@ def wheel_lateness(d_j):
     (1.0, 4.5, 256.5)
     """
     if is_batch(d_j):
-        g = np.select([d_j < s for s in _LVL_STARTS], [float(8 ** i) for i in range(8)],
-                      float(8 ** 8))
-        return (g + 1.0) / 2.0
+        level = np.searchsorted(_LVL_ARRAY, d_j, side="right")
+        return (_GRAN[level] + 1.0) / 2.0
     for i, s in enumerate(_LVL_STARTS):
         if d_j < s:
             return (8.0 ** i + 1.0) / 2.0

@@ -1,0 +1,198 @@
+"""What ``tcplinger kill`` is asked to end: the criteria and their parsers.
+
+Everything here is pure: text in, values out, and boolean masks over a
+:class:`~tcplinger.model.table.SocketTable`. The CLI parses its flags into
+a :class:`KillCriteria`; the planner (:mod:`tcplinger.act.kill_plan`) applies
+it. Scope (which namespaces), ``--pid`` and the port filters are applied
+while collecting (``cli/query.py``), as for ``ls``; what needs owners or
+ages is applied here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..model.states import TcpState, members
+from ..model.table import SocketTable
+
+#: States ended when ``--state`` is not given: the lingering ones.
+DEFAULT_STATES = members("lingering")
+#: States of connections still in use; ended only with --include-established.
+OPEN_STATES = frozenset({TcpState.ESTABLISHED, TcpState.SYN_SENT, TcpState.SYN_RECV,
+                         TcpState.NEW_SYN_RECV})
+DEFAULT_MAX = 1000
+
+
+class BadValue(ValueError):
+    """A flag value that does not parse; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class KillCriteria:
+    """The selection, as typed values (never the argparse namespace).
+
+    ``states`` None means :data:`DEFAULT_STATES` (plus the open states when
+    ``include_established``). ``peers`` are networks the remote address
+    must be in (any of them); ``cookies`` sock_diag cookies (any of them).
+    """
+
+    states: frozenset[TcpState] | None = None
+    pid: int | None = None
+    comm: str | None = None
+    port: int | None = None
+    sport: int | None = None
+    dport: int | None = None
+    peers: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    older_than: float | None = None  # seconds
+    cookies: frozenset[int] = field(default_factory=frozenset)
+    include_established: bool = False
+    max: int = DEFAULT_MAX
+
+    def wanted_states(self) -> frozenset[TcpState]:
+        """States to collect: the asked ones, or the default set."""
+        if self.states is not None:
+            return self.states
+        if self.include_established:
+            return DEFAULT_STATES | OPEN_STATES
+        return DEFAULT_STATES
+
+    def has_filter(self) -> bool:
+        """True when something narrows the selection beyond the scope."""
+        return any(v is not None for v in (self.states, self.pid, self.comm, self.port,
+                                          self.sport, self.dport, self.older_than)) \
+            or bool(self.peers) or bool(self.cookies)
+
+    def to_json(self) -> dict:
+        return {
+            "states": sorted(s.name for s in self.wanted_states()),
+            "pid": self.pid, "comm": self.comm, "port": self.port, "sport": self.sport,
+            "dport": self.dport, "peers": [str(p) for p in self.peers],
+            "older_than_s": self.older_than, "cookies": sorted(self.cookies),
+            "include_established": self.include_established, "max": self.max,
+        }
+
+
+# ---- parsers (argparse types call them) -------------------------------------
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``5m``, ``2h``, ``1d``, ``1h30m``, ``250ms``.
+
+    >>> parse_duration("90"), parse_duration("5m"), parse_duration("1h30m")
+    (90.0, 300.0, 5400.0)
+    >>> parse_duration("250ms")
+    0.25
+    >>> parse_duration("5 minutes")
+    Traceback (most recent call last):
+    ...
+    tcplinger.act.selection.BadValue: invalid duration '5 minutes' (like 90s, 5m, 2h, 1d or 1h30m)
+    """
+    s = text.strip().lower()
+    try:
+        value = float(s)
+    except ValueError:
+        value = None
+    if value is None:
+        pos, total = 0, 0.0
+        for m in _PART.finditer(s):
+            if m.start() != pos:
+                break
+            total += float(m.group(1)) * _UNITS[m.group(2)]
+            pos = m.end()
+        if pos != len(s) or not s:
+            raise BadValue(f"invalid duration {text!r} (like 90s, 5m, 2h, 1d or 1h30m)")
+        value = total
+    if not value >= 0 or value == float("inf"):
+        raise BadValue(f"invalid duration {text!r} (like 90s, 5m, 2h, 1d or 1h30m)")
+    return value
+
+
+def parse_peer(text: str):
+    """An address or network the remote end must be in.
+
+    >>> parse_peer("10.0.0.0/8"), parse_peer("192.0.2.7"), parse_peer("[2001:db8::1]")
+    (IPv4Network('10.0.0.0/8'), IPv4Network('192.0.2.7/32'), IPv6Network('2001:db8::1/128'))
+    >>> parse_peer("10.0.0.1/8")  # host bits are allowed, as in ss
+    IPv4Network('10.0.0.0/8')
+    """
+    try:
+        return ipaddress.ip_network(text.strip().strip("[]").replace("]/", "/"), strict=False)
+    except ValueError:
+        raise BadValue(f"invalid peer {text!r} (an address or ADDRESS/PREFIX, "
+                       "e.g. 10.0.0.5 or 10.0.0.0/8 or 2001:db8::/32)") from None
+
+
+def parse_cookie(text: str) -> int:
+    """A sock_diag cookie: decimal as in ``ls --json``, or 0x-hex.
+
+    >>> parse_cookie("4242"), parse_cookie("0x1092")
+    (4242, 4242)
+    """
+    try:
+        value = int(text, 16) if text.lower().startswith("0x") else int(text, 10)
+    except ValueError:
+        value = -1
+    if not 0 <= value < (1 << 64) - 1:
+        raise BadValue(f"invalid cookie {text!r} (the number `tcplinger ls --json` shows)")
+    return value
+
+
+def parse_max(text: str) -> int:
+    """``--max``: a positive count.
+
+    >>> parse_max("10")
+    10
+    """
+    if not re.fullmatch(r"[0-9]+", text.strip()) or int(text) <= 0:
+        raise BadValue(f"invalid --max {text!r} (a positive number)")
+    return int(text)
+
+
+# ---- masks ---------------------------------------------------------------------
+
+_V4_MAPPED = np.frombuffer(bytes(10) + b"\xff\xff", np.uint8)
+
+
+def peer_mask(table: SocketTable, networks) -> np.ndarray:
+    """Rows whose remote address is in any of ``networks``.
+
+    IPv4 networks also match IPv4-mapped IPv6 peers (``::ffff:a.b.c.d``,
+    how a dual-stack listener reports IPv4 clients).
+
+    >>> from tcplinger.diagnose.builder import SocketBuilder
+    >>> b = SocketBuilder()
+    >>> b.add("CLOSE_WAIT", "10.0.0.1:80", "192.0.2.7:4000")
+    >>> b.add("CLOSE_WAIT", "[::ffff:10.0.0.1]:80", "[::ffff:192.0.2.9]:4000")
+    >>> b.add("CLOSE_WAIT", "[2001:db8::1]:80", "[2001:db8::9]:4000")
+    >>> peer_mask(b.table(), [parse_peer("192.0.2.0/24")]).tolist()
+    [True, True, False]
+    >>> peer_mask(b.table(), [parse_peer("2001:db8::/32")]).tolist()
+    [False, False, True]
+    """
+    rows = table.rows
+    n = len(rows)
+    out = np.zeros(n, dtype=bool)
+    if n == 0:
+        return out
+    # A field of a structured array is strided: copy it out before viewing bytes.
+    raw = np.ascontiguousarray(rows["daddr"]).view(np.uint8).reshape(n, 16)
+    fam = rows["family"]
+    mapped = (fam == 10) & np.all(raw[:, :12] == _V4_MAPPED, axis=1)
+    for net in networks:
+        want = np.frombuffer(net.network_address.packed, np.uint8)
+        mask_bytes = np.frombuffer(net.netmask.packed, np.uint8)
+        if net.version == 4:
+            v4 = raw[:, :4]
+            hit4 = np.all((v4 & mask_bytes) == want, axis=1) & (fam == 2)
+            hitm = np.all((raw[:, 12:16] & mask_bytes) == want, axis=1) & mapped
+            out |= hit4 | hitm
+        else:
+            out |= np.all((raw & mask_bytes) == want, axis=1) & (fam == 10)
+    return out

@@ -1,0 +1,146 @@
+"""``tcplinger check``: the diagnosis as a monitoring plugin.
+
+Monitoring-plugin convention (Nagios, Icinga, Sensu, cron): one line,
+``TCPLINGER <STATUS> - <summary> | <perfdata>``, and the exit code 0 OK,
+1 WARNING, 2 CRITICAL, 3 UNKNOWN. Thresholds are the rules' (``tcplinger
+rules``), overridden with ``--threshold RULE.NAME=VALUE``. ``--state FILE``
+keeps the kernel counters between runs so that counters *rising* since the
+last run (TCPTimeWaitOverflow, TCPAbortOnMemory) count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...collect.snapshot import Roots
+from ...diagnose.finding import Severity
+from ...model.kernel import KernelContext
+from ...model.states import TcpState
+from ..errors import CliError
+from .report import DiagnoseOptions, add_diagnose_args, diagnose_options, gather
+
+NAME = "check"
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+STATUS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+#: Plugin status words are protocol tokens, the same in every language.
+PERF_STATES = (TcpState.CLOSE_WAIT, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2, TcpState.TIME_WAIT,
+               TcpState.LAST_ACK)
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    diagnose: DiagnoseOptions
+    state: Path | None
+
+
+def register(sub) -> None:
+    p = sub.add_parser(NAME, help="monitoring plugin: one line, exit 0 OK / 1 WARNING / "
+                                  "2 CRITICAL / 3 UNKNOWN",
+                       description="Run the diagnosis and report like a Nagios/Icinga plugin: "
+                                   "one summary line with performance data, and the exit code "
+                                   "of the worst finding (info findings are OK).")
+    p.usage_exit_code = UNKNOWN  # bad arguments are UNKNOWN, not CRITICAL (2)
+    add_diagnose_args(p)
+    p.add_argument("--state", type=Path, metavar="FILE",
+                   help="keep kernel counters here between runs, to see which are rising")
+    p.set_defaults(run=_run_args)
+
+
+def _run_args(args, term, msg) -> int:
+    try:
+        opts = CheckOptions(diagnose_options(args), args.state)
+    except CliError as exc:
+        term.out(f"TCPLINGER UNKNOWN - {msg('check.bad_threshold', reason=exc.message)}")
+        return UNKNOWN
+    return run(opts, term, msg)
+
+
+def run(opts: CheckOptions, term, msg, roots: Roots = Roots()) -> int:
+    try:
+        previous = load_state(opts.state) if opts.state else None
+        d = gather(opts.diagnose, roots, previous=previous)
+        if opts.state:
+            save_state(opts.state, d)
+    except Exception as exc:  # noqa: BLE001 - a plugin must answer UNKNOWN, not crash
+        term.out(f"TCPLINGER UNKNOWN - {msg('check.unknown', reason=_reason(exc))}")
+        return UNKNOWN
+    worst = max((f.severity for f in d.findings), default=Severity.INFO)
+    code = {Severity.INFO: OK, Severity.WARNING: WARNING, Severity.CRITICAL: CRITICAL}[worst]
+    counts = {s: [f for f in d.findings if f.severity == s] for s in Severity}
+    if code == OK:
+        sockets = sum(len(i.table) for i in d.inputs)
+        text = msg("check.summary_ok", n=len(d.inputs), sockets=sockets)
+    else:
+        text = msg("check.summary", critical=len(counts[Severity.CRITICAL]),
+                   warning=len(counts[Severity.WARNING]))
+        worst_first = counts[Severity.CRITICAL] + counts[Severity.WARNING]
+        text += ": " + "; ".join(f"{f.rule} [{f.netns.label()}] " + f.title.render(msg)
+                                 for f in worst_first[:3])
+        if len(worst_first) > 3:
+            text += f"; +{len(worst_first) - 3}"
+    term.out(f"TCPLINGER {STATUS[code]} - {text} | {perfdata(d)}")
+    return code
+
+
+def perfdata(d) -> str:
+    """Counts summed over the namespaces, as ``label=value`` pairs."""
+    totals = {s: 0 for s in PERF_STATES}
+    orphans = 0
+    for i in d.inputs:
+        counts = np.bincount(i.table.rows["state"], minlength=16)
+        for s in PERF_STATES:
+            totals[s] += int(counts[int(s)])
+        orphans += int(i.table.orphan_mask().sum())
+    parts = [f"{s.name.lower()}={n}" for s, n in totals.items()]
+    parts.append(f"orphans={orphans}")
+    for sev in Severity:
+        parts.append(f"findings_{sev.label}={sum(1 for f in d.findings if f.severity == sev)}")
+    return " ".join(parts)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, CliError):
+        return exc.message
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename or exc} (run as root)"
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    return f"{type(exc).__name__}: {exc}"
+
+
+# ---- counters kept between runs ------------------------------------------------
+
+def load_state(path: Path) -> dict:
+    """``{netns inode: (KernelContext with the counters, time)}``; empty when
+    the file does not exist yet or cannot be parsed (a first run)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for ino, entry in doc.get("namespaces", {}).items():
+        try:
+            out[int(ino)] = (KernelContext(tcpext={k: int(v) for k, v in entry["tcpext"].items()}),
+                             float(entry["time"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def save_state(path: Path, d) -> None:
+    doc = {"namespaces": {str(p.ns.netns.inode): {"time": p.ns.taken_at,
+                                                  "tcpext": dict(p.ns.kernel.tcpext)}
+                          for p in d.view.parts}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tcplinger-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, path)
+

@@ -1,0 +1,51 @@
+"""``tcplinger rules``: the rules, from their metadata."""
+
+from __future__ import annotations
+
+import json
+
+from ...diagnose.metadata import RULES
+from ...ui.table import render as render_table
+
+NAME = "rules"
+
+
+def register(sub) -> None:
+    p = sub.add_parser(NAME, help="list the diagnosis rules and their thresholds",
+                       description="List the rules `tcplinger report` runs, what each finds, "
+                                   "and the thresholds `check --threshold` can change.")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.set_defaults(run=lambda args, term, msg: run(args.json, term, msg))
+
+
+def metadata_json(msg) -> list[dict]:
+    return [{
+        "id": r.id,
+        "summary": msg(r.summary_key),
+        "states": [s for s in r.states if s],
+        "host_wide": r.host_wide,
+        "thresholds": [{"name": t.name, "default": t.default, "unit": t.unit,
+                        "description": msg(r.threshold_key(t.name))} for t in r.thresholds],
+        "references": [{"label": ref.label, "url": ref.url} for ref in r.references],
+    } for r in RULES]
+
+
+def run(as_json: bool, term, msg) -> int:
+    if as_json:
+        term.out(json.dumps({"rules": metadata_json(msg)}, indent=1))
+        return 0
+    rows = [[r.id, ",".join(s for s in r.states if s) or "-", msg(r.summary_key)] for r in RULES]
+    for line in render_table([msg("report.rules.col.rule"), msg("report.rules.col.states"),
+                              msg("report.rules.col.summary")], rows):
+        term.out(line)
+    term.out("")
+    term.out(msg("report.rules.thresholds"))
+    for r in RULES:
+        for t in r.thresholds:
+            default = msg("report.rules.off") if t.default is None else _num(t.default)
+            term.out(f"  {r.id}.{t.name} = {default}  ({msg(r.threshold_key(t.name))})")
+    return 0
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)

@@ -1,0 +1,449 @@
+"""TCP state changes from the kernel's tracepoints, through a private
+tracefs instance.
+
+The source of exact state-change times (DESIGN.md: the most trusted age).
+Two parts:
+
+- a **pure parser** of ``trace_pipe`` lines (:func:`parse_line`), and
+- :class:`TraceSession`, the I/O: it creates ``instances/tl-<purpose>-<pid>``
+  (never the global buffer, which other tools use), selects the ``mono``
+  trace clock (so event times are ``time.monotonic()`` seconds), enables
+  ``sock:inet_sock_set_state`` and ``tcp:tcp_destroy_sock`` (and any other
+  event asked for), optionally with a kernel-side filter, reads
+  ``trace_pipe`` on a thread, counts events lost to ring-buffer overruns
+  (``per_cpu/cpuN/stats``) and removes the instance on :meth:`close`.
+  Instances left by dead processes (``tl-*-<pid>`` whose pid is gone) are
+  removed when a session starts (:func:`remove_stale_instances`).
+
+A line of ``trace_pipe`` is ``TASK-PID [CPU] FLAGS TIMESTAMP: EVENT: BODY``;
+the body is the event's ``print fmt`` (``events/<sys>/<event>/format``),
+``key=value`` pairs for the TCP events:
+
+>>> line = ("  python3-19910   [001] .N...  1672.097621: inet_sock_set_state: "
+...         "family=AF_INET protocol=IPPROTO_TCP sport=35024 dport=45579 "
+...         "saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 "
+...         "daddrv6=::ffff:127.0.0.1 oldstate=TCP_SYN_SENT newstate=TCP_ESTABLISHED")
+>>> ev = parse_line(line)
+>>> ev.event, ev.t, ev.cpu, ev.pid, ev.comm
+('inet_sock_set_state', 1672.097621, 1, 19910, 'python3')
+>>> ev.local, ev.remote, ev.oldstate, ev.newstate
+(('127.0.0.1', 35024), ('127.0.0.1', 45579), 2, 1)
+>>> d = parse_line("  ksoftirqd/1-22  [001] ..s1.  1672.100075: tcp_destroy_sock: "
+...     "family=AF_INET sport=35024 dport=45579 saddr=127.0.0.1 daddr=127.0.0.1 "
+...     "saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 sock_cookie=3681a4")
+>>> d.event, d.comm, d.cookie, d.newstate
+('tcp_destroy_sock', 'ksoftirqd/1', 3572132, None)
+
+IPv6 sockets carry their address in ``saddrv6``/``daddrv6`` (``saddr`` is
+then 0.0.0.0); IPv4 ones show it in both, v4-mapped:
+
+>>> parse_line("  <idle>-0  [000] ..s2.   10.5: inet_sock_set_state: family=AF_INET6 "
+...     "protocol=IPPROTO_TCP sport=80 dport=5000 saddr=0.0.0.0 daddr=0.0.0.0 "
+...     "saddrv6=fd00::1 daddrv6=fd00::2 oldstate=TCP_ESTABLISHED "
+...     "newstate=TCP_CLOSE_WAIT").local
+('fd00::1', 80)
+
+Lines that are not events (the ``CPU:N [LOST M EVENTS]`` notes
+``trace_pipe`` inserts, blank lines) parse to None; :func:`lost_events`
+reads the note:
+
+>>> parse_line("CPU:1 [LOST 12 EVENTS]") is None, lost_events("CPU:1 [LOST 12 EVENTS]")
+(True, 12)
+
+Blind spots (KERNEL-NOTES; checked on 6.18): events carry no network
+namespace, and nothing fires when a timewait-type socket expires or moves
+from FIN_WAIT2 to TIME_WAIT (the full socket's last event is
+``FIN_WAIT2 -> TCP_CLOSE`` plus ``tcp_destroy_sock`` when it is handed
+over; net/ipv4/tcp_minisocks.c tcp_time_wait()). Poll sock_diag for those.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import select
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..model.states import TcpState
+
+#: Where tracefs is, in the order tried (the second is the pre-4.1 path).
+TRACEFS_PATHS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+
+#: The events tcplinger needs: every state change, and the cookie at destroy.
+STATE_EVENTS = ("sock/inet_sock_set_state", "tcp/tcp_destroy_sock")
+
+_HEAD = re.compile(
+    r"^\s*(?P<comm>.+?)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
+    r"(?:(?P<flags>[^\s]{4,6})\s+)?(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s?(?P<body>.*)$")
+_KV = re.compile(r"(\w+)=(\S*)")
+_LOST = re.compile(r"CPU:(\d+) \[LOST (\d+) EVENTS\]")
+
+
+def _state_number(text: str | None) -> int | None:
+    """``TCP_FIN_WAIT2`` (or a number, as with ``options/fields``) -> 5."""
+    if text is None:
+        return None
+    if text.startswith("TCP_"):
+        try:
+            return int(TcpState[text[4:]])
+        except KeyError:
+            return None
+    try:
+        return int(text, 0)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class TraceEvent:
+    """One tracepoint hit. ``t`` is in the instance's trace clock (``mono``:
+    ``time.monotonic()`` seconds). ``fields`` keeps every ``key=value`` of
+    the body as text."""
+
+    t: float
+    cpu: int
+    pid: int  # common_pid: the task that ran (softirq: anyone), not the owner
+    comm: str
+    event: str
+    fields: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def family(self) -> int | None:
+        fam = self.fields.get("family")
+        return {"AF_INET": 2, "AF_INET6": 10}.get(fam) if fam else None
+
+    def _addr(self, key: str) -> str | None:
+        if self.family == 10:
+            return self.fields.get(key + "v6")
+        return self.fields.get(key)
+
+    @property
+    def local(self) -> tuple[str | None, int]:
+        return self._addr("saddr"), int(self.fields.get("sport", 0))
+
+    @property
+    def remote(self) -> tuple[str | None, int]:
+        return self._addr("daddr"), int(self.fields.get("dport", 0))
+
+    @property
+    def oldstate(self) -> int | None:
+        return _state_number(self.fields.get("oldstate"))
+
+    @property
+    def newstate(self) -> int | None:
+        return _state_number(self.fields.get("newstate"))
+
+    @property
+    def cookie(self) -> int | None:
+        """``sock_cookie`` (printed in hex by the kernel), when present."""
+        text = self.fields.get("sock_cookie")
+        return None if text is None else int(text, 16)
+
+
+def parse_line(line: str) -> TraceEvent | None:
+    """One ``trace_pipe`` line, or None when it is not an event line."""
+    m = _HEAD.match(line.rstrip("\n"))
+    if m is None:
+        return None
+    fields = dict(_KV.findall(m.group("body")))
+    return TraceEvent(t=float(m.group("ts")), cpu=int(m.group("cpu")), pid=int(m.group("pid")),
+                      comm=m.group("comm").strip(), event=m.group("event"), fields=fields)
+
+
+def lost_events(line: str) -> int:
+    """Events the reader missed, from a ``CPU:N [LOST M EVENTS]`` note (else 0)."""
+    m = _LOST.search(line)
+    return int(m.group(2)) if m else 0
+
+
+def parse_stats(text: str) -> dict[str, int]:
+    """``per_cpu/cpuN/stats`` as numbers (the float timestamps are skipped).
+
+    >>> parse_stats("entries: 1\\noverrun: 3\\ncommit overrun: 0\\nbytes: 92\\n"
+    ...             "oldest event ts:  1674.275923\\ndropped events: 2\\nread events: 45\\n")
+    {'entries': 1, 'overrun': 3, 'commit overrun': 0, 'bytes': 92, 'dropped events': 2, 'read events': 45}
+    """
+    out = {}
+    for row in text.splitlines():
+        key, sep, value = row.partition(":")
+        if sep and value.strip().isdigit():
+            out[key.strip()] = int(value)
+    return out
+
+
+def port_filter(ports: Iterable[int]) -> str:
+    """A kernel-side event filter keeping sockets with one of ``ports`` at
+    either end (ftrace filter syntax, Documentation/trace/events.rst).
+
+    >>> port_filter([20001])
+    'sport == 20001 || dport == 20001'
+    """
+    return " || ".join(f"sport == {p} || dport == {p}" for p in sorted(set(ports)))
+
+
+# ---- the filesystem -------------------------------------------------------------
+
+class TracefsUnavailable(OSError):
+    """No tracefs (not mounted and cannot be mounted, not root, or an event
+    missing): fall back to sock_diag polling."""
+
+
+def find_tracefs(mount: bool = True) -> Path:
+    """The tracefs root, mounting it on /sys/kernel/tracing if it is not
+    mounted (mount(8) -t tracefs). Raises TracefsUnavailable."""
+    for path in TRACEFS_PATHS:
+        if (path / "instances").is_dir():
+            return path
+    if mount and os.geteuid() == 0 and TRACEFS_PATHS[0].is_dir():
+        done = subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS_PATHS[0])],
+                              capture_output=True, text=True)
+        if done.returncode == 0 and (TRACEFS_PATHS[0] / "instances").is_dir():
+            return TRACEFS_PATHS[0]
+        raise TracefsUnavailable(errno.ENODEV, "cannot mount tracefs: "
+                                 + (done.stderr.strip() or f"mount exited {done.returncode}"))
+    raise TracefsUnavailable(errno.ENODEV, "tracefs is not mounted"
+                             + ("" if os.geteuid() == 0 else " (and mounting it needs root)"))
+
+
+_INSTANCE = re.compile(r"^tl-(?P<purpose>[A-Za-z0-9_.-]+)-(?P<pid>\d+)$")
+
+
+def instance_name(purpose: str, pid: int | None = None) -> str:
+    """``tl-<purpose>-<pid>``: the pid tells later runs whether the owner lives.
+
+    >>> instance_name("lab-3fa2c1", 4242)
+    'tl-lab-3fa2c1-4242'
+    """
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", purpose):
+        raise ValueError(f"bad tracefs instance purpose {purpose!r}")
+    return f"tl-{purpose}-{os.getpid() if pid is None else pid}"
+
+
+def instance_owner(name: str) -> int | None:
+    """The pid in an instance name made by :func:`instance_name`.
+
+    >>> instance_owner("tl-lab-3fa2c1-4242"), instance_owner("perf-tool")
+    (4242, None)
+    """
+    m = _INSTANCE.match(name)
+    return int(m.group("pid")) if m else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_instance(path: Path) -> bool:
+    """Disable its events and remove the instance directory (rmdir is how
+    tracefs deletes one; it fails with EBUSY while trace_pipe is open)."""
+    try:
+        (path / "tracing_on").write_text("0")
+    except OSError:
+        pass
+    for attempt in range(50):
+        try:
+            os.rmdir(path)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                return False
+            time.sleep(0.02)
+    return False
+
+
+def remove_stale_instances(root: Path | None = None, prefix: str = "tl-") -> list[str]:
+    """Remove ``tl-*-<pid>`` instances whose pid no longer runs; their names."""
+    try:
+        root = root or find_tracefs(mount=False)
+    except TracefsUnavailable:
+        return []
+    removed = []
+    try:
+        entries = list((root / "instances").iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        pid = instance_owner(entry.name)
+        if pid is not None and not _alive(pid) and remove_instance(entry):
+            removed.append(entry.name)
+    return removed
+
+
+class TraceSession:
+    """A private tracefs instance with TCP events on, read on a thread.
+
+    ``on_event`` is called (on the reader thread) with every parsed event;
+    without it, events are kept in :attr:`events`. Use as a context manager,
+    or call :meth:`start` and :meth:`close` (which always removes the
+    instance).
+
+    ``filter`` is applied in the kernel to every event enabled (each of
+    them has ``sport``/``dport`` fields), so a busy host does not flood
+    the buffer; ``buffer_kb`` is the per-CPU ring size.
+    """
+
+    def __init__(self, purpose: str, *, events: Iterable[str] = STATE_EVENTS,
+                 filter: str | None = None, buffer_kb: int = 2048,
+                 on_event: Callable[[TraceEvent], None] | None = None,
+                 root: Path | None = None):
+        self.purpose = purpose
+        self.event_names = tuple(events)
+        self.filter = filter
+        self.buffer_kb = buffer_kb
+        self.on_event = on_event
+        self._root = root
+        self.path: Path | None = None
+        self.events: list[TraceEvent] = []
+        self.lost_in_pipe = 0
+        self.stale_removed: list[str] = []
+        self._fd: int | None = None
+        self._stop_r, self._stop_w = None, None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    # -- life cycle ---------------------------------------------------------
+    def start(self) -> "TraceSession":
+        root = self._root or find_tracefs()
+        self.stale_removed = remove_stale_instances(root)
+        path = root / "instances" / instance_name(self.purpose)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            remove_instance(path)
+            path.mkdir()
+        except OSError as exc:
+            raise TracefsUnavailable(exc.errno, f"cannot create tracefs instance: {exc.strerror}")
+        self.path = path
+        try:
+            self._configure(path)
+            self._fd = os.open(path / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            self._stop_r, self._stop_w = os.pipe()
+            (path / "tracing_on").write_text("1")
+            self._thread = threading.Thread(target=self._read_loop, daemon=True,
+                                            name=f"tracefs {path.name}")
+            self._thread.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _configure(self, path: Path) -> None:
+        (path / "tracing_on").write_text("0")
+        # mono = CLOCK_MONOTONIC = time.monotonic() (kernel/trace/trace.c trace_clocks[]).
+        (path / "trace_clock").write_text("mono")
+        (path / "buffer_size_kb").write_text(str(self.buffer_kb))
+        for name in self.event_names:
+            ev = path / "events" / name
+            if not (ev / "enable").exists():
+                raise TracefsUnavailable(errno.ENOENT, f"no tracepoint {name} in this kernel")
+            if self.filter:
+                (ev / "filter").write_text(self.filter)
+            (ev / "enable").write_text("1")
+
+    def close(self) -> None:
+        if self._stop_w is not None:
+            try:
+                os.write(self._stop_w, b"x")
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        for fd in (self._fd, self._stop_r, self._stop_w):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._fd = self._stop_r = self._stop_w = None
+        if self.path is not None:
+            remove_instance(self.path)
+            self.path = None
+
+    def __enter__(self) -> "TraceSession":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- reading ------------------------------------------------------------
+    def _read_loop(self) -> None:
+        buf = b""
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        poller.register(self._stop_r, select.POLLIN)
+        stopping = False
+        try:
+            while True:
+                ready = dict(poller.poll(200))
+                if self._stop_r in ready:
+                    stopping = True
+                try:
+                    chunk = os.read(self._fd, 1 << 16)
+                except BlockingIOError:
+                    chunk = b""
+                if chunk:
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    for raw in lines:
+                        self._line(raw.decode("utf-8", "replace"))
+                    continue
+                if stopping:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - reported by check()
+            self._error = exc
+
+    def _line(self, text: str) -> None:
+        ev = parse_line(text)
+        if ev is None:
+            self.lost_in_pipe += lost_events(text)
+            return
+        if self.on_event is not None:
+            self.on_event(ev)
+        else:
+            self.events.append(ev)
+
+    def drain(self, settle: float = 0.15) -> None:
+        """Wait until events already in the ring are read (trace_pipe wakes
+        readers when a page fills or on its poll timeout)."""
+        time.sleep(settle)
+
+    def check(self) -> None:
+        """Raise the reader thread's exception, if it had one."""
+        if self._error is not None:
+            raise self._error
+
+    def lost(self) -> int:
+        """Events lost so far: ring overruns and drops on every CPU, plus
+        the LOST notes the pipe reported."""
+        total = self.lost_in_pipe
+        if self.path is None:
+            return total
+        for stats in sorted((self.path / "per_cpu").glob("cpu*/stats")):
+            try:
+                values = parse_stats(stats.read_text())
+            except OSError:
+                continue
+            total += values.get("overrun", 0) + values.get("dropped events", 0)
+        return total
+
+
+__all__ = ["TraceEvent", "TraceSession", "TracefsUnavailable", "parse_line", "lost_events",
+           "parse_stats", "port_filter", "find_tracefs", "instance_name", "instance_owner",
+           "remove_stale_instances", "remove_instance", "STATE_EVENTS"]

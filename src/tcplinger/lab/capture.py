@@ -1,0 +1,90 @@
+"""tcpdump on the router's two interfaces, for "who sent what".
+
+``--immediate-mode`` and ``-U`` make tcpdump hand every packet to the
+file as it comes (without them the last packets can be lost when it is
+stopped: pcap buffering, see tcpdump(1)); it is stopped with SIGINT by
+its pid, which flushes and closes the file. Timestamps are
+CLOCK_REALTIME; :attr:`Capture.offset` turns them into the monotonic
+clock the rest of the lab uses.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .pcap import Segment, read_segments
+
+
+class Capture:
+    def __init__(self, netns: str, interfaces: dict[str, str], filter: str = "tcp"):
+        self.netns = netns
+        self.interfaces = interfaces  # label -> interface name
+        self.filter = filter
+        self.dir = Path(tempfile.mkdtemp(prefix="tl-lab-cap-"))
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.available = shutil.which("tcpdump") is not None
+        self.error: str | None = None if self.available else "tcpdump is not installed"
+        # realtime - monotonic, sampled around the capture (NTP slews are
+        # far below a millisecond over a lab run).
+        self.offset = time.time() - time.monotonic()
+
+    def start(self) -> None:
+        if not self.available:
+            return
+        for label, iface in self.interfaces.items():
+            out = self.dir / f"{label}.pcap"
+            self.procs[label] = subprocess.Popen(
+                ["ip", "netns", "exec", self.netns, "tcpdump", "-i", iface, "-n", "-U",
+                 "--immediate-mode", "-s", "128", "-w", str(out), self.filter],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # tcpdump says "listening on ..." once the socket is bound: wait for
+        # it so that the first packets are not missed.
+        for label, proc in self.procs.items():
+            line = proc.stderr.readline().decode(errors="replace")
+            if "listening" not in line:
+                self.error = f"tcpdump on {self.interfaces[label]}: {line.strip()}"
+
+    def stop(self) -> dict[str, list[Segment]]:
+        """Stop every tcpdump (by pid) and read what they wrote."""
+        out: dict[str, list[Segment]] = {}
+        for label, proc in self.procs.items():
+            if proc.poll() is None:
+                try:
+                    os.kill(proc.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+            if proc.stderr:
+                proc.stderr.close()
+        self.offset = (self.offset + time.time() - time.monotonic()) / 2
+        for label in self.procs:
+            path = self.dir / f"{label}.pcap"
+            try:
+                segs = read_segments(path.read_bytes())
+            except (OSError, ValueError):
+                segs = []
+            out[label] = [Segment(s.t - self.offset, s.src, s.sport, s.dst, s.dport, s.seq,
+                                  s.ack, s.flag_bits, s.window, s.length) for s in segs]
+        self.procs = {}
+        return out
+
+    def cleanup(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.kill(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(5)
+        self.procs = {}
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,62 @@
+"""half-close-fin-wait-2 (seed 003): the client shutdown(SHUT_WR)s and
+keeps its descriptor; later its process exits.
+
+While a process holds it, FIN_WAIT2 has no timer at all: tcp_fin_timeout
+applies to orphans only (tcp_rcv_state_process(): the FIN_WAIT2 timer is
+armed only for a SOCK_DEAD socket). When the process exits, tcp_close()
+orphans it and the timeout starts from that moment.
+"""
+
+from __future__ import annotations
+
+from ..checks import Diagnosed, Fact, Held, Never
+from ..params import Param
+from ..scenario import Scenario
+from ._common import FIN_WAIT2, fin_timeout, first, time_in
+
+NAME = "half-close-fin-wait-2"
+
+
+def script(run) -> None:
+    p = run.p
+    c = run.connect()
+    run.wait(0.3)
+    run.do("client", "shutdown", c.client, key=c.client_key, how="wr")
+    run.wait(p["hold"] / 2, "lab.wait.hold", side="client")
+    run.diagnose("half_closed")
+    run.wait(p["hold"] / 2, "lab.wait.hold", side="client")
+    run.exit("client")
+    run.wait_gone("client", c.client_key, timeout=max(p["tcp_fin_timeout"], 1) * 1.2 + 4)
+    run.diagnose("after_exit")
+
+
+def horizon(p: dict) -> float:
+    return p["hold"] + max(p["tcp_fin_timeout"], 1) * 1.2 + 8
+
+
+def checks(p: dict, tol) -> list:
+    life = max(p["tcp_fin_timeout"], 0.7)
+    return [Fact("owned_fin_wait2_s", ">=", p["hold"] - tol.interval - 0.05),
+            Fact("owned_fin_wait2_s", "between", between=(p["hold"] - 0.1, p["hold"] + 0.5)),
+            Fact("orphan_fin_wait2_s", "between", between=tol.about(life)),
+            Never("client", "TIME_WAIT"),
+            Held("server", "CLOSE_WAIT", 0.5, still_held=True),
+            Diagnosed("half-closed-fin-wait-2", "client", at="half_closed"),
+            Diagnosed("orphan-fin-wait-2", "client", at="half_closed", present=False)]
+
+
+def derive(observed, p: dict) -> dict:
+    c = first(observed, "client")
+    if c is None:
+        return {}
+    h = observed.horizon_s
+    return {"owned_fin_wait2_s": time_in(c, FIN_WAIT2, h, orphan=False),
+            "orphan_fin_wait2_s": time_in(c, FIN_WAIT2, h, orphan=True)}
+
+
+SCENARIO = Scenario(
+    name=NAME, seeds=("003",),
+    params=(fin_timeout("client", 3),
+            Param("hold", 6.0, "float", 0.5, 3600, unit="s")),
+    script=script, checks=checks, horizon=horizon, derive=derive,
+    moments=("half_closed", "after_exit", "end"))
