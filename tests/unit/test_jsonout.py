@@ -95,3 +95,15 @@ def test_age_arrays_same_as_age_list():
     assert a == b
     assert a[2] == {"seconds": 4.2, "at_least": True, "source": "last_recv"}
     assert a[3]["source"] == "unknown"
+
+
+@settings(max_examples=30, deadline=None)
+@given(hs.lists(row, min_size=1, max_size=6), hs.booleans())
+def test_iter_records_same_as_record(dicts, with_info):
+    from tcplinger.model.table import iter_records
+    table = _table(dicts, with_info)
+    owners = {12345: (Owner(10, "srv", 3),)}
+    fast = list(iter_records(table, owners=owners))
+    slow = [table.record(i, owners=owners.get(int(table.rows["inode"][i]), ())
+                         if table.rows["inode"][i] else ()) for i in range(len(table))]
+    assert fast == slow

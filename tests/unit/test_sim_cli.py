@@ -31,7 +31,10 @@ def test_presets_lists_every_preset_with_knobs():
     assert knobs["peer"]["choices"] == ["alive", "gone", "silent"]
     assert all(p["description"] for p in doc["presets"])
     code, out, _ = run("sim", "presets")
-    assert code == 0 and "--set tcp_fin_timeout=60" in out
+    assert code == 0 and "--set tcp_fin_timeout=60  (net.ipv4.tcp_fin_timeout" in out
+    assert "--set close_at=inf" in out
+    code, out, _ = run("sim", "presets", lang="zh_CN.UTF-8")
+    assert "服务器套接字上的 SO_KEEPALIVE" in out
 
 
 def test_run_json_contract():

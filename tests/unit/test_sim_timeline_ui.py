@@ -73,6 +73,7 @@ def test_every_message_key_the_simulator_uses_exists():
         used |= {"sim.note.forget_" + why for why in re.findall(r'forget\("([a-z0-9_]+)"', text)}
     from tcplinger.sim import presets
     used |= {"sim.preset." + p.name for p in presets.all_presets()}
+    used |= {"sim.knob." + k.name for p in presets.all_presets() for k in p.knobs}
     cat = catalog("en")
     prefixes = {"sim.note.forget_", "sim.preset.", "sim.role.", "sim.packet_kind."}
     missing = sorted(k for k in used if k not in cat and k not in prefixes)

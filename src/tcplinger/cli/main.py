@@ -15,7 +15,7 @@ import sys
 from .. import __version__
 from ..collect.netns import NetnsNotFound
 from ..i18n import Messages, lang_from_env
-from .commands import COMMANDS, DEFAULT_COMMAND
+from .commands import BY_NAME, COMMANDS, DEFAULT_COMMAND
 from .errors import CliError, Exit
 from .terminal import Terminal
 
@@ -31,7 +31,9 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{self.prog}: {message}", self.usage_exit_code)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the ``selected`` command's module is imported and
+    adds its arguments, the others are listed by name and help."""
     parser = _Parser(
         prog="tcplinger",
         description="Find, explain and end lingering TCP connections "
@@ -43,8 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lang", choices=("en", "zh"),
                         help="language of the output (default: from LC_ALL/LANG)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in COMMANDS:
-        module.register(sub)
+    for command in COMMANDS:
+        if command.name == selected:
+            command.load().register(sub)
+        else:
+            sub.add_parser(command.name, help=command.help)
     return parser
 
 
@@ -52,8 +57,8 @@ def main(argv: list[str] | None = None, term: Terminal | None = None) -> int:
     term = term or Terminal()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        parser = build_parser()
         argv = _with_default_command(argv)
+        parser = build_parser(_selected(argv))
         with contextlib.redirect_stdout(term.stdout):  # --help, --version
             args = parser.parse_args(argv)
         msg = Messages(args.lang or lang_from_env(term.env))
@@ -90,7 +95,15 @@ def main(argv: list[str] | None = None, term: Terminal | None = None) -> int:
         return int(code)
 
 
-COMMAND_NAMES = {m.NAME for m in COMMANDS}
+COMMAND_NAMES = set(BY_NAME)
+
+
+def _selected(argv: list[str]) -> str | None:
+    """The command name in an argv that went through _with_default_command."""
+    rest = list(argv)
+    while rest and (rest[0] == "--lang" or rest[0].startswith("--lang=")):
+        rest = rest[2:] if rest[0] == "--lang" else rest[1:]
+    return rest[0] if rest and rest[0] in COMMAND_NAMES else None
 
 
 def _with_default_command(argv: list[str]) -> list[str]:

@@ -14,7 +14,7 @@ from ..collect import snapshot as snap_mod
 from ..model.snapshot import NetnsSnapshot, Snapshot
 from ..model.socket import Age, Owner, SocketRecord
 from ..model.states import TcpState
-from ..model.table import SocketTable
+from ..model.table import SocketTable, iter_records
 from ..track import age as age_mod
 from .options import Filters
 
@@ -39,13 +39,8 @@ class NsView:
         return age_mod.age_arrays(self.table, self.ns.kernel)
 
     def records(self) -> list[SocketRecord]:
-        ages = self.ages()
-        cache: dict = {}
-        owners = self.owners or {}
-        inodes = self.table.rows["inode"].tolist()
-        return [self.table.record(i, netns=self.ns.netns, age=ages[i],
-                                  owners=owners.get(inodes[i], ()), address_cache=cache)
-                for i in range(len(self.table))]
+        return list(iter_records(self.table, netns=self.ns.netns, owners=self.owners,
+                                 ages=self.ages()))
 
 
 @dataclass

@@ -6,6 +6,18 @@ import os
 from pathlib import Path
 
 
+#: Walking /proc/*/fd costs ~4-5 us per open file (KERNEL-NOTES, measured
+#: again for collect/owners.py): below this many open files on the host,
+#: commands find owners without being asked (at most ~0.5 s).
+AUTO_OWNERS_MAX_FILES = 100_000
+
+
+def owners_are_cheap(proc_root: Path = Path("/proc")) -> tuple[bool, int | None]:
+    """Whether walking every process's fds is cheap here, and the file count."""
+    n = open_files(proc_root)
+    return (n is not None and n < AUTO_OWNERS_MAX_FILES), n
+
+
 def parse_file_nr(text: str) -> int:
     """Allocated file handles from /proc/sys/fs/file-nr.
 

@@ -136,6 +136,14 @@ def _add_child_netns(name: str) -> None:
         raise
 
 
+def _try(fn, *args) -> bool:
+    try:
+        fn(*args)
+    except OSError:
+        return False
+    return True
+
+
 def threading_native_id() -> int:
     import threading
     return threading.get_native_id()
@@ -164,19 +172,25 @@ class Topology:
     # ---- building -------------------------------------------------------
     def create(self, forwarding: bool = True) -> None:
         a = self.addr
-        # The router first, with `ip netns add` (which also prepares
-        # /run/netns); then the endpoints as its children with a private
-        # established-socket hash (see _add_child_netns).
-        sh("ip", "netns", "add", self.ns("router"))
+        # A short-lived "seed" namespace made with `ip netns add` (which also
+        # prepares /run/netns), with tcp_child_ehash_entries set; the three
+        # namespaces are made as its children, so each gets a private
+        # established-socket hash (see child_ehash_entries); then the seed goes.
+        seed = self.ns("seed")
+        sh("ip", "netns", "add", seed)
         self.ehash_entries = None
-        entries = child_ehash_entries()
-        if entries and self._set_child_ehash(entries):
-            for role in ("client", "server"):
-                run_in_netns(self.path("router"), _add_child_netns, self.ns(role))
-            self.ehash_entries = entries
-        else:
-            for role in ("client", "server"):
-                sh("ip", "netns", "add", self.ns(role))
+        try:
+            entries = child_ehash_entries()
+            if entries and _try(run_in_netns, f"/run/netns/{seed}", _write_sysctls,
+                                {"net.ipv4.tcp_child_ehash_entries": str(entries)}):
+                for role in registry.ROLES:
+                    run_in_netns(f"/run/netns/{seed}", _add_child_netns, self.ns(role))
+                self.ehash_entries = entries
+            else:  # before Linux 6.1: namespaces share the host's hash
+                for role in registry.ROLES:
+                    sh("ip", "netns", "add", self.ns(role))
+        finally:
+            registry.delete_netns(seed)
         # Both ends are created directly inside their namespaces (IFLA_NET_NS_FD
         # on each end), so no name ever appears in the caller's namespace.
         sh("ip", "link", "add", self.link("c"), "netns", self.ns("client"), "type", "veth",
@@ -205,13 +219,6 @@ class Topology:
         for role, end in (("client", "c"), ("server", "s"), ("router", "a"), ("router", "b")):
             self.set_sysctls(role, {f"net.ipv6.conf.{self.link(end)}.disable_ipv6": "1"})
 
-    def _set_child_ehash(self, entries: int) -> bool:
-        try:
-            self.set_sysctls("router", {"net.ipv4.tcp_child_ehash_entries": str(entries)})
-        except OSError:
-            return False  # before Linux 6.1: no such sysctl
-        return True
-
     def set_sysctls(self, role: str, values: dict[str, str]) -> dict[str, str]:
         """Write sysctls in one namespace; returns the previous values."""
         if not values:
@@ -231,10 +238,8 @@ class Topology:
         """End the processes left in the namespaces and delete them; the
         names that could not be removed (empty when all went)."""
         left = []
-        for role in registry.ROLES:
-            name = self.ns(role)
-            if not Path(f"/run/netns/{name}").exists():
-                continue
+        mine = f"{registry.PREFIX}{self.run_id}-"
+        for name in [n for n in registry.list_netns() if n.startswith(mine)]:
             registry.kill_netns_processes(name)
             if not registry.delete_netns(name):
                 left.append(name)

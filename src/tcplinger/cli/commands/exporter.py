@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import threading
 import time
@@ -158,16 +159,16 @@ class ScrapeSource:
         opts, roots = self.opts, self.roots
         phases, errors = {}, []
         t = time.perf_counter()
-        view = query.collect(opts.scope, tcp_info=True, roots=roots)
+        view = self._snapshot()
         phases["snapshot"] = time.perf_counter() - t
         t = time.perf_counter()
         owners = opts.owners
         if owners is None:
             # report walks a namespace's own processes whatever their fd
-            # count; at every scrape that is too dear (~4 us per fd, 4 s at
-            # 1M fds), so automatic mode looks at the host's open files.
-            n = files.open_files(roots.proc)
-            if n is not None and n >= report.AUTO_OWNERS_MAX_FILES:
+            # count; at every scrape that can be too dear (~4 us per fd,
+            # 4 s at 1M fds), so automatic mode estimates the walk first.
+            n = owner_walk_files(view, roots)
+            if n is not None and n >= files.AUTO_OWNERS_MAX_FILES:
                 owners = False
         try:
             if owners is not False:
@@ -201,6 +202,42 @@ class ScrapeSource:
         skipped = sum(1 for ref, _ in view.snapshot.skipped if ref is not None)
         return self._Scrape(inputs, findings, skipped=skipped,
                             owners_resolved=view.owners_resolved, phases=phases, errors=errors)
+
+    def _snapshot(self) -> query.View:
+        # With --all-netns, a namespace deleted between its discovery and
+        # setns() (a pod going away) makes collect.snapshot.take() raise
+        # FileNotFoundError for the whole snapshot: take it again (the
+        # namespace is gone from the next discovery).
+        attempts = 3 if self.opts.scope.all_netns else 1
+        for attempt in range(attempts):
+            try:
+                return query.collect(self.opts.scope, tcp_info=True, roots=self.roots)
+            except (FileNotFoundError, ProcessLookupError):
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def owner_walk_files(view: query.View, roots: Roots) -> int | None:
+    """Open files the owner walk would read: the host's (file-nr) when it
+    walks every process, else the fds of the namespaces' own processes.
+
+    The fd count of a process is the st_size of /proc/PID/fd since Linux
+    6.2 ("proc: report open files as size in stat() for /proc/pid/fd",
+    fs/proc/fd.c); before that st_size is 0 and the walk is not held back.
+    """
+    pids: set[int] = set()
+    for part in view.parts:
+        if not part.ns.pids or report._is_current(part, roots):
+            return files.open_files(roots.proc)  # report walks every process then
+        pids.update(part.ns.pids)
+    total = 0
+    for pid in pids:
+        try:
+            total += os.stat(f"{roots.proc}/{pid}/fd").st_size
+        except OSError:
+            continue
+    return total
 
 
 # ---- running ---------------------------------------------------------------------

@@ -15,9 +15,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ...act import audit as audit_mod
 from ...act import kill_exec, kill_plan, probe as probe_mod, selection
 from ...act.kernel_support import Kind, Status, Support
+from ...collect import files as files_mod
+from ...collect import owners as owners_mod
 from ...collect import snapshot as snap_mod
 from ...collect.snapshot import Scope
 from ...model.states import BY_STATE, TcpState
@@ -120,9 +124,7 @@ def run(opts: KillOptions, term, msg) -> int:
 
 def _run(opts: KillOptions, term, msg, log) -> int:
     c = opts.criteria
-    filters = Filters(states=c.wanted_states(), port=c.port, sport=c.sport, dport=c.dport,
-                      pid=c.pid)
-    view = query.collect(opts.scope, filters, want_owners=True)
+    view = collect(opts.scope, c)
     parts = [_part(p) for p in view.parts]
     kinds = kill_plan.candidate_kinds([p for p in parts if p.source == "netlink"], c)
     support = probe_mod.probe(kinds) if kinds else Support()
@@ -159,6 +161,42 @@ def _run(opts: KillOptions, term, msg, log) -> int:
         term.err(line)
     report_problems(view, term, msg)
     return int(exit_code(results))
+
+
+def collect(scope: Scope, c: selection.KillCriteria) -> query.View:
+    """The sockets in scope matching the kernel-side filters, with owners.
+
+    Owners are looked up for the selected rows only, walking the fds of the
+    namespace's own processes when it is not the caller's (as ``report``
+    does; a full walk of a busy host costs seconds), plus ``--pid``'s.
+    """
+    pid_inodes = None
+    if c.pid is not None:  # first: a missing pid fails before any dump
+        pid_inodes = files_mod.socket_inodes(c.pid)
+    filters = Filters(states=c.wanted_states(), port=c.port, sport=c.sport, dport=c.dport)
+    view = query.collect(scope, filters, want_owners=False)
+    wanted: set[int] = set()
+    pids: set[int] | None = set()
+    for part in view.parts:
+        if pid_inodes is not None:
+            keep = np.isin(part.table.rows["inode"], np.fromiter(pid_inodes, dtype=np.uint64))
+            part.table = part.table.select(keep)
+        inodes = part.table.rows["inode"]
+        mine = set(np.unique(inodes[inodes != 0]).tolist())
+        wanted |= mine
+        if mine and pids is not None:
+            if _is_own(part) or not part.ns.pids:
+                pids = None
+            else:
+                pids.update(part.ns.pids)
+    if pids is not None and c.pid is not None:
+        pids.add(c.pid)
+    found = owners_mod.find_owners(wanted, pids=pids) if wanted else {}
+    view.unreadable_pids = getattr(found, "unreadable", 0)
+    for part in view.parts:
+        part.owners = found
+    view.owners_resolved = True
+    return view
 
 
 def _part(p: query.NsView) -> kill_plan.PlanPart:

@@ -48,9 +48,6 @@ NAME = "report"
 #: Below this many established sockets in scope, they are dumped a second
 #: time with tcp_info (280 bytes each) for their idle times.
 IDLE_INFO_MAX = 50_000
-#: Walking /proc/*/fd costs ~4 µs per open file (KERNEL-NOTES): the host's
-#: processes are walked automatically below this many open files.
-AUTO_OWNERS_MAX_FILES = 200_000
 #: States whose owned sockets rules attribute to a process.
 OWNED_STATES = (TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2, TcpState.FIN_WAIT1, TcpState.LAST_ACK,
                 TcpState.CLOSING)
@@ -93,7 +90,7 @@ def add_diagnose_args(p) -> None:
                    help="always find the owning processes of lingering sockets")
     g.add_argument("--no-owners", dest="owners", action="store_false",
                    help="never walk /proc/*/fd (default: walk the namespace's processes, or "
-                        f"the host's when it has fewer than {AUTO_OWNERS_MAX_FILES} open files)")
+                        f"the host's when it has fewer than {files.AUTO_OWNERS_MAX_FILES} open files)")
     p.add_argument("--threshold", action="append", default=[], metavar="RULE.NAME=VALUE",
                    help="override a rule threshold (see `tcplinger rules`); repeatable")
     p.add_argument("--rule", action="append", default=None, metavar="RULE",
@@ -254,7 +251,7 @@ def _attach_owners(view: query.View, opts: DiagnoseOptions, roots: Roots) -> int
             pids.update(p.ns.pids)
     if pids is None and opts.owners is None:
         n = files.open_files(roots.proc)
-        if n is not None and n >= AUTO_OWNERS_MAX_FILES:
+        if n is not None and n >= files.AUTO_OWNERS_MAX_FILES:
             return n
     all_wanted = set().union(*wanted.values())
     found = owners_mod.find_owners(all_wanted, roots.proc, pids=pids)

@@ -203,7 +203,8 @@ def run_presets(as_json: bool, term, msg) -> int:
                 "knobs": [{"name": k.name, "kind": k.kind,
                            "default": None if isinstance(k.default, float)
                            and not math.isfinite(k.default) else k.default,
-                           "choices": list(k.choices) or None, "doc": k.doc}
+                           "choices": list(k.choices) or None,
+                           "description": msg("sim.knob." + k.name)}
                           for k in p.knobs]} for p in items]
         term.out(json.dumps({"presets": out}, indent=2, ensure_ascii=False))
         return 0
@@ -211,8 +212,9 @@ def run_presets(as_json: bool, term, msg) -> int:
         term.out(p.name + (f"  [seed {p.seed}]" if p.seed else ""))
         term.out("    " + msg("sim.preset." + p.name))
         for k in p.knobs:
-            default = "|".join(k.choices) if k.choices else k.default
-            term.out(f"    --set {k.name}={default}  " + msg("sim.knob_line", doc=k.doc))
+            default = "|".join(k.choices) if k.choices else _fmt_value(k.default)
+            term.out(f"    --set {k.name}={default}  "
+                     + msg("sim.knob_line", doc=msg("sim.knob." + k.name)))
     return 0
 
 

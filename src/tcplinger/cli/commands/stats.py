@@ -16,9 +16,6 @@ from ..output import report_problems, snapshot_meta
 
 NAME = "stats"
 
-#: Walking /proc/*/fd costs ~4 us per open file (KERNEL-NOTES): below this
-#: many open files on the host, owners are found by default (< ~1 s).
-AUTO_OWNERS_MAX_FILES = 200_000
 
 
 @dataclass(frozen=True)
@@ -38,7 +35,7 @@ def register(sub) -> None:
                    help="always count per owning process")
     g.add_argument("--no-owners", dest="owners", action="store_false",
                    help="never walk /proc/*/fd (default: only when the host has fewer than "
-                        f"{AUTO_OWNERS_MAX_FILES} open files)")
+                        f"{files.AUTO_OWNERS_MAX_FILES} open files)")
     p.add_argument("--json", action="store_true", help="JSON output (docs/json.md)")
     p.set_defaults(run=lambda args, term, msg: run(
         StatsOptions(scope_from(args), args.owners, args.json), term, msg))
@@ -50,7 +47,7 @@ def run(opts: StatsOptions, term, msg, roots: Roots = Roots()) -> int:
     skipped_owners = None
     if owners is None:
         n = files.open_files(roots.proc)
-        owners = n is not None and n < AUTO_OWNERS_MAX_FILES
+        owners = n is not None and n < files.AUTO_OWNERS_MAX_FILES
         if not owners:
             skipped_owners = n
     if owners:

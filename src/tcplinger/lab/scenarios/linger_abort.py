@@ -42,7 +42,8 @@ def checks(p: dict, tol) -> list:
     if p["linger"]:
         return [Sent(closer, "R", most=1), Sent(closer, "F", least=0, most=0),
                 Never(closer, "TIME_WAIT"), Never(other, "TIME_WAIT"),
-                Never(closer, "FIN_WAIT2"), Never(other, "CLOSE_WAIT"),
+                Never(closer, "FIN_WAIT1"), Never(closer, "FIN_WAIT2"),
+                Never(other, "CLOSE_WAIT"),
                 Fact("peer_error", "==", "ECONNRESET"),
                 Diagnosed("orphan-fin-wait-2", present=False)]
     return [Sent(closer, "F"), Sent(closer, "R", least=0, most=0),
