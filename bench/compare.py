@@ -181,6 +181,7 @@ class Result:
     wall_s: list[float] = field(default_factory=list)
     cpu_s: list[float] = field(default_factory=list)
     maxrss_mb: list[float] = field(default_factory=list)
+    host_open_files: list[int] = field(default_factory=list)  # before each run: /proc/*/fd walkers pay for all
     wall_median_s: float | None = None
     cpu_median_s: float | None = None
     maxrss_median_mb: float | None = None
@@ -214,6 +215,7 @@ def measure(pop: popgen.Population, commands: list[Command], repeat: int, warmup
             r = results[c.key]
             if r.status != "ok":
                 continue
+            open_files = host_open_files()
             run = run_once(r.argv, timeout)
             if run.returncode != 0:
                 r.status, r.reason = "error", run.stderr.strip()[-500:] or f"exit {run.returncode}"
@@ -222,6 +224,7 @@ def measure(pop: popgen.Population, commands: list[Command], repeat: int, warmup
             r.wall_s.append(run.wall_s)
             r.cpu_s.append(run.cpu_s)
             r.maxrss_mb.append(run.maxrss_mb)
+            r.host_open_files.append(open_files)
             log(f"  round {i + 1}/{repeat} {c.label}: {run.wall_s:.3f} s, "
                 f"{run.cpu_s:.3f} s CPU, {run.maxrss_mb:.1f} MB")
     for r in results.values():
@@ -250,6 +253,30 @@ def format_table(results: list[Result]) -> str:
         rows.append(f"| `{r.label}` | {r.wall_median_s:.3f} | {ratio} | {r.cpu_median_s:.3f} "
                     f"| {r.maxrss_median_mb:.1f} | {runs} |")
     return "\n".join(rows)
+
+
+def render(report: dict) -> str:
+    """Markdown for docs/performance.md from a results JSON."""
+    m = report["machine"]
+    out = [f"Run {report['started']}: `{' '.join(report['argv'])}`  ",
+           f"{m['cpus']} × {m['cpu']}, {m['mem_gb']} GB, Linux {m['kernel']}, Python {m['python']}, "
+           f"{m['ss']}, {m['netstat']}, psutil {m['psutil']}; mix `{report['mix']}`, "
+           f"median of {report['repeat']} after {report['warmup']} warm-up.", ""]
+    for p in report["populations"]:
+        hb = p["host_before"]
+        cpu = f" ({p['build_cpu_seconds']:.1f} CPU-s)" if "build_cpu_seconds" in p else ""
+        out += [f"**{p['sockets']:,} sockets** - built in {p['build_seconds']:.1f} s{cpu}, "
+                f"{p['holders']} holders; "
+                f"load average {hb['loadavg'][0]:.1f} -> {p['host_after']['loadavg'][0]:.1f}; "
+                f"host-wide {hb['open_files']:,} open files, {hb['tcp_alloc_all_netns']:,} TCP sockets "
+                f"before the build", ""]
+        results = [Result(**r) for r in p["results"]]
+        out.append(format_table(results))
+        seen = [n for r in results for n in r.host_open_files]
+        if seen:
+            out.append(f"\nhost-wide open files during the runs: {min(seen):,} - {max(seen):,}")
+        out.append("")
+    return "\n".join(out)
 
 
 def _first_line(argv: list[str]) -> str | None:
@@ -286,6 +313,10 @@ def loadavg() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
+def host_open_files() -> int:
+    return int(Path("/proc/sys/fs/file-nr").read_text().split()[0])
+
+
 def host_load() -> dict:
     """What else is on the host: every TCP socket of every namespace sits in
     the same established hash that `ss` and /proc/net/tcp walk, and every open
@@ -294,7 +325,7 @@ def host_load() -> dict:
     alloc = int(re.search(r"^TCP:.*\balloc (\d+)", sockstat, re.M).group(1))
     tw = int(re.search(r"^TCP:.*\btw (\d+)", sockstat, re.M).group(1))
     return {"loadavg": loadavg(), "tcp_alloc_all_netns": alloc, "tcp_tw_init_netns": tw,
-            "open_files": int(Path("/proc/sys/fs/file-nr").read_text().split()[0])}
+            "open_files": host_open_files()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,7 +341,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-refresh", action="store_true", help="let TIME-WAIT sockets expire")
     ap.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the JSON result")
     ap.add_argument("--quiet", "-q", action="store_true", help="no per-run lines")
+    ap.add_argument("--render", type=Path, metavar="JSON",
+                    help="only print the markdown tables of a results file")
     args = ap.parse_args(argv)
+    if args.render:
+        print(render(json.loads(args.render.read_text())))
+        return 0
     if os.geteuid() != 0:
         ap.error("needs root (network namespaces)")
 
@@ -347,8 +383,10 @@ def run_sizes(sizes, commands, args, report, out_path, log) -> None:
         entry = {"sockets": n, "host_before": host_load()}
         with popgen.Population(n, args.mix, refresh_time_wait=not args.no_refresh) as pop:
             entry.update(netns=pop.netns, holders=len(pop.plan.holders), notes=list(pop.plan.notes),
-                         build_seconds=round(pop.build_seconds, 2), expected=pop.expected())
-            print(f"built in {pop.build_seconds:.1f} s in {len(pop.plan.holders)} holders: "
+                         build_seconds=round(pop.build_seconds, 2),
+                         build_cpu_seconds=round(pop.build_cpu_seconds, 2), expected=pop.expected())
+            print(f"built in {pop.build_seconds:.1f} s ({pop.build_cpu_seconds:.1f} CPU-s) "
+                  f"in {len(pop.plan.holders)} holders: "
                   f"{popgen._format_counts(pop.expected())}", flush=True)
             entry["observed_before"] = dict(popgen.ss_counts(pop.netns))
             results = measure(pop, commands, args.repeat, args.warmup, args.timeout, log)

@@ -642,8 +642,10 @@ class _Holder:
         self.listeners.clear()
 
     def report(self) -> dict:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
         return {"pid": os.getpid(), "index": self.plan.index, "fds": len(self.held) + len(self.listeners),
-                "time_wait": sum(b.size for b in self.time_wait), "build_seconds": self.build_seconds}
+                "time_wait": sum(b.size for b in self.time_wait), "build_seconds": self.build_seconds,
+                "cpu_seconds": ru.ru_utime + ru.ru_stime}
 
 
 def _holder_main(conn, netns_path: Path, plan: HolderPlan, parent_pid: int, inherited: list) -> None:
@@ -823,6 +825,11 @@ class Population:
         self._sigterm_installed = False
 
     @property
+    def build_cpu_seconds(self) -> float:
+        """CPU time (user + system) the holders spent building."""
+        return sum(r["cpu_seconds"] for r in self.reports)
+
+    @property
     def holder_pids(self) -> tuple[int, ...]:
         return tuple(p.pid for p in self._procs if p.pid is not None)
 
@@ -990,7 +997,8 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     try:
         with pop:
-            print(f"built in {pop.build_seconds:.1f} s", flush=True)
+            print(f"built in {pop.build_seconds:.1f} s ({pop.build_cpu_seconds:.1f} CPU-s in holders)",
+                  flush=True)
             if args.check:
                 t = time.monotonic()
                 seen = ss_counts(pop.netns)

@@ -53,6 +53,6 @@ class Messages:
         self._cat = catalog(lang)
         self._en = catalog("en")
 
-    def __call__(self, key: str, **fields) -> str:
+    def __call__(self, key: str, /, **fields) -> str:  # a field may be named "key"
         text = self._cat.get(key) or self._en[key]
         return text.format(**fields) if fields else text

@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -161,3 +160,8 @@ def test_textfile_directory_unwritable(tmp_path):
     assert proc.returncode == 4, proc.stderr
     assert proc.stderr == f"tcplinger: cannot write to the textfile directory {d}: Permission denied\n"
     assert list(d.iterdir()) == []
+
+
+def test_namespace_that_does_not_exist():
+    code, out, err = run("--netns", "tl-exporter-does-not-exist", "--listen", "127.0.0.1:1")
+    assert code == 3 and "tl-exporter-does-not-exist" in one_line(err)

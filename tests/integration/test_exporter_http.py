@@ -18,7 +18,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -281,3 +280,39 @@ def test_textfile_interval_rewrites_until_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.skipif(shutil.which("prometheus-node-exporter") is None,
+                    reason="needs node_exporter (Debian package prometheus-node-exporter)")
+def test_node_exporter_reads_the_textfile(tmp_path):
+    """node_exporter's own textfile collector takes the file as it is."""
+    proc = subprocess.run([sys.executable, "-m", "tcplinger", "exporter", "--textfile",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    port = free_port()
+    node = subprocess.Popen(["prometheus-node-exporter", "--collector.disable-defaults",
+                             "--collector.textfile",
+                             f"--collector.textfile.directory={tmp_path}",
+                             f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        def scrape():
+            try:
+                return get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+            except (urllib.error.URLError, ConnectionError):
+                return None
+        deadline = time.monotonic() + 30
+        while (answer := scrape()) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert answer is not None, "node_exporter did not answer"
+        status, _, body = answer
+        fams = families(body)
+        assert status == 200
+        assert fams["node_textfile_scrape_error"].samples[0].value == 0
+        assert fams["tcplinger_scrape_success"].samples[0].value == 1
+        text = (tmp_path / "tcplinger.prom").read_text()
+        ours = {f.name for f in text_string_to_metric_families(text) if f.samples}
+        assert ours <= set(fams)  # node_exporter drops only families without samples
+    finally:
+        node.terminate()
+        node.wait(timeout=10)

@@ -79,15 +79,20 @@ def _timer_problems(b: dict, a: dict, got: dict, elapsed_ms: float) -> list[str]
         return [f"timer.kind: ss {tb['kind']!r} (after: {ta['kind']!r}), got {got.get('kind')!r}"]
     if tb["kind"] == "off" and ta["kind"] == "off":
         return []
+    exp = got.get("expires_ms")
+    rearmed = (tb["kind"] != ta["kind"] or tb["retransmits"] != ta["retransmits"]
+               or ta["expires_ms"] > tb["expires_ms"] + tb["resolution_ms"])
     lo_r, hi_r = sorted((tb["retransmits"], ta["retransmits"]))
+    if rearmed:
+        # The timer fired between the readings: a probe or retransmission
+        # was in flight, and the peer's answer resets the count
+        # (icsk_probes_out / icsk_retransmits go back to 0 on an ACK).
+        lo_r, hi_r = 0, hi_r + 1
     if not lo_r <= got.get("retransmits", -1) <= hi_r:
         out.append(f"timer.retransmits: ss {tb['retransmits']}..{ta['retransmits']},"
                    f" got {got.get('retransmits')}")
-    exp = got.get("expires_ms")
     if not isinstance(exp, int):
         return out + [f"timer.expires_ms: not an int: {exp!r}"]
-    rearmed = (tb["kind"] != ta["kind"] or tb["retransmits"] != ta["retransmits"]
-               or ta["expires_ms"] > tb["expires_ms"] + tb["resolution_ms"])
     if rearmed:
         hi = max(tb["expires_ms"] + tb["resolution_ms"], ta["expires_ms"] + ta["resolution_ms"])
         lo, hi = 0, hi + elapsed_ms

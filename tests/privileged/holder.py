@@ -57,7 +57,6 @@ import ctypes
 import errno
 import json
 import os
-import select
 import signal
 import socket
 import sys

@@ -276,3 +276,75 @@ def _scenario(ns, tmp_path):
                 print(f"--- {log}\n{text}")
     assert code_e == 0, (tmp_path / "exporter.log").read_text()
     assert code_p == 0
+
+
+# ---- the privileges docs/exporter.md lists ------------------------------------------
+
+CAPLEAK = r"""
+import ctypes, socket, sys
+libc = ctypes.CDLL(None)
+libc.prctl(15, b"tl-capleak", 0, 0, 0)
+libc.prctl(1, 9, 0, 0, 0)
+srv = socket.create_server(("127.0.0.1", 8080))
+held = []
+for _ in range(3):
+    c = socket.create_connection(("127.0.0.1", 8080))
+    s, _ = srv.accept()
+    held.append(s)
+    c.close()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+NEEDED = ("sys_admin", "sys_ptrace", "dac_read_search")
+
+
+def scrape_with_caps(ns, caps, tmp_path) -> dict:
+    """One textfile scrape of ``ns`` by uid 0 holding only ``caps``:
+    ``{(metric, frozenset(labels)): value}`` of the namespace's series."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out_dir = tmp_path / ("caps-" + ("-".join(caps) or "none"))
+    out_dir.mkdir()
+    bounding = "-all" + "".join(f",+{c}" for c in caps)
+    proc = subprocess.run(["setpriv", f"--bounding-set={bounding}", "--inh-caps=-all", "--",
+                           *harness.tcplinger_argv("exporter", "--netns", ns.name, "--owners",
+                                                   "--no-findings", "--textfile", str(out_dir))],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = {}
+    for fam in text_string_to_metric_families((out_dir / "tcplinger.prom").read_text()):
+        for s in fam.samples:
+            if s.labels.get("netns") == ns.name:
+                got[(s.name, frozenset(s.labels.items()))] = s.value
+    return got
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None or not Path("/usr/bin/python3").exists(),
+                    reason="needs setpriv (util-linux) and /usr/bin/python3 for a holder "
+                           "running as another user")
+def test_the_three_capabilities_and_what_each_one_buys(tmp_path):
+    """uid 0 with a reduced bounding set; the socket holder runs as nobody
+    (started by exec, so it is dumpable and its /proc/PID/fd is nobody's)."""
+    with harness.netns() as ns:
+        holder = ns.spawn(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           "/usr/bin/python3", "-c", CAPLEAK],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "ready"
+
+        def close_wait(got):
+            return {dict(k)["owner"]: v for (name, k), v in got.items()
+                    if name == "tcplinger_sockets" and dict(k)["state"] == "CLOSE_WAIT"}
+
+        def has_sysctls(got):
+            return any(name == "tcplinger_sysctl" for name, _ in got)
+
+        full = scrape_with_caps(ns, NEEDED, tmp_path)
+        assert close_wait(full) == {"tl-capleak": 3} and has_sysctls(full)
+        no_dac = scrape_with_caps(ns, ("sys_admin", "sys_ptrace"), tmp_path)
+        assert close_wait(no_dac) == {"unknown": 3} and has_sysctls(no_dac)
+        no_ptrace = scrape_with_caps(ns, ("sys_admin", "dac_read_search"), tmp_path)
+        assert close_wait(no_ptrace) == {"unknown": 3} and has_sysctls(no_ptrace)
+        no_admin = scrape_with_caps(ns, ("sys_ptrace", "dac_read_search"), tmp_path)
+        # read through /proc/PID/net: the sockets, not the namespace's settings
+        assert close_wait(no_admin) == {"tl-capleak": 3} and not has_sysctls(no_admin)
+        holder.stdin.close()

@@ -9,6 +9,11 @@ which tolerance applies where, and why).
 
 from __future__ import annotations
 
+import copy
+import os
+import time
+from pathlib import Path
+
 import pytest
 
 pytestmark = pytest.mark.privileged
@@ -189,7 +194,6 @@ def test_pid_filter(live, extra):
 def test_comparison_catches_disagreements(live):
     """The oracle is not vacuous: a tcplinger answer altered in one field
     at a time is caught."""
-    import copy
     doc, br = bracket([live.ns], lambda: ls(live))
     br = br[live.ns.name]
     assert not problems(br, doc["sockets"], fin_timeout=FIN_TIMEOUT)
@@ -221,13 +225,11 @@ def test_comparison_catches_disagreements(live):
 
 def test_netns_cleans_up_after_a_failure():
     """netns() ends the holder and its owners by pid and deletes the
-    namespace even when the body raises; sysctls and ::1 are in place."""
-    import time
-    from pathlib import Path
+    namespace even when the body raises; sysctls are in place."""
     with pytest.raises(RuntimeError, match="boom"):
         with harness.netns({"net.ipv4.tcp_fin_timeout": 33}) as ns:
             name = ns.name
-            assert name.startswith("tl-t-") and ns.inode == harness.os.stat(
+            assert name.startswith("tl-t-") and ns.inode == os.stat(
                 harness.NETNS_DIR / name).st_ino
             assert ns.sysctl("net.ipv4.tcp_fin_timeout") == "33"
             pop = harness.populate(ns, [harness.Owner("tl-x")],

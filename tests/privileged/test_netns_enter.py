@@ -7,6 +7,7 @@ import errno
 import fcntl
 import json
 import os
+import time
 import shutil
 import socket
 import subprocess
@@ -111,6 +112,11 @@ def test_discover_names_pids_and_lookups(spaces):
     sleeper = spaces.spawn(b, ["sleep", "600"])
     ino_a, ino_b = os.stat(f"/run/netns/{a}").st_ino, os.stat(f"/run/netns/{b}").st_ino
     assert os.readlink(f"/proc/{holder.pid}/ns/net") == f"net:[{ino_a}]"
+    # `ip netns exec` setns()es only after it starts: wait until it has.
+    deadline = time.monotonic() + 5
+    while os.readlink(f"/proc/{sleeper.pid}/ns/net") != f"net:[{ino_b}]":
+        assert time.monotonic() < deadline, "sleeper never entered its namespace"
+        time.sleep(0.01)
 
     found = netns.discover()
     assert found[0].current and found[0].inode == own_inode()

@@ -104,7 +104,7 @@ def test_plan_apply_revert_restores_every_value(ns, tmp_path):
 
     code, doc, err = tcplinger("tune", "--netns", ns.name, "--revert", "--yes", "--json",
                                *files(tmp_path))
-    assert code == 0, err
+    assert code == 0, (err, doc)
     assert len(doc["reverted"]) == len(got) and all(o["ok"] for o in doc["reverted"])
     assert ipv4_tree(ns) == before
     assert not (tmp_path / "state.json").exists()

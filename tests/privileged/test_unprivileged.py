@@ -24,6 +24,7 @@ from tcplinger.cli.main import main
 from tcplinger.cli.terminal import Terminal
 import tcplinger.cli.commands.ls, tcplinger.cli.commands.stats  # noqa: F401
 import tcplinger.collect.netlink.dump, tcplinger.collect.procfs  # noqa: F401
+import argparse, gettext, locale  # noqa: F401,E401  (argparse loads them lazily)
 os.setgroups([]); os.setgid(65534); os.setuid(65534)
 out, err = io.StringIO(), io.StringIO()
 code = main(sys.argv[1:], term=Terminal(stdout=out, stderr=err, env={"LANG": "C"}, is_tty=False))

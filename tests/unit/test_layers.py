@@ -17,6 +17,9 @@ ALLOWED = {
     "sim": {"model", "sim"},
     "ui": {"model", "track", "diagnose", "ui", "i18n", "sim", "lab"},
     "export": {"model", "track", "diagnose", "export", "i18n"},
+    # act plans purely (its own test checks the planning modules) and
+    # executes through collect (SOCK_DESTROY, sysctl writes)
+    "act": {"model", "track", "diagnose", "act", "collect", "i18n"},
 }
 PURE = {"model", "track", "diagnose", "sim"}
 IO_MODULES = {"socket", "subprocess", "ctypes", "urllib", "http", "sqlite3"}

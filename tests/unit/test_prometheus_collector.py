@@ -27,7 +27,6 @@ from tcplinger.export.prometheus import (AGE_BUCKETS, Limits, Scrape, TcplingerC
                                          build)
 from tcplinger.model.kernel import KernelContext, SockStat
 from tcplinger.model.socket import Age, AgeSource, NetnsRef, Owner
-from tcplinger.model.states import TcpState
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "proc" / "netns-mix"
 
@@ -418,3 +417,21 @@ def test_kernel_context_without_sysctls_still_exports():
     assert sockets(reg) == {("bare", "CLOSE_WAIT", "unknown"): 1}
     assert samples(reg, "tcplinger_fin_wait2_past_timeout") == {}
     assert samples(reg, "tcplinger_ephemeral_ports_used") == {}
+
+
+def test_age_histograms_can_be_left_out():
+    b = SocketBuilder()
+    b.add("TIME_WAIT", "10.0.0.1:80", "10.0.0.2:1000", inode=0, timer=3, expires_ms=50_000)
+    reg = registry_for(Scrape([namespace(b.table(), name="n")]),
+                       limits=Limits(age_histograms=False))
+    assert samples(reg, "tcplinger_socket_age_seconds_bucket") == {}
+    assert samples(reg, "tcplinger_socket_oldest_age_seconds") == {
+        L(netns="n", container="", state="TIME_WAIT", source="timer"): 10.0}
+
+
+def test_name_filter_of_the_exposition():
+    """``/metrics?name[]=...`` (restricted registry) needs describe()."""
+    reg = registry_for(Scrape([populated()]))
+    text = generate_latest(reg.restricted_registry(["tcplinger_sockets"])).decode()
+    assert sockets_from_text(text)[("web", "CLOSE_WAIT", "api")] == 5
+    assert "tcplinger_orphans" not in text

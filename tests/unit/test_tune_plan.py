@@ -290,3 +290,35 @@ def test_cli_apply_refuses_all_netns():
 
 def test_defaults_have_no_tw_recycle():
     assert "tcp_tw_recycle" not in DEFAULT_SYSCTLS and "tcp_tw_recycle" not in tb.BOUNDS
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_act_message_formats(lang):
+    """Fields are passed as keywords to Messages(key, **fields): a field
+    named ``key`` would collide (TypeError), and every field must fill."""
+    import string
+
+    from tcplinger.i18n import catalog
+
+    msg = Messages(lang)
+    for key, text in catalog(lang).items():
+        if not key.startswith(("kill.", "tune.")):
+            continue
+        fields = {f for _, f, _, _ in string.Formatter().parse(text) if f}
+        assert "key" not in fields, key
+        assert "{" not in msg(key, **{f: "x" for f in fields}), key
+
+
+@pytest.mark.parametrize("lang,answer,ok", [("en", "y\n", True), ("en", "yes\n", True),
+                                            ("en", "n\n", False), ("en", "", False),
+                                            ("en", "\n", False), ("zh", "是\n", True)])
+def test_confirmation_reads_the_injected_stdin(lang, answer, ok):
+    out, err = io.StringIO(), io.StringIO()
+    term = Terminal(stdout=out, stderr=err, env={}, is_tty=False)
+    term.stdin = io.StringIO(answer)
+    opts = tune_cmd.TuneOptions(diagnose=None)
+    assert tune_cmd._confirm(opts, term, Messages(lang), "tune.confirm.apply", n=2,
+                             netns="blue") is ok
+    assert "[y/N]" in err.getvalue() and out.getvalue() == ""
+    assert tune_cmd._confirm(tune_cmd.TuneOptions(diagnose=None, yes=True), term,
+                             Messages(lang), "tune.confirm.apply", n=2, netns="blue")

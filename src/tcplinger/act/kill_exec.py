@@ -90,8 +90,8 @@ def execute(plan: KillPlan, paths: Mapping[int, NetnsPath], *,
     results: list[Result] = []
     for inode, targets in groups.items():
         where = paths.get(inode)
-        if where is None:
-            got = [Result(t, Outcome.FAILED, errno_mod.ENOENT) for t in targets]
+        if where is None:  # the namespace went away since the plan: so did its sockets
+            got = [Result(t, Outcome.ALREADY_GONE, errno_mod.ENOENT) for t in targets]
         else:
             try:
                 if where.current:

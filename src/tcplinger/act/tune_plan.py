@@ -138,7 +138,7 @@ class _Accumulator:
                 why: Text, risk: Text) -> None:
         current = nf.sysctls.get(key)
         if current is None:
-            self.advise(nf, rule, T("tune.advice.not_readable", key=tb.sysctl_name(key)))
+            self.advise(nf, rule, T("tune.advice.not_readable", name=tb.sysctl_name(key)))
             return
         if current == proposed:
             return
@@ -176,14 +176,14 @@ def _orphan_fw2(f: Finding, nf: NamespaceFacts, facts, acc: _Accumulator) -> Non
     fin = nf.sysctls.get("tcp_fin_timeout")
     n = f.evidence.get("orphan_fin_wait2", f.count)
     if fin is None:
-        acc.advise(nf, f.rule, T("tune.advice.not_readable", key="net.ipv4.tcp_fin_timeout"))
+        acc.advise(nf, f.rule, T("tune.advice.not_readable", name="net.ipv4.tcp_fin_timeout"))
         return
     if fin > 60:
         value = 60
     elif fin > tb.FIN_TIMEOUT_PROPOSED:
         value = tb.FIN_TIMEOUT_PROPOSED
     else:
-        acc.advise(nf, f.rule, T("tune.advice.at_floor", key="net.ipv4.tcp_fin_timeout",
+        acc.advise(nf, f.rule, T("tune.advice.at_floor", name="net.ipv4.tcp_fin_timeout",
                                  value=fin, low=tb.BOUNDS["tcp_fin_timeout"].low),
                    T("tune.remedy.orphan_fw2"))
         return
@@ -244,7 +244,7 @@ def _time_wait(f: Finding, nf: NamespaceFacts, facts, acc: _Accumulator) -> None
                         T("tune.risk.tcp_max_tw_buckets", value=value,
                           mib=f"{value * tb.TW_SOCK_BYTES / (1 << 20):.0f}"))
         else:
-            acc.advise(nf, f.rule, T("tune.advice.at_ceiling", key="net.ipv4.tcp_max_tw_buckets",
+            acc.advise(nf, f.rule, T("tune.advice.at_ceiling", name="net.ipv4.tcp_max_tw_buckets",
                                      value=buckets))
 
 
@@ -255,7 +255,7 @@ def _ports(f: Finding, nf: NamespaceFacts, facts, acc: _Accumulator) -> None:
         _tw_reuse(nf, f.rule, T("tune.why.ports_reuse"), acc)
     rng = nf.sysctls.get("ip_local_port_range")
     if not rng:
-        acc.advise(nf, f.rule, T("tune.advice.not_readable", key="net.ipv4.ip_local_port_range"))
+        acc.advise(nf, f.rule, T("tune.advice.not_readable", name="net.ipv4.ip_local_port_range"))
         return
     lo, hi = rng
     new = (min(lo, tb.PORT_RANGE_PROPOSED[0]), max(hi, tb.PORT_RANGE_PROPOSED[1]))
@@ -305,7 +305,7 @@ def _orphan_retries(nf: NamespaceFacts, rule: str, n: int, acc: _Accumulator) ->
                     T("tune.risk.tcp_orphan_retries",
                       after=tb.orphan_budget_s(tb.ORPHAN_RETRIES_PROPOSED)))
     else:
-        acc.advise(nf, rule, T("tune.advice.at_floor", key="net.ipv4.tcp_orphan_retries",
+        acc.advise(nf, rule, T("tune.advice.at_floor", name="net.ipv4.tcp_orphan_retries",
                                value=cur, low=tb.BOUNDS["tcp_orphan_retries"].low))
 
 
@@ -323,7 +323,7 @@ def _orphan_limit(f: Finding, nf: NamespaceFacts, facts, acc: _Accumulator) -> N
     maximum = nf.sysctls.get("tcp_max_orphans")
     mem = nf.sysctls.get("tcp_mem")
     if not nf.host or maximum is None:
-        acc.advise(nf, f.rule, T("tune.advice.host_only", key="net.ipv4.tcp_max_orphans"))
+        acc.advise(nf, f.rule, T("tune.advice.host_only", name="net.ipv4.tcp_max_orphans"))
         return
     if not mem or len(mem) != 3:
         return
@@ -365,7 +365,7 @@ def _conntrack(f: Finding, nf: NamespaceFacts, facts, acc: _Accumulator) -> None
                         T("tune.why.ct_full", count=ct.get("count"), max=ct.get("max")),
                         T("tune.risk.nf_conntrack_max", value=2 * int(ct["max"])))
         elif not nf.host:
-            acc.advise(nf, f.rule, T("tune.advice.host_only", key="net.netfilter.nf_conntrack_max"))
+            acc.advise(nf, f.rule, T("tune.advice.host_only", name="net.netfilter.nf_conntrack_max"))
 
 
 def _close_wait(f: Finding, nf: NamespaceFacts, facts, acc: _Accumulator) -> None:

@@ -14,6 +14,7 @@ from typing import TextIO
 class Terminal:
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    stdin: TextIO = field(default_factory=lambda: sys.stdin)  # confirmations
     env: dict = field(default_factory=lambda: dict(os.environ))
     is_tty: bool | None = None
     width: int | None = None

@@ -81,6 +81,14 @@ def take(scope: Scope = Scope(), *, states=None, info_states=frozenset(),
             else:
                 ns = run_in_netns(info.path, _collect, info, wanted,
                                   frozenset(info_states), roots, host)
+        except FileNotFoundError as exc:
+            # The namespace went away between discovery and entering it
+            # (its last process exited, `ip netns del`).
+            if not scope.all_netns:
+                raise netns_mod.NetnsNotFound(
+                    f"network namespace {info.label()} vanished while being read") from exc
+            snap.skipped.append((info.ref, "vanished while being read"))
+            continue
         except PermissionError as exc:
             ns = _collect_from_pid(info, wanted, roots, exc)
             if ns is None:

@@ -43,6 +43,17 @@ then 0.0.0.0); IPv4 ones show it in both, v4-mapped:
 ...     "newstate=TCP_CLOSE_WAIT").local
 ('fd00::1', 80)
 
+With the instance option ``options/fields`` set, the body is every raw
+field instead, numbers in hex (then ``skaddr`` identifies the socket):
+
+>>> f = parse_line("  python3-20125  [000] .....  1675.897618: inet_sock_set_state: "
+...     "skaddr=0xffff8881df80e5c0 (-131383594785344) oldstate=0x2 (2) newstate=0x1 (1) "
+...     "sport=0x826c (33388) dport=0xe741 (59201) family=0x2 (2) protocol=0x6 (6) "
+...     "saddr=0x100007f (16777343) daddr=0x100007f (16777343) saddr_v6=<INVALID-SIZE> "
+...     "daddr_v6=<INVALID-SIZE>")
+>>> f.local, f.remote, f.oldstate, f.newstate, f.fields["skaddr"]
+(('127.0.0.1', 33388), ('127.0.0.1', 59201), 2, 1, '0xffff8881df80e5c0')
+
 Lines that are not events (the ``CPU:N [LOST M EVENTS]`` notes
 ``trace_pipe`` inserts, blank lines) parse to None; :func:`lost_events`
 reads the note:
@@ -85,6 +96,14 @@ _KV = re.compile(r"(\w+)=(\S*)")
 _LOST = re.compile(r"CPU:(\d+) \[LOST (\d+) EVENTS\]")
 
 
+def _num(text: str | None) -> int | None:
+    """A decimal or 0x-prefixed number (``options/fields`` prints hex)."""
+    try:
+        return None if text is None else int(text, 0)
+    except ValueError:
+        return None
+
+
 def _state_number(text: str | None) -> int | None:
     """``TCP_FIN_WAIT2`` (or a number, as with ``options/fields``) -> 5."""
     if text is None:
@@ -116,20 +135,26 @@ class TraceEvent:
     @property
     def family(self) -> int | None:
         fam = self.fields.get("family")
-        return {"AF_INET": 2, "AF_INET6": 10}.get(fam) if fam else None
+        if not fam:
+            return None
+        return {"AF_INET": 2, "AF_INET6": 10}.get(fam) or _num(fam)
 
     def _addr(self, key: str) -> str | None:
         if self.family == 10:
             return self.fields.get(key + "v6")
-        return self.fields.get(key)
+        text = self.fields.get(key)
+        if text is not None and text.startswith("0x"):
+            # options/fields prints the u8[4] array as one little-endian number
+            return ".".join(str(b) for b in int(text, 16).to_bytes(4, "little"))
+        return text
 
     @property
     def local(self) -> tuple[str | None, int]:
-        return self._addr("saddr"), int(self.fields.get("sport", 0))
+        return self._addr("saddr"), _num(self.fields.get("sport", "0")) or 0
 
     @property
     def remote(self) -> tuple[str | None, int]:
-        return self._addr("daddr"), int(self.fields.get("dport", 0))
+        return self._addr("daddr"), _num(self.fields.get("dport", "0")) or 0
 
     @property
     def oldstate(self) -> int | None:
@@ -301,13 +326,16 @@ class TraceSession:
     def __init__(self, purpose: str, *, events: Iterable[str] = STATE_EVENTS,
                  filter: str | None = None, buffer_kb: int = 2048,
                  on_event: Callable[[TraceEvent], None] | None = None,
-                 root: Path | None = None):
+                 root: Path | None = None, keep_raw: bool = False, fields: bool = False):
         self.purpose = purpose
         self.event_names = tuple(events)
         self.filter = filter
         self.buffer_kb = buffer_kb
         self.on_event = on_event
         self._root = root
+        self.keep_raw = keep_raw
+        self.raw: list[str] = []  # every line read, when keep_raw (fixtures)
+        self.fields_option = fields
         self.path: Path | None = None
         self.events: list[TraceEvent] = []
         self.lost_in_pipe = 0
@@ -348,6 +376,8 @@ class TraceSession:
         # mono = CLOCK_MONOTONIC = time.monotonic() (kernel/trace/trace.c trace_clocks[]).
         (path / "trace_clock").write_text("mono")
         (path / "buffer_size_kb").write_text(str(self.buffer_kb))
+        if self.fields_option:  # raw fields, with skaddr (see parse_line)
+            (path / "options" / "fields").write_text("1")
         for name in self.event_names:
             ev = path / "events" / name
             if not (ev / "enable").exists():
@@ -410,6 +440,8 @@ class TraceSession:
             self._error = exc
 
     def _line(self, text: str) -> None:
+        if self.keep_raw:
+            self.raw.append(text)
         ev = parse_line(text)
         if ev is None:
             self.lost_in_pipe += lost_events(text)

@@ -84,6 +84,7 @@ class Limits:
     top_owners: int = 10  # per namespace and state
     top_destinations: int = 5  # per namespace
     owner_states: frozenset = OWNER_STATES
+    age_histograms: bool = True  # False: the oldest age per state only
 
     def __post_init__(self):
         if self.top_owners < 0 or self.top_destinations < 0:
@@ -131,15 +132,17 @@ class _Part:
         self.table, self.owners = table, owners
 
 
-def owner_breakdown(inp: NamespaceInput, limits: Limits = Limits()) -> dict[str, dict[str, int]]:
+def owner_breakdown(inp: NamespaceInput, limits: Limits = Limits(),
+                    counts: dict | None = None) -> dict[str, dict[str, int]]:
     """``{state: {owner label: sockets}}``; each state's values add up to
-    its count in export.stats.namespace_counts.
+    its count in export.stats.namespace_counts (``counts``, when the
+    caller has it already).
 
     A socket several processes hold (an fd inherited over fork) counts
     once, for its lowest pid.
     """
     table = inp.table
-    totals = stats_export.namespace_counts(table)["states"]
+    totals = (counts or stats_export.namespace_counts(table))["states"]
     rows = table.rows
     none = Counter()
     kernel_held = rows["state"][rows["inode"] == 0]
@@ -299,10 +302,10 @@ def build(scrape: Scrape, limits: Limits = Limits()) -> list:
     host_orphans = host_max = None
     for inp in scrape.namespaces:
         ns = list(labels[inp.netns.inode])
-        _sockets(f, ns, inp, limits)
-        _ages(f, ns, inp)
-        k = inp.kernel
         counts = stats_export.namespace_counts(inp.table)
+        _sockets(f, ns, inp, limits, counts)
+        _ages(f, ns, inp, limits.age_histograms)
+        k = inp.kernel
         f.orphans.add_metric(ns, counts["orphans"])
         f.timewait.add_metric(ns, counts["timewait_type"])
         for name in SYSCTL_NAMES:
@@ -332,13 +335,13 @@ def build(scrape: Scrape, limits: Limits = Limits()) -> list:
     return f.all()
 
 
-def _sockets(f: _Families, ns: list, inp: NamespaceInput, limits: Limits) -> None:
-    for st, owners in sorted(owner_breakdown(inp, limits).items()):
+def _sockets(f: _Families, ns: list, inp: NamespaceInput, limits: Limits, counts) -> None:
+    for st, owners in sorted(owner_breakdown(inp, limits, counts).items()):
         for owner, n in sorted(owners.items()):
             f.sockets.add_metric(ns + [st, owner], n)
 
 
-def _ages(f: _Families, ns: list, inp: NamespaceInput) -> None:
+def _ages(f: _Families, ns: list, inp: NamespaceInput, histograms: bool) -> None:
     st = inp.table.rows["state"]
     columns = age_columns(inp)
     fin = inp.kernel.get("tcp_fin_timeout")
@@ -358,8 +361,9 @@ def _ages(f: _Families, ns: list, inp: NamespaceInput) -> None:
             values = values[~np.isnan(values)]
             if not len(values):
                 continue
-            buckets, total = histogram(values)
-            f.age.add_metric(ns + [state.name, source], buckets, total)
+            if histograms:
+                buckets, total = histogram(values)
+                f.age.add_metric(ns + [state.name, source], buckets, total)
             f.oldest.add_metric(ns + [state.name, source], float(values.max()))
 
 
@@ -399,7 +403,9 @@ class TcplingerCollector(Collector):
         self.last_ok: bool | None = None  # None: no scrape yet
 
     def describe(self):
-        return []  # names vary per scrape; registering must not take a snapshot
+        """The families, without samples: registering (and ``?name[]=``
+        filtering) must not take a snapshot."""
+        return _Families().all() + self._own(0.0, True, None)
 
     def collect(self):
         with self._lock:

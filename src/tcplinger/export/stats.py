@@ -40,8 +40,9 @@ def limits(kernel) -> dict:
 
 
 def owner_counts(part) -> list[dict]:
-    """Per owning process: sockets by state (sockets with several owners
-    count once for each)."""
+    """Per owning process: sockets by state. A socket counts once for each
+    process holding it, however many of that process's fds point to it
+    (as ``ss -p`` lists it once per process)."""
     if part.owners is None:
         return None
     per = defaultdict(lambda: defaultdict(int))
@@ -51,9 +52,12 @@ def owner_counts(part) -> list[dict]:
     for s, i in zip(st, ino):
         if not i:
             continue
+        seen = set()
         for o in part.owners.get(i, ()):
-            per[o.pid][state_name(s)] += 1
-            info[o.pid] = o
+            if o.pid not in seen:
+                seen.add(o.pid)
+                per[o.pid][state_name(s)] += 1
+                info[o.pid] = o
     out = []
     for pid, states in per.items():
         o = info[pid]

@@ -21,12 +21,21 @@ from pathlib import Path
 from .pcap import Segment, read_segments
 
 
+def pdeathsig_prefix() -> list[str]:
+    """``setpriv --pdeathsig KILL`` when util-linux has it: a helper started
+    through it dies with the lab even when the lab is SIGKILLed (prctl(2)
+    PR_SET_PDEATHSIG survives the exec)."""
+    return ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+
+
 class Capture:
-    def __init__(self, netns: str, interfaces: dict[str, str], filter: str = "tcp"):
+    def __init__(self, netns: str, interfaces: dict[str, str], filter: str = "tcp",
+                 run_id: str = "x"):
         self.netns = netns
         self.interfaces = interfaces  # label -> interface name
         self.filter = filter
-        self.dir = Path(tempfile.mkdtemp(prefix="tl-lab-cap-"))
+        # Named after the run, so that `lab clean` finds it after a crash.
+        self.dir = Path(tempfile.mkdtemp(prefix=f"tl-lab-{run_id}-cap-"))
         self.procs: dict[str, subprocess.Popen] = {}
         self.available = shutil.which("tcpdump") is not None
         self.error: str | None = None if self.available else "tcpdump is not installed"
@@ -40,7 +49,8 @@ class Capture:
         for label, iface in self.interfaces.items():
             out = self.dir / f"{label}.pcap"
             self.procs[label] = subprocess.Popen(
-                ["ip", "netns", "exec", self.netns, "tcpdump", "-i", iface, "-n", "-U",
+                ["ip", "netns", "exec", self.netns, *pdeathsig_prefix(), "tcpdump", "-i", iface,
+                 "-n", "-U",
                  "--immediate-mode", "-s", "128", "-w", str(out), self.filter],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # tcpdump says "listening on ..." once the socket is bound: wait for

@@ -17,6 +17,7 @@ from ..collect import owners as owners_mod
 from ..collect import snapshot as snap_mod
 from ..diagnose import engine
 from ..diagnose.inputs import NamespaceInput
+from ..diagnose.metadata import BY_ID
 from ..model.socket import Age, AgeSource, UNKNOWN_AGE, format_address
 from ..model.states import TcpState
 from . import registry
@@ -80,6 +81,8 @@ def diagnose(namespaces: dict[str, str], *, at: str, t0: float, msg,
     t = time.monotonic() - t0
     out = []
     for f in engine.diagnose(inputs):
+        if BY_ID[f.rule].host_wide:
+            continue  # about the host (tcp_max_orphans), not the scenario
         out.append(LabFinding(at, t, sides.get(f.netns.inode, "?"), f.rule, f.severity.label,
                               f.count, f.title.render(msg), _plain(f.evidence)))
     return out

@@ -51,6 +51,11 @@ LISTEN = int(TcpState.LISTEN)
 #: Trace and polls taken within this many seconds of each other are
 #: considered simultaneous (a dump takes ~1 ms; events are read late).
 SLACK_S = 0.005
+#: An application's close() is timed by the application just before the
+#: call: the state change it causes comes within the call. A close this
+#: close to the start of a state caused it: the socket was orphaned from
+#: the start.
+ACTION_LAG_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -186,8 +191,8 @@ def merge(transitions, views, actions, *, t0: float,
                 pq = pending.get((tr.side, tr.local[0], tr.remote))
                 start = pq.pop(0) if pq else tr.t
                 gen.begin(SYN_SENT, start)
-            elif tr.old not in (CLOSE, LISTEN):
-                gen.begin(tr.old, tr.t)
+            # else: a socket first seen mid-life (the trace began after it
+            # did): its earlier state's start is unknown, so it is not drawn.
         if tr.new == CLOSE:
             gen.end(tr.t)
             gen.closed_at = tr.t
@@ -205,6 +210,16 @@ def merge(transitions, views, actions, *, t0: float,
                          [a for a in actions if a.side == side and a.key in (key, None)])
     out = []
     for (side, local, remote), gens in lanes.items():
+        gens = [g for g in gens if g.spans]
+        gens.sort(key=lambda g: g.spans[0][1])
+        for a, b in zip(gens, gens[1:]):
+            # One 4-tuple, one socket at a time: a new connection on it ends
+            # the previous one (tcp_tw_reuse takes over a TIME_WAIT silently,
+            # inet_twsk_deschedule_put() in __inet_check_established()).
+            start = b.spans[0][1]
+            a.spans = [s for s in a.spans if s[1] < start]
+            if a.spans and (a.spans[-1][2] is None or a.spans[-1][2] > start):
+                a.spans[-1][2] = start
         for gen in gens:
             if not gen.spans:
                 continue
@@ -304,7 +319,7 @@ def _mark_orphan(gen: _Gen, state: int, prev_last, t_first, actions) -> None:
         if s[3]:
             return
         t = _action_time(actions, prev_last, t_first)
-        if t is None or t <= s[1] + SLACK_S:
+        if t is None or t <= s[1] + ACTION_LAG_S:
             # Orphaned from the start of the state (close() caused it) or
             # no better time known than the poll bracket.
             if t is None and prev_last is not None and prev_last > s[1] + SLACK_S:

@@ -68,10 +68,25 @@ def parse_conntrack_event(line: str) -> CtEvent | None:
 
 
 def conntrack_party(events: list[CtEvent], *, t0: float, offset: float,
-                    name: str = "conntrack") -> tuple[PartyTimeline, list[Note]]:
-    """The router's conntrack entry for the run's connection(s): a span per
-    state, ended by DESTROY (expiry or removal). ``offset``: realtime -
-    monotonic; ``t0``: the run's start (monotonic)."""
+                    name: str = "conntrack", activity: list[float] | None = None
+                    ) -> tuple[PartyTimeline, list[Note]]:
+    """The router's conntrack entry for the run's connection: a span per
+    state, ended by DESTROY. ``offset``: realtime - monotonic; ``t0``: the
+    run's start (monotonic).
+
+    The entry expires ``timeout`` seconds after the last packet that
+    refreshed it, but conntrack reports nothing then: DESTROY comes when
+    the garbage collector or a later lookup finds it expired
+    (nf_conntrack_core.c gc_worker(), nf_ct_is_expired()). With
+    ``activity`` (times of the flow's packets that crossed the router) the
+    last span ends at that moment instead, if it is earlier:
+
+    >>> ev = [CtEvent(100.0, "UPDATE", "CLOSE_WAIT", 2, None), CtEvent(104.0, "DESTROY", None,
+    ...       None, None)]
+    >>> party, _ = conntrack_party(ev, t0=0.0, offset=90.0, activity=[9.9, 10.0])
+    >>> [(s.label, s.start_s, s.end_s) for s in party.spans]
+    [('CLOSE_WAIT', 10.0, 12.0)]
+    """
     spans: list[list] = []
     notes = []
     for ev in sorted(events, key=lambda e: e.t):
@@ -87,9 +102,17 @@ def conntrack_party(events: list[CtEvent], *, t0: float, offset: float,
             if spans[-1][3] == ev.state:
                 continue
             spans[-1][2] = t
-        spans.append([int(CT_STATES.get(ev.state, TcpState.CLOSE)), t, None, ev.state])
+        spans.append([int(CT_STATES.get(ev.state, TcpState.CLOSE)), t, None, ev.state,
+                      ev.timeout])
         notes.append(Note(round(t, 6), name, "lab.note.ct_state",
                           (("state", ev.state), ("timeout", ev.timeout))))
+    if spans and activity is not None and spans[-1][4] is not None:
+        last = spans[-1]
+        refreshed = max([a for a in activity if a <= (last[2] if last[2] is not None
+                                                        else float("inf"))] + [last[1]])
+        expiry = refreshed + last[4]
+        if last[2] is None or expiry < last[2]:
+            last[2] = expiry
     party = PartyTimeline(name, "middlebox", "conntrack",
                           tuple(StateSpan(s[0], round(s[1], 6),
                                           None if s[2] is None else round(s[2], 6),

@@ -115,3 +115,18 @@ def attribute(caps: Captures, names: dict[str, str], *, t0: float, router: str =
         out.append(Packet(round(t - t0, 6), src, names.get(s.dst, s.dst), s.flags, s.length,
                           tag, dropped_by))
     return out
+
+
+def passed_times(caps: Captures, flow: tuple, *, t0: float) -> list[float]:
+    """Times (relative to ``t0``) at which segments of ``flow`` ((client
+    addr, port), (server addr, port)) crossed the router, both ways: what
+    refreshes a middlebox's idle timer."""
+    (ca, cp), (sa, sp) = flow
+    out = []
+    for arriving, leaving in ((caps.client_side_in, caps.server_side_out),
+                              (caps.server_side_in, caps.client_side_out)):
+        pairs, _ = _match(arriving, leaving)
+        for a, b in pairs:
+            if b is not None and {(a.src, a.sport), (a.dst, a.dport)} == {(ca, cp), (sa, sp)}:
+                out.append(round(a.t - t0, 6))
+    return sorted(out)

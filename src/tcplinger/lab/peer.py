@@ -7,8 +7,8 @@ with ``ip netns exec``). Standard library only. It dies with its parent
 behind; ``lab clean`` ends any that remain by pid.
 
 Every command gets one reply line with the same ``id``, ``ok`` and the
-``time.monotonic()`` of the moment the system call returned (``t``), so
-the lab knows exactly when the application acted. Sockets are named by
+``time.monotonic()`` just before the system call (``t0``) and when it
+returned (``t``), so the lab knows when the application acted. Sockets are named by
 the lab. Examples (one line each)::
 
     {"id": 1, "op": "listen", "name": "l", "addr": "198.19.0.2", "port": 20000}
@@ -68,6 +68,13 @@ def apply_options(sock: socket.socket, opts: dict) -> None:
             sock.setsockopt(level, opt, int(value))
 
 
+def _addresses(s: socket.socket) -> dict:
+    try:
+        return {"local": list(s.getsockname()), "remote": list(s.getpeername())}
+    except OSError:
+        return {}
+
+
 def _errname(code: int) -> str:
     return errno.errorcode.get(code, str(code))
 
@@ -88,10 +95,14 @@ class Peer:
         self.out.flush()
 
     def reply(self, cmd: dict, ok: bool = True, **fields) -> None:
-        self.send({"id": cmd.get("id"), "ok": ok, "t": time.monotonic(), **fields})
+        self.send({"id": cmd.get("id"), "ok": ok, "t0": self.t_call, "t": time.monotonic(),
+                   **fields})
 
     # ---- commands ------------------------------------------------------
+    t_call = 0.0
+
     def handle(self, cmd: dict) -> None:
+        self.t_call = time.monotonic()  # just before the system call
         op = cmd.get("op")
         fn = getattr(self, "op_" + str(op), None)
         if fn is None:
@@ -279,11 +290,12 @@ class Peer:
             return
         mode = self.watch.get(name)
         self._unwatch(name, s)
-        self.send({"event": "eof", "name": name, "t": time.monotonic()})
+        where = _addresses(s)
+        self.send({"event": "eof", "name": name, "t": time.monotonic(), **where})
         if mode == "close_on_eof":
             self.socks.pop(name, None)
             s.close()
-            self.send({"event": "closed", "name": name, "t": time.monotonic()})
+            self.send({"event": "closed", "name": name, "t": time.monotonic(), **where})
 
     def loop(self, stdin) -> None:
         os.set_blocking(stdin.fileno(), False)

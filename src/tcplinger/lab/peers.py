@@ -115,7 +115,8 @@ class PeerProcess:
 
     def exit(self, timeout: float = 5.0) -> float | None:
         """Ask the peer to exit (the kernel closes its sockets as exit(2)
-        does); the time it answered, None if it was gone."""
+        does); the time it was asked to (it exits right after answering),
+        None if it was gone."""
         try:
             reply = self.call("exit", timeout=timeout)
         except RuntimeError:

@@ -28,8 +28,10 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,9 +194,11 @@ class CleanReport:
     instances: list[str] = field(default_factory=list)
     records: list[str] = field(default_factory=list)
     in_use: list[str] = field(default_factory=list)  # run ids of live runs, left alone
+    files: list[str] = field(default_factory=list)  # capture directories
 
     def empty(self) -> bool:
-        return not (self.namespaces or self.processes or self.instances or self.records)
+        return not (self.namespaces or self.processes or self.instances or self.records
+                    or self.files)
 
 
 def clean(state_dir: Path = STATE_DIR, *, include_live: bool = False) -> CleanReport:
@@ -221,7 +225,16 @@ def clean(state_dir: Path = STATE_DIR, *, include_live: bool = False) -> CleanRe
                 unregister(rid, state_dir)
                 report.records.append(rid)
         report.instances = _clean_instances(live, tracefs)
+        for path in _capture_dirs():
+            m = re.match(r"^tl-lab-([0-9a-f]{6})-cap-", path.name)
+            if m and m.group(1) not in live:
+                shutil.rmtree(path, ignore_errors=True)
+                report.files.append(str(path))
     return report
+
+
+def _capture_dirs() -> list[Path]:
+    return sorted(Path(tempfile.gettempdir()).glob(f"{PREFIX}*-cap-*"))
 
 
 def _clean_instances(live: set[str], tracefs) -> list[str]:
@@ -255,4 +268,6 @@ def leftovers(run_id: str | None = None) -> dict:
         pass
     out["links"] = sorted(n for n in os.listdir("/sys/class/net") if match(n))
     out["processes"] = [p for n in out["namespaces"] for p in netns_pids(n)]
+    out["files"] = [str(p) for p in _capture_dirs()
+                    if run_id is None or p.name.startswith(f"{PREFIX}{run_id}-")]
     return out

@@ -29,7 +29,7 @@ from . import merge as merge_mod
 from . import middlebox as mb_mod
 from . import packets as packets_mod
 from . import registry
-from .capture import Capture
+from .capture import Capture, pdeathsig_prefix
 from .checks import Observed, evaluate
 from .merge import Action
 from .peers import PeerError, PeerProcess
@@ -179,6 +179,12 @@ class Run:
     def _peer_event(self, ev) -> None:
         obj = ev.obj
         kind = obj.get("event")
+        if kind in ("eof", "closed") and str(obj.get("name", "")).startswith("a"):
+            # auto-accepted by `serve`: one line per connection would drown
+            # the timeline; the close still counts as an action.
+            if kind == "closed":
+                self.actions.append(Action(obj["t"], ev.name, _key(obj), "close"))
+            return
         if kind in ("eof", "closed", "error"):
             fields = (("socket", obj.get("name")),)
             if kind == "error":
@@ -186,7 +192,7 @@ class Run:
             self.notes.append(Note(round(obj["t"] - self.t0, 6), ev.name,
                                    "lab.note.app_" + kind, fields))
             if kind == "closed":
-                self.actions.append(Action(obj["t"], ev.name, None, "close"))
+                self.actions.append(Action(obj["t"], ev.name, _key(obj), "close"))
 
     def note(self, party: str, key: str, t: float | None = None, **fields) -> None:
         t = time.monotonic() if t is None else t
@@ -227,11 +233,10 @@ class Run:
         if sock is not None:
             args["name"] = sock
         reply = self.peer(side).call(op, **args)
-        what = op if op != "setopt" else "setopt"
         if op in ("close", "shutdown", "exit"):
-            self.actions.append(Action(reply["t"], side, key if op != "exit" else None, what))
-        self.note(side, note or f"lab.note.app_{op}", t=reply["t"],
-                  **({"how": args["how"]} if op == "shutdown" else {}))
+            self.actions.append(Action(reply["t0"], side, key if op != "exit" else None, op))
+        self.note(side, note or f"lab.note.app_{op}", t=reply["t0"],
+                  **({"how": args["how"].upper()} if op == "shutdown" else {}))
         return reply
 
     def exit(self, side: str) -> float | None:
@@ -274,7 +279,8 @@ class Run:
     def helper(self, role: str, argv: list[str], sink: list, parse_json: bool = True):
         """A long-running process in a namespace whose stdout lines are
         collected (with their arrival time); ended by pid at tear-down."""
-        proc = subprocess.Popen(["ip", "netns", "exec", self.topo.ns(role), *argv],
+        proc = subprocess.Popen(["ip", "netns", "exec", self.topo.ns(role),
+                                 *pdeathsig_prefix(), *argv],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True, bufsize=1,
                                 env={**os.environ, "PYTHONPATH": _pythonpath()})
@@ -336,6 +342,8 @@ class LabResult:
     recorder: dict
     warnings: list = field(default_factory=list)
     tolerance: Tolerance | None = None
+    #: what merge() was given (transitions, views, actions, t0): for fixtures
+    raw: dict = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -396,6 +404,13 @@ class LabResult:
             "recorder": self.recorder,
             "warnings": self.warnings,
         }
+
+
+def _key(obj: dict):
+    """A peer event's 4-tuple (as merge keys it), None if it has none."""
+    if "local" not in obj or "remote" not in obj:
+        return None
+    return (tuple(obj["local"]), tuple(obj["remote"]))
 
 
 def kernel_version() -> str:
@@ -476,7 +491,7 @@ def run(opts: RunOptions, scenario: Scenario, msg, progress=None) -> LabResult:
             if opts.capture:
                 capture = Capture(topo.ns("router"), {"client": topo.link("a"),
                                                       "server": topo.link("b")},
-                                  filter=f"tcp port {topo.addr.server_port}")
+                                  filter=f"tcp port {topo.addr.server_port}", run_id=rec.run_id)
                 capture.start()
                 if capture.error:
                     warnings.append(capture.error)
@@ -536,8 +551,18 @@ def _result(run_: Run, scenario, prepared, run_id, recorder, segs, end, warnings
     elif run_.ct_lines:
         events = [e for e in (mb_mod.parse_conntrack_event(x) for x in run_.ct_lines)
                   if e is not None]
+        flow = run_.facts.pop("_ct_flow", None)
+        activity = None
+        if flow is not None:
+            want = (tuple(flow[0]), tuple(flow[1]))
+            events = [e for e in events if e.orig == want]
+            if segs:
+                activity = packets_mod.passed_times(
+                    packets_mod.split(segs.get("client", []), segs.get("server", []),
+                                      run_.addr.client, run_.addr.server), want, t0=t0)
         offset = time.time() - time.monotonic()
-        middlebox, more = mb_mod.conntrack_party(events, t0=t0, offset=offset)
+        middlebox, more = mb_mod.conntrack_party(events, t0=t0, offset=offset,
+                                                 activity=activity)
         notes += more
     packets: list[Packet] = []
     if segs:
@@ -548,9 +573,11 @@ def _result(run_: Run, scenario, prepared, run_id, recorder, segs, end, warnings
                                         forger="ipfw" if scenario.router == "ipfw" else "router")
     notes.sort(key=lambda n: n.t_s)
     tol = Tolerance(recorder.interval, kernel_hz())
-    observed = Observed(sockets, horizon, packets, run_.findings, dict(run_.facts))
+    observed = Observed(sockets, horizon, packets, run_.findings,
+                        {**run_.facts, "_middlebox": middlebox})
     if scenario.derive is not None:
         observed.facts.update(scenario.derive(observed, prepared.params))
+    observed.facts.pop("_middlebox", None)
     checks = evaluate(scenario.checks(prepared.params, tol), observed)
     stats = recorder.stats
     rec_json = {"tracefs": recorder.traced, "tracefs_unavailable": stats.tracefs or None,
@@ -561,4 +588,5 @@ def _result(run_: Run, scenario, prepared, run_id, recorder, segs, end, warnings
                 "hz": kernel_hz(), "packets_captured": sum(len(v) for v in segs.values())}
     return LabResult(scenario, prepared, kernel_version(), run_id, horizon, sockets, middlebox,
                      packets, notes, run_.findings, observed.facts, checks, failed, rec_json,
-                     warnings, tol)
+                     warnings, tol, raw={"transitions": transitions, "views": views,
+                                         "actions": list(run_.actions), "t0": t0})

@@ -37,6 +37,7 @@ COMMANDS = (
     Command("kill", "kill", "end stuck sockets (SOCK_DESTROY); a dry run unless --yes"),
     Command("tune", "tune", "a reviewed sysctl plan from the findings; --write, --apply, --revert"),
     Command("sim", "sim", "simulate teardown on other TCP stacks and behind middleboxes"),
+    Command("lab", "lab", "reproduce teardown pathologies on this kernel in throwaway namespaces"),
     Command("exporter", "exporter", "Prometheus exporter (HTTP, or a file for node_exporter)"),
 )
 BY_NAME = {c.name: c for c in COMMANDS}

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...collect import files
+from ...collect import snapshot as snap_mod
 from ...collect.snapshot import Roots, Scope
 from ...diagnose import engine
 from ...diagnose.inputs import NamespaceInput
@@ -45,6 +46,7 @@ class ExporterOptions:
     interval: float | None = None  # textfile: rewrite every so many seconds; None: once
     top_owners: int = 10
     top_destinations: int = 5
+    age_histograms: bool = True
     owners: bool | None = None  # None: automatic (as report)
     findings: bool = True
     thresholds: dict = field(default_factory=dict)
@@ -110,6 +112,9 @@ def register(sub) -> None:
     p.add_argument("--top-destinations", type=_count, default=5, metavar="N",
                    help="busiest destinations per namespace in tcplinger_ephemeral_ports_used "
                         "(default 5)")
+    p.add_argument("--no-age-histograms", dest="age_histograms", action="store_false",
+                   help="export only the oldest age per state, not age histograms (16 series "
+                        "per namespace, state and age source)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--owners", action="store_true", default=None,
                    help="always find the processes owning lingering sockets")
@@ -137,7 +142,8 @@ def options_from(args) -> ExporterOptions:
     return ExporterOptions(
         scope=scope_from(args), listen=args.listen or ("127.0.0.1", DEFAULT_PORT),
         web_config=args.web_config, textfile=args.textfile, interval=args.interval,
-        top_owners=args.top_owners, top_destinations=args.top_destinations, owners=args.owners,
+        top_owners=args.top_owners, top_destinations=args.top_destinations,
+        age_histograms=args.age_histograms, owners=args.owners,
         findings=args.findings, thresholds=overrides)
 
 
@@ -261,7 +267,10 @@ def run(opts: ExporterOptions, term, msg, roots: Roots = Roots()) -> int:
     prometheus, textfile, webconfig = _modules(msg)
     from prometheus_client import CollectorRegistry, ProcessCollector
 
-    # Bad input first, before the first (possibly slow) snapshot.
+    # Bad input first, before the first (possibly slow) snapshot: a
+    # namespace that does not exist (NetnsNotFound: exit 3), a web config,
+    # a textfile directory.
+    snap_mod.resolve(opts.scope, roots)
     loaded = None
     if opts.web_config is not None:
         try:
@@ -283,7 +292,8 @@ def run(opts: ExporterOptions, term, msg, roots: Roots = Roots()) -> int:
 
     source = ScrapeSource(opts, roots, log=log)
     limits = prometheus.Limits(top_owners=opts.top_owners,
-                               top_destinations=opts.top_destinations)
+                               top_destinations=opts.top_destinations,
+                               age_histograms=opts.age_histograms)
     collector = prometheus.TcplingerCollector(source, limits,
                                               log=lambda text: log("scrape", text))
     registry = CollectorRegistry()

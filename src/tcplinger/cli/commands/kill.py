@@ -241,7 +241,7 @@ def document(plan: kill_plan.KillPlan, results, msg, *, dry_run: bool, audit_log
         doc["summary"] = kill_exec.summary(results)
     doc["audit_log"] = audit_log
     doc["run"] = run
-    doc["warnings"] = warnings(plan, msg)
+    doc["kernel_warnings"] = warnings(plan, msg)
     return doc
 
 
@@ -292,6 +292,8 @@ def render(plan: kill_plan.KillPlan, results, msg, *, dry_run: bool, width: int)
             lines.append(msg(f"kill.owner_sees.{key}"))
         if any(t.peer_sees == "nothing" for t in plan.targets):
             lines.append(msg("kill.peer_nothing_note"))
+        if any(t.socket.state == TcpState.TIME_WAIT for t in plan.targets):
+            lines.append(msg("kill.tw_note"))
     if plan.refused:
         lines.append(msg("kill.refused.head", n=len(plan.refused)))
         for r in plan.refused:
@@ -340,9 +342,10 @@ def _seconds(value) -> str:
 def _kernel_line(support: Support, msg) -> str:
     if support.where == "none":
         return msg("kill.kernel.none")
-    parts = [f"{msg('kill.kind.' + k.value)}: {msg('kill.status.' + support.get(k).status.value)}"
+    parts = [msg("kill.kernel.item", kind=msg("kill.kind." + k.value),
+                 status=msg("kill.status." + support.get(k).status.value))
              for k in Kind if k in support.results]
-    return msg("kill.kernel.line", kinds="; ".join(parts),
+    return msg("kill.kernel.line", kinds=msg("kill.kernel.sep").join(parts),
                where=msg("kill.where." + support.where))
 
 

@@ -202,7 +202,7 @@ def _confirm(opts: TuneOptions, term, msg, key: str, **fields) -> bool:
         return True
     term.stderr.write(msg(key, **fields) + " ")
     term.stderr.flush()
-    stdin = getattr(term, "stdin", None) or sys.stdin
+    stdin = term.stdin
     answer = stdin.readline()
     if not answer:
         term.stderr.write("\n")

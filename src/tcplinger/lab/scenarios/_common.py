@@ -36,6 +36,54 @@ def model_timeout(retries: int, rto_base: float = RTO_MIN_S) -> float:
     return ((2 << thresh) - 1) * rto_base + (retries - thresh) * 120.0
 
 
+def retry_lifetime(retries: int, rto: float = RTO_MIN_S, pto: float = RTO_MIN_S,
+                   rto_max: float = 120.0) -> tuple[float, int]:
+    """When a segment retransmitted until ``retries`` gives up is dropped,
+    and how many times it was sent (measured on 6.18, docs/lab.md):
+
+    - the first retransmission is a tail loss probe after ``pto``
+      (tcp_schedule_loss_probe(), net/ipv4/tcp_output.c), then RTO-based
+      retransmissions follow with the RTO doubling (capped at TCP_RTO_MAX);
+    - retransmits_timed_out() measures from retrans_stamp, the time of the
+      first RTO retransmission (tcp_retransmit_skb() sets it after the
+      segment's timestamp was refreshed), against tcp_model_timeout();
+    - it is checked only when the RTO timer expires, before
+      retransmitting: the socket dies at the first expiry past the limit.
+
+    >>> retry_lifetime(3)
+    (6.4, 6)
+    """
+    limit = model_timeout(retries)
+    t = pto  # the loss probe
+    sent = 2
+    t += rto  # first RTO expiry: retransmit, start counting
+    first = t
+    sent += 1
+    backoff = rto
+    while True:
+        backoff = min(backoff * 2, rto_max)
+        t += backoff
+        if t - first >= limit:
+            return round(t, 3), sent
+        sent += 1
+
+
+def retry_bounds(retries: int) -> tuple[float, float, int, int]:
+    """(earliest, latest) time the socket can be dropped and (fewest, most)
+    segments sent, for RTOs (and loss-probe timeouts) from TCP_RTO_MIN to
+    25% above it (jiffies rounding and the RTT: 0.208-0.218 s measured on
+    veth). Near the limit the last check can fall on either side of it,
+    so both outcomes are allowed:
+
+    >>> retry_bounds(2)
+    (1.872, 3.712, 4, 5)
+    """
+    runs = [retry_lifetime(retries, rto=RTO_MIN_S * (1 + k / 100), pto=RTO_MIN_S * (1 + k / 100))
+            for k in range(0, 26)]
+    return (min(r[0] for r in runs), max(r[0] for r in runs), min(r[1] for r in runs),
+            max(r[1] for r in runs))
+
+
 def socks(observed, side: str):
     return [s for s in observed.sockets if s.side == side]
 
