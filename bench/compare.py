@@ -109,6 +109,13 @@ class Run:
     stderr: str
 
 
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 
 
@@ -127,11 +134,17 @@ def run_once(argv: list[str], timeout: float) -> Run:
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=err, start_new_session=True)
-        # Kill the whole session on timeout: the command may have children.
-        timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
+        # Kill the whole session on timeout (the command may have children)
+        # and when we are interrupted: an orphaned `ss -p` would run on.
+        timer = threading.Timer(timeout, _kill_group, (proc.pid,))
+        timer.daemon = True
         timer.start()
         try:
             _pid, status, ru = os.wait4(proc.pid, 0)
+        except BaseException:
+            _kill_group(proc.pid)
+            proc.wait()
+            raise
         finally:
             timer.cancel()
         wall = time.perf_counter() - t0
@@ -143,8 +156,8 @@ def run_once(argv: list[str], timeout: float) -> Run:
             # last line is %M; time(1) may write "Command exited with ..." before it
             lines = rss.read().split()
             maxrss_kb = int(lines[-1]) if lines and lines[-1].isdigit() else 0
-            if proc.returncode != 0 and lines:
-                stderr += "\n" + " ".join(lines[:-1])
+            if proc.returncode != 0 and len(lines) > 1:  # keep the command's last words last
+                stderr = " ".join(lines[:-1]) + "\n" + stderr
     if proc.returncode == -signal.SIGKILL and wall >= timeout:
         stderr += f"\n[killed after {timeout} s timeout]"
     return Run(wall, ru.ru_utime + ru.ru_stime, maxrss_kb / 1024, proc.returncode, stderr)
@@ -391,6 +404,13 @@ def run_sizes(sizes, commands, args, report, out_path, log) -> None:
             entry["observed_before"] = dict(popgen.ss_counts(pop.netns))
             results = measure(pop, commands, args.repeat, args.warmup, args.timeout, log)
             entry["observed_after"] = dict(popgen.ss_counts(pop.netns))
+            entry["holder_problems"] = pop.problems()
+            for problem in entry["holder_problems"]:
+                print(f"WARNING: {problem}")
+            for when in ("observed_before", "observed_after"):
+                if entry[when] != entry["expected"]:
+                    print(f"WARNING: {when.replace('_', ' ')} the runs, ss -tan counted "
+                          f"{entry[when]}, not {entry['expected']}")
         entry["teardown_seconds"] = round(pop.teardown_seconds or 0, 2)
         entry["host_after"] = host_load()
         entry["results"] = [asdict(r) for r in results]

@@ -10,7 +10,7 @@ or, from Python::
         subprocess.run(["ip", "netns", "exec", pop.netns, "ss", "-tan"])
 
 The namespace is named ``tl-bench-<pid>-<hex>``; it and the holder processes
-(ended by PID) are removed on exit, on Ctrl-C and on exceptions.  If the
+(ended by PID) are removed on exit, Ctrl-C, SIGTERM and exceptions.  If the
 parent is SIGKILLed the holders die with it (PR_SET_PDEATHSIG) and
 ``--cleanup`` removes the namespace it leaves in /run/netns.
 
@@ -50,10 +50,12 @@ vanished 4-tuple and draw a RST.
 TIME-WAIT sockets hold no fd and expire after TCP_TIMEWAIT_LEN (60 s, plus
 the timer wheel's rounding, up to about 4 s more).  Holders that own
 TIME-WAIT batches re-create each batch once its last socket is gone, found by
-an exact sock_diag lookup of that socket's 4-tuple, so the TIME-WAIT count
-stays within one batch per holder of the plan for as long as the population
-lives (``refresh_time_wait=False`` turns this off).  A re-creation briefly
-adds a few sockets in other states (SYN-SENT ... LAST-ACK).
+an exact sock_diag lookup of that socket's 4-tuple and cookie (the cookie,
+because a re-created connection may get the same 4-tuple), so the population
+keeps its TIME-WAIT sockets for as long as it lives
+(``refresh_time_wait=False`` turns this off).  Batches expire together (same
+timer-wheel slot), so each minute the count dips for the seconds the
+re-creation takes, and in-flight connections briefly show in other states.
 
 Every socket that is kept has ``SO_LINGER {1, 0}``: when a holder exits, the
 kernel resets its connections instead of leaving hundreds of thousands of
@@ -104,7 +106,7 @@ import threading
 import time
 import traceback
 from collections import Counter, deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -667,8 +669,14 @@ def _holder_main(conn, netns_path: Path, plan: HolderPlan, parent_pid: int, inhe
     except BaseException:
         conn.send(("error", f"holder {plan.index} (pid {os.getpid()}):\n{traceback.format_exc()}"))
         os._exit(1)
-    holder.serve(conn)
-    holder.release()
+    try:
+        holder.serve(conn)
+        holder.release()
+    except BaseException:
+        try:  # the parent reads it in Population.problems()
+            conn.send(("error", f"holder {plan.index} (pid {os.getpid()}):\n{traceback.format_exc()}"))
+        finally:
+            os._exit(1)
     os._exit(0)
 
 
@@ -835,6 +843,22 @@ class Population:
 
     def expected(self) -> dict[str, int]:
         return self.plan.expected()
+
+    def problems(self) -> list[str]:
+        """Holders that failed since the build (e.g. re-creating TIME-WAIT
+        sockets) or died: their sockets are gone, the population is short."""
+        out = []
+        for conn, proc in zip(self._conns, self._procs):
+            try:
+                while conn.poll():
+                    kind, payload = conn.recv()
+                    if kind == "error":
+                        out.append(payload)
+            except (EOFError, OSError):
+                pass
+            if not proc.is_alive():
+                out.append(f"holder pid {proc.pid} exited with code {proc.exitcode}")
+        return out
 
     def exec_argv(self, *argv: str) -> list[str]:
         return netns_exec(self.netns, *argv)

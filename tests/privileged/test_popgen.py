@@ -98,6 +98,7 @@ def test_counts_match_ss_and_everything_is_removed(mix):
         assert quiet == {"TcpOutRsts": 0, "TcpExtTCPSynRetrans": 0}
         time.sleep(1.0)  # a late RST or a fin timeout would show up here
         assert popgen.ss_counts(netns) == Counter(expected)
+        assert pop.problems() == []
     _assert_gone(netns, pids)
 
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tcplinger.act import sysctl_state as st
-from tcplinger.act import tune_bounds as tb
+from tcplinger.diagnose import sysctl_bounds as sb
 from tcplinger.act.tune_plan import NamespaceFacts, format_value, plan
 from tcplinger.cli.commands import tune as tune_cmd
 from tcplinger.cli.main import main
@@ -46,13 +46,16 @@ def props(p):
 
 # ---- findings to proposals ---------------------------------------------------------
 
-@pytest.mark.parametrize("fin,proposed", [(60, 30), (45, 30), (120, 60), (30, None), (20, 30)])
+@pytest.mark.parametrize("fin,proposed", [(60, 30), (45, 30), (120, 30), (70, 30), (30, None),
+                                          (20, 30)])
 def test_orphan_fin_wait2(fin, proposed):
     p = tune(orphans(2000, fin))
     got = props(p).get("tcp_fin_timeout")
     assert (got[1] if got else None) == proposed
     if fin == 30:
-        assert any(t.key == "tune.advice.at_floor" for a in p.advice for t in a.texts)
+        assert any(t.key == "tune.advice.no_lower" for a in p.advice for t in a.texts)
+    if fin in (70, 120):  # the folklore finding (above 60) proposes the same value: one proposal
+        assert got[2] == ("orphan-fin-wait-2", "sysctl-folklore")
     if fin == 20:  # below the floor: raised back, by the bounds check
         assert got[2] == ("bounds",)
 
@@ -103,7 +106,8 @@ def test_time_wait_server_side_has_no_knob():
 def test_tw_reuse_needs_timestamps():
     p = tune(tw(600, server=False), extra={"tcp_timestamps": 0})
     assert "tcp_tw_reuse" not in props(p)
-    assert any(t.key == "tune.advice.no_timestamps" for a in p.advice for t in a.texts)
+    [t] = [t for a in p.advice for t in a.texts if t.key == "tune.advice.requires"]
+    assert t.fields["need"] == "net.ipv4.tcp_timestamps" and t.fields["have"] == 0
 
 
 def test_keepalive_only_for_sockets_with_so_keepalive():
@@ -165,6 +169,10 @@ SCENARIOS = [
 ]
 
 
+def p_facts(ns, extra):
+    return {**ns.kernel.sysctls, **extra}
+
+
 @pytest.mark.parametrize("make,fin,host", list(itertools.product(
     SCENARIOS, [1, 5, 10, 29, 30, 31, 59, 60, 61, 90, 600], [False, True])))
 def test_every_proposal_is_within_bounds(make, fin, host):
@@ -172,16 +180,12 @@ def test_every_proposal_is_within_bounds(make, fin, host):
     extra = {"tcp_fin_timeout": fin, "tcp_keepalive_time": fin * 10}
     p = plan(diagnose([ns]), [facts_of(ns, host=host, extra=extra)])
     for x in p.proposals:
-        assert x.key not in tb.NEVER and "recycle" not in x.sysctl
-        b = tb.BOUNDS[x.key]
-        values = x.proposed if isinstance(x.proposed, tuple) else (x.proposed,)
-        for v in values:
-            assert b.low is None or v >= b.low, (x.key, v)
-            assert b.high is None or v <= b.high, (x.key, v)
+        assert x.key not in sb.NEVER and "recycle" not in x.sysctl
+        assert sb.problems(x.key, x.proposed, x.current, p_facts(ns, extra)) == (), x
         if x.key in ("tcp_max_tw_buckets", "tcp_max_orphans", "nf_conntrack_max"):
             assert x.proposed > x.current  # only ever raised
         assert x.why and x.risk.key.startswith("tune.risk.") and x.bound.key.startswith(
-            "tune.bound.")
+            "sysctl.bound.")
         if x.host_wide:
             assert host
 
@@ -289,7 +293,7 @@ def test_cli_apply_refuses_all_netns():
 
 
 def test_defaults_have_no_tw_recycle():
-    assert "tcp_tw_recycle" not in DEFAULT_SYSCTLS and "tcp_tw_recycle" not in tb.BOUNDS
+    assert "tcp_tw_recycle" not in DEFAULT_SYSCTLS and "tcp_tw_recycle" not in sb.BOUNDS
 
 
 @pytest.mark.parametrize("lang", LANGS)

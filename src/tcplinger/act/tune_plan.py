@@ -1,10 +1,18 @@
 """``tcplinger tune``: from findings to a reviewed plan of sysctl changes.
 
 Pure: findings and each namespace's current sysctls in, a :class:`TunePlan`
-out. Every :class:`Proposal` says current -> proposed, the findings it
-answers, the risk, and the bound that limits it (:mod:`.tune_bounds`).
-Findings no sysctl can fix become :class:`Advice` saying so and what can
-(a CLOSE_WAIT leak is a code bug; TIME_WAIT on a server has no knob).
+out. The values are the findings' own: every sysctl fix a rule proposes
+(``Fix.sysctl``, made by diagnose/sysctl_proposals.py) becomes a
+:class:`Proposal` with exactly that value, so ``report`` and ``tune``
+propose the same values for the same findings, within the same bounds
+(diagnose/sysctl_bounds.py, checked again here). What tune adds depends on
+the namespace it would change: whether the setting can be read there,
+whether it is host-wide (then only in the host's namespace), whether what
+it requires holds (tcp_tw_reuse needs tcp_timestamps = 1), and the risk.
+
+Findings, or parts of findings, that no sysctl fixes become :class:`Advice`
+saying so and what can (a CLOSE_WAIT leak is a code bug; TIME_WAIT on a
+server has no knob): the only place tune looks at a rule's evidence.
 
 Only WARNING and CRITICAL findings lead to changes; INFO ones are counted
 (a threshold override makes one count). sysctl-folklore findings are about
@@ -18,18 +26,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
-from ..diagnose.finding import Finding, Severity, Text
-from ..model.kernel import SYSCTL_BY_NAME
+from ..diagnose import sysctl_bounds as sb
+from ..diagnose import sysctl_proposals as propose
+from ..diagnose.finding import Finding, Severity, SysctlChange, Text, format_value
 from ..model.socket import NetnsRef
-from . import tune_bounds as tb
 
 SysctlValue = int | tuple[int, ...]
+
+__all__ = ["NamespaceFacts", "Proposal", "Advice", "TunePlan", "plan", "format_value",
+           "bound_text", "risk_text"]
 
 
 @dataclass(frozen=True)
 class NamespaceFacts:
     """A namespace's current sysctls (KernelContext.sysctls plus
-    :data:`tune_bounds.EXTRA_PATHS`) and whether it is the host's (where
+    :data:`sysctl_bounds.EXTRA_PATHS`) and whether it is the host's (where
     host-wide settings live)."""
 
     netns: NetnsRef
@@ -44,18 +55,18 @@ class Proposal:
     current: SysctlValue
     proposed: SysctlValue
     rules: tuple[str, ...]  # rule ids of the findings it answers ("bounds" for the floor check)
-    why: tuple[Text, ...]
+    why: tuple[Text, ...]  # the findings' fix texts (what report prints for the same change)
     risk: Text
     bound: Text
     host_wide: bool = False
 
     @property
     def sysctl(self) -> str:
-        return tb.sysctl_name(self.key)
+        return sb.sysctl_name(self.key)
 
     @property
     def path(self) -> str:
-        return tb.sysctl_path(self.key)
+        return sb.sysctl_path(self.key)
 
 
 @dataclass(frozen=True)
@@ -78,19 +89,33 @@ class TunePlan:
         return [p for p in self.proposals if p.netns.inode == inode]
 
 
-def format_value(value: SysctlValue) -> str:
-    """How a value is written to /proc/sys and to sysctl.d files.
-
-    >>> format_value(30), format_value((10000, 65535))
-    ('30', '10000 65535')
-    """
-    if isinstance(value, tuple):
-        return " ".join(str(v) for v in value)
-    return str(value)
-
-
 def T(key: str, /, **fields) -> Text:  # noqa: N802 - reads like a message
     return Text(key, fields)
+
+
+def bound_text(key: str) -> Text:
+    """The bound of ``key`` in words (catalog ``sysctl.bound.<key>``)."""
+    b = sb.BOUNDS[key]
+    return T(b.message_key, low=b.low if b.low is not None else "-",
+             high=b.high if b.high is not None else "-", sources="; ".join(b.sources))
+
+
+def risk_text(key: str, value: SysctlValue) -> Text:
+    """What changing ``key`` to ``value`` may cost (catalog ``tune.risk.<key>``).
+
+    >>> risk_text("tcp_max_tw_buckets", 1 << 21).fields["mib"]
+    '512'
+    """
+    fields: dict[str, object] = {"value": format_value(value)}
+    if key == "tcp_max_tw_buckets":
+        fields["mib"] = f"{value * sb.TW_SOCK_BYTES / (1 << 20):.0f}"
+    elif key == "tcp_max_orphans":
+        fields["mib"] = f"{value * sb.ORPHAN_BYTES / (1 << 20):.0f}"
+    elif key == "ip_local_port_range":
+        fields["lo"], fields["hi"] = value
+    elif key == "tcp_orphan_retries":
+        fields["after"] = propose.orphan_budget_s(value)
+    return T(f"tune.risk.{key}", **fields)
 
 
 # ---- the plan ------------------------------------------------------------------
@@ -98,10 +123,11 @@ def T(key: str, /, **fields) -> Text:  # noqa: N802 - reads like a message
 def plan(findings: Sequence[Finding], facts: Sequence[NamespaceFacts]) -> TunePlan:
     """Proposals and advice for ``findings`` over the namespaces in ``facts``.
 
-    >>> from tcplinger.diagnose.finding import Confidence
+    >>> from tcplinger.diagnose.finding import Confidence, Fix, FixKind
     >>> ref = NetnsRef(1, "blue")
+    >>> fix = Fix(FixKind.SYSCTL, T("why"), SysctlChange("tcp_fin_timeout", 30, 60))
     >>> f = Finding("orphan-fin-wait-2", Severity.WARNING, ref, 5000, T("t"),
-    ...             {"orphan_fin_wait2": 5000, "lifetime_s": 60}, (), (), (), (),
+    ...             {"orphan_fin_wait2": 5000, "lifetime_s": 60}, (), (), (), (fix,),
     ...             Confidence.HIGH, T("c"))
     >>> p = plan([f], [NamespaceFacts(ref, {"tcp_fin_timeout": 60})])
     >>> [(x.key, x.current, x.proposed, x.rules) for x in p.proposals]
@@ -109,7 +135,7 @@ def plan(findings: Sequence[Finding], facts: Sequence[NamespaceFacts]) -> TunePl
     """
     by_inode = {f.netns.inode: f for f in facts}
     out = TunePlan()
-    acc = _Accumulator(out)
+    acc = _Accumulator(out, by_inode)
     for f in findings:
         nf = by_inode.get(f.netns.inode)
         if nf is None:
@@ -117,37 +143,78 @@ def plan(findings: Sequence[Finding], facts: Sequence[NamespaceFacts]) -> TunePl
         if f.severity < Severity.WARNING and f.rule not in ACT_ON_INFO:
             out.below_warning += 1
             continue
-        handler = HANDLERS.get(f.rule)
-        if handler is None:
-            continue
         out.findings_used.append((f.rule, f.severity.label, f.netns))
-        handler(f, nf, facts, acc)
+        proposed: set[str] = set()
+        for fix in f.fixes:
+            if fix.sysctl is not None:
+                proposed.add(fix.sysctl.key)
+                acc.take(nf, fix.sysctl, f.rule, fix.text)
+        advise = ADVICE.get(f.rule)
+        if advise is not None:
+            advise(f, nf, proposed, acc)
     for nf in facts:
         _bounds_check(nf, acc)
     return out
 
 
 class _Accumulator:
-    """Merges proposals for the same (namespace, key)."""
+    """Turns changes into proposals for one namespace each, merging the
+    same (namespace, key) proposed by several findings."""
 
-    def __init__(self, plan_: TunePlan):
+    def __init__(self, plan_: TunePlan, by_inode: Mapping[int, NamespaceFacts]):
         self.plan = plan_
+        self.by_inode = by_inode
         self._at: dict[tuple[int, str], int] = {}
 
-    def propose(self, nf: NamespaceFacts, key: str, proposed: SysctlValue, rule: str,
-                why: Text, risk: Text) -> None:
-        current = nf.sysctls.get(key)
+    def take(self, nf: NamespaceFacts, change: SysctlChange, rule: str, why: Text) -> None:
+        """A finding's sysctl fix, checked against the namespace it changes."""
+        target = nf
+        if change.netns is not None and change.netns.inode != nf.netns.inode:
+            target = self.by_inode.get(change.netns.inode)
+            if target is None:
+                self.advise(nf, rule, T("tune.advice.other_netns", name=change.name,
+                                        value=format_value(change.value),
+                                        netns=change.netns.label()))
+                return
+        if change.key in sb.NEVER or change.key not in sb.BOUNDS:
+            self.advise(target, rule, T("tune.advice.out_of_bounds", name=change.name,
+                                        value=format_value(change.value)))
+            return
+        if not change.per_netns and not target.host:
+            self.advise(target, rule, T("tune.advice.host_only", name=change.name))
+            return
+        for need, want in change.requires:
+            have = target.sysctls.get(need)
+            if have is not None and have != want:
+                self.advise(target, rule, T("tune.advice.requires", name=change.name,
+                                            value=format_value(change.value),
+                                            need=sb.sysctl_name(need), want=want, have=have))
+                return
+        current = target.sysctls.get(change.key)
         if current is None:
-            self.advise(nf, rule, T("tune.advice.not_readable", name=tb.sysctl_name(key)))
+            self.advise(target, rule, T("tune.advice.not_readable", name=change.name))
             return
-        if current == proposed:
+        if current == change.value:
             return
-        host_wide = not SYSCTL_BY_NAME[key].per_netns if key in SYSCTL_BY_NAME else False
+        if sb.problems(change.key, change.value, current, target.sysctls):
+            # Never reached by tcplinger's rules (tests/unit/test_rule_sysctl_fixes.py);
+            # a guard, so that nothing outside the bounds is ever planned.
+            self.advise(target, rule, T("tune.advice.out_of_bounds", name=change.name,
+                                        value=format_value(change.value)),
+                        bound_text(change.key))
+            return
+        self.propose(target, change.key, current, change.value, rule, why,
+                     risk_text(change.key, change.value), not change.per_netns)
+
+    def propose(self, nf: NamespaceFacts, key: str, current: SysctlValue, proposed: SysctlValue,
+                rule: str, why: Text, risk: Text, host_wide: bool = False) -> None:
         slot = (nf.netns.inode, key)
         if slot in self._at:
             i = self._at[slot]
             old = self.plan.proposals[i]
-            if rule not in old.rules:
+            # The proposals are functions of the current value
+            # (sysctl_proposals), so two findings agree; the first wins otherwise.
+            if old.proposed == proposed and rule not in old.rules:
                 self.plan.proposals[i] = Proposal(
                     old.netns, key, old.current, old.proposed, old.rules + (rule,),
                     old.why + (why,), old.risk, old.bound, old.host_wide)
@@ -164,42 +231,28 @@ class _Accumulator:
         self.plan.advice.append(Advice(ref, rule, texts))
 
 
-def bound_text(key: str) -> Text:
-    b = tb.BOUNDS[key]
-    return T(f"tune.bound.{key}", low=b.low if b.low is not None else "-",
-             high=b.high if b.high is not None else "-", sources="; ".join(b.sources))
-
-
-# ---- one handler per rule ------------------------------------------------------
-
-def _orphan_fw2(f: Finding, nf: NamespaceFacts, facts, acc: _Accumulator) -> None:
-    fin = nf.sysctls.get("tcp_fin_timeout")
-    n = f.evidence.get("orphan_fin_wait2", f.count)
-    if fin is None:
-        acc.advise(nf, f.rule, T("tune.advice.not_readable", name="net.ipv4.tcp_fin_timeout"))
+def _no_lower(nf: NamespaceFacts, rule: str, key: str, usual: int, acc: _Accumulator,
+              *more: Text) -> None:
+    value = nf.sysctls.get(key)
+    if value is None:
+        acc.advise(nf, rule, T("tune.advice.not_readable", name=sb.sysctl_name(key)))
         return
-    if fin > 60:
-        value = 60
-    elif fin > tb.FIN_TIMEOUT_PROPOSED:
-        value = tb.FIN_TIMEOUT_PROPOSED
-    else:
-        acc.advise(nf, f.rule, T("tune.advice.at_floor", name="net.ipv4.tcp_fin_timeout",
-                                 value=fin, low=tb.BOUNDS["tcp_fin_timeout"].low),
-                   T("tune.remedy.orphan_fw2"))
-        return
-    acc.propose(nf, "tcp_fin_timeout", tb.clamp("tcp_fin_timeout", value), f.rule,
-                T("tune.why.orphan_fw2", n=n, fin=fin), T("tune.risk.tcp_fin_timeout",
-                                                            value=value))
+    acc.advise(nf, rule, T("tune.advice.no_lower", name=sb.sysctl_name(key), value=value,
+                           usual=usual, low=sb.BOUNDS[key].low), *more)
 
 
-def _folklore(f: Finding, nf: NamespaceFacts, facts, acc: _Accumulator) -> None:
+# ---- what no sysctl fixes, per rule ----------------------------------------------
+# Each gets the finding, its namespace and the keys its fixes proposed.
+
+def _orphan_fw2(f: Finding, nf: NamespaceFacts, proposed: set, acc: _Accumulator) -> None:
+    if "tcp_fin_timeout" not in proposed:
+        _no_lower(nf, f.rule, "tcp_fin_timeout", propose.FIN_TIMEOUT, acc,
+                  T("tune.remedy.orphan_fw2"))
+
+
+def _folklore(f: Finding, nf: NamespaceFacts, proposed: set, acc: _Accumulator) -> None:
     item = f.evidence.get("item")
-    if item == "fin_timeout_above_60":
-        fin = f.evidence.get("tcp_fin_timeout")
-        acc.propose(nf, "tcp_fin_timeout", 60, f.rule,
-                    T("tune.why.fin_above_60", fin=fin, life=f.evidence.get("lifetime_s")),
-                    T("tune.risk.tcp_fin_timeout", value=60))
-    elif item in ("removed_key", "legacy_key"):
+    if item in ("removed_key", "legacy_key"):
         acc.advise(nf, f.rule, T("tune.advice.remove_line", name=f.evidence.get("key"),
                                  path=f.evidence.get("path"), line=f.evidence.get("line")))
     elif item == "fin_timeout_vs_time_wait":
@@ -211,164 +264,56 @@ def _folklore(f: Finding, nf: NamespaceFacts, facts, acc: _Accumulator) -> None:
         acc.advise(nf, f.rule, T("tune.advice.tw_server", n=f.count))
 
 
-def _tw_reuse(nf: NamespaceFacts, rule: str, why: Text, acc: _Accumulator) -> None:
-    reuse = nf.sysctls.get("tcp_tw_reuse")
-    if reuse == tb.TW_REUSE_PROPOSED:
-        return
-    ts = nf.sysctls.get("tcp_timestamps")
-    if ts == 0:
-        acc.advise(nf, rule, T("tune.advice.no_timestamps"))
-        return
-    acc.propose(nf, "tcp_tw_reuse", tb.TW_REUSE_PROPOSED, rule, why, T("tune.risk.tcp_tw_reuse"))
-
-
-def _time_wait(f: Finding, nf: NamespaceFacts, facts, acc: _Accumulator) -> None:
+def _time_wait(f: Finding, nf: NamespaceFacts, proposed: set, acc: _Accumulator) -> None:
     ev = f.evidence
-    client, server = ev.get("client_side", 0), ev.get("server_side", 0)
-    if client:
-        _tw_reuse(nf, f.rule, T("tune.why.tw_client", n=client), acc)
-    if server:
-        acc.advise(nf, f.rule, T("tune.advice.tw_server", n=server))
+    if ev.get("server_side"):
+        acc.advise(nf, f.rule, T("tune.advice.tw_server", n=ev["server_side"]))
     buckets = nf.sysctls.get("tcp_max_tw_buckets")
-    tw = ev.get("timewait_type_sockets", f.count)
-    ratio = ev.get("ratio")
-    overflow = bool(ev.get("TCPTimeWaitOverflow_delta")) or (
-        bool(ev.get("TCPTimeWaitOverflow")) and ratio is not None and ratio >= 0.5)
-    if buckets and ((ratio is not None and ratio >= 0.5) or overflow):
-        want = max(2 * buckets, 2 * tw)
-        value = min(-(-want // 1024) * 1024, tb.BOUNDS["tcp_max_tw_buckets"].high)
-        if value > buckets:
-            acc.propose(nf, "tcp_max_tw_buckets", value, f.rule,
-                        T("tune.why.tw_buckets", tw=tw, buckets=buckets,
-                          pct=f"{100 * (ratio or 0):.0f}"),
-                        T("tune.risk.tcp_max_tw_buckets", value=value,
-                          mib=f"{value * tb.TW_SOCK_BYTES / (1 << 20):.0f}"))
-        else:
-            acc.advise(nf, f.rule, T("tune.advice.at_ceiling", name="net.ipv4.tcp_max_tw_buckets",
-                                     value=buckets))
+    high = sb.BOUNDS["tcp_max_tw_buckets"].high
+    if "tcp_max_tw_buckets" not in proposed and isinstance(buckets, int) and buckets >= high:
+        acc.advise(nf, f.rule, T("tune.advice.at_ceiling", name=sb.sysctl_name("tcp_max_tw_buckets"),
+                                 value=buckets))
 
 
-def _ports(f: Finding, nf: NamespaceFacts, facts, acc: _Accumulator) -> None:
-    ev = f.evidence
-    groups = ev.get("groups") or []
-    if any((g.get("states") or {}).get("TIME_WAIT") for g in groups):
-        _tw_reuse(nf, f.rule, T("tune.why.ports_reuse"), acc)
+def _ports(f: Finding, nf: NamespaceFacts, proposed: set, acc: _Accumulator) -> None:
     rng = nf.sysctls.get("ip_local_port_range")
-    if not rng:
-        acc.advise(nf, f.rule, T("tune.advice.not_readable", name="net.ipv4.ip_local_port_range"))
-        return
-    lo, hi = rng
-    new = (min(lo, tb.PORT_RANGE_PROPOSED[0]), max(hi, tb.PORT_RANGE_PROPOSED[1]))
-    if new != (lo, hi):
-        dest = ""
-        if groups:
-            g = groups[0]
-            dest = f"{g.get('remote_address')}:{g.get('remote_port')}"
-        acc.propose(nf, "ip_local_port_range", new, f.rule,
-                    T("tune.why.ports", size=hi - lo + 1, new=new[1] - new[0] + 1, dest=dest),
-                    T("tune.risk.ip_local_port_range", lo=new[0], hi=new[1]))
-    else:
-        acc.advise(nf, f.rule, T("tune.advice.ports_wide", lo=lo, hi=hi))
+    if "ip_local_port_range" not in proposed and rng:
+        acc.advise(nf, f.rule, T("tune.advice.ports_wide", lo=rng[0], hi=rng[1]))
 
 
-def _keepalive(f: Finding, nf: NamespaceFacts, facts, acc: _Accumulator) -> None:
+def _keepalive(f: Finding, nf: NamespaceFacts, proposed: set, acc: _Accumulator) -> None:
     ev = f.evidence
-    idle = ev.get("idle_timeout_s") or 0
     if not ev.get("with_so_keepalive"):
-        acc.advise(nf, f.rule, T("tune.advice.keepalive_none", n=ev.get("idle_established",
-                                                                        f.count)))
+        acc.advise(nf, f.rule, T("tune.advice.keepalive_none",
+                                 n=ev.get("idle_established", f.count)))
         return
-    kt = nf.sysctls.get("tcp_keepalive_time")
-    want = int(idle * 0.8)
-    floor = tb.BOUNDS["tcp_keepalive_time"].low
-    if want < floor:
+    idle = ev.get("idle_timeout_s") or 0
+    floor = sb.BOUNDS["tcp_keepalive_time"].low
+    if "tcp_keepalive_time" not in proposed and propose.keepalive_time_for(idle) < floor:
         acc.advise(nf, f.rule, T("tune.advice.keepalive_floor", idle=int(idle), floor=floor))
-        return
-    if kt is not None and kt > want:
-        acc.propose(nf, "tcp_keepalive_time", tb.clamp("tcp_keepalive_time", want), f.rule,
-                    T("tune.why.keepalive", n=ev.get("with_so_keepalive"), idle=int(idle),
-                      kt=kt),
-                    T("tune.risk.tcp_keepalive_time", value=want))
     if ev.get("without_so_keepalive"):
         acc.advise(nf, f.rule, T("tune.advice.keepalive_none", n=ev["without_so_keepalive"]))
 
 
-def _orphan_retries(nf: NamespaceFacts, rule: str, n: int, acc: _Accumulator) -> None:
-    cur = nf.sysctls.get("tcp_orphan_retries")
-    if cur is None:
-        return
-    eff = tb.effective_orphan_retries(cur)
-    if eff > tb.ORPHAN_RETRIES_PROPOSED:
-        acc.propose(nf, "tcp_orphan_retries", tb.ORPHAN_RETRIES_PROPOSED, rule,
-                    T("tune.why.orphan_retries", n=n, eff=eff, before=tb.orphan_budget_s(eff),
-                      after=tb.orphan_budget_s(tb.ORPHAN_RETRIES_PROPOSED)),
-                    T("tune.risk.tcp_orphan_retries",
-                      after=tb.orphan_budget_s(tb.ORPHAN_RETRIES_PROPOSED)))
-    else:
-        acc.advise(nf, rule, T("tune.advice.at_floor", name="net.ipv4.tcp_orphan_retries",
-                               value=cur, low=tb.BOUNDS["tcp_orphan_retries"].low))
-
-
-def _unacked(f: Finding, nf: NamespaceFacts, facts, acc: _Accumulator) -> None:
+def _unacked(f: Finding, nf: NamespaceFacts, proposed: set, acc: _Accumulator) -> None:
     ev = f.evidence
-    if ev.get("orphans"):
-        _orphan_retries(nf, f.rule, ev["orphans"], acc)
+    if ev.get("orphans") and "tcp_orphan_retries" not in proposed:
+        _no_lower(nf, f.rule, "tcp_orphan_retries", propose.ORPHAN_RETRIES, acc)
     if ev.get("owned"):
         acc.advise(nf, f.rule, T("tune.advice.owned_unacked", n=ev["owned"]))
 
 
-def _orphan_limit(f: Finding, nf: NamespaceFacts, facts, acc: _Accumulator) -> None:
+def _orphan_limit(f: Finding, nf: NamespaceFacts, proposed: set, acc: _Accumulator) -> None:
     ev = f.evidence
-    _orphan_retries(nf, f.rule, ev.get("orphans", f.count), acc)
-    maximum = nf.sysctls.get("tcp_max_orphans")
-    mem = nf.sysctls.get("tcp_mem")
-    if not nf.host or maximum is None:
-        acc.advise(nf, f.rule, T("tune.advice.host_only", name="net.ipv4.tcp_max_orphans"))
-        return
-    if not mem or len(mem) != 3:
-        return
-    cap = mem[2] * tb.PAGE_BYTES // tb.ORPHAN_BYTES
-    value = min(2 * maximum, cap)
-    if value > maximum:
-        acc.propose(nf, "tcp_max_orphans", value, f.rule,
-                    T("tune.why.orphan_max", n=ev.get("orphans", f.count), max=maximum),
-                    T("tune.risk.tcp_max_orphans", value=value,
-                      mib=f"{value * tb.ORPHAN_BYTES / (1 << 20):.0f}"))
-    else:
+    if "tcp_orphan_retries" not in proposed:
+        _no_lower(nf, f.rule, "tcp_orphan_retries", propose.ORPHAN_RETRIES, acc)
+    maximum = ev.get("tcp_max_orphans")
+    cap = sb.max_orphans_ceiling(tuple(ev["tcp_mem_pages"]) if ev.get("tcp_mem_pages") else None)
+    if "tcp_max_orphans" not in proposed and maximum and cap is not None and cap <= maximum:
         acc.advise(nf, f.rule, T("tune.advice.orphan_mem", max=maximum, cap=cap))
 
 
-def _conntrack(f: Finding, nf: NamespaceFacts, facts, acc: _Accumulator) -> None:
-    ev = f.evidence
-    if "stale" in ev:
-        label = ev.get("conntrack_netns")
-        tracker = next((x for x in facts if x.netns.label() == label), nf)
-        est = tracker.sysctls.get("nf_conntrack_tcp_timeout_established")
-        value = tb.CT_CLOSE_WAIT_PROPOSED
-        if est:
-            value = min(value, est)
-        acc.propose(tracker, "nf_conntrack_tcp_timeout_close_wait", value, f.rule,
-                    T("tune.why.ct_close_wait", n=ev.get("stale", f.count),
-                      timeout=ev.get("nf_conntrack_tcp_timeout_close_wait")),
-                    T("tune.risk.nf_conntrack_tcp_timeout_close_wait", value=value))
-        return
-    if "fill" in ev:
-        ct = ev.get("conntrack") or {}
-        est = nf.sysctls.get("nf_conntrack_tcp_timeout_established")
-        if est is not None and est > tb.CT_ESTABLISHED_PROPOSED:
-            acc.propose(nf, "nf_conntrack_tcp_timeout_established", tb.CT_ESTABLISHED_PROPOSED,
-                        f.rule, T("tune.why.ct_full", count=ct.get("count"), max=ct.get("max")),
-                        T("tune.risk.nf_conntrack_tcp_timeout_established",
-                          value=tb.CT_ESTABLISHED_PROPOSED))
-        if nf.host and ct.get("max"):
-            acc.propose(nf, "nf_conntrack_max", 2 * int(ct["max"]), f.rule,
-                        T("tune.why.ct_full", count=ct.get("count"), max=ct.get("max")),
-                        T("tune.risk.nf_conntrack_max", value=2 * int(ct["max"])))
-        elif not nf.host:
-            acc.advise(nf, f.rule, T("tune.advice.host_only", name="net.netfilter.nf_conntrack_max"))
-
-
-def _close_wait(f: Finding, nf: NamespaceFacts, facts, acc: _Accumulator) -> None:
+def _close_wait(f: Finding, nf: NamespaceFacts, proposed: set, acc: _Accumulator) -> None:
     ev = f.evidence
     pid, comm = ev.get("pid"), ev.get("comm")
     if pid:
@@ -381,13 +326,13 @@ def _close_wait(f: Finding, nf: NamespaceFacts, facts, acc: _Accumulator) -> Non
                    T("tune.remedy.close_wait_unowned"))
 
 
-def _half_closed(f: Finding, nf: NamespaceFacts, facts, acc: _Accumulator) -> None:
+def _half_closed(f: Finding, nf: NamespaceFacts, proposed: set, acc: _Accumulator) -> None:
     ev = f.evidence
     acc.advise(nf, f.rule, T("tune.advice.half_closed", n=ev.get("fin_wait2", f.count),
                              comm=ev.get("comm") or "?", pid=ev.get("pid") or "?"))
 
 
-HANDLERS: dict[str, Callable] = {
+ADVICE: dict[str, Callable] = {
     "orphan-fin-wait-2": _orphan_fw2,
     "sysctl-folklore": _folklore,
     "time-wait-pressure": _time_wait,
@@ -396,7 +341,6 @@ HANDLERS: dict[str, Callable] = {
     "fin-wait-1-stuck": _unacked,
     "last-ack-stuck": _unacked,
     "orphan-limit": _orphan_limit,
-    "conntrack-mismatch": _conntrack,
     "close-wait-leak": _close_wait,
     "half-closed-fin-wait-2": _half_closed,
 }
@@ -405,13 +349,10 @@ ACT_ON_INFO = frozenset({"sysctl-folklore"})
 
 def _bounds_check(nf: NamespaceFacts, acc: _Accumulator) -> None:
     """Settings already below a floor are raised back to it."""
-    for key in ("tcp_fin_timeout", "tcp_keepalive_probes", "tcp_retries2", "tcp_orphan_retries"):
+    for key in sb.FLOORS_KEPT:
         value = nf.sysctls.get(key)
-        low = tb.BOUNDS[key].low
-        if not isinstance(value, int) or low is None:
-            continue
-        if key == "tcp_orphan_retries" and value == 0:
-            continue  # 0 means 8
-        if value < low:
-            acc.propose(nf, key, low, "bounds", T("tune.why.below_floor", value=value, low=low),
+        low = sb.below_floor(key, value)
+        if low is not None:
+            acc.propose(nf, key, value, low, "bounds", T("tune.why.below_floor", value=value,
+                                                         low=low),
                         T("tune.risk.raise", value=low))

@@ -38,9 +38,9 @@ class NsView:
         """(exact, lower bound) seconds as float arrays: cheap at 1M rows."""
         return age_mod.age_arrays(self.table, self.ns.kernel)
 
-    def records(self) -> list[SocketRecord]:
+    def records(self, *, tcp_info: bool = True) -> list[SocketRecord]:
         return list(iter_records(self.table, netns=self.ns.netns, owners=self.owners,
-                                 ages=self.ages()))
+                                 ages=self.ages(), tcp_info=tcp_info))
 
 
 @dataclass

@@ -123,6 +123,8 @@ def namespace(table: SocketTable, *, name: str = "test", inode: int = 4026531840
     from .inputs import NamespaceInput
 
     values = dict(DEFAULT_SYSCTLS)
+    if conntrack is not None:  # as collect.kernel reads them where conntrack is loaded
+        values["nf_conntrack_count"], values["nf_conntrack_max"] = conntrack
     values.update(sysctls or {})
     kernel = KernelContext(sysctls=values, sockstat=sockstat, tcpext=dict(tcpext or {}),
                            conntrack=conntrack)

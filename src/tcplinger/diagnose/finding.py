@@ -14,6 +14,7 @@ from typing import Mapping
 
 from ..model.socket import Age, NetnsRef, Owner
 from ..model.table import SocketTable
+from .sysctl_bounds import BOUNDS, per_netns, sysctl_name
 
 
 class Severity(enum.IntEnum):
@@ -59,19 +60,105 @@ class FixKind(str, enum.Enum):
     OPS = "ops"  # an operational step (restart, firewall, peer)
 
 
+def format_value(value) -> str:
+    """How a value is written to /proc/sys and to sysctl.d files.
+
+    >>> format_value(30), format_value((10000, 65535))
+    ('30', '10000 65535')
+    """
+    if isinstance(value, (tuple, list)):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def _json_value(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+@dataclass(frozen=True)
+class SysctlChange:
+    """A sysctl value a fix proposes: what ``report`` prints as commands and
+    ``tune`` plans (act/tune_plan.py), the same value for both.
+
+    ``key`` is the sysctl's last component (model.kernel.SYSCTLS). ``netns``
+    is where it applies when that is not the finding's namespace (the router
+    whose conntrack forgets a flow); ``requires`` are other settings without
+    which the value is not safe (tcp_tw_reuse needs tcp_timestamps = 1).
+    The value keeps diagnose.sysctl_bounds (tests/unit/test_rule_sysctl_fixes.py).
+
+    >>> c = SysctlChange("ip_local_port_range", (10000, 65535), current=(32768, 60999))
+    >>> c.name, c.per_netns
+    ('net.ipv4.ip_local_port_range', True)
+    >>> print(c.command)
+    sysctl -w net.ipv4.ip_local_port_range="10000 65535"
+    >>> print(SysctlChange("tcp_fin_timeout", 30).persist)
+    echo 'net.ipv4.tcp_fin_timeout = 30' > /etc/sysctl.d/90-tcplinger-tcp_fin_timeout.conf && sysctl -p /etc/sysctl.d/90-tcplinger-tcp_fin_timeout.conf
+    """
+
+    key: str
+    value: int | tuple[int, ...]
+    current: int | tuple[int, ...] | None = None
+    netns: NetnsRef | None = None
+    requires: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return sysctl_name(self.key)
+
+    @property
+    def per_netns(self) -> bool:
+        return per_netns(self.key)
+
+    @property
+    def command(self) -> str:
+        """The ``sysctl -w`` line (quoted when the value has a space)."""
+        text = format_value(self.value)
+        return f'sysctl -w {self.name}="{text}"' if " " in text else \
+            f"sysctl -w {self.name}={text}"
+
+    @property
+    def persist(self) -> str:
+        """How to keep it across reboots: one sysctl.d file per setting, so
+        that two fixes never overwrite each other."""
+        path = f"/etc/sysctl.d/90-tcplinger-{self.key}.conf"
+        return f"echo '{self.name} = {format_value(self.value)}' > {path} && sysctl -p {path}"
+
+    def to_json(self) -> dict:
+        bound = BOUNDS.get(self.key)
+        return {"key": self.key, "name": self.name, "value": _json_value(self.value),
+                "current": _json_value(self.current), "per_netns": self.per_netns,
+                "netns": self.netns.to_json() if self.netns is not None else None,
+                "requires": dict(self.requires),
+                "bound": bound.to_json() if bound is not None else None}
+
+
 @dataclass(frozen=True)
 class Fix:
-    """One remedy. ``command`` and ``persist`` are shell lines, the same in
-    every language (they are not translated, so they are not in catalogs)."""
+    """One remedy. A sysctl fix that proposes a value carries it as
+    ``sysctl``; ``command`` and ``persist`` (shell lines, the same in every
+    language, so not in catalogs) are rendered from it. SYSCTL fixes
+    without ``sysctl`` say which settings do *not* help."""
 
     kind: FixKind
     text: Text
-    command: str | None = None
-    persist: str | None = None
+    sysctl: SysctlChange | None = None
+
+    def __post_init__(self):
+        if self.sysctl is not None and self.kind is not FixKind.SYSCTL:
+            raise ValueError(f"a {self.kind.value} fix cannot carry a sysctl change")
+
+    @property
+    def command(self) -> str | None:
+        return self.sysctl.command if self.sysctl is not None else None
+
+    @property
+    def persist(self) -> str | None:
+        return self.sysctl.persist if self.sysctl is not None else None
 
     def to_json(self, msg) -> dict:
         return {"kind": self.kind.value, "text": self.text.render(msg), "key": self.text.key,
-                "command": self.command, "persist": self.persist}
+                "command": self.command, "persist": self.persist,
+                "sysctl": self.sysctl.to_json() if self.sysctl is not None else None}
 
 
 @dataclass(frozen=True)

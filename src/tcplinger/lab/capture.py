@@ -49,8 +49,10 @@ class Capture:
         for label, iface in self.interfaces.items():
             out = self.dir / f"{label}.pcap"
             self.procs[label] = subprocess.Popen(
+                # -Z root: tcpdump would otherwise switch to its own user,
+                # and a change of uid clears the parent-death signal (prctl(2)).
                 ["ip", "netns", "exec", self.netns, *pdeathsig_prefix(), "tcpdump", "-i", iface,
-                 "-n", "-U",
+                 "-Z", "root", "-n", "-U",
                  "--immediate-mode", "-s", "128", "-w", str(out), self.filter],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # tcpdump says "listening on ..." once the socket is bound: wait for

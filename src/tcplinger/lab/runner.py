@@ -344,6 +344,9 @@ class LabResult:
     tolerance: Tolerance | None = None
     #: what merge() was given (transitions, views, actions, t0): for fixtures
     raw: dict = field(default_factory=dict, repr=False)
+    slot: int = -1  # the address slot the registry gave the run
+    registered_at: float = 0.0  # time.time() when the run took its slot
+    released_at: float = 0.0  # ... and when it gave it back
 
     @property
     def ok(self) -> bool:
@@ -385,6 +388,9 @@ class LabResult:
             "sysctls": self.prepared.sysctl_json(),
             "kernel": self.kernel,
             "run_id": self.run_id,
+            "slot": self.slot,
+            "registered_at": round(self.registered_at, 3),
+            "released_at": round(self.released_at, 3),
             "duration_s": r(self.horizon_s),
             "sockets": socks,
             "middlebox": None if self.middlebox is None else {
@@ -506,8 +512,10 @@ def run(opts: RunOptions, scenario: Scenario, msg, progress=None) -> LabResult:
             end = time.monotonic()
             recorder.stop()
             segs = capture.stop() if capture is not None else {}
-            return _result(run_, scenario, prepared, rec.run_id, recorder, segs, end, warnings,
-                           opts)
+            result = _result(run_, scenario, prepared, rec.run_id, recorder, segs, end,
+                             warnings, opts)
+            result.slot = rec.slot
+            result.registered_at = rec.created
         finally:
             if run_ is not None:
                 for peer in run_.peers.values():
@@ -531,6 +539,8 @@ def run(opts: RunOptions, scenario: Scenario, msg, progress=None) -> LabResult:
             if left:
                 print(f"tcplinger: could not remove {', '.join(left)}; "
                       "run `tcplinger lab clean`", file=sys.stderr)
+    result.released_at = time.time()
+    return result
 
 
 def _result(run_: Run, scenario, prepared, run_id, recorder, segs, end, warnings,

@@ -40,7 +40,7 @@ def render(view, msg, *, width: int = 200) -> list[str]:
     rows = []
     for part in view.parts:
         label = part.ns.netns.label()
-        for rec in part.records():
+        for rec in part.records(tcp_info=False):
             row = [BY_STATE[TcpState(rec.state)].ss_name if rec.state in BY_STATE else rec.state_name,
                    rec.recv_q, rec.send_q, str(rec.local), str(rec.remote), timer_text(rec),
                    age_text(rec), owner_text(rec, view.owners_resolved, msg)]

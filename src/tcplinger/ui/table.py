@@ -12,6 +12,8 @@ def width(text: str) -> int:
     >>> width("状态"), width("STATE")
     (4, 5)
     """
+    if text.isascii():
+        return len(text)
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
@@ -35,7 +37,7 @@ def render(headers: Sequence[str], rows: Iterable[Sequence[object]], *,
     widths = [width(h) for h in headers]
     for r in rows:
         for i, c in enumerate(r):
-            w = len(c) if c.isascii() else width(c)
+            w = width(c)
             if w > widths[i]:
                 widths[i] = w
     lines = []

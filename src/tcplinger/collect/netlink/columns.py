@@ -95,6 +95,14 @@ _SHUT_OFF = SOCKET_DTYPE.fields["shutdown"][1]
 _TW_OFF = SOCKET_DTYPE.fields["timewait"][1]
 
 
+def _grow(arr: np.ndarray, used: int, size: int) -> np.ndarray:
+    """A larger copy of a structured array's first ``used`` rows, copied as
+    bytes: numpy copies structured arrays field by field, ~10x slower."""
+    out = np.empty(size, arr.dtype)
+    out.view(np.uint8)[:used * arr.dtype.itemsize] = arr[:used].view(np.uint8).reshape(-1)
+    return out
+
+
 class RowSink:
     """Growable output for decoded rows (and tcp_info), filled block by block.
 
@@ -114,13 +122,9 @@ class RowSink:
         need = self.n + k
         if need > len(self.rows):
             size = max(need, 2 * len(self.rows))
-            rows = np.empty(size, SOCKET_DTYPE)
-            rows[:self.n] = self.rows[:self.n]
-            self.rows = rows
+            self.rows = _grow(self.rows, self.n, size)
             if self.info is not None:
-                info = np.empty(size, TCP_INFO_DTYPE)
-                info[:self.n] = self.info[:self.n]
-                self.info = info
+                self.info = _grow(self.info, self.n, size)
         start, self.n = self.n, need
         info = None if self.info is None else self.info[start:need]
         return self.rows[start:need], info
@@ -130,8 +134,8 @@ class RowSink:
         rows = self.rows[:self.n]
         info = None if self.info is None else self.info[:self.n]
         if 4 * self.n < len(self.rows):
-            rows = rows.copy()
-            info = None if info is None else info.copy()
+            rows = _grow(rows, self.n, self.n)
+            info = None if info is None else _grow(info, self.n, self.n)
         self.rows = self.info = None
         return SocketTable(rows, info)
 

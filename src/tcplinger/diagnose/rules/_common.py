@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..finding import Confidence, Finding, Severity, Text
+from ..finding import Confidence, Finding, Fix, FixKind, Severity, SysctlChange, Text
 from ..metadata import RuleMeta
 
 
@@ -42,26 +42,18 @@ def finding(meta: RuleMeta, ctx, *, severity: Severity, count: int, title: Text,
                    confidence_reason=confidence_reason, owners=tuple(owners), sockets=sample)
 
 
-def persist_line(name: str, value) -> str:
-    """How to keep a sysctl across reboots.
+def sysctl_fix(text: Text, key: str, value, current, *, netns=None, requires=()) -> Fix:
+    """A SYSCTL fix proposing ``value`` for ``key`` (now ``current``).
 
-    One file per setting, so that two fixes never overwrite each other.
+    Values come from diagnose.sysctl_proposals, so they keep the bounds
+    ``tune`` keeps; the command and the sysctl.d line are rendered from them.
 
-    >>> print(persist_line("net.ipv4.tcp_fin_timeout", 30))
-    echo 'net.ipv4.tcp_fin_timeout = 30' > /etc/sysctl.d/90-tcplinger-tcp_fin_timeout.conf && sysctl -p /etc/sysctl.d/90-tcplinger-tcp_fin_timeout.conf
+    >>> f = sysctl_fix(T("k"), "tcp_fin_timeout", 30, 60)
+    >>> f.command, f.sysctl.per_netns
+    ('sysctl -w net.ipv4.tcp_fin_timeout=30', True)
     """
-    path = f"/etc/sysctl.d/90-tcplinger-{name.rsplit('.', 1)[-1]}.conf"
-    return f"echo '{name} = {value}' > {path} && sysctl -p {path}"
-
-
-def sysctl_command(name: str, value) -> str:
-    """The ``sysctl -w`` line.
-
-    >>> sysctl_command("net.ipv4.ip_local_port_range", "1024 65535")
-    'sysctl -w net.ipv4.ip_local_port_range="1024 65535"'
-    """
-    text = str(value)
-    return f'sysctl -w {name}="{text}"' if " " in text else f"sysctl -w {name}={text}"
+    return Fix(FixKind.SYSCTL, text, sysctl=SysctlChange(key, value, current, netns,
+                                                            tuple(requires)))
 
 
 PEER_LOOKUPS = 20_000  # rows whose other end is looked for (cost bound)

@@ -25,14 +25,35 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import sysctl_proposals as propose
 from ..evidence import duration, endpoint_text, top_remote
 from ..finding import Confidence, Fix, FixKind
 from ..lifetimes import (TYPICAL_RTO_S, effective_orphan_retries, retransmit_deadline,
                          retransmit_deadline_after, zero_window_orphan_deadline)
-from ._common import T, finding, level, other_end_facts, other_ends, persist_line, sysctl_command
+from ..sysctl_bounds import BOUNDS
+from ._common import T, finding, level, other_end_facts, other_ends, sysctl_fix
 
 TIMER_RETRANSMIT = 1
 TIMER_PROBE = 4
+
+
+def orphan_retries_fix(current: int | None, orphans: int) -> Fix | None:
+    """Fewer retries for orphans (sysctl_proposals.orphan_retries), None
+    when they already get no more than tcplinger proposes. Shared with
+    orphan-limit.
+
+    >>> orphan_retries_fix(0, 5).command, orphan_retries_fix(5, 5)
+    ('sysctl -w net.ipv4.tcp_orphan_retries=6', None)
+    """
+    value = propose.orphan_retries(current)
+    if value is None:
+        return None
+    eff = effective_orphan_retries(current)
+    return sysctl_fix(T("rule.common.fix.orphan_retries", n=orphans, value=current, eff=eff,
+                        before=propose.orphan_budget_s(eff), proposed=value,
+                        after=propose.orphan_budget_s(value),
+                        low=BOUNDS["tcp_orphan_retries"].low),
+                      "tcp_orphan_retries", value, current)
 
 
 def rto_seconds(ctx, rows: np.ndarray) -> np.ndarray:
@@ -143,11 +164,10 @@ def evaluate_state(meta, prefix: str, state: int, ctx, th, world, limit):
     fixes = [Fix(FixKind.OPS, T("rule.common.unacked.fix.path"))]
     if n_zw:
         fixes.append(Fix(FixKind.APP, T("rule.common.unacked.fix.reader")))
-    if n_orphan:
-        fixes.append(Fix(FixKind.SYSCTL, T("rule.common.unacked.fix.orphan_retries",
-                                           value=ctx.sysctl("tcp_orphan_retries", 0)),
-                         command=sysctl_command("net.ipv4.tcp_orphan_retries", 3),
-                         persist=persist_line("net.ipv4.tcp_orphan_retries", 3)))
+    retries_fix = orphan_retries_fix(ctx.sysctl("tcp_orphan_retries"), n_orphan) \
+        if n_orphan else None
+    if retries_fix is not None:
+        fixes.append(retries_fix)
     if n - n_orphan:
         fixes.append(Fix(FixKind.SOCKET, T("rule.common.unacked.fix.user_timeout")))
 

@@ -26,10 +26,11 @@ from __future__ import annotations
 import numpy as np
 
 from ...model.states import TcpState
+from .. import sysctl_proposals as propose
 from ..evidence import (age_stats, age_text, duration, endpoint_text, percent, top_remote)
 from ..finding import Confidence, Fix, FixKind
 from ..metadata import BY_ID
-from ._common import T, at_least, finding, level, persist_line, sysctl_command
+from ._common import T, at_least, finding, level, sysctl_fix
 
 META = BY_ID["conntrack-mismatch"]
 K = "rule.conntrack-mismatch."
@@ -101,11 +102,16 @@ def evaluate(ctx, th, world, limit):
              T(K + "fact.peers", peers=endpoint_text(peers))]
     cause = [T(K + "cause", timeout=duration(timeout)), T(K + "cause.invalid")]
     lifetime = [T(K + "life")]
-    fixes = [Fix(FixKind.APP, T(K + "fix.close")),
-             Fix(FixKind.SYSCTL, T(K + "fix.timeout", netns=tr.netns.label()),
-                 command=sysctl_command("net.netfilter.nf_conntrack_tcp_timeout_close_wait", 3600),
-                 persist=persist_line("net.netfilter.nf_conntrack_tcp_timeout_close_wait", 3600)),
-             Fix(FixKind.OPS, T(K + "fix.invalid"))]
+    fixes = [Fix(FixKind.APP, T(K + "fix.close"))]
+    # In the namespace that tracks (the router), not necessarily this one.
+    current = tr.sysctl("nf_conntrack_tcp_timeout_close_wait")
+    value = propose.ct_close_wait(current, tr.sysctl("nf_conntrack_tcp_timeout_established"))
+    if value is not None:
+        fixes.append(sysctl_fix(T(K + "fix.timeout", netns=tr.netns.label(), n=n,
+                                  timeout=current, value=value),
+                                "nf_conntrack_tcp_timeout_close_wait", value, current,
+                                netns=None if same else tr.netns))
+    fixes.append(Fix(FixKind.OPS, T(K + "fix.invalid")))
     if same:
         conf, reason = Confidence.HIGH, T(K + "conf.same")
     else:
@@ -126,12 +132,16 @@ def _fullness(ctx, th, fill, ct):
                 "nf_conntrack_tcp_timeout_time_wait": ctx.sysctl("nf_conntrack_tcp_timeout_time_wait")}
     title = T(K + "title_full", pct=percent(fill), count=count, max=maximum)
     facts = [T(K + "fact.full", count=count, max=maximum, pct=percent(fill))]
-    fixes = [Fix(FixKind.SYSCTL, T(K + "fix.max"),
-                 command=sysctl_command("net.netfilter.nf_conntrack_max", maximum * 2),
-                 persist=persist_line("net.netfilter.nf_conntrack_max", maximum * 2)),
-             Fix(FixKind.SYSCTL, T(K + "fix.established"),
-                 command=sysctl_command("net.netfilter.nf_conntrack_tcp_timeout_established", 86400),
-                 persist=persist_line("net.netfilter.nf_conntrack_tcp_timeout_established", 86400))]
+    fixes = []
+    more = propose.ct_max(maximum)
+    if more is not None:  # host-wide: Fix.sysctl.per_netns is False
+        fixes.append(sysctl_fix(T(K + "fix.max", max=maximum, value=more),
+                                "nf_conntrack_max", more, maximum))
+    est = ctx.sysctl("nf_conntrack_tcp_timeout_established")
+    shorter = propose.ct_established(est)
+    if shorter is not None:
+        fixes.append(sysctl_fix(T(K + "fix.established", est=est, value=shorter),
+                                "nf_conntrack_tcp_timeout_established", shorter, est))
     return finding(META, ctx, severity=level(fill, th["warning_fill"], th["critical_fill"]),
                    count=count, title=title, evidence=evidence, facts=facts,
                    cause=[T(K + "cause.full")], lifetime=[T(K + "life.full")], fixes=fixes,

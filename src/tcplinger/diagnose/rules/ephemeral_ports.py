@@ -15,10 +15,12 @@ import numpy as np
 from ...model.socket import format_address
 from ...model.states import TcpState
 from ..context import address_words, mix64
+from .. import sysctl_proposals as propose
 from ..evidence import percent
 from ..finding import Confidence, Fix, FixKind
 from ..metadata import BY_ID
-from ._common import T, at_least, finding, level, persist_line, sysctl_command
+from ..sysctl_bounds import BOUNDS
+from ._common import T, at_least, finding, level, sysctl_fix
 
 META = BY_ID["ephemeral-port-exhaustion"]
 
@@ -119,14 +121,17 @@ def evaluate(ctx, th, world, limit):
         cause.append(T(K + "cause.open"))
     lifetime = [T(K + "life")]
     fixes = [Fix(FixKind.APP, T(K + "fix.reuse"))]
-    if tw_share > 0 and reuse != 1:
-        fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.tw_reuse", value=reuse),
-                         command=sysctl_command("net.ipv4.tcp_tw_reuse", 1),
-                         persist=persist_line("net.ipv4.tcp_tw_reuse", 1)))
-    if size < 64512:
-        fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.range", size=size),
-                         command=sysctl_command("net.ipv4.ip_local_port_range", "1024 65535"),
-                         persist=persist_line("net.ipv4.ip_local_port_range", "1024 65535")))
+    if tw_share > 0:
+        value = propose.tw_reuse(reuse)
+        if value is not None:
+            fixes.append(sysctl_fix(T(K + "fix.tw_reuse", value=reuse), "tcp_tw_reuse", value,
+                                    reuse, requires=propose.TW_REUSE_REQUIRES))
+    wider = propose.port_range((lo, hi))
+    if wider is not None:
+        fixes.append(sysctl_fix(T(K + "fix.range", lo=lo, hi=hi, size=size, new_lo=wider[0],
+                                  new_hi=wider[1], new_size=wider[1] - wider[0] + 1,
+                                  dest=dest, low=BOUNDS["ip_local_port_range"].low),
+                                "ip_local_port_range", wider, (lo, hi)))
     fixes.append(Fix(FixKind.SOCKET, T(K + "fix.more_addresses")))
     conf = Confidence.HIGH if at_least(ratio, th["warning_ratio"]) else Confidence.MEDIUM
     reason = T(K + ("conf.high" if conf is Confidence.HIGH else "conf.medium"))

@@ -17,11 +17,13 @@ from __future__ import annotations
 import numpy as np
 
 from ...model.states import TcpState
+from .. import sysctl_proposals as propose
 from ..evidence import duration, endpoint_text, port_text, top_local_ports, top_remote
 from ..finding import Confidence, Fix, FixKind, Severity
 from ..lifetimes import DEFAULT_KEEPALIVE_TIME
 from ..metadata import BY_ID, MIDDLEBOX_IDLE_TIMEOUTS
-from ._common import T, at_least, finding, persist_line, sysctl_command
+from ..sysctl_bounds import BOUNDS
+from ._common import T, at_least, finding, sysctl_fix
 
 META = BY_ID["keepalive-vs-idle-timeout"]
 K = "rule.keepalive-vs-idle-timeout."
@@ -100,13 +102,19 @@ def evaluate(ctx, th, world, limit):
     if n_none:
         cause.append(T(K + "cause.no_keepalive", n=n_none))
     lifetime = [T(K + "life")]
-    fixes = [Fix(FixKind.SOCKET, T(K + "fix.socket", idle=int(timeout * 0.8))),
-             Fix(FixKind.APP, T(K + "fix.pool", idle=int(timeout * 0.8)))]
-    if kt > timeout:
-        value = int(min(300, timeout * 0.8))
-        fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.sysctl", value=value),
-                         command=sysctl_command("net.ipv4.tcp_keepalive_time", value),
-                         persist=persist_line("net.ipv4.tcp_keepalive_time", value)))
+    want = propose.keepalive_time_for(timeout)
+    fixes = [Fix(FixKind.SOCKET, T(K + "fix.socket", idle=want)),
+             Fix(FixKind.APP, T(K + "fix.pool", idle=want))]
+    # Only sockets with SO_KEEPALIVE follow the sysctl; below the floor the
+    # per-socket TCP_KEEPIDLE above is the remedy (sysctl_proposals.keepalive_time).
+    value = propose.keepalive_time(timeout, ctx.sysctl("tcp_keepalive_time")) if n_ka else None
+    if value is not None:
+        fixes.append(sysctl_fix(T(K + "fix.sysctl", value=value, kt=kt, idle=int(timeout),
+                                  n=n_ka),
+                                "tcp_keepalive_time", value, kt))
+    elif n_ka and kt > want and want < BOUNDS["tcp_keepalive_time"].low:
+        fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.sysctl_floor", idle=int(timeout),
+                                           low=BOUNDS["tcp_keepalive_time"].low)))
     severity = Severity.WARNING if at_least(n, th["warning_count"]) else Severity.INFO
     conf, reason = Confidence.LOW, T(K + "conf")
     return [finding(META, ctx, severity=severity, count=n, title=title, evidence=evidence,

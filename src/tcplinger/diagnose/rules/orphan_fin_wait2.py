@@ -21,14 +21,15 @@ import numpy as np
 from ...model.states import TcpState
 from ..evidence import duration, endpoint_text, port_text, top_local_ports, top_remote
 from ..finding import Confidence, Fix, FixKind
+from .. import sysctl_proposals as propose
 from ..lifetimes import DEFAULT_FIN_TIMEOUT, fin_wait2_lifetime, fin_wait2_phases
 from ..metadata import BY_ID
-from ._common import T, finding, level, other_end_facts, other_ends, persist_line, sysctl_command
+from ..sysctl_bounds import BOUNDS
+from ._common import T, finding, level, other_end_facts, other_ends, sysctl_fix
 
 META = BY_ID["orphan-fin-wait-2"]
 K = "rule.orphan-fin-wait-2."
 SLACK_S = 1.0  # timer rounding and the time between dump and now
-MIN_SUGGESTED_FIN = 10  # seconds; lower is not suggested
 
 
 def time_left(ctx, rows: np.ndarray, fin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -126,12 +127,13 @@ def evaluate(ctx, th, world, limit):
     lifetime.append(T(K + "life.ends"))
 
     fixes = [Fix(FixKind.OPS, T(K + "fix.peers"))]
-    if fin > MIN_SUGGESTED_FIN:
-        # Halve it, not below a few seconds: a late FIN must still find its socket.
-        value = max(MIN_SUGGESTED_FIN, int(fin) // 2)
-        fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.fin_timeout", fin=fin),
-                         command=sysctl_command("net.ipv4.tcp_fin_timeout", value),
-                         persist=persist_line("net.ipv4.tcp_fin_timeout", value)))
+    # Not below the floor (sysctl_bounds): a late FIN must still find its socket.
+    value = propose.fin_timeout(ctx.sysctl("tcp_fin_timeout"))
+    if value is not None:
+        fixes.append(sysctl_fix(
+            T(K + "fix.fin_timeout", n=n, fin=fin, value=value, life=duration(life),
+              new_life=duration(fin_wait2_lifetime(value)), low=BOUNDS["tcp_fin_timeout"].low),
+            "tcp_fin_timeout", value, fin))
     fixes += [Fix(FixKind.SOCKET, T(K + "fix.linger2")),
               Fix(FixKind.APP, T(K + "fix.server_close"))]
 

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import sysctl_proposals as propose
 from ..evidence import percent
 from ..finding import Confidence, Fix, FixKind, Severity
 from ..metadata import BY_ID
-from ._common import T, at_least, finding, level, persist_line, sysctl_command
+from ..sysctl_bounds import max_orphans_ceiling
+from ._common import T, at_least, finding, level, sysctl_fix
+from ._unacked_fin import orphan_retries_fix
 
 META = BY_ID["orphan-limit"]
 K = "rule.orphan-limit."
@@ -33,8 +36,10 @@ def evaluate_host(world, th, limit):
     if not ctxs:
         return []
     with_stat = [c for c in ctxs if c.kernel.sockstat is not None]
-    maximum = next((c.sysctl("tcp_max_orphans") for c in ctxs
-                    if c.sysctl("tcp_max_orphans") is not None), None)
+    # Global: it exists in the initial namespace only, which may not be the
+    # first one looked at; the fix is proposed there.
+    owner_ns = next((c for c in ctxs if c.sysctl("tcp_max_orphans") is not None), None)
+    maximum = owner_ns.sysctl("tcp_max_orphans") if owner_ns is not None else None
     if not with_stat or not maximum:
         return []
     home = with_stat[0]
@@ -104,13 +109,20 @@ def evaluate_host(world, th, limit):
     if by_state.get("FIN_WAIT1") or by_state.get("LAST_ACK"):
         cause.append(T(K + "cause.unacked"))
     lifetime = [T(K + "life", retries=home.sysctl("tcp_orphan_retries", 0))]
-    fixes = [Fix(FixKind.OPS, T(K + "fix.find")),
-             Fix(FixKind.SYSCTL, T(K + "fix.retries"),
-                 command=sysctl_command("net.ipv4.tcp_orphan_retries", 3),
-                 persist=persist_line("net.ipv4.tcp_orphan_retries", 3)),
-             Fix(FixKind.SYSCTL, T(K + "fix.max", max=maximum),
-                 command=sysctl_command("net.ipv4.tcp_max_orphans", maximum * 2),
-                 persist=persist_line("net.ipv4.tcp_max_orphans", maximum * 2))]
+    fixes = [Fix(FixKind.OPS, T(K + "fix.find"))]
+    retries = orphan_retries_fix(home.sysctl("tcp_orphan_retries"), orphans)
+    if retries is not None:
+        fixes.append(retries)
+    # Host-wide (Fix.sysctl.per_netns is False): tune proposes it on the host only.
+    value = propose.max_orphans(maximum, tcp_mem)
+    if value is not None:
+        fixes.append(sysctl_fix(T(K + "fix.max", max=maximum, value=value,
+                                  cap=max_orphans_ceiling(tcp_mem)),
+                                "tcp_max_orphans", value, maximum,
+                                netns=None if owner_ns is home else owner_ns.netns))
+    elif max_orphans_ceiling(tcp_mem) is not None:
+        fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.max_at_cap", max=maximum,
+                                           cap=max_orphans_ceiling(tcp_mem))))
     conf, reason = Confidence.HIGH, T(K + "conf")
     sample = sample_ctx.sample(sample_rows, limit) if sample_ctx is not None else None
     return [finding(META, home, severity=severity, count=orphans, title=title,

@@ -24,12 +24,13 @@ from __future__ import annotations
 import numpy as np
 
 from ...model.states import TcpState
+from .. import sysctl_proposals as propose
 from ..evidence import duration
 from ..finding import Confidence, Fix, FixKind, Severity
 from ..lifetimes import DEFAULT_KEEPALIVE_TIME, fin_wait2_lifetime
 from ..metadata import BY_ID
 from ..sysctl_files import LEGACY, REMOVED
-from ._common import T, at_least, finding, persist_line, sysctl_command
+from ._common import T, at_least, finding, sysctl_fix
 
 META = BY_ID["sysctl-folklore"]
 K = "rule.sysctl-folklore."
@@ -57,6 +58,8 @@ def evaluate(ctx, th, world, limit):
                          [Fix(FixKind.APP, T("rule.time-wait-pressure.fix.reuse"))],
                          {"tcp_fin_timeout": fin, "time_wait": n_tw}))
     if fin is not None and fin > 60:
+        # The same value orphan-fin-wait-2 proposes: one value per setting.
+        value = propose.fin_timeout(fin)
         fw2 = int(np.count_nonzero(ctx.in_state(TcpState.FIN_WAIT2) & (ctx.inode == 0)))
         life = fin_wait2_lifetime(fin)
         out.append(_item(ctx, "fin_timeout_above_60", fw2,
@@ -64,9 +67,10 @@ def evaluate(ctx, th, world, limit):
                          [T(K + "fin_long.fact", fin=fin, full=duration(fin - 60),
                             life=duration(life))],
                          [T(K + "fin_long.cause")],
-                         [Fix(FixKind.SYSCTL, T(K + "fin_long.fix", fin=fin),
-                              command=sysctl_command("net.ipv4.tcp_fin_timeout", 60),
-                              persist=persist_line("net.ipv4.tcp_fin_timeout", 60))],
+                         [sysctl_fix(T(K + "fin_long.fix", fin=fin, value=value,
+                                       life=duration(life),
+                                       new_life=duration(fin_wait2_lifetime(value))),
+                                     "tcp_fin_timeout", value, fin)],
                          {"tcp_fin_timeout": fin, "lifetime_s": life}))
     kt = ctx.sysctl("tcp_keepalive_time")
     cw = ctx.indices(ctx.in_state(TcpState.CLOSE_WAIT))

@@ -16,11 +16,13 @@ import numpy as np
 
 from ...model.kernel import TCP_TIMEWAIT_LEN_S
 from ...model.states import TcpState
+from .. import sysctl_proposals as propose
 from ..evidence import endpoint_text, percent, port_text, top_local_ports, top_remote
 from ..finding import Confidence, Fix, FixKind, Severity
 from ..lifetimes import DEFAULT_FIN_TIMEOUT
 from ..metadata import BY_ID
-from ._common import T, at_least, finding, level, persist_line, sysctl_command
+from ..sysctl_bounds import TW_SOCK_BYTES
+from ._common import T, at_least, finding, level, sysctl_fix
 
 META = BY_ID["time-wait-pressure"]
 K = "rule.time-wait-pressure."
@@ -110,13 +112,22 @@ def evaluate(ctx, th, world, limit):
     if len(server):
         fixes.append(Fix(FixKind.APP, T(K + "fix.client_closes")))
     if len(client):
-        if tw_reuse != 1:
-            fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.tw_reuse", value=tw_reuse),
-                             command=sysctl_command("net.ipv4.tcp_tw_reuse", 1),
-                             persist=persist_line("net.ipv4.tcp_tw_reuse", 1)))
-        fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.port_range"),
-                         command=sysctl_command("net.ipv4.ip_local_port_range", "1024 65535"),
-                         persist=persist_line("net.ipv4.ip_local_port_range", "1024 65535")))
+        reuse = propose.tw_reuse(tw_reuse)
+        if reuse is not None:
+            fixes.append(sysctl_fix(T(K + "fix.tw_reuse", value=tw_reuse, n=int(len(client))),
+                                    "tcp_tw_reuse", reuse, tw_reuse,
+                                    requires=propose.TW_REUSE_REQUIRES))
+        # Whether ports run short is ephemeral-port-exhaustion's question
+        # (it counts them per destination and proposes the range).
+        fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.port_range")))
+    # Near or past the limit the kernel destroys TIME_WAIT early: raise it.
+    if at_least(ratio, th["warning_ratio"]) or rising:
+        more = propose.tw_buckets(buckets, tw_type)
+        if more is not None:
+            fixes.append(sysctl_fix(T(K + "fix.buckets", tw=tw_type, buckets=buckets,
+                                      pct=percent(ratio) if ratio is not None else "?",
+                                      value=more, mib=f"{more * TW_SOCK_BYTES / (1 << 20):.0f}"),
+                                    "tcp_max_tw_buckets", more, buckets))
     fixes.append(Fix(FixKind.SOCKET, T(K + "fix.linger0")))
     fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.not_these")))
 

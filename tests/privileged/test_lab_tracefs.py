@@ -1,0 +1,77 @@
+"""collect/tracefs.py on the real kernel: a private instance, never the
+global buffer; events arrive parsed, filtered in the kernel; the instance
+goes away on close, stale ones on the next start."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pytest
+
+pytestmark = pytest.mark.privileged
+
+if os.geteuid() != 0:
+    pytest.skip("needs root (tracefs)", allow_module_level=True)
+
+from tcplinger.collect import tracefs  # noqa: E402
+
+try:
+    ROOT = tracefs.find_tracefs()
+except tracefs.TracefsUnavailable as exc:
+    pytest.skip(f"no tracefs: {exc}", allow_module_level=True)
+
+
+def _global_state():
+    return {name: (ROOT / name).read_text() for name in ("tracing_on", "set_event",
+                                                          "trace_clock", "buffer_size_kb")}
+
+
+def test_private_instance_sees_state_changes_and_goes_away():
+    before = _global_state()
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    with tracefs.TraceSession("t-lab", filter=tracefs.port_filter([port])) as ts:
+        path = ts.path
+        assert path.parent == ROOT / "instances" and path.name == f"tl-t-lab-{os.getpid()}"
+        assert (path / "trace_clock").read_text().count("[mono]") == 1
+        t0 = time.monotonic()
+        c = socket.create_connection(("127.0.0.1", port))
+        a, _ = srv.accept()
+        c.close()
+        time.sleep(0.05)
+        a.close()
+        other = socket.create_connection(("127.0.0.1", port))  # filtered in? yes, same port
+        other.close()
+        time.sleep(0.4)
+        t1 = time.monotonic()
+        assert ts.lost() == 0
+    srv.close()
+    assert not path.exists()
+    assert _global_state() == before  # the global buffer was never touched
+    evs = [e for e in ts.events if e.event == "inet_sock_set_state"]
+    assert all(port in (e.local[1], e.remote[1]) for e in ts.events)
+    # mono clock = time.monotonic()
+    assert all(t0 - 0.01 <= e.t <= t1 for e in ts.events)
+    client = [(e.oldstate, e.newstate) for e in evs if e.remote[1] == port and e.local[1] != 0]
+    assert (4, 5) in client and (5, 7) in client  # handed to a minisock: no TIME_WAIT event
+    assert any(e.event == "tcp_destroy_sock" and e.cookie for e in ts.events)
+
+
+def test_stale_instances_are_removed_live_ones_kept():
+    dead = 4_000_000  # above pid_max's default: never a live process
+    stale = ROOT / "instances" / f"tl-t-lab-{dead}"
+    stale.mkdir()
+    live = ROOT / "instances" / f"tl-t-lab-{os.getpid()}-live"  # not our naming: kept
+    live.mkdir()
+    try:
+        removed = tracefs.remove_stale_instances(ROOT)
+        assert stale.name in removed and not stale.exists()
+        assert live.exists()
+    finally:
+        for p in (stale, live):
+            if p.exists():
+                tracefs.remove_instance(p)
