@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq iproute2 nftables conntrack tcpdump procps net-tools >/dev/null
+    apt-get install -y -qq iproute2 nftables conntrack tcpdump procps net-tools \
+        prometheus prometheus-node-exporter openssl >/dev/null
 fi
-python3 -m pip install -q -e '.[test,exporter]'
+python3 -m pip install -q -e '.[test,exporter,webauth]'
 exec python3 -m pytest "$@" tests src/tcplinger

@@ -107,3 +107,10 @@ def test_iter_records_same_as_record(dicts, with_info):
     slow = [table.record(i, owners=owners.get(int(table.rows["inode"][i]), ())
                          if table.rows["inode"][i] else ()) for i in range(len(table))]
     assert fast == slow
+
+
+def test_concat_with_empty_parts():
+    a, b = empty(0), empty(3)
+    b["cookie"] = [1, 2, 3]
+    t = SocketTable.concat([SocketTable(a), SocketTable(b), SocketTable(empty(0))])
+    assert t.rows["cookie"].tolist() == [1, 2, 3] and t.rows["shutdown"].tolist() == [-1] * 3

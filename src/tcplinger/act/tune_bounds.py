@@ -12,6 +12,9 @@ import it from here (cli/commands/tune.py); new code imports
 
 from __future__ import annotations
 
-from ..diagnose.sysctl_bounds import (BOUNDS, EXTRA_PATHS, NEVER, ORPHAN_BYTES, PAGE_BYTES,  # noqa: F401
+from ..diagnose.sysctl_bounds import (BOUNDS, EXTRA_PATHS, NEVER, ORPHAN_BYTES, PAGE_BYTES,
                                       TW_SOCK_BYTES, Bound, clamp, problems, sysctl_name,
                                       sysctl_path)
+
+__all__ = ["BOUNDS", "EXTRA_PATHS", "NEVER", "ORPHAN_BYTES", "PAGE_BYTES", "TW_SOCK_BYTES",
+           "Bound", "clamp", "problems", "sysctl_name", "sysctl_path"]

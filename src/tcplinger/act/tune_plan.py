@@ -271,8 +271,8 @@ def _time_wait(f: Finding, nf: NamespaceFacts, proposed: set, acc: _Accumulator)
     buckets = nf.sysctls.get("tcp_max_tw_buckets")
     high = sb.BOUNDS["tcp_max_tw_buckets"].high
     if "tcp_max_tw_buckets" not in proposed and isinstance(buckets, int) and buckets >= high:
-        acc.advise(nf, f.rule, T("tune.advice.at_ceiling", name=sb.sysctl_name("tcp_max_tw_buckets"),
-                                 value=buckets))
+        acc.advise(nf, f.rule, T("tune.advice.at_ceiling",
+                                 name=sb.sysctl_name("tcp_max_tw_buckets"), value=buckets))
 
 
 def _ports(f: Finding, nf: NamespaceFacts, proposed: set, acc: _Accumulator) -> None:

@@ -91,8 +91,9 @@ class SysctlChange:
     ('net.ipv4.ip_local_port_range', True)
     >>> print(c.command)
     sysctl -w net.ipv4.ip_local_port_range="10000 65535"
-    >>> print(SysctlChange("tcp_fin_timeout", 30).persist)
-    echo 'net.ipv4.tcp_fin_timeout = 30' > /etc/sysctl.d/90-tcplinger-tcp_fin_timeout.conf && sysctl -p /etc/sysctl.d/90-tcplinger-tcp_fin_timeout.conf
+    >>> print(SysctlChange("tcp_fin_timeout", 30).persist.replace(" && ", "\\n"))
+    echo 'net.ipv4.tcp_fin_timeout = 30' > /etc/sysctl.d/90-tcplinger-tcp_fin_timeout.conf
+    sysctl -p /etc/sysctl.d/90-tcplinger-tcp_fin_timeout.conf
     """
 
     key: str

@@ -6,7 +6,9 @@ The rules call these to build their fixes (``Fix.sysctl``); ``tune`` plans
 those fixes as they are, so ``report`` and ``tune`` propose the same values
 for the same findings. Every value returned keeps :mod:`.sysctl_bounds`
 (tests/unit/test_rule_sysctl_fixes.py checks them over many settings), and
-each function is idempotent: once its value is set it proposes nothing more.
+once a proposed value is set the same function proposes nothing more for
+it, except for the limits that are only ever raised (tcp_max_tw_buckets,
+tcp_max_orphans, nf_conntrack_max), which a table still full may raise again.
 
 >>> fin_timeout(60), fin_timeout(120), fin_timeout(30), fin_timeout(5)
 (30, 30, None, None)

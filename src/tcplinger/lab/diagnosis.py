@@ -7,23 +7,22 @@ see the whole path."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..collect import kernel as kernel_reader
 from ..collect import owners as owners_mod
-from ..collect import snapshot as snap_mod
+from ..collect.netlink import dump as nl
+from ..collect.setns import run_in_netns
 from ..diagnose import engine
 from ..diagnose.inputs import NamespaceInput
 from ..diagnose.metadata import BY_ID
-from ..model.socket import Age, AgeSource, UNKNOWN_AGE, format_address
-from ..model.states import TcpState
+from ..model.socket import Age, AgeSource, NetnsRef, UNKNOWN_AGE, format_address
 from . import registry
-
-INFO_STATES = frozenset({TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2, TcpState.FIN_WAIT1,
-                         TcpState.LAST_ACK, TcpState.CLOSING, TcpState.ESTABLISHED})
 
 
 @dataclass(frozen=True)
@@ -51,14 +50,16 @@ def _key(table, i: int):
 
 
 def diagnose(namespaces: dict[str, str], *, at: str, t0: float, msg,
-             age_of=None) -> list[LabFinding]:
+             age_of=None, previous: dict | None = None) -> list[LabFinding]:
     """Findings for the run's namespaces (``side -> namespace name``).
     ``age_of(side, key, state)`` gives the recorder's seconds in state (or
-    None); other sockets get the snapshot's own estimate."""
+    None); other sockets get the snapshot's own estimate. ``previous``
+    (``side -> (KernelContext, time.time())``) is an earlier reading of the
+    counters, for the rules about rising ones."""
     inputs, sides = [], {}
+    host = kernel_reader.read_global_sysctls(Path("/proc"))
     for side, name in namespaces.items():
-        snap = snap_mod.take(snap_mod.Scope(netns=name), info_states=INFO_STATES)
-        ns = snap.namespaces[0]
+        ns = _snapshot(name, host)
         pids = registry.netns_pids(name)
         rows = ns.table.rows
         wanted = set(rows["inode"][rows["inode"] != 0].tolist())
@@ -75,8 +76,13 @@ def diagnose(namespaces: dict[str, str], *, at: str, t0: float, msg,
             for i in range(len(ns.table)):
                 secs = age_of(side, _key(ns.table, i), int(rows["state"][i]))
                 ages.append(UNKNOWN_AGE if secs is None else Age(secs, False, AgeSource.TRACE))
+        prev, interval = None, None
+        if previous and side in previous:
+            prev, when = previous[side]
+            interval = max(time.time() - when, 0.0)
         inputs.append(NamespaceInput(ns.netns, ns.kernel, ns.table, owners=owners,
-                                     processes=processes, ages=ages))
+                                     processes=processes, ages=ages, previous=prev,
+                                     interval=interval))
         sides[ns.netns.inode] = side
     t = time.monotonic() - t0
     out = []
@@ -86,6 +92,31 @@ def diagnose(namespaces: dict[str, str], *, at: str, t0: float, msg,
         out.append(LabFinding(at, t, sides.get(f.netns.inode, "?"), f.rule, f.severity.label,
                               f.count, f.title.render(msg), _plain(f.evidence)))
     return out
+
+
+@dataclass
+class _Ns:
+    netns: NetnsRef
+    kernel: object
+    table: object
+
+
+def _snapshot(name: str, host: dict) -> _Ns:
+    """One sock_diag dump of every socket of the namespace, with tcp_info
+    for all of them (a lab namespace holds a handful), and its kernel
+    context, read from inside it (collect/snapshot.py does the same for
+    any scope; this is the one-namespace, all-tcp_info case)."""
+    path = f"/run/netns/{name}"
+    ref = NetnsRef(os.stat(path).st_ino, name)
+
+    def inside():
+        table = nl.dump(nl.ALL, tcp_info=True)
+        kctx = kernel_reader.read_kernel_context(Path("/proc"),
+                                                 proc_net=Path("/proc/thread-self/net"),
+                                                 global_sysctls=host)
+        return table, kctx
+    table, kctx = run_in_netns(path, inside)
+    return _Ns(ref, kctx, table)
 
 
 def _plain(obj):

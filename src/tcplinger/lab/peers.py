@@ -91,7 +91,10 @@ class PeerProcess:
                     return None
                 self._cv.wait(min(left, 0.5))
 
-    def call(self, op: str, *, timeout: float = 30.0, check: bool = True, **args) -> dict:
+    def call(self, op: str, *, wait: float = 30.0, check: bool = True, **args) -> dict:
+        """Send one command and wait up to ``wait`` seconds for its reply
+        (``args`` go to the peer; a ``timeout`` among them is the socket
+        call's own)."""
         with self._cv:
             self._next += 1
             cid = self._next
@@ -101,7 +104,7 @@ class PeerProcess:
             self.proc.stdin.flush()
         except (BrokenPipeError, ValueError):
             raise RuntimeError(f"peer {self.label} is gone") from None
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait
         with self._cv:
             while cid not in self._replies:
                 left = deadline - time.monotonic()
@@ -118,7 +121,7 @@ class PeerProcess:
         does); the time it was asked to (it exits right after answering),
         None if it was gone."""
         try:
-            reply = self.call("exit", timeout=timeout)
+            reply = self.call("exit", wait=timeout)
         except RuntimeError:
             return None
         try:

@@ -95,8 +95,9 @@ class Run:
     """What a scenario script works with."""
 
     def __init__(self, scenario: Scenario, prepared: Prepared, topo: Topology, msg,
-                 progress=None, horizon: float = 60.0):
+                 progress=None, horizon: float = 60.0, options: RunOptions | None = None):
         self.scenario = scenario
+        self.options = options or RunOptions(scenario.name)
         self.p = prepared.params
         self.prepared = prepared
         self.topo = topo
@@ -114,6 +115,9 @@ class Run:
         self.bridge_events: list[dict] = []
         self.ct_lines: list[str] = []
         self.recorder: Recorder | None = None
+        #: each namespace's kernel context when the script began, so that the
+        #: diagnosis sees which counters rose (TCPTimeWaitOverflow...)
+        self.baseline: dict = {}
         self._listening = False
         self._conns = 0
 
@@ -317,11 +321,9 @@ class Run:
             self.findings += diag_mod.diagnose(
                 {"client": self.topo.ns("client"), "server": self.topo.ns("server"),
                  "router": self.topo.ns("router")}, at=at, t0=self.t0, msg=self.msg,
-                age_of=age_of if self.recorder.traced else None)
+                age_of=age_of if self.recorder.traced else None, previous=self.baseline)
         except Exception as exc:  # noqa: BLE001 - the lab goes on; the failure is reported
             self.note("lab", "lab.note.diagnosis_failed", error=f"{type(exc).__name__}: {exc}")
-
-    options: RunOptions = RunOptions("")
 
 
 @dataclass
@@ -412,6 +414,17 @@ class LabResult:
         }
 
 
+def kernel_context(topo: Topology, role: str):
+    """Sysctls and counters of one of the run's namespaces, read inside it."""
+    from ..collect import kernel as kernel_reader
+    from ..collect.setns import run_in_netns
+    from pathlib import Path
+
+    host = kernel_reader.read_global_sysctls(Path("/proc"))
+    return run_in_netns(topo.path(role), kernel_reader.read_kernel_context, Path("/proc"),
+                        proc_net=Path("/proc/thread-self/net"), global_sysctls=host)
+
+
 def _key(obj: dict):
     """A peer event's 4-tuple (as merge keys it), None if it has none."""
     if "local" not in obj or "remote" not in obj:
@@ -486,8 +499,7 @@ def run(opts: RunOptions, scenario: Scenario, msg, progress=None) -> LabResult:
                     topo.set_sysctls(role, {k: v for k, v in values.items()})
                 except OSError as exc:
                     raise LabError(f"cannot set sysctls in the {role} namespace: {exc}") from exc
-            run_ = Run(scenario, prepared, topo, msg, progress, horizon)
-            run_.options = opts
+            run_ = Run(scenario, prepared, topo, msg, progress, horizon, opts)
             recorder = Recorder(f"lab-{rec.run_id}", {"client": topo.path("client"),
                                                      "server": topo.path("server")},
                                 {topo.addr.client: "client", topo.addr.server: "server"},
@@ -506,7 +518,11 @@ def run(opts: RunOptions, scenario: Scenario, msg, progress=None) -> LabResult:
                 warnings.append(msg("lab.warn.no_tracefs", why=recorder.stats.tracefs))
             run_.t0 = time.monotonic()
             run_.horizon = horizon
+            run_.baseline = {role: (kernel_context(topo, role), time.time())
+                             for role in ("client", "server", "router")}
             scenario.script(run_)
+            if opts.duration is not None:  # asked to watch this long: go on recording
+                run_.wait(run_.left() - TAIL_S, "lab.wait.duration")
             run_.wait(TAIL_S, "lab.wait.tail")
             run_.diagnose("end")
             end = time.monotonic()

@@ -80,7 +80,7 @@ class SocketTable:
             return tables[0]
         # Concatenating structured arrays field by field is ~10x slower than
         # copying their bytes (0.39 s against 0.03 s for 1M rows here).
-        rows = np.concatenate([t.rows.view(np.uint8).reshape(len(t), -1)
+        rows = np.concatenate([t.rows.view(np.uint8).reshape(len(t), SOCKET_DTYPE.itemsize)
                                for t in tables]).view(SOCKET_DTYPE).reshape(-1)
         if all(t.info is None for t in tables):
             return SocketTable(rows, None)

@@ -165,7 +165,9 @@ class ScrapeSource:
         opts, roots = self.opts, self.roots
         phases, errors = {}, []
         t = time.perf_counter()
-        view = self._snapshot()
+        # A namespace that vanishes mid-scan (a pod going away) is skipped
+        # by collect.snapshot.take() under --all-netns.
+        view = query.collect(opts.scope, tcp_info=True, roots=roots)
         phases["snapshot"] = time.perf_counter() - t
         t = time.perf_counter()
         owners = opts.owners
@@ -178,7 +180,7 @@ class ScrapeSource:
                 owners = False
         try:
             if owners is not False:
-                report._attach_owners(view, report.DiagnoseOptions(opts.scope, owners), roots)
+                report.attach_owners(view, report.DiagnoseOptions(opts.scope, owners), roots)
         except OSError as exc:
             errors.append("owners")
             self.log("owners", f"{exc.strerror or exc}")
@@ -191,7 +193,7 @@ class ScrapeSource:
                 interval = max(part.ns.taken_at - when, 0.0)
             inputs.append(NamespaceInput(
                 netns=part.ns.netns, kernel=part.ns.kernel, table=part.table, owners=part.owners,
-                processes=report._fd_usage(part, roots) if opts.findings else {},
+                processes=report.fd_usage(part, roots) if opts.findings else {},
                 previous=prev, interval=interval))
         findings = None
         if opts.findings:
@@ -209,21 +211,6 @@ class ScrapeSource:
         return self._Scrape(inputs, findings, skipped=skipped,
                             owners_resolved=view.owners_resolved, phases=phases, errors=errors)
 
-    def _snapshot(self) -> query.View:
-        # With --all-netns, a namespace deleted between its discovery and
-        # setns() (a pod going away) makes collect.snapshot.take() raise
-        # FileNotFoundError for the whole snapshot: take it again (the
-        # namespace is gone from the next discovery).
-        attempts = 3 if self.opts.scope.all_netns else 1
-        for attempt in range(attempts):
-            try:
-                return query.collect(self.opts.scope, tcp_info=True, roots=self.roots)
-            except (FileNotFoundError, ProcessLookupError):
-                if attempt == attempts - 1:
-                    raise
-        raise AssertionError("unreachable")
-
-
 def owner_walk_files(view: query.View, roots: Roots) -> int | None:
     """Open files the owner walk would read: the host's (file-nr) when it
     walks every process, else the fds of the namespaces' own processes.
@@ -234,7 +221,7 @@ def owner_walk_files(view: query.View, roots: Roots) -> int | None:
     """
     pids: set[int] = set()
     for part in view.parts:
-        if not part.ns.pids or report._is_current(part, roots):
+        if not part.ns.pids or report.is_current(part, roots):
             return files.open_files(roots.proc)  # report walks every process then
         pids.update(part.ns.pids)
     total = 0

@@ -160,7 +160,7 @@ def gather(opts: DiagnoseOptions, roots: Roots = Roots(), *,
             view.parts += part.parts
             view.snapshot.namespaces += part.snapshot.namespaces
             view.snapshot.skipped += part.snapshot.skipped
-    skipped = _attach_owners(view, opts, roots)
+    skipped = attach_owners(view, opts, roots)
     inputs = []
     for part in view.parts:
         prev = interval = None
@@ -169,7 +169,7 @@ def gather(opts: DiagnoseOptions, roots: Roots = Roots(), *,
             interval = max(part.ns.taken_at - when, 0.0)
         inputs.append(NamespaceInput(
             netns=part.ns.netns, kernel=part.ns.kernel, table=part.table,
-            owners=part.owners, processes=_fd_usage(part, roots),
+            owners=part.owners, processes=fd_usage(part, roots),
             previous=prev, interval=interval))
     settings = read_sysctl_files(roots)
     findings = engine.diagnose(inputs, thresholds=opts.thresholds, rules=opts.rules,
@@ -229,7 +229,7 @@ def _wanted_inodes(part: query.NsView) -> set[int]:
     return set(rows["inode"][mask].tolist())
 
 
-def _attach_owners(view: query.View, opts: DiagnoseOptions, roots: Roots) -> int | None:
+def attach_owners(view: query.View, opts: DiagnoseOptions, roots: Roots) -> int | None:
     """Find owners for the inodes rules need. Returns the host's open-file
     count when the walk was skipped for cost, else None."""
     wanted = {p.ns.netns.inode: _wanted_inodes(p) for p in view.parts}
@@ -241,7 +241,7 @@ def _attach_owners(view: query.View, opts: DiagnoseOptions, roots: Roots) -> int
         view.owners_resolved = True
         return None
     # A namespace that is not the caller's: walk only its processes.
-    own = {p.ns.netns.inode for p in view.parts if p.ns.pids and not _is_current(p, roots)}
+    own = {p.ns.netns.inode for p in view.parts if p.ns.pids and not is_current(p, roots)}
     pids: set[int] | None = set()
     for p in view.parts:
         if wanted[p.ns.netns.inode] and p.ns.netns.inode not in own:
@@ -262,7 +262,7 @@ def _attach_owners(view: query.View, opts: DiagnoseOptions, roots: Roots) -> int
     return None
 
 
-def _is_current(part: query.NsView, roots: Roots) -> bool:
+def is_current(part: query.NsView, roots: Roots) -> bool:
     try:
         own = os.stat(roots.proc / "thread-self" / "ns" / "net").st_ino
     except OSError:
@@ -270,7 +270,7 @@ def _is_current(part: query.NsView, roots: Roots) -> bool:
     return own == part.ns.netns.inode
 
 
-def _fd_usage(part: query.NsView, roots: Roots) -> dict:
+def fd_usage(part: query.NsView, roots: Roots) -> dict:
     """RLIMIT_NOFILE and open fds of the processes holding CLOSE_WAIT."""
     if not part.owners:
         return {}

@@ -41,7 +41,7 @@ def horizon(p: dict) -> float:
 def checks(p: dict, tol) -> list:
     life = max(p["tcp_fin_timeout"], 0.7)
     return [Fact("process_held_s", ">=", p["hold"]),
-            Fact("owned_vs_process_s", "between", between=(-0.1, 0.02)),
+            Fact("owned_vs_process_s", "between", between=(-0.1, 0.15)),
             Fact("orphan_fin_wait2_s", "between", between=tol.about(life)),
             Never("client", "TIME_WAIT"),
             Held("server", "CLOSE_WAIT", 0.5, still_held=True),
@@ -59,7 +59,8 @@ def derive(observed, p: dict) -> dict:
            "orphan_fin_wait2_s": time_in(c, FIN_WAIT2, h, orphan=True)}
     if "process_held_s" in observed.facts:
         # FIN_WAIT2 began when the FIN was acked (one RTT after shutdown())
-        # and, owned, lasted exactly as long as the process held it.
+        # and, owned, lasted as long as the process held it (its exit, after
+        # it answered the lab, takes a few ms to tens of ms under load).
         out["owned_vs_process_s"] = round(owned - observed.facts["process_held_s"], 3)
     return out
 

@@ -30,7 +30,7 @@ def script(run) -> None:
     reply = run.peer("client").call("burst", addr=run.addr.server, port=run.addr.server_port,
                                     count=p["connections"], wait_eof=True, keep_going=True,
                                     gap=p["gap"], timeout=5,
-                                    timeout_total=p["connections"] * (p["gap"] + 1))
+                                    wait=p["connections"] * (p["gap"] + 6) + 10)
     run.facts["connected"] = len(reply["ports"])
     run.facts["eaddrnotavail"] = sum(1 for e in reply["errors"] if e["error"] == "EADDRNOTAVAIL")
     run.facts["other_errors"] = sum(1 for e in reply["errors"] if e["error"] != "EADDRNOTAVAIL")

@@ -23,7 +23,8 @@ def script(run) -> None:
     run.peer("server").call("serve", listener="l", mode="close_on_eof")
     before = run.tcpext("client")
     reply = run.peer("client").call("burst", addr=run.addr.server, port=run.addr.server_port,
-                                    count=p["connections"], wait_eof=True, timeout=5)
+                                    count=p["connections"], wait_eof=True, timeout=5,
+                                    wait=p["connections"] * 6 + 10)
     run.note("client", "lab.note.burst", t=reply["t"], n=len(reply["ports"]))
     run.wait(1.0, "lab.wait.settle")
     after = run.tcpext("client")
