@@ -16,10 +16,10 @@ ALLOWED = {
     "diagnose": {"model", "track", "diagnose", "i18n"},
     "sim": {"model", "sim"},
     "ui": {"model", "track", "diagnose", "ui", "i18n", "sim", "lab"},
-    "export": {"model", "track", "diagnose", "export", "i18n"},
+    "export": {"model", "track", "diagnose", "export", "i18n", "fsutil"},
     # act plans purely (its own test checks the planning modules) and
     # executes through collect (SOCK_DESTROY, sysctl writes)
-    "act": {"model", "track", "diagnose", "act", "collect", "i18n"},
+    "act": {"model", "track", "diagnose", "act", "collect", "i18n", "fsutil"},
 }
 PURE = {"model", "track", "diagnose", "sim"}
 IO_MODULES = {"socket", "subprocess", "ctypes", "urllib", "http", "sqlite3"}

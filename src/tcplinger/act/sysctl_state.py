@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..collect.setns import run_in_netns
+from ..fsutil import atomic_write
 from ..model.socket import NetnsRef
 
 ROOT_STATE = Path("/var/lib/tcplinger/tune-state.json")
@@ -164,20 +164,8 @@ class StateFile:
                 pass
             return
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tune-state.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+        atomic_write(self.path, text.encode(), mode=0o600)
 
     def entry(self, netns: NetnsRef) -> dict | None:
         return self.load()["namespaces"].get(str(netns.inode))

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from prometheus_client.exposition import generate_latest
 
+from ..fsutil import atomic_write
+
 FILENAME = "tcplinger.prom"
 _PREFIX, _SUFFIX = ".tcplinger-", ".tmp"
 
@@ -48,20 +50,5 @@ def write(directory: Path, registry, filename: str = FILENAME) -> Path:
 
 
 def write_bytes(directory: Path, data: bytes, filename: str = FILENAME) -> Path:
-    directory = Path(directory)
-    target = directory / filename
-    fd, tmp = tempfile.mkstemp(prefix=_PREFIX, suffix=_SUFFIX, dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600; node_exporter may run as nobody
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return target
+    # 0644: node_exporter may run as nobody
+    return atomic_write(Path(directory) / filename, data, mode=0o644)

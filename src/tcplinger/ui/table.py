@@ -5,6 +5,8 @@ from __future__ import annotations
 import unicodedata
 from typing import Iterable, Sequence
 
+from ..diagnose.evidence import duration  # noqa: F401  (one formatter for every view)
+
 
 def width(text: str) -> int:
     """Terminal columns: East Asian wide characters take two.
@@ -54,21 +56,3 @@ def render(headers: Sequence[str], rows: Iterable[Sequence[object]], *,
             line = line[: max_width - 1] + "…"
         lines.append(line)
     return lines
-
-
-def duration(seconds: float | None) -> str:
-    """Short human duration.
-
-    >>> duration(0.4), duration(75), duration(7322), duration(None)
-    ('0.4s', '1m15s', '2h02m', '?')
-    """
-    if seconds is None:
-        return "?"
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    s = int(seconds)
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
-    if s < 86400:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"

@@ -26,7 +26,6 @@ from ...collect import snapshot as snap_mod
 from ...collect.snapshot import Roots, Scope
 from ...diagnose import engine
 from ...diagnose.inputs import NamespaceInput
-from ...diagnose.metadata import BadThreshold, parse_override
 from .. import query
 from ..errors import CliError, Exit
 from ..options import add_scope, scope_from
@@ -132,13 +131,7 @@ def options_from(args) -> ExporterOptions:
         raise CliError("--web-config applies to the HTTP server: not with --textfile", Exit.USAGE)
     if args.interval is not None and args.textfile is None:
         raise CliError("--interval applies to --textfile", Exit.USAGE)
-    overrides: dict[str, dict] = {}
-    for text in args.threshold:
-        try:
-            rule, name, value = parse_override(text)
-        except BadThreshold as exc:
-            raise CliError(str(exc), Exit.USAGE) from None
-        overrides.setdefault(rule, {})[name] = value
+    overrides = report.threshold_overrides(args.threshold)
     return ExporterOptions(
         scope=scope_from(args), listen=args.listen or ("127.0.0.1", DEFAULT_PORT),
         web_config=args.web_config, textfile=args.textfile, interval=args.interval,

@@ -99,14 +99,20 @@ def add_diagnose_args(p) -> None:
                    help="sample the kernel counters twice, SECONDS apart, to see which are rising")
 
 
-def diagnose_options(args) -> DiagnoseOptions:
+def threshold_overrides(texts) -> dict[str, dict]:
+    """``RULE.NAME=VALUE`` options as ``{rule: {name: value}}``."""
     overrides: dict[str, dict] = {}
-    for text in args.threshold:
+    for text in texts:
         try:
             rule, name, value = parse_override(text)
         except BadThreshold as exc:
             raise CliError(str(exc), Exit.USAGE) from None
         overrides.setdefault(rule, {})[name] = value
+    return overrides
+
+
+def diagnose_options(args) -> DiagnoseOptions:
+    overrides = threshold_overrides(args.threshold)
     rules = None
     if args.rule:
         unknown = [r for r in args.rule if r not in BY_ID]
