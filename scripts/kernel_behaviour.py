@@ -3,7 +3,7 @@
 
 Runs every scenario of `tcplinger lab` over the parameter values below
 with ``tcplinger lab run ... --json`` (as root, several runs at a time;
-the longest take two minutes, the whole ~5 minutes), then rewrites the
+the longest take two minutes, the whole ~3 minutes), then rewrites the
 part of docs/kernel-behaviour.md between ``<!-- lab:begin -->`` and
 ``<!-- lab:end -->`` (appending the markers if the file has none; the
 rest of the file is left as it is).
@@ -235,7 +235,7 @@ def section(cs: list[Case], ranges: list[str] | None) -> str:
            "--json` (docs/lab.md): real sockets in throwaway namespaces, client and server "
            "joined through a router namespace by veth, every state change from the "
            "`sock:inet_sock_set_state` tracepoint and sock_diag polls every 20 ms. "
-           "Regenerate with `sudo python scripts/kernel_behaviour.py` (about 5 minutes; it "
+           "Regenerate with `sudo python scripts/kernel_behaviour.py` (about 3 minutes; it "
            "rewrites only this section). The simulator's calibration above measured the "
            "same lifetimes its own way; the two agree within the timer slack.", ""]
     # -- orphan

@@ -362,7 +362,7 @@ def test_tw_reuse_2_is_loopback_only(lab):
 def test_dropped_fin_is_retransmitted_until_the_retry_limit(lab, rid, side, state):
     doc = lab.get(rid)  # tcp_orphan_retries = tcp_retries2 = 2
     held = time_in(doc, side, state)
-    assert 1.85 <= held <= 3.75 + 0.2  # lab/scenarios/_common.py retry_bounds(2)
+    assert 1.83 <= held <= 3.74 + 0.2  # lab/scenarios/_common.py retry_bounds(2)
     fins = sent(doc, side, "F", dropped=True)
     assert 4 <= len(fins) <= 5 and not sent(doc, side, "F", dropped=False)
     assert not sent(doc, side, "R")  # given up silently

@@ -114,3 +114,134 @@ def test_concat_with_empty_parts():
     b["cookie"] = [1, 2, 3]
     t = SocketTable.concat([SocketTable(a), SocketTable(b), SocketTable(empty(0))])
     assert t.rows["cookie"].tolist() == [1, 2, 3] and t.rows["shutdown"].tolist() == [-1] * 3
+
+
+# ---- the columnar writer (ls --json) ------------------------------------------
+
+ages_values = hs.one_of(
+    hs.just(float("nan")), hs.just(0.0), hs.just(-0.0), hs.just(0.001), hs.just(59.999),
+    hs.just(0.0005), hs.just(2.5e-4), hs.just(1e12), hs.just(123456789.5),
+    hs.integers(0, 10**9).map(lambda ms: ms / 1000.0),
+    hs.integers(0, 3600 * 1000).map(lambda ms: 60.0 - ms / 1000.0),
+    hs.floats(min_value=-10, max_value=1e13), hs.floats())
+
+fast_row = row.map(dict) | hs.fixed_dictionaries({
+    "family": hs.just(10),
+    "state": hs.sampled_from([1, 6, 8, 10]),
+    "expires_ms": hs.integers(-5, 10**6),
+    "inode": hs.sampled_from([0, 12345, 777]),
+    "saddr": hs.sampled_from([bytes(16), bytes(15) + b"\x01",
+                              bytes(10) + b"\xff\xff" + bytes([10, 1, 2, 3]),
+                              bytes.fromhex("20010db8000000000000000000000042")]),
+    "daddr": hs.binary(min_size=16, max_size=16),
+})
+
+
+def _fast(table, *, netns=None, owners=None, ages=None, block=3):
+    import io
+    out = io.BytesIO()
+    jsonout.SocketArray(out.write, block=block).add(table, netns=netns, owners=owners, ages=ages)
+    text = out.getvalue().decode("ascii")
+    return json.loads("[" + text + "]")
+
+
+def _expected(table, *, netns=None, owners=None, exact=None, bound=None):
+    owners = owners or {}
+    out = []
+    for i in range(len(table)):
+        if exact is not None and exact[i] == exact[i]:
+            age = Age(float(exact[i]), False, AgeSource.TIMER)
+        elif bound is not None and bound[i] == bound[i]:
+            age = Age(float(bound[i]), True, AgeSource.LAST_RECV)
+        else:
+            age = UNKNOWN_AGE
+        ino = int(table.rows["inode"][i])
+        out.append(table.record(i, netns=netns, owners=owners.get(ino, ()) if ino else (),
+                                age=age).to_json())
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(hs.lists(fast_row, min_size=1, max_size=12), hs.booleans(),
+       hs.lists(ages_values, min_size=12, max_size=12),
+       hs.lists(ages_values, min_size=12, max_size=12),
+       hs.booleans(), hs.integers(1, 5))
+def test_columnar_writer_same_as_records(dicts, with_info, exact, bound, with_owners, block):
+    table = _table(dicts, with_info)
+    if with_info:
+        rng = np.random.default_rng(len(dicts))
+        for name in ("rto", "last_data_recv", "total_retrans", "probes"):
+            table.info[name] = rng.integers(0, np.iinfo(table.info[name].dtype).max,
+                                            len(dicts), endpoint=True)
+    n = len(table)
+    exact = np.array(exact[:n])
+    bound = np.array(bound[:n])
+    ns = NetnsRef(4026531840, "blue", None) if with_owners else None
+    owners = {12345: (Owner(10, "srv", 3, "srv --x \u00e9", "root"), Owner(11, "w", 4)),
+              777: (Owner(12, 'q"uote', 9),)} if with_owners else None
+    got = _fast(table, netns=ns, owners=owners, ages=(exact, bound), block=block)
+    assert got == _expected(table, netns=ns, owners=owners, exact=exact, bound=bound)
+
+
+def test_columnar_writer_without_ages_and_across_calls():
+    import io
+    rows = empty(5)
+    rows["family"] = 2
+    rows["state"] = [10, 1, 1, 6, 8]
+    rows["saddr"] = [bytes([10, 0, 0, i]) + bytes(12) for i in range(5)]
+    rows["cookie"] = [2**64 - 1, 0, 1, 10**10, 7]
+    out = io.BytesIO()
+    array = jsonout.SocketArray(out.write, block=2)
+    array.add(SocketTable(rows[:3]))
+    array.add(SocketTable(empty(0)))
+    array.add(SocketTable(rows[3:]), netns=NetnsRef(1, "x", "docker:abc"))
+    doc = json.loads("[" + out.getvalue().decode() + "]")
+    assert [d["cookie"] for d in doc] == [2**64 - 1, 0, 1, 10**10, 7]
+    assert [d["local"]["address"] for d in doc] == [f"10.0.0.{i}" for i in range(5)]
+    assert [d["netns"] for d in doc] == [None] * 3 + [{"inode": 1, "name": "x",
+                                                      "container": "docker:abc"}] * 2
+    # one object per line, as before
+    assert out.getvalue().count(b"\n") == 4
+
+
+def test_columnar_writer_big_block_matches_per_row_writer():
+    """Many rows, few distinct addresses, interleaved tcp_info rows."""
+    rng = np.random.default_rng(7)
+    n = 5000
+    rows = empty(n)
+    rows["family"] = rng.choice([2, 10], n, p=[0.9, 0.1])
+    rows["state"] = rng.choice([1, 5, 6, 8, 10], n)
+    rows["sport"] = rng.integers(0, 65536, n)
+    rows["dport"] = rng.integers(0, 65536, n)
+    rows["cookie"] = rng.integers(0, 2**63, n)
+    rows["inode"] = rng.integers(0, 2**33, n)
+    rows["expires_ms"] = rng.integers(0, 60000, n)
+    rows["timer"] = rng.integers(0, 5, n)
+    rows["shutdown"] = rng.integers(-1, 4, n)
+    addrs = [bytes([127, 0, 0, i]) + bytes(12) for i in range(20)]
+    rows["saddr"] = [addrs[i] for i in rng.integers(0, 20, n)]
+    rows["daddr"] = [addrs[i] for i in rng.integers(0, 20, n)]
+    info = np.zeros(n, TCP_INFO_DTYPE)
+    info["present"] = rng.random(n) < 0.3
+    info["last_ack_recv"] = rng.integers(0, 10**7, n)
+    table = SocketTable(rows, info)
+    exact = np.where(rng.random(n) < 0.2, rows["expires_ms"] / 1000.0, np.nan)
+    bound = np.where(info["present"], info["last_ack_recv"] / 1000.0, np.nan)
+    got = _fast(table, ages=(exact, bound), block=1024)
+    want = [json.loads(s) for s in jsonout.socket_objects(table, ages=(exact, bound))]
+    assert got == want
+
+
+def test_columnar_writer_rows_it_cannot_express():
+    """A negative timer and ages outside 0..1e12 s go through the per-row
+    writer, in their place among the others."""
+    rows = empty(6)
+    rows["family"] = 2
+    rows["state"] = 6
+    rows["expires_ms"] = [5, -3, 7, 0, 1, 2]
+    exact = np.array([1.5, 2.0, float("inf"), -0.0, 1e13, 0.0005])
+    bound = np.full(6, np.nan)
+    table = SocketTable(rows)
+    got = _fast(table, ages=(exact, bound), block=4)
+    assert got == _expected(table, exact=exact, bound=bound)
+    assert [d["timer"]["expires_ms"] for d in got] == [5, -3, 7, 0, 1, 2]

@@ -64,15 +64,18 @@ def _time_in(sock, state: int, horizon: float) -> tuple[float, bool] | None:
 @dataclass(frozen=True)
 class Held:
     """Sockets of ``side`` that enter ``state`` hold it ``lo``..``hi``
-    seconds (``still_held``: they still hold it when the run ends, after at
-    least ``lo``). ``which``: "each" socket that entered it, or "any" one."""
+    seconds (``still_held=True``: they still hold it when the run ends,
+    after at least ``lo``; ``None``: either, still held after at least
+    ``held_at_least`` or ended within ``lo``..``hi``, for states that may
+    outlast a short run). ``which``: "each" socket that entered it, or "any"."""
 
     side: str
     state: str
     lo: float
     hi: float | None = None
-    still_held: bool = False
+    still_held: bool | None = False
     which: str = "each"
+    held_at_least: float = 0.0
 
     @property
     def id(self) -> str:
@@ -84,14 +87,20 @@ class Held:
                             if s.side == self.side) if x is not None]
         fields = {"side": self.side, "state": self.state, "lo": _r(self.lo),
                   "hi": _r(self.hi) if self.hi is not None else "-"}
-        key = "lab.check.held_open" if self.still_held else "lab.check.held"
+        key = {True: "lab.check.held_open", False: "lab.check.held",
+               None: "lab.check.held_or_open"}[self.still_held]
         if not seen:
             return CheckResult(self.id, False, key, fields, None)
 
+        def ended_within(d):
+            return d >= self.lo and (self.hi is None or d <= self.hi)
+
         def good(d, held):
+            if self.still_held is None:
+                return d >= self.held_at_least if held else ended_within(d)
             if self.still_held:
                 return held and d >= self.lo
-            return not held and d >= self.lo and (self.hi is None or d <= self.hi)
+            return not held and ended_within(d)
         oks = [good(d, held) for d, held in seen]
         ok = all(oks) if self.which == "each" else any(oks)
         durations = sorted(round(d, 3) for d, _ in seen)
@@ -171,11 +180,13 @@ class Sent:
                 continue
             n += 1
         ok = n >= self.least and (self.most is None or n <= self.most)
-        fate = {True: "dropped", False: "passed", None: "any"}[self.dropped]
-        return CheckResult(self.id, ok, "lab.check.sent",
-                           {"src": self.src, "flags": self.flags, "tag": self.tag or "-",
-                            "fate": fate, "least": self.least,
-                            "most": self.most if self.most is not None else "-"}, n)
+        key = "lab.check.sent" + ("_tag" if self.tag else "") + \
+            {True: "_dropped", False: "_passed", None: ""}[self.dropped]
+        fields = {"src": self.src, "flags": self.flags, "least": self.least,
+                  "most": self.most if self.most is not None else "-"}
+        if self.tag:
+            fields["tag"] = self.tag
+        return CheckResult(self.id, ok, key, fields, n)
 
 
 @dataclass(frozen=True)
@@ -197,10 +208,15 @@ class Diagnosed:
                 and (self.side is None or f.side == self.side)
                 and (self.at is None or f.at == self.at)]
         ok = bool(hits) == self.present
-        key = "lab.check.diagnosed" if self.present else "lab.check.not_diagnosed"
-        return CheckResult(self.id, ok, key, {"rule": self.rule, "side": self.side or "-",
-                                              "at": self.at or "-"},
-                           sorted({f.severity for f in hits}))
+        key = "lab.check." + ("diagnosed" if self.present else "not_diagnosed")
+        fields = {"rule": self.rule}
+        if self.side is not None:
+            key += "_side"
+            fields["side"] = self.side
+        if self.at is not None:
+            key += "_at"
+            fields["at"] = self.at
+        return CheckResult(self.id, ok, key, fields, sorted({f.severity for f in hits}))
 
 
 _OPS = {

@@ -12,7 +12,9 @@ carry no namespace) of one are never taken for the other's.
 
 ``lab clean`` removes what belongs to runs whose owner is gone: processes
 still in their namespaces (ended by pid), the namespaces (and with them
-their veths), their tracefs instances and their run files.
+their veths; a crash while building can also leave ``tl-lab-<id>-seed``,
+the namespaces' parent), their tracefs instances, their capture
+directories (``$TMPDIR/tl-lab-<id>-cap-*``) and their run files.
 
 >>> parse_name("tl-lab-3fa2c1-client")
 ('3fa2c1', 'client')

@@ -84,10 +84,15 @@ class SocketTable:
                                for t in tables]).view(SOCKET_DTYPE).reshape(-1)
         if all(t.info is None for t in tables):
             return SocketTable(rows, None)
-        # Rows without tcp_info get present=False so columns stay aligned.
-        info = np.concatenate([
-            t.info if t.info is not None else np.zeros(len(t), TCP_INFO_DTYPE)
-            for t in tables])
+        # Rows without tcp_info get present=False so columns stay aligned;
+        # copied as bytes too (np.concatenate of 1M tcp_info rows: 0.5 s).
+        info = np.zeros(len(rows), TCP_INFO_DTYPE)
+        out = info.view(np.uint8).reshape(len(rows), -1)
+        at = 0
+        for t in tables:
+            if t.info is not None and len(t):
+                out[at:at + len(t)] = np.ascontiguousarray(t.info).view(np.uint8).reshape(len(t), -1)
+            at += len(t)
         return SocketTable(rows, info)
 
     def state_counts(self) -> dict[int, int]:

@@ -41,11 +41,12 @@ def run(opts: LsOptions, term, msg) -> int:
     view = query.collect(opts.scope, opts.filters, want_owners=opts.owners)
     if opts.json:
         w = term.stdout.write
-        w("{")
-        objects = (obj for part in view.parts
-                   for obj in jsonout.socket_objects(part.table, netns=part.ns.netns,
-                                                     owners=part.owners, ages=part.age_arrays()))
-        jsonout.write_array(w, "sockets", objects)
+        w('{"sockets": [')
+        array = jsonout.SocketArray(_bytes_writer(term.stdout))
+        for part in view.parts:
+            array.add(part.table, netns=part.ns.netns, owners=part.owners,
+                      ages=part.age_arrays())
+        w("]")
         for key, value in snapshot_meta(view).items():
             w(", " + json.dumps(key) + ": " + json.dumps(value))
         w("}\n")
@@ -54,3 +55,17 @@ def run(opts: LsOptions, term, msg) -> int:
             term.out(line)
     report_problems(view, term, msg)
     return 0
+
+
+def _bytes_writer(stream):
+    """Write bytes to a text stream: to its binary buffer when it has one
+    (the text layer flushed first, so the order holds), else decoded (the
+    socket objects are ASCII: json escapes everything else)."""
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:
+        return lambda data: stream.write(bytes(data).decode("ascii"))
+
+    def write(data) -> None:
+        stream.flush()
+        buffer.write(data)
+    return write

@@ -214,6 +214,11 @@ def decode_into(buf: np.ndarray, nbytes: int, sink: RowSink, *,
             raise DecodeError(f"inet_diag message at offset {bad} shorter than {FIXED} bytes")
         out, info = sink.reserve(rows.shape[0])
         _fill_rows(out, rows, lens)
+        if info is not None and not tcp_info:
+            # A sink with tcp_info also takes dumps made without it (one
+            # table for all states, see collect/snapshot.py): no info here.
+            info.view(np.uint8)[...] = 0
+            info = None
         if tcp_info or (out["shutdown"] < 0).any():
             _walk_attributes(data, halves, block, lens.astype(np.int64), out, info)
     return done, error

@@ -76,10 +76,11 @@ def retry_bounds(retries: int) -> tuple[float, float, int, int]:
     so both outcomes are allowed:
 
     >>> retry_bounds(2)
-    (1.872, 3.712, 4, 5)
+    (1.834, 3.731, 4, 5)
     """
-    runs = [retry_lifetime(retries, rto=RTO_MIN_S * (1 + k / 100), pto=RTO_MIN_S * (1 + k / 100))
-            for k in range(0, 26)]
+    runs = [retry_lifetime(retries, rto=rto, pto=pto)
+            for rto in (RTO_MIN_S * (1 + k / 1000) for k in range(0, 251))
+            for pto in (RTO_MIN_S, rto)]
     return (min(r[0] for r in runs), max(r[0] for r in runs), min(r[1] for r in runs),
             max(r[1] for r in runs))
 

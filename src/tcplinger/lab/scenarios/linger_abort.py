@@ -7,7 +7,7 @@ by tcp_reset()). With linger off, the closer ends in TIME_WAIT.
 
 from __future__ import annotations
 
-from ..checks import Diagnosed, Fact, Never, Reaches, Sent
+from ..checks import Diagnosed, Fact, Held, Never, Reaches, Sent
 from ..params import Param
 from ..scenario import Scenario
 
@@ -47,7 +47,8 @@ def checks(p: dict, tol) -> list:
                 Fact("peer_error", "==", "ECONNRESET"),
                 Diagnosed("orphan-fin-wait-2", present=False)]
     return [Sent(closer, "F"), Sent(closer, "R", least=0, most=0),
-            Reaches(closer, "TIME_WAIT"), Never(other, "TIME_WAIT")]
+            Reaches(closer, "TIME_WAIT"), Never(other, "TIME_WAIT"),
+            Held(closer, "TIME_WAIT", *tol.about(60), still_held=None, held_at_least=0.3)]
 
 
 SCENARIO = Scenario(
