@@ -270,7 +270,7 @@ class _Record:
 
 
 class _Addresses:
-    """saddr/daddr of a table as codes into one list of formatted addresses.
+    """saddr/daddr of a table as codes into lists of formatted addresses.
 
     Each distinct (family, address) is formatted once, with inet_ntop as
     everywhere else (format_address); a host has far fewer distinct
@@ -278,28 +278,36 @@ class _Addresses:
     """
 
     def __init__(self, rows: np.ndarray):
+        rows = np.ascontiguousarray(rows)
+        self.source, self.source_vocab = self._column(rows, "saddr")
+        self.dest, self.dest_vocab = self._column(rows, "daddr")
+
+    @staticmethod
+    def _column(rows: np.ndarray, name: str) -> tuple[np.ndarray, _Vocab]:
         n = len(rows)
-        fam = np.concatenate([rows["family"], rows["family"]])
-        raw = np.concatenate([rows["saddr"], rows["daddr"]])
-        codes = np.empty(2 * n, np.int32)
+        fam = rows["family"]
+        codes = np.empty(n, np.int32)
         strings: list[str] = []
         v4 = fam == 2
         if v4.any():
-            key = raw[v4].view(np.uint8).reshape(-1, 16)[:, :4].copy().view(np.uint32).ravel()
-            uniq, inv = _factorize(key)
+            # The first 4 bytes of each address as a u32, straight from
+            # the rows (a strided view: no copy of the 16-byte column).
+            first4 = np.ndarray((n,), np.uint32, buffer=rows, offset=rows.dtype.fields[name][1],
+                                strides=(rows.dtype.itemsize,))
+            uniq, inv = _factorize(first4[v4] if not v4.all() else first4)
             data = uniq.tobytes()
             strings += [socket.inet_ntop(socket.AF_INET, data[i:i + 4])
                         for i in range(0, len(data), 4)]
             codes[v4] = inv
         if not v4.all():
             # format_address() prints every other family as IPv6
+            raw = rows[name]
             for family in np.unique(fam[~v4]).tolist():
                 sel = fam == family
                 uniq, inv = np.unique(raw[sel], return_inverse=True)
                 codes[sel] = len(strings) + inv.ravel()
                 strings += [format_address(family, u.tobytes()) for u in uniq]
-        self.source, self.dest = codes[:n], codes[n:]
-        self.vocab = _Vocab(['"' + s + '"' for s in strings])
+        return codes, _Vocab(['"' + s + '"' for s in strings])
 
 
 def _factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -397,8 +405,10 @@ class _Context:
         kind = np.where(self.present[lo:hi], 1, 0).astype(np.int8)
         kind[self.slow[lo:hi]] = 2
         groups = {}
-        for k in np.unique(kind).tolist():
-            idx = lo + np.flatnonzero(kind == k)
+        kinds_here = np.unique(kind).tolist()
+        for k in kinds_here:
+            # a slice when one kind fills the block: views, not copies
+            idx = slice(lo, hi) if len(kinds_here) == 1 else lo + np.flatnonzero(kind == k)
             groups[k] = self._slow(idx) if k == 2 else self._fast(idx, info=k == 1)
         if len(groups) == 1:
             (only,) = groups.values()
@@ -416,7 +426,7 @@ class _Context:
             used[k] = p + b - a
         return chunks
 
-    def _slow(self, idx: np.ndarray) -> list[bytes]:
+    def _slow(self, idx) -> list[bytes]:
         sub = self.table.select(idx)
         ages = (self.exact[idx], self.bound[idx])
         inodes = sub.rows["inode"].tolist()
@@ -424,20 +434,22 @@ class _Context:
         return [_SEP + s.encode("ascii") for s in
                 socket_objects(sub, netns=self.netns_ref, owners=owners, ages=ages)]
 
-    def _fast(self, idx: np.ndarray, *, info: bool) -> np.ndarray:
+    def _fast(self, idx, *, info: bool) -> np.ndarray:
+        """The rows ``idx`` (an index array or a slice) as an (n, width) matrix."""
         r = self.rows[idx]
-        rec = _Record(len(idx))
+        n = len(r)
+        rec = _Record(n)
         addr = self.addresses
         rec.lit(b',\n{"state": ')
         rec.field(_STATE_V.pick(r["state"]))
         rec.lit(', "family": ')
         rec.field(_FAMILY_V.pick(r["family"] == 10))
         rec.lit(', "local": {"address": ')
-        rec.field(addr.vocab.pick(addr.source[idx]))
+        rec.field(addr.source_vocab.pick(addr.source[idx]))
         rec.lit(', "port": ')
         rec.field(_digits(r["sport"]))
         rec.lit('}, "remote": {"address": ')
-        rec.field(addr.vocab.pick(addr.dest[idx]))
+        rec.field(addr.dest_vocab.pick(addr.dest[idx]))
         rec.lit(', "port": ')
         rec.field(_digits(r["dport"]))
         inode = r["inode"]
@@ -472,7 +484,7 @@ class _Context:
             rec.field(vocab.matrix)
         else:
             rec.lit("[]")
-        self._age(rec, idx)
+        self._age(rec, idx, n)
         if info:
             inf = self.table.info[idx]
             for i, (name, _) in enumerate(TCP_INFO_FIELDS):
@@ -482,7 +494,7 @@ class _Context:
         rec.lit("}")
         return rec.build()
 
-    def _age(self, rec: _Record, idx: np.ndarray) -> None:
+    def _age(self, rec: _Record, idx, n: int) -> None:
         known = self.age_known[idx]
         if not known.any():
             rec.lit(', "age": {"seconds": null, "at_least": false, "source": "unknown"}')
@@ -494,7 +506,7 @@ class _Context:
         zero = frac == ord("0")
         frac[:, 2][zero[:, 2]] = _SPACE
         frac[:, 1][zero[:, 1] & zero[:, 2]] = _SPACE
-        number = np.concatenate([whole, np.full((len(idx), 1), ord("."), np.uint8), frac], axis=1)
+        number = np.concatenate([whole, np.full((n, 1), ord("."), np.uint8), frac], axis=1)
         null = np.full(number.shape[1], _SPACE, np.uint8)
         null[-4:] = np.frombuffer(b"null", np.uint8)
         number[~known] = null
