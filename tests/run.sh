@@ -12,5 +12,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get install -y -qq iproute2 nftables conntrack tcpdump procps net-tools \
         prometheus prometheus-node-exporter openssl >/dev/null
 fi
-python3 -m pip install -q -e '.[test,exporter,webauth]'
+python3 -m pip install -q -e '.[test,exporter,webauth,tui]'
 exec python3 -m pytest "$@" tests src/tcplinger

@@ -245,3 +245,17 @@ def test_columnar_writer_rows_it_cannot_express():
     got = _fast(table, ages=(exact, bound), block=4)
     assert got == _expected(table, exact=exact, bound=bound)
     assert [d["timer"]["expires_ms"] for d in got] == [5, -3, 7, 0, 1, 2]
+
+
+def test_concat_keeps_tcp_info_aligned():
+    a, b, c = empty(2), empty(0), empty(3)
+    info = np.zeros(3, TCP_INFO_DTYPE)
+    info["present"] = [True, False, True]
+    info["rto"] = [201000, 0, 4294967295]
+    t = SocketTable.concat([SocketTable(a), SocketTable(b, np.zeros(0, TCP_INFO_DTYPE)),
+                            SocketTable(c, info)])
+    assert t.info["present"].tolist() == [False, False, True, False, True]
+    assert t.info["rto"].tolist() == [0, 0, 201000, 0, 4294967295]
+    empty_both = SocketTable.concat([SocketTable(empty(0), np.zeros(0, TCP_INFO_DTYPE)),
+                                     SocketTable(empty(0))])
+    assert len(empty_both) == 0 and len(empty_both.info) == 0

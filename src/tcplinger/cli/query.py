@@ -30,9 +30,20 @@ class NsView:
     ns: NetnsSnapshot
     table: SocketTable
     owners: dict[int, tuple[Owner, ...]] | None = None  # None: not resolved
+    #: ages merged with a fresh watch database (cli/watchdb.py), else None
+    tracked: object | None = None
 
     def ages(self) -> list[Age]:
+        if self.tracked is not None:
+            return self.tracked.to_ages()
         return age_mod.ages(self.table, self.ns.kernel)
+
+    def export_ages(self):
+        """What export/jsonout.py takes: the tracked (seconds, at_least,
+        source codes) triple when there is one, else :meth:`age_arrays`."""
+        if self.tracked is not None:
+            return self.tracked.as_tuple()
+        return self.age_arrays()
 
     def age_arrays(self):
         """(exact, lower bound) seconds as float arrays: cheap at 1M rows."""
@@ -78,7 +89,10 @@ def attach_owners(view: View, proc_root: Path) -> None:
     for part in view.parts:
         inodes = part.table.rows["inode"]
         wanted.update(np.unique(inodes[inodes != 0]).tolist())
-    found = owners_mod.find_owners(wanted, proc_root) if wanted else {}
+    # The namespaces' own processes first: the others are read only when
+    # some socket has no owner among them (see find_owners).
+    first = {pid for part in view.parts for pid in part.ns.pids}
+    found = owners_mod.find_owners(wanted, proc_root, first=first) if wanted else {}
     view.unreadable_pids = getattr(found, "unreadable", 0)
     for part in view.parts:
         part.owners = found

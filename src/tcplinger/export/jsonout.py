@@ -42,14 +42,13 @@ Example of the fast writer (two sockets, the namespace left out):
 from __future__ import annotations
 
 import json
-import socket
 from typing import Callable, Iterator
 
 import numpy as np
 
 from ..model.socket import TIMER_NAMES, Age, AgeSource, UNKNOWN_AGE, format_address, is_orphan
 from ..model.states import TcpState, name as state_name
-from ..model.table import TCP_INFO_FIELDS, SocketTable
+from ..model.table import TCP_INFO_FIELDS, SocketTable, address_codes
 
 _STATE = [json.dumps(state_name(i)) for i in range(256)]
 _TIMER = [json.dumps(TIMER_NAMES.get(i, "off")) for i in range(256)]
@@ -119,6 +118,9 @@ def socket_objects(table, *, netns=None, owners=None, ages=None) -> Iterator[str
             age_strs[i], info_rows[i] if info_rows is not None else "")
 
 
+_SOURCE_NAMES = ("unknown", "timer", "last_recv", "trace", "first_seen")
+
+
 def _ages_json(ages, n, unknown):
     """``ages`` is None, a list of Age, or an (exact, lower_bound) pair of
     float arrays as track.age.age_arrays() gives (NaN: not known)."""
@@ -126,6 +128,12 @@ def _ages_json(ages, n, unknown):
         return [unknown] * n
     if isinstance(ages, list):
         return [unknown if a is UNKNOWN_AGE else _age_json(a) for a in ages]
+    if len(ages) == 3:  # tracked: (seconds, at_least, source codes), see _Context
+        secs, low, codes = ages
+        sources = [AgeSource(v) for v in _SOURCE_NAMES]
+        return [unknown if codes[i] == 0 or secs[i] != secs[i] else
+                _age_json(Age(float(secs[i]), bool(low[i]), sources[int(codes[i])]))
+                for i in range(n)]
     exact, bound = ages
     out = [unknown] * n
     for i in np.flatnonzero(~np.isnan(exact)).tolist():
@@ -206,7 +214,8 @@ _TIMER_V = _Vocab(_TIMER)
 _BOOL_V = _Vocab(list(_BOOL))
 _FAMILY_V = _Vocab(['"ipv4"', '"ipv6"'])
 _SOURCE_V = _Vocab([json.dumps(s.value) for s in
-                    (AgeSource.UNKNOWN, AgeSource.TIMER, AgeSource.LAST_RECV)])
+                    (AgeSource.UNKNOWN, AgeSource.TIMER, AgeSource.LAST_RECV,
+                     AgeSource.TRACE, AgeSource.FIRST_SEEN)])  # track.tracker.SOURCE_CODES
 
 
 def _digits(values: np.ndarray) -> np.ndarray:
@@ -270,58 +279,14 @@ class _Record:
 
 
 class _Addresses:
-    """saddr/daddr of a table as codes into lists of formatted addresses.
-
-    Each distinct (family, address) is formatted once, with inet_ntop as
-    everywhere else (format_address); a host has far fewer distinct
-    addresses than sockets.
-    """
+    """saddr/daddr of a table as codes into vocabularies of quoted addresses
+    (model.table.address_codes: each distinct address formatted once)."""
 
     def __init__(self, rows: np.ndarray):
-        rows = np.ascontiguousarray(rows)
-        self.source, self.source_vocab = self._column(rows, "saddr")
-        self.dest, self.dest_vocab = self._column(rows, "daddr")
-
-    @staticmethod
-    def _column(rows: np.ndarray, name: str) -> tuple[np.ndarray, _Vocab]:
-        n = len(rows)
-        fam = rows["family"]
-        codes = np.empty(n, np.int32)
-        strings: list[str] = []
-        v4 = fam == 2
-        if v4.any():
-            # The first 4 bytes of each address as a u32, straight from
-            # the rows (a strided view: no copy of the 16-byte column).
-            first4 = np.ndarray((n,), np.uint32, buffer=rows, offset=rows.dtype.fields[name][1],
-                                strides=(rows.dtype.itemsize,))
-            uniq, inv = _factorize(first4[v4] if not v4.all() else first4)
-            data = uniq.tobytes()
-            strings += [socket.inet_ntop(socket.AF_INET, data[i:i + 4])
-                        for i in range(0, len(data), 4)]
-            codes[v4] = inv
-        if not v4.all():
-            # format_address() prints every other family as IPv6
-            raw = rows[name]
-            for family in np.unique(fam[~v4]).tolist():
-                sel = fam == family
-                uniq, inv = np.unique(raw[sel], return_inverse=True)
-                codes[sel] = len(strings) + inv.ravel()
-                strings += [format_address(family, u.tobytes()) for u in uniq]
-        return codes, _Vocab(['"' + s + '"' for s in strings])
-
-
-def _factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct values, index of each key in them).
-
-    np.unique(return_inverse=True) argsorts all keys (0.2-0.3 s for 2M
-    here); with few distinct values, sorting them and a binary search per
-    key costs less than half of that.
-    """
-    uniq = np.unique(key)
-    if len(uniq) <= 1 << 16:
-        return uniq, np.searchsorted(uniq, key)
-    uniq, inv = np.unique(key, return_inverse=True)
-    return uniq, inv.ravel()
+        codes, texts = address_codes(rows, "saddr")
+        self.source, self.source_vocab = codes, _Vocab(['"' + t + '"' for t in texts])
+        codes, texts = address_codes(rows, "daddr")
+        self.dest, self.dest_vocab = codes, _Vocab(['"' + t + '"' for t in texts])
 
 
 def _owner_strings(owners: dict, inodes: list[int]) -> list[str]:
@@ -379,11 +344,20 @@ class _Context:
         self.owners = owners or {}
         self.addresses = _Addresses(rows)
         n = len(rows)
+        tracked = None
         if ages is None:
             exact = bound = np.full(n, np.nan)
+        elif len(ages) == 3:
+            # tracked ages (track.tracker.TrackedAges.as_tuple()): seconds,
+            # at_least, source codes 0..4 (_SOURCE_V order)
+            tracked = ages
+            secs = np.where(ages[2] == 0, np.nan, ages[0])
+            exact = np.where(ages[1], np.nan, secs)
+            bound = np.where(ages[1], secs, np.nan)
         else:
             exact, bound = ages
         self.exact, self.bound = exact, bound
+        self.tracked = tracked
         value = np.where(np.isnan(exact), bound, exact)
         known = ~np.isnan(value)
         with np.errstate(invalid="ignore", over="ignore"):
@@ -395,6 +369,10 @@ class _Context:
                            & (np.abs(np.abs(millis - rounded) - 0.5) > 1e-6))
         self.age_known = known
         self.age_source = np.where(~np.isnan(exact), 1, np.where(known, 2, 0)).astype(np.int8)
+        self.age_at_least = self.age_source == 2
+        if tracked is not None:
+            self.age_source = np.where(known, tracked[2], 0).astype(np.int8)
+            self.age_at_least = np.asarray(tracked[1], bool) & known
         self.age_millis = np.where(known & ok, rounded, 0).astype(np.int64)
         self.slow = ~ok | (rows["expires_ms"] < 0)
         self.present = (table.info["present"] if table.info is not None
@@ -428,7 +406,10 @@ class _Context:
 
     def _slow(self, idx) -> list[bytes]:
         sub = self.table.select(idx)
-        ages = (self.exact[idx], self.bound[idx])
+        if self.tracked is not None:
+            ages = tuple(np.asarray(a)[idx] for a in self.tracked)
+        else:
+            ages = (self.exact[idx], self.bound[idx])
         inodes = sub.rows["inode"].tolist()
         owners = {i: self.owners[i] for i in inodes if i in self.owners}
         return [_SEP + s.encode("ascii") for s in
@@ -513,7 +494,7 @@ class _Context:
         rec.lit(', "age": {"seconds": ')
         rec.field(number)
         rec.lit(', "at_least": ')
-        rec.field(_BOOL_V.pick(self.age_source[idx] == 2))
+        rec.field(_BOOL_V.pick(self.age_at_least[idx]))
         rec.lit(', "source": ')
         rec.field(_SOURCE_V.pick(self.age_source[idx]))
         rec.lit("}")

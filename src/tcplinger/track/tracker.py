@@ -103,6 +103,9 @@ class Transition:
     family: int = 2
     local: tuple[str, int] = ("", 0)
     remote: tuple[str, int] = ("", 0)
+    #: a trace event read after the sample that saw the change by sampling:
+    #: this transition replaces the sampled one (same cookie and ``new``)
+    corrects: bool = False
 
 
 @dataclass
@@ -193,6 +196,8 @@ class _Namespace:
     at_least: np.ndarray  # bool
     first_seen: np.ndarray  # float64
     missed: np.ndarray  # int16: consecutive samples without the socket
+    prev_since: np.ndarray  # float64: since of the state before (late trace events)
+    prev_at_least: np.ndarray  # bool
     last_obs: float = 0.0
 
 
@@ -292,6 +297,9 @@ class Tracker:
         code = np.full(n, FIRST_SEEN, np.int8)
         at_least = np.full(n, fresh)
         first_seen = np.full(n, now)
+        prev_since = np.full(n, np.nan)
+        prev_low = np.zeros(n, bool)
+        late = np.zeros(n, bool)  # a sampled change a late trace event may correct
         out: list[Transition] = []
         prev_t = old.last_obs if old is not None else now
         if old is not None and len(old.cols):
@@ -301,7 +309,13 @@ class Tracker:
             since[same] = old.since[idx[same]]
             code[same] = old.code[idx[same]]
             at_least[same] = old.at_least[idx[same]]
-            changed = np.flatnonzero(hit & ~same)
+            prev_since[same] = old.prev_since[idx[same]]
+            prev_low[same] = old.prev_at_least[idx[same]]
+            late[same] = old.code[idx[same]] == FIRST_SEEN
+            diff = hit & ~same
+            prev_since[diff] = old.since[idx[diff]]
+            prev_low[diff] = old.at_least[idx[diff]]
+            changed = np.flatnonzero(diff)
             for i in changed.tolist():
                 j = int(idx[i])
                 out.append(self._sampled(ns, old, j, int(cur["state"][i]), now))
@@ -326,22 +340,26 @@ class Tracker:
                     continue
                 if code[i] == TRACE and since[i] >= last.t:
                     continue  # already used
-                # replace a sampled transition by the traced chain
-                out = [t for t in out if not (t.netns == ns and t.cookie == int(cur["cookie"][i])
+                cookie = int(cur["cookie"][i])
+                # replace a sampled transition of this sample by the traced chain
+                out = [t for t in out if not (t.netns == ns and t.cookie == cookie
                                               and t.source == AgeSource.FIRST_SEEN)]
+                corrects = bool(late[i])  # the sampled change was written last time
+                if corrects or not np.isnan(prev_since[i]):
+                    p_since, p_low = float(prev_since[i]), bool(prev_low[i])
+                else:
+                    p_since, p_low = float(since[i]), bool(at_least[i])
                 chain_from = since[i] if code[i] == TRACE else -np.inf
-                prev_since, prev_low = float(since[i]), bool(at_least[i])
-                if old is not None and len(old.cols):
-                    j, h = _match(old.cols, cur[i:i + 1])
-                    if h[0]:
-                        prev_since, prev_low = float(old.since[j[0]]), bool(old.at_least[j[0]])
+                if corrects:
+                    evs = evs[-1:]  # only the change the sample saw
                 for e in evs:
                     if e.t <= chain_from:
                         continue
-                    out.append(Transition(ns, int(cur["cookie"][i]), e.old, e.new, e.t,
-                                          AgeSource.TRACE, max(e.t - prev_since, 0.0), prev_low,
-                                          int(cur["family"][i]), e.local, e.remote))
-                    prev_since, prev_low = e.t, False
+                    stayed = None if np.isnan(p_since) else max(e.t - p_since, 0.0)
+                    out.append(Transition(ns, cookie, e.old, e.new, e.t, AgeSource.TRACE,
+                                          stayed, p_low, int(cur["family"][i]), e.local,
+                                          e.remote, corrects))
+                    p_since, p_low = e.t, False
                 since[i], code[i], at_least[i] = last.t, TRACE, False
         # appearances after the first look are transitions from nothing
         if not fresh:
@@ -357,7 +375,7 @@ class Tracker:
                                       AgeSource.FIRST_SEEN, None, False, int(cur["family"][i]),
                                       *_endpoints(cur[i])))
         missed = np.zeros(n, np.int16)
-        st = _Namespace(cur, since, code, at_least, first_seen, missed, now)
+        st = _Namespace(cur, since, code, at_least, first_seen, missed, prev_since, prev_low, now)
         if old is not None and len(old.cols):
             # sockets missing for fewer than miss_limit samples stay, unchanged
             idx, hit = _match(old.cols, cur)
@@ -378,9 +396,11 @@ class Tracker:
     def _gone(self, ns, old: _Namespace, j: int, now: float, prev_t: float) -> list[Transition]:
         row = old.cols[j]
         cookie = int(row["cookie"])
-        evs = [e for e in self.events.get(_port_key(row), ())
-               if prev_t - 1.0 < e.t <= now and _same_tuple(e, row)]
         since, low = float(old.since[j]), bool(old.at_least[j])
+        # events after it entered its last known state are its own (a new
+        # socket on the same 4-tuple within seconds is not plausible)
+        evs = [e for e in self.events.get(_port_key(row), ())
+               if max(since, prev_t - self.event_horizon) < e.t <= now and _same_tuple(e, row)]
         out = []
         for e in evs:
             if e.t <= since and int(old.code[j]) == TRACE:
@@ -456,7 +476,8 @@ def _concat(st: _Namespace, old: _Namespace, keep: np.ndarray) -> _Namespace:
     return _Namespace(cols[order], cat(st.since, old.since[keep]), cat(st.code, old.code[keep]),
                       cat(st.at_least, old.at_least[keep]),
                       cat(st.first_seen, old.first_seen[keep]),
-                      cat(st.missed, old.missed[keep] + 1), st.last_obs)
+                      cat(st.missed, old.missed[keep] + 1), cat(st.prev_since, old.prev_since[keep]),
+                      cat(st.prev_at_least, old.prev_at_least[keep]), st.last_obs)
 
 
 def event_from_trace(ev) -> StateEvent | None:

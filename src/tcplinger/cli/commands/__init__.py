@@ -39,6 +39,11 @@ COMMANDS = (
     Command("sim", "sim", "simulate teardown on other TCP stacks and behind middleboxes"),
     Command("lab", "lab", "reproduce teardown pathologies on this kernel in throwaway namespaces"),
     Command("exporter", "exporter", "Prometheus exporter (HTTP, or a file for node_exporter)"),
+    Command("watch", "watch", "the daemon: remember ages in state, transitions and trends "
+                              "(SQLite)"),
+    Command("history", "history", "trends from the watch database: sparklines, growth, "
+                                  "time to limit"),
+    Command("top", "top", "live full-screen view: states, owners, oldest sockets, growth"),
 )
 BY_NAME = {c.name: c for c in COMMANDS}
 DEFAULT_COMMAND = "report"

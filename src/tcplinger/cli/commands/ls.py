@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ...collect.snapshot import Scope
 from ...export import jsonout
 from ...ui import sockets as sockets_view
-from .. import query
+from .. import query, watchdb
 from ..options import Filters, add_filters, add_scope, filters_from, scope_from
 from ..output import report_problems, snapshot_meta
 
@@ -22,6 +22,7 @@ class LsOptions:
     filters: Filters
     owners: bool
     json: bool
+    db: object = None  # a watch database path (None: the default one, if fresh)
 
 
 def register(sub) -> None:
@@ -33,19 +34,22 @@ def register(sub) -> None:
     p.add_argument("--owners", action="store_true",
                    help="find the owning processes (walks /proc/*/fd for the listed sockets)")
     p.add_argument("--json", action="store_true", help="JSON output (docs/json.md)")
+    watchdb.add_argument(p)
     p.set_defaults(run=lambda args, term, msg: run(
-        LsOptions(scope_from(args), filters_from(args), args.owners, args.json), term, msg))
+        LsOptions(scope_from(args), filters_from(args), args.owners, args.json, args.db),
+        term, msg))
 
 
 def run(opts: LsOptions, term, msg) -> int:
     view = query.collect(opts.scope, opts.filters, want_owners=opts.owners)
+    watchdb.attach(view, opts.db, term, msg)
     if opts.json:
         w = term.stdout.write
         w('{"sockets": [')
         array = jsonout.SocketArray(_bytes_writer(term.stdout))
         for part in view.parts:
             array.add(part.table, netns=part.ns.netns, owners=part.owners,
-                      ages=part.age_arrays())
+                      ages=part.export_ages())
         w("]")
         for key, value in snapshot_meta(view).items():
             w(", " + json.dumps(key) + ": " + json.dumps(value))

@@ -1,0 +1,328 @@
+"""``tcplinger watch``: the daemon that remembers. Every interval it takes
+a snapshot, tells the tracker (track/tracker.py) what it saw and what the
+state-change tracepoint reported in between, and writes counts, kernel
+limits, transitions and the live ages into the watch database
+(track/store.py).
+
+Ages come from ``sock:inet_sock_set_state`` through a private tracefs
+instance (collect/tracefs.py) when tracefs is there and the user is root;
+otherwise from sampling, which it says once at start.
+
+SIGTERM and SIGINT end the loop after the sample in progress is written;
+the database is in WAL mode so a ``kill -9`` leaves it readable.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...collect import owners as owners_mod
+from ...collect import snapshot as snap_mod
+from ...collect import tracefs
+from ...model.states import TEARDOWN, TcpState
+from ...track import series
+from ...track.store import SampleInfo, Store, default_path
+from ...track.tracker import Tracker, event_from_trace
+from ..errors import CliError, Exit
+from ..options import add_scope, positive_float, scope_from
+from ..query import INFO_STATES
+
+NAME = "watch"
+
+#: Transitions worth a row in ``events``: into or out of these states.
+#: TIME_WAIT is left out: every closed connection passes through it; its
+#: count is in the time series.
+EVENT_STATES = frozenset(int(s) for s in TEARDOWN) - {int(TcpState.TIME_WAIT)}
+#: Kernel-side filter of sock:inet_sock_set_state (see start_trace).
+STATE_FILTER = "newstate >= 4 && newstate != 10"
+#: Seconds between two retention passes.
+RETAIN_EVERY = 300.0
+#: At most this many event rows per sample (a storm of closes must not
+#: grow the database without bound); the rest are counted in the log.
+MAX_EVENTS_PER_SAMPLE = 5000
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    scope: snap_mod.Scope
+    interval: float
+    db: Path
+    trace: bool = True
+    samples: int | None = None  # stop after this many (tests, benchmarks)
+    owners: bool = True
+    raw_keep: float = 24 * 3600
+    keep: float = 30 * 24 * 3600
+
+
+def register(sub) -> None:
+    p = sub.add_parser(NAME, help="the daemon: remember ages in state, transitions and trends",
+                       description="Sample the host every interval, track each socket's age in "
+                                   "state (exact with the state-change tracepoint, else from "
+                                   "sampling) and keep counts, limits and transitions in an "
+                                   "SQLite database that ls, stats, report, history and top "
+                                   "read (docs/watch.md).")
+    add_scope(p)
+    p.add_argument("--interval", type=positive_float, default=10.0, metavar="S",
+                   help="seconds between samples (default 10)")
+    add_db_argument(p)
+    p.add_argument("--no-trace", action="store_true",
+                   help="do not use the tracepoint: ages from sampling only")
+    p.add_argument("--no-owners", action="store_true",
+                   help="do not attribute lingering sockets to processes")
+    p.add_argument("--samples", type=int, default=None, metavar="N",
+                   help="stop after N samples (default: run until SIGTERM)")
+    p.add_argument("--keep", type=_duration, default=30 * 24 * 3600.0, metavar="DURATION",
+                   help="how long history is kept (default 30d)")
+    p.add_argument("--raw-keep", type=_duration, default=24 * 3600.0, metavar="DURATION",
+                   help="how long every sample is kept before 5-minute roll-ups (default 24h)")
+    p.set_defaults(run=lambda args, term, msg: run(WatchOptions(
+        scope_from(args), args.interval, db_path(args.db), not args.no_trace, args.samples,
+        not args.no_owners, args.raw_keep, args.keep), term, msg))
+
+
+def add_db_argument(p) -> None:
+    p.add_argument("--db", metavar="PATH", type=Path, default=None,
+                   help="the watch database (default: /var/lib/tcplinger/watch.db for root, "
+                        "~/.local/state/tcplinger/watch.db otherwise)")
+
+
+def db_path(given: Path | None) -> Path:
+    return given if given is not None else default_path(os.geteuid(), dict(os.environ))
+
+
+def _duration(text: str) -> float:
+    """``90s``, ``10m``, ``6h``, ``30d`` or seconds.
+
+    >>> _duration("6h"), _duration("30d"), _duration("45")
+    (21600.0, 2592000.0, 45.0)
+    """
+    import argparse
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    try:
+        if text and text[-1] in units:
+            value = float(text[:-1]) * units[text[-1]]
+        else:
+            value = float(text)
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 90s, 10m, 6h, 30d)")
+    return value
+
+
+class Watcher:
+    """The loop, separate from argument parsing so tests and the benchmark
+    drive it directly."""
+
+    def __init__(self, opts: WatchOptions, *, log=lambda text: None,
+                 roots: snap_mod.Roots = snap_mod.Roots()):
+        self.opts = opts
+        self.log = log
+        self.roots = roots
+        self.stop = threading.Event()
+        self.tracker = Tracker(event_horizon=max(30.0, 3 * opts.interval))
+        self.queue: collections.deque = collections.deque()
+        self.session: tracefs.TraceSession | None = None
+        self.age_source = "first_seen"
+        self.trace_error: str | None = None
+        self.owner_cache: dict = {}
+        self.owner_info: dict = {}
+        self._last_walk = -1e9
+        self._walk_cost = 0.0
+        self._walker: threading.Thread | None = None
+        self._walk_result = None
+        self.samples = 0
+        self.sample_cost: list[float] = []
+        self.events_dropped = 0
+
+    # ---- life cycle -----------------------------------------------------
+    def start_trace(self) -> None:
+        if not self.opts.trace:
+            self.trace_error = "disabled (--no-trace)"
+            return
+        try:
+            self.session = tracefs.TraceSession("watch", on_event=self.queue.append,
+                                                buffer_kb=4096).start()
+            self.age_source = "trace"
+            # A socket that closes is gone from the next dump at once, but
+            # its last events may still be in the ring buffer: wait one
+            # more sample before calling it gone, so they date its end.
+            self.tracker.miss_limit = 2
+            # Entering SYN_SENT, SYN_RECV, ESTABLISHED or LISTEN is a third
+            # of all state changes on a busy host and no lingering age
+            # needs it: drop those in the kernel (filter syntax:
+            # Documentation/trace/events.rst, "Event filtering").
+            # Their ages come from sampling.
+            try:
+                (self.session.path / "events" / "sock" / "inet_sock_set_state" / "filter"
+                 ).write_text(STATE_FILTER)
+            except OSError:
+                pass
+        except (tracefs.TracefsUnavailable, PermissionError, OSError) as exc:
+            self.session = None
+            self.trace_error = exc.strerror or str(exc)
+
+    def run(self, store: Store) -> int:
+        offset = time.time() - time.monotonic()
+        store.set_meta(interval=self.opts.interval, age_source=self.age_source,
+                       trace_error=self.trace_error, started=time.time(), pid=os.getpid())
+        last_retain = 0.0
+        next_t = time.monotonic()
+        while not self.stop.is_set():
+            self.sample(store, offset)
+            if time.monotonic() - last_retain >= RETAIN_EVERY:
+                store.retain(time.time(), raw_keep=self.opts.raw_keep, keep=self.opts.keep)
+                last_retain = time.monotonic()
+            if self.opts.samples is not None and self.samples >= self.opts.samples:
+                break
+            next_t += self.opts.interval
+            delay = next_t - time.monotonic()
+            if delay < 0:  # a sample took longer than the interval: skip ahead
+                next_t = time.monotonic()
+                delay = 0
+            self.stop.wait(delay)
+        return self.samples
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    # ---- one sample -----------------------------------------------------
+    def sample(self, store: Store, offset: float) -> None:
+        t0 = time.monotonic()
+        cpu0 = time.process_time()
+        snap = snap_mod.take(self.opts.scope, info_states=INFO_STATES, roots=self.roots)
+        now = time.monotonic()
+        if self.session is not None:
+            self.session.check()
+            time.sleep(0.02)  # trace_pipe wakes its reader per event; let it catch up
+            # Only what is queued now: on a busy host the reader thread
+            # appends faster than this loop could ever empty the queue.
+            # Events after ``now`` wait in the tracker for the next sample.
+            for _ in range(len(self.queue)):
+                ev = event_from_trace(self.queue.popleft())
+                if ev is not None:
+                    self.tracker.add_event(ev)
+        parts = [(ns.netns.inode, ns.table) for ns in snap.namespaces]
+        transitions = self.tracker.observe(parts, now)
+        owners = self._owners(snap) if self.opts.owners else {}
+        counts, kernel, live, labels = [], [], {}, {}
+        for ns in snap.namespaces:
+            ino = ns.netns.inode
+            labels[ino] = ns.netns.label()
+            counts += series.counts(ino, ns.table, owners)
+            kernel += series.kernel_values(ino, ns.kernel)
+            st = self.tracker.live(ino)
+            if st is not None:
+                live[ino] = (st.cols["cookie"], st.cols["state"], st.since + offset, st.code,
+                             st.at_least)
+        events = [t for t in transitions
+                  if (t.old in EVENT_STATES or t.new in EVENT_STATES)]
+        if len(events) > MAX_EVENTS_PER_SAMPLE:
+            self.events_dropped += len(events) - MAX_EVENTS_PER_SAMPLE
+            events = events[:MAX_EVENTS_PER_SAMPLE]
+        events = [_wall(e, offset) for e in events]
+        lost = self.session.lost() if self.session is not None else 0
+        used_owners = [(k, *self.owner_info[k]) for k in {c.owner for c in counts}
+                       if k in self.owner_info]
+        store.write_sample(SampleInfo(now + offset, self.opts.interval, snap.total, lost,
+                                      self.age_source), counts, kernel, events, used_owners,
+                           live, labels)
+        self.samples += 1
+        self.sample_cost.append(time.process_time() - cpu0)
+        self.last_duration = time.monotonic() - t0
+
+    def _owners(self, snap) -> dict:
+        """Owners of the lingering sockets, from a cache by inode.
+
+        /proc/*/fd is walked only when new inodes appear, on a thread so a
+        slow walk (4 us per open file: seconds on a host with a million
+        fds, KERNEL-NOTES) never delays a sample, and never more often
+        than five times its own cost apart (DESIGN.md: walk only for the
+        inodes that matter)."""
+        wanted = set()
+        for ns in snap.namespaces:
+            rows = ns.table.rows
+            m = (rows["inode"] != 0) & _isin(rows["state"], series.OWNED_STATES)
+            wanted.update(rows["inode"][m].tolist())
+        done = self._walk_result
+        if done is not None:
+            self._walk_result = None
+            found, info, asked = done
+            for ino in asked:
+                self.owner_cache[ino] = found.get(ino, ())
+            self.owner_info.update(info)
+        for gone in set(self.owner_cache) - wanted:
+            del self.owner_cache[gone]
+        missing = wanted - set(self.owner_cache)
+        now = time.monotonic()
+        busy = self._walker is not None and self._walker.is_alive()
+        if missing and not busy and now - self._last_walk >= 5 * self._walk_cost:
+            self._last_walk = now
+            self._walker = threading.Thread(target=self._walk, args=(missing,), daemon=True,
+                                            name="tcplinger owners")
+            self._walker.start()
+        return self.owner_cache
+
+    def _walk(self, inodes: set) -> None:
+        t0 = time.monotonic()
+        try:
+            found = owners_mod.find_owners(inodes, self.roots.proc)
+        except OSError:
+            found = {}
+        info = {}
+        first = {o[0].pid: o[0] for o in found.values() if o}
+        for pid, owner in first.items():
+            try:
+                use = owners_mod.fd_usage(pid, self.roots.proc)
+            except OSError:
+                continue
+            info[series.owner_key(owner)] = (pid, owner.comm, use.soft_limit, use.open_fds)
+        self._walk_cost = time.monotonic() - t0
+        self._walk_result = (found, info, inodes)
+
+
+def _isin(values, wanted):
+    import numpy as np
+    return np.isin(values, list(wanted))
+
+
+def _wall(tr, offset):
+    from dataclasses import replace
+    return replace(tr, t=tr.t + offset)
+
+
+def run(opts: WatchOptions, term, msg) -> int:
+    try:
+        store = Store(opts.db)
+    except PermissionError as exc:
+        raise CliError(msg("watch.error.db", path=opts.db, text=exc.strerror or str(exc)),
+                       Exit.PERMISSION)
+    watcher = Watcher(opts, log=term.err)
+    stop = watcher.stop
+
+    def on_signal(signum, frame):
+        stop.set()
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        watcher.start_trace()
+        if watcher.session is None:
+            term.err(msg("watch.fallback", reason=watcher.trace_error))
+        term.err(msg("watch.start", db=opts.db, interval=opts.interval,
+                     source=watcher.age_source))
+        n = watcher.run(store)
+        lost = watcher.session.lost() if watcher.session is not None else 0
+        term.err(msg("watch.stop", n=n, lost=lost))
+    finally:
+        watcher.close()
+        store.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+    return 0

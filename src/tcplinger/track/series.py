@@ -1,0 +1,80 @@
+"""What one sample adds to the time series: socket counts by state and
+owner, and the kernel's limits and counters, per namespace (pure).
+
+Owners are broken out only for the lingering states a person chases
+(:data:`OWNED_STATES`): per-owner counts of ESTABLISHED or LISTEN would
+multiply the rows for nothing the diagnosis uses.
+
+>>> import numpy as np
+>>> from tcplinger.model.table import SocketTable, empty
+>>> from tcplinger.model.socket import Owner
+>>> rows = empty(4); rows["state"] = [8, 8, 1, 6]; rows["inode"] = [11, 12, 13, 0]
+>>> o = {11: (Owner(pid=42, comm="java", fd=3),), 12: (Owner(pid=42, comm="java", fd=4),)}
+>>> sorted((c.state, c.owner, c.n) for c in counts(5, SocketTable(rows), o))
+[(1, '', 1), (6, '', 1), (8, '42/java', 2)]
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from ..model.kernel import KernelContext
+from ..model.states import TcpState
+from ..model.table import SocketTable
+from .store import CountRow
+
+OWNED_STATES = (int(TcpState.CLOSE_WAIT), int(TcpState.FIN_WAIT1), int(TcpState.FIN_WAIT2),
+                int(TcpState.LAST_ACK), int(TcpState.CLOSING))
+#: A socket with no process (inode 0: TIME_WAIT, orphans).
+NO_PROCESS = "-"
+
+
+def owner_key(owner) -> str:
+    return f"{owner.pid}/{owner.comm}"
+
+
+def counts(ns: int, table: SocketTable, owners: dict | None) -> list[CountRow]:
+    """Sockets per (state, owner) of one namespace; owner ``""`` where not
+    attributed (not an owned state, or the owner is not known)."""
+    rows = table.rows
+    out: list[CountRow] = []
+    st = rows["state"]
+    owned = np.isin(st, OWNED_STATES)
+    plain = np.bincount(st[~owned], minlength=16)
+    for s, n in enumerate(plain.tolist()):
+        if n:
+            out.append(CountRow(ns, s, "", n))
+    if owned.any():
+        c: Counter = Counter()
+        owners = owners or {}
+        for s, ino in zip(st[owned].tolist(), rows["inode"][owned].tolist()):
+            if ino == 0:
+                key = NO_PROCESS
+            else:
+                found = owners.get(ino)
+                key = owner_key(found[0]) if found else ""
+            c[(s, key)] += 1
+        out.extend(CountRow(ns, s, k, n) for (s, k), n in sorted(c.items()))
+    return out
+
+
+def kernel_values(ns: int, k: KernelContext) -> list[tuple[int, str, float]]:
+    """The limits and counters the growth check compares against."""
+    out = []
+    for name in ("tcp_max_tw_buckets", "tcp_max_orphans", "tcp_fin_timeout"):
+        v = k.get(name)
+        if isinstance(v, (int, float)):
+            out.append((ns, name, v))
+    if k.port_range_size:
+        out.append((ns, "ephemeral_ports", k.port_range_size))
+    if k.sockstat is not None:
+        for name in ("inuse", "orphan", "tw", "alloc"):
+            out.append((ns, f"sockstat_{name}", getattr(k.sockstat, name)))
+    if k.conntrack is not None:
+        out.append((ns, "conntrack_count", k.conntrack[0]))
+        out.append((ns, "conntrack_max", k.conntrack[1]))
+    for name, v in sorted(k.tcpext.items()):
+        out.append((ns, f"tcpext_{name}", v))
+    return out

@@ -1,0 +1,329 @@
+"""The watch database: SQLite, one file, written by ``tcplinger watch`` and
+read by every other command.
+
+Tables (all times are wall-clock seconds, ``time.time()``):
+
+``meta``     key/value: schema version, interval, age source, host.
+``samples``  one row per sample: when, sockets seen, trace events lost.
+``counts``   sockets per (namespace, state, owner) per sample; ``res`` is
+             0 for raw samples and :data:`DOWNSAMPLE_S` for rolled-up
+             buckets (``n`` the mean, ``n_max`` the maximum).
+``kernel``   limits and counters per namespace (sockstat, sysctls,
+             TcpExt), same ``res`` scheme.
+``owners``   what an owner key (``pid/comm``) means: pid, comm, fd limit.
+``events``   per-socket transitions into or out of a lingering state, with
+             how long the socket stayed in the state it left.
+``live``     the sockets being tracked now, with since when they are in
+             their state: what ``ls`` reads to show ages.
+
+Durability: WAL journal, one transaction per sample, ``synchronous=NORMAL``
+(https://sqlite.org/wal.html: a crash of the writer never corrupts the
+database nor loses a committed transaction; only a power loss can drop the
+last ones). Readers never block the writer.
+
+Retention (:meth:`Store.retain`): raw rows for ``raw_keep`` (24 h), then
+rolled up into 5-minute buckets kept for ``keep`` (30 days); events kept
+for ``keep``. The size this gives is measured in docs/watch.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+DOWNSAMPLE_S = 300
+RAW_KEEP_S = 24 * 3600
+KEEP_S = 30 * 24 * 3600
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS samples(t REAL PRIMARY KEY, interval REAL, sockets INTEGER,
+    lost_events INTEGER, age_source TEXT);
+CREATE TABLE IF NOT EXISTS counts(t REAL, res INTEGER, netns INTEGER, state INTEGER,
+    owner TEXT, n REAL, n_max INTEGER);
+CREATE INDEX IF NOT EXISTS counts_t ON counts(res, t);
+CREATE TABLE IF NOT EXISTS kernel(t REAL, res INTEGER, netns INTEGER, name TEXT, value REAL);
+CREATE INDEX IF NOT EXISTS kernel_t ON kernel(res, t);
+CREATE TABLE IF NOT EXISTS netns(inode INTEGER PRIMARY KEY, label TEXT);
+CREATE TABLE IF NOT EXISTS owners(key TEXT PRIMARY KEY, pid INTEGER, comm TEXT,
+    fd_limit INTEGER, fds INTEGER, t REAL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events(t REAL, netns INTEGER, cookie INTEGER, old INTEGER,
+    new INTEGER, source TEXT, stayed REAL, stayed_at_least INTEGER, local TEXT, remote TEXT);
+CREATE INDEX IF NOT EXISTS events_t ON events(t);
+CREATE TABLE IF NOT EXISTS live(netns INTEGER, cookie INTEGER, state INTEGER, since REAL,
+    source INTEGER, at_least INTEGER, PRIMARY KEY(netns, cookie)) WITHOUT ROWID;
+"""
+
+
+def default_path(euid: int, env: dict) -> Path:
+    """Where ``watch`` writes and the other commands look, unless ``--db``.
+
+    >>> default_path(0, {})
+    PosixPath('/var/lib/tcplinger/watch.db')
+    >>> default_path(1000, {"HOME": "/home/ann"})
+    PosixPath('/home/ann/.local/state/tcplinger/watch.db')
+    >>> default_path(1000, {"XDG_STATE_HOME": "/s", "HOME": "/home/ann"})
+    PosixPath('/s/tcplinger/watch.db')
+    """
+    if euid == 0:
+        return Path("/var/lib/tcplinger/watch.db")
+    base = env.get("XDG_STATE_HOME") or os.path.join(env.get("HOME", "/tmp"), ".local", "state")
+    return Path(base) / "tcplinger" / "watch.db"
+
+
+@dataclass(frozen=True)
+class CountRow:
+    netns: int
+    state: int
+    owner: str  # "pid/comm", "-" (no process: TIME_WAIT, orphans), "" (not attributed)
+    n: int
+
+
+@dataclass(frozen=True)
+class SampleInfo:
+    t: float
+    interval: float
+    sockets: int
+    lost_events: int
+    age_source: str
+
+
+class Store:
+    """An open watch database. ``Store(path)`` creates it if needed;
+    ``Store(path, readonly=True)`` only reads (raises FileNotFoundError
+    when absent)."""
+
+    def __init__(self, path: Path | str, *, readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        if readonly:
+            if not self.path.exists():
+                raise FileNotFoundError(2, "no watch database", str(self.path))
+            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
+        self._live: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def close(self) -> None:
+        if not self.readonly:
+            try:
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- writing --------------------------------------------------------
+    def set_meta(self, **values) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO meta VALUES(?, ?)",
+                            [(k, json.dumps(v)) for k, v in values.items()])
+
+    def write_sample(self, info: SampleInfo, counts, kernel=(), events=(), owners=(),
+                     live=None, netns_labels=None) -> None:
+        """One sample, one transaction.
+
+        ``counts``: CountRow; ``kernel``: (netns, name, value);
+        ``events``: track.tracker.Transition with wall-clock ``t``;
+        ``owners``: (key, pid, comm, fd_limit, fds); ``live``: {netns:
+        (cookie, state, since_wall, code, at_least) arrays} replacing what
+        is stored for those namespaces (only the differences are written).
+        """
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("INSERT OR REPLACE INTO samples VALUES(?,?,?,?,?)",
+                       (info.t, info.interval, info.sockets, info.lost_events, info.age_source))
+            db.executemany("INSERT INTO counts VALUES(?,0,?,?,?,?,?)",
+                           [(info.t, c.netns, c.state, c.owner, c.n, c.n) for c in counts])
+            db.executemany("INSERT INTO kernel VALUES(?,0,?,?,?)",
+                           [(info.t, ns, name, float(v)) for ns, name, v in kernel])
+            # a late trace event replaces the row its sampled twin wrote
+            db.executemany("DELETE FROM events WHERE netns=? AND cookie=? AND new IS ?"
+                           " AND source='first_seen'",
+                           [(e.netns, _i64(e.cookie), e.new) for e in events if e.corrects])
+            db.executemany("INSERT INTO events VALUES(?,?,?,?,?,?,?,?,?,?)",
+                           [(e.t, e.netns, _i64(e.cookie), e.old, e.new, e.source.value,
+                             e.stayed, int(e.stayed_at_least), f"{e.local[0]}:{e.local[1]}",
+                             f"{e.remote[0]}:{e.remote[1]}") for e in events])
+            db.executemany("INSERT OR REPLACE INTO owners VALUES(?,?,?,?,?,?)",
+                           [(k, pid, comm, lim, fds, info.t) for k, pid, comm, lim, fds in owners])
+            if netns_labels:
+                db.executemany("INSERT OR REPLACE INTO netns VALUES(?,?)", netns_labels.items())
+            for ns, cols in (live or {}).items():
+                self._write_live(ns, *cols)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _write_live(self, ns, cookie, state, since, code, at_least) -> None:
+        """Upsert rows that are new or changed, delete the ones gone. The
+        previous arrays are kept in memory, so a steady host costs nothing."""
+        cookie = np.asarray(cookie, np.uint64)
+        prev = self._live.get(ns)
+        if prev is None:
+            self.db.execute("DELETE FROM live WHERE netns=?", (ns,))
+            changed = np.ones(len(cookie), bool)
+            gone = np.zeros(0, np.uint64)
+        else:
+            pc, ps, pt = prev
+            idx = np.minimum(np.searchsorted(pc, cookie), max(len(pc) - 1, 0))
+            if len(pc):
+                same = (pc[idx] == cookie) & (ps[idx] == state) & (pt[idx] == since)
+            else:
+                same = np.zeros(len(cookie), bool)
+            changed = ~same
+            gone = pc[~np.isin(pc, cookie)]
+        self.db.executemany("DELETE FROM live WHERE netns=? AND cookie=?",
+                            [(ns, _i64(c)) for c in gone.tolist()])
+        rows = zip(cookie[changed].tolist(), state[changed].tolist(), since[changed].tolist(),
+                   code[changed].tolist(), at_least[changed].tolist())
+        self.db.executemany("INSERT OR REPLACE INTO live VALUES(?,?,?,?,?,?)",
+                            [(ns, _i64(c), s, t, k, int(b)) for c, s, t, k, b in rows])
+        order = np.argsort(cookie)
+        self._live[ns] = (cookie[order], np.asarray(state)[order], np.asarray(since)[order])
+
+    def retain(self, now: float, *, raw_keep: float = RAW_KEEP_S, keep: float = KEEP_S,
+               bucket: int = DOWNSAMPLE_S) -> None:
+        """Roll raw rows older than ``raw_keep`` into ``bucket``-second rows
+        (mean and max), drop everything older than ``keep``."""
+        db = self.db
+        cut = now - raw_keep
+        cut = cut - cut % bucket  # whole buckets only
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # mean over the samples of the bucket; a series absent from a sample counts 0
+            db.execute(
+                """INSERT INTO counts
+                   SELECT b, ?, netns, state, owner, SUM(n) / MAX(1, (SELECT COUNT(*) FROM samples
+                          WHERE t >= b AND t < b + ?)), MAX(n_max)
+                   FROM (SELECT CAST(t / ? AS INTEGER) * ? AS b, netns, state, owner, n, n_max
+                         FROM counts WHERE res = 0 AND t < ?)
+                   GROUP BY b, netns, state, owner""", (bucket, bucket, bucket, bucket, cut))
+            db.execute("DELETE FROM counts WHERE res = 0 AND t < ?", (cut,))
+            db.execute(
+                """INSERT INTO kernel
+                   SELECT CAST(t / ? AS INTEGER) * ?, ?, netns, name, AVG(value)
+                   FROM kernel WHERE res = 0 AND t < ? GROUP BY 1, netns, name""",
+                (bucket, bucket, bucket, cut))
+            db.execute("DELETE FROM kernel WHERE res = 0 AND t < ?", (cut,))
+            db.execute("DELETE FROM samples WHERE t < ?", (cut,))
+            old = now - keep
+            for table in ("counts", "kernel", "events"):
+                db.execute(f"DELETE FROM {table} WHERE t < ?", (old,))
+            db.execute("DELETE FROM owners WHERE t < ?", (old,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # ---- reading --------------------------------------------------------
+    def meta(self) -> dict:
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+
+    def last_sample(self) -> SampleInfo | None:
+        row = self.db.execute("SELECT t, interval, sockets, lost_events, age_source FROM samples"
+                              " ORDER BY t DESC LIMIT 1").fetchone()
+        return SampleInfo(*row) if row else None
+
+    def is_fresh(self, now: float, intervals: float = 3.0, slack: float = 5.0) -> bool:
+        """The last sample is recent enough to trust ``live``."""
+        last = self.last_sample()
+        return last is not None and now - last.t <= intervals * last.interval + slack
+
+    def live_since(self, ns: int, cookies: np.ndarray, states: np.ndarray):
+        """(since wall seconds, source code, at_least) for ``cookies`` of
+        namespace ``ns`` whose stored state equals ``states``; NaN/0 else."""
+        n = len(cookies)
+        since = np.full(n, np.nan)
+        code = np.zeros(n, np.int8)
+        low = np.zeros(n, bool)
+        rows = self.db.execute("SELECT cookie, state, since, source, at_least FROM live"
+                               " WHERE netns=?", (ns,)).fetchall()
+        if not rows or n == 0:
+            return since, code, low
+        arr = np.array(rows, dtype=[("c", "i8"), ("s", "i8"), ("t", "f8"), ("k", "i1"),
+                                    ("b", "?")])
+        keys = arr["c"].astype(np.int64).view(np.uint64)  # signed storage of the u64 cookie
+        order = np.argsort(keys)
+        keys, arr = keys[order], arr[order]
+        cookies = np.asarray(cookies, np.uint64)
+        idx = np.minimum(np.searchsorted(keys, cookies), len(keys) - 1)
+        hit = (keys[idx] == cookies) & (arr["s"][idx] == np.asarray(states, np.int64))
+        since[hit] = arr["t"][idx[hit]]
+        code[hit] = arr["k"][idx[hit]]
+        low[hit] = arr["b"][idx[hit]]
+        return since, code, low
+
+    def series(self, since: float, *, by: str = "state", states=None, res: int | None = None):
+        """``{key: (times, values)}`` summed over everything but ``by``
+        (``state``, ``owner``, ``netns`` or ``state_owner``). Raw rows where
+        they exist, the rolled-up ones before."""
+        col = {"state": "state", "owner": "owner", "netns": "netns",
+               "state_owner": "state || ' ' || owner"}[by]
+        where, args = "t >= ?", [since]
+        if states is not None:
+            where += f" AND state IN ({','.join('?' * len(states))})"
+            args += [int(s) for s in states]
+        if res is not None:
+            where += " AND res = ?"
+            args.append(res)
+        rows = self.db.execute(f"SELECT t, {col}, SUM(n) FROM counts WHERE {where}"
+                               f" GROUP BY t, {col} ORDER BY t", args).fetchall()
+        times = sorted({r[0] for r in rows})
+        pos = {t: i for i, t in enumerate(times)}
+        out: dict = {}
+        for t, key, n in rows:
+            arr = out.setdefault(key, np.zeros(len(times)))
+            arr[pos[t]] = n
+        ts = np.array(times)
+        return {k: (ts, v) for k, v in out.items()}
+
+    def kernel_latest(self) -> dict[tuple[int, str], float]:
+        rows = self.db.execute("SELECT netns, name, value FROM kernel WHERE t = "
+                               "(SELECT MAX(t) FROM kernel)").fetchall()
+        return {(ns, name): v for ns, name, v in rows}
+
+    def owner_info(self) -> dict[str, tuple]:
+        return {k: (pid, comm, lim, fds) for k, pid, comm, lim, fds in
+                self.db.execute("SELECT key, pid, comm, fd_limit, fds FROM owners")}
+
+    def netns_labels(self) -> dict[int, str]:
+        return dict(self.db.execute("SELECT inode, label FROM netns"))
+
+    def events(self, since: float = 0.0, netns: int | None = None, cookie: int | None = None):
+        q, args = "SELECT * FROM events WHERE t >= ?", [since]
+        if netns is not None:
+            q, args = q + " AND netns = ?", args + [netns]
+        if cookie is not None:
+            q, args = q + " AND cookie = ?", args + [_i64(cookie)]
+        cur = self.db.execute(q + " ORDER BY t, rowid", args)
+        names = [d[0] for d in cur.description]
+        out = []
+        for row in cur:
+            d = dict(zip(names, row))
+            d["cookie"] &= (1 << 64) - 1
+            out.append(d)
+        return out
+
+
+def _i64(cookie: int) -> int:
+    """SQLite integers are signed 64-bit: store the u64 cookie's bits."""
+    return cookie - (1 << 64) if cookie >= 1 << 63 else cookie
+
