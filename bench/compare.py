@@ -59,12 +59,10 @@ QUADRATIC_LIMIT = 100_000
 
 
 def tcplinger_argv() -> list[str]:
-    """How to start tcplinger without a pyenv shim's ~100 ms of bash: the
-    console script next to this interpreter, else ``python -m tcplinger``."""
-    script = Path(sys.executable).parent / "tcplinger"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "tcplinger"]
+    """``python -m tcplinger`` with this interpreter's real path: not a
+    pyenv shim (a bash script that adds ~0.3 s to every start), not a
+    console script (which may belong to another installation)."""
+    return [os.path.realpath(sys.executable), "-m", "tcplinger"]
 
 
 @dataclass(frozen=True)
@@ -79,7 +77,7 @@ class Command:
             return "psutil.net_connections('tcp')"
         if self.argv and self.argv[0].endswith("/tcplinger"):
             return " ".join(("tcplinger",) + self.argv[1:])
-        if self.argv[:2] == (sys.executable, "-m"):
+        if len(self.argv) > 2 and self.argv[1] == "-m" and "python" in Path(self.argv[0]).name:
             return " ".join(self.argv[2:])
         return " ".join(self.argv) if self.key != "netns-exec" else "ip netns exec (true)"
 
@@ -195,6 +193,7 @@ class Result:
     cpu_s: list[float] = field(default_factory=list)
     maxrss_mb: list[float] = field(default_factory=list)
     host_open_files: list[int] = field(default_factory=list)  # before each run: /proc/*/fd walkers pay for all
+    loadavg_1m: list[float] = field(default_factory=list)  # before each run: other jobs on the machine
     wall_median_s: float | None = None
     cpu_median_s: float | None = None
     maxrss_median_mb: float | None = None
@@ -229,6 +228,7 @@ def measure(pop: popgen.Population, commands: list[Command], repeat: int, warmup
             if r.status != "ok":
                 continue
             open_files = host_open_files()
+            load = loadavg()[0]
             run = run_once(r.argv, timeout)
             if run.returncode != 0:
                 r.status, r.reason = "error", run.stderr.strip()[-500:] or f"exit {run.returncode}"
@@ -238,8 +238,9 @@ def measure(pop: popgen.Population, commands: list[Command], repeat: int, warmup
             r.cpu_s.append(run.cpu_s)
             r.maxrss_mb.append(run.maxrss_mb)
             r.host_open_files.append(open_files)
+            r.loadavg_1m.append(load)
             log(f"  round {i + 1}/{repeat} {c.label}: {run.wall_s:.3f} s, "
-                f"{run.cpu_s:.3f} s CPU, {run.maxrss_mb:.1f} MB")
+                f"{run.cpu_s:.3f} s CPU, {run.maxrss_mb:.1f} MB (load {load:.1f})")
     for r in results.values():
         if r.status == "ok" and r.wall_s:
             r.wall_median_s = statistics.median(r.wall_s)
@@ -251,6 +252,27 @@ def measure(pop: popgen.Population, commands: list[Command], repeat: int, warmup
             if r.wall_median_s is not None:
                 r.ratio_to_ss = r.wall_median_s / ss.wall_median_s
     return list(results.values())
+
+
+def owner_modes(pop: popgen.Population, timeout: float = 600) -> dict:
+    """Whether ``stats`` and the report looked up owners by themselves (they
+    walk /proc/*/fd only below files.AUTO_OWNERS_MAX_FILES open files on the
+    host, or inside a namespace that is not the host's): one unmeasured
+    ``--json`` run of each, read back.  ``ls --owners`` always walks."""
+    out = {}
+    tl = tcplinger_argv()
+    for key, args in (("tl-stats", ("stats", "--json")), ("tl-report", ("report", "--json"))):
+        try:
+            proc = subprocess.run(pop.exec_argv(*tl, *args), capture_output=True, text=True,
+                                  timeout=timeout)
+            doc = json.loads(proc.stdout)
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            out[key] = {"mode": "unknown", "why": str(exc)[:200]}
+            continue
+        skipped = doc.get("owners_skipped_open_files")
+        out[key] = ({"mode": "skipped", "host_open_files": skipped} if skipped
+                    else {"mode": "walked" if doc.get("owners_resolved") else "not needed"})
+    return out
 
 
 def format_table(results: list[Result]) -> str:
@@ -288,6 +310,13 @@ def render(report: dict) -> str:
         seen = [n for r in results for n in r.host_open_files]
         if seen:
             out.append(f"\nhost-wide open files during the runs: {min(seen):,} - {max(seen):,}")
+        loads = [x for r in results for x in r.loadavg_1m]
+        if loads:
+            out.append(f"load average (1 min) before the runs: {min(loads):.1f} - {max(loads):.1f}")
+        for key, mode in p.get("owner_modes", {}).items():
+            why = (f" ({mode['host_open_files']:,} open files on the host)"
+                   if mode.get("host_open_files") else "")
+            out.append(f"`{key}` owner lookup: {mode['mode']}{why}")
         out.append("")
     return "\n".join(out)
 
@@ -402,6 +431,9 @@ def run_sizes(sizes, commands, args, report, out_path, log) -> None:
                   f"in {len(pop.plan.holders)} holders: "
                   f"{popgen._format_counts(pop.expected())}", flush=True)
             entry["observed_before"] = dict(popgen.ss_counts(pop.netns))
+            if any(c.key in ("tl-stats", "tl-report") for c in commands):
+                entry["owner_modes"] = owner_modes(pop)
+                print(f"owner lookup by themselves: {entry['owner_modes']}", flush=True)
             results = measure(pop, commands, args.repeat, args.warmup, args.timeout, log)
             entry["observed_after"] = dict(popgen.ss_counts(pop.netns))
             entry["holder_problems"] = pop.problems()

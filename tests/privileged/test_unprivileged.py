@@ -25,6 +25,10 @@ from tcplinger.cli.terminal import Terminal
 import tcplinger.cli.commands.ls, tcplinger.cli.commands.stats  # noqa: F401
 import tcplinger.collect.netlink.dump, tcplinger.collect.procfs  # noqa: F401
 import argparse, gettext, locale  # noqa: F401,E401  (argparse loads them lazily)
+# Warm-up as root: the command imports what it needs lazily (numpy
+# submodules, command modules), which nobody could not read under /root.
+main(sys.argv[1:], term=Terminal(stdout=io.StringIO(), stderr=io.StringIO(), env={"LANG": "C"},
+                                 is_tty=False))
 os.setgroups([]); os.setgid(65534); os.setuid(65534)
 out, err = io.StringIO(), io.StringIO()
 code = main(sys.argv[1:], term=Terminal(stdout=out, stderr=err, env={"LANG": "C"}, is_tty=False))

@@ -456,3 +456,55 @@ def test_many_messages_span_blocks():
     per = codec.decode_dump(b"".join(msgs[:len(msgs)])).table.rows
     assert rows["state"][:len(per)].tolist() == per["state"].tolist()
     assert (rows["shutdown"][~rows["timewait"]] >= 0).all()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(template=sockets(), variants=st.lists(st.tuples(sockets(), st.booleans()), max_size=10),
+       seq=u32, pid=u32)
+def test_messages_sharing_the_first_layout(template, variants, seq, pid):
+    """Most messages of a real dump share the first one's attribute layout;
+    the decoder reads INFO at that offset for them (columns.py
+    _info_where_first_is) and walks the others.  Both must give what the
+    attributes say, whether a message copies the layout or not."""
+    socks = [template] + [dict(s, before=template["before"], after=template["after"],
+                               shutdown=template["shutdown"], truncate=template["truncate"],
+                               info=None if template["info"] is None or s["info"] is None
+                               else s["info"][:len(template["info"])].ljust(len(template["info"]), b"\x07"))
+                          if copy else s for s, copy in variants]
+    data = b""
+    expected = []
+    for s in socks:
+        attrs, shutdown, info = _attrs(s)
+        data += _sock_msg(seq, pid, s, attrs)
+        expected.append((shutdown, info))
+    table = codec.decode_dump(data + _done(seq, pid), tcp_info=True).table
+    for i, (shutdown, info) in enumerate(expected):
+        assert int(table.rows["shutdown"][i]) == shutdown
+        assert bool(table.info["present"][i]) == bool(info)
+        if info:
+            want = _expected_info(info)
+            assert {k: int(table.info[i][k]) for k in want} == want
+
+
+def test_layout_shortcut_checks_types_and_shutdown():
+    """Two messages that look like the first one by their attribute lengths
+    but are not: INFO elsewhere (same lengths, other types), and SHUTDOWN
+    after INFO where the first message had none before it."""
+    base = {"family": 2, "state": 8, "timer": 0, "retrans": 0, "sport": 1, "dport": 2,
+            "saddr": bytes(16), "daddr": bytes(16), "ifindex": 0, "cookie": 5,
+            "expires_ms": 0, "recv_q": 0, "send_q": 0, "uid": 0, "inode": 9}
+    info = bytes(range(104))
+    mark = _nla(15, b"\x01\x00\x00\x00")
+    first = _sock_msg(1, 1, base, _nla(8, b"\x01") + mark + _nla(2, info))
+    # same lengths at the same offsets (8, 8, 108): INFO is the 8-byte one
+    swapped = _sock_msg(1, 1, base, _nla(8, b"\x02") + _nla(2, b"\x05\x00\x00\x00")
+                        + _nla(15, info))
+    no_shutdown_first = _sock_msg(1, 1, base, mark + _nla(2, info))
+    shutdown_after = _sock_msg(1, 1, base, mark + _nla(2, info) + _nla(8, b"\x03"))
+    for data, want in ((first + swapped, [(1, info), (2, b"\x05\x00\x00\x00")]),
+                       (no_shutdown_first + shutdown_after, [(-1, info), (3, info)])):
+        table = codec.decode_dump(data + _done(1, 1), tcp_info=True).table
+        for i, (shutdown, raw) in enumerate(want):
+            assert int(table.rows["shutdown"][i]) == shutdown
+            expected = _expected_info(raw)
+            assert {k: int(table.info[i][k]) for k in expected} == expected

@@ -125,3 +125,73 @@ def test_parse_status_uid_missing():
 def test_user_name_falls_back_to_number():
     assert owners.user_name(0) == "root"
     assert owners.user_name(4000123) == "4000123"
+
+
+def test_first_processes_then_the_others_only_when_needed():
+    # every inode found among the first processes: nobody else is read
+    found = owners.find_owners([ACCEPTED], MIXED, first=[11552])
+    assert [(o.pid, o.fd) for o in found[ACCEPTED]] == [(11552, 5), (11552, 6)]
+    assert found.pids_walked == 1
+    # CLIENT is not held by 11596: the rest of the processes are read too
+    found = owners.find_owners([LISTENER, CLIENT], MIXED, first=[11596])
+    assert found.pids_walked == 7
+    assert {ino: {o.pid for o in own} for ino, own in found.items()} == \
+        {LISTENER: {11552, 11596}, CLIENT: {11552}}
+    # documented limit: a socket shared with a process outside `first` shows
+    # only the owners found first
+    found = owners.find_owners([LISTENER], MIXED, first=[11596])
+    assert [o.pid for o in found[LISTENER]] == [11596] and found.pids_walked == 1
+
+
+def _fd_tree(tmp_path, fds: list[int], wanted: dict[int, int]) -> Path:
+    """A /proc-like tree: pid 100 with fds ``fds``, socket links for the
+    inodes in ``wanted`` (fd -> inode), pipes elsewhere."""
+    fd_dir = tmp_path / "proc" / "100" / "fd"
+    fd_dir.mkdir(parents=True)
+    for fd in fds:
+        target = f"socket:[{wanted[fd]}]" if fd in wanted else f"pipe:[{9000 + fd}]"
+        os.symlink(target, fd_dir / str(fd))
+    (tmp_path / "proc" / "100" / "comm").write_text("holder\n")
+    return tmp_path / "proc"
+
+
+@pytest.mark.parametrize("fds", [
+    list(range(300)),  # dense
+    [fd for fd in range(400) if fd % 7],  # small holes
+    list(range(100)) + list(range(5000, 5100)),  # one big hole: listed instead
+    list(range(3)) + [1023],  # sparse and small: listed
+])
+def test_reading_fds_by_number_finds_what_listing_finds(tmp_path, monkeypatch, fds):
+    wanted = {fds[i]: 700000 + i for i in range(0, len(fds), 3)}
+    proc = _fd_tree(tmp_path, fds, wanted)
+    got = owners.find_owners(wanted.values(), proc)
+    monkeypatch.setattr(owners, "PROBE_MIN_FDS", 10**9)  # list every directory
+    listed = owners.find_owners(wanted.values(), proc)
+    assert got == listed
+    assert {ino: [o.fd for o in own] for ino, own in got.items()} == \
+        {ino: [fd] for fd, ino in wanted.items()}
+    assert got.fds_walked == listed.fds_walked == len(fds)
+
+
+def test_walk_in_several_threads_is_the_same(tmp_path, monkeypatch):
+    proc = tmp_path / "proc"
+    expected = {}
+    for pid in range(200, 230):
+        d = proc / str(pid) / "fd"
+        d.mkdir(parents=True)
+        for fd in range(5):
+            os.symlink(f"socket:[{pid * 10 + fd}]", d / str(fd))
+            expected[pid * 10 + fd] = [(pid, fd)]
+    for threads in (1, 3):
+        monkeypatch.setattr(owners, "WALK_THREADS", threads)
+        found = owners.find_owners(expected, proc)
+        assert {ino: [(o.pid, o.fd) for o in own] for ino, own in found.items()} == expected
+        assert (found.pids_walked, found.fds_walked) == (30, 150)
+
+
+def test_owner_factory_makes_equal_owners():
+    details = {"comm": "srv", "cmdline": "srv -x", "uid": 7, "user": "app", "container": None}
+    make = owners._owner_factory(42, details)
+    assert make(9) == Owner(pid=42, fd=9, **details)
+    assert hash(make(9)) == hash(Owner(pid=42, fd=9, **details))
+    assert make(3).fd == 3 and make(9).fd == 9

@@ -204,3 +204,12 @@ def test_observe_100k_sockets_is_fast():
     out = tr.observe([(1, SocketTable(rows))], now=1.0)
     assert len(out) == 100
     assert time.process_time() - t0 < 0.5
+
+
+def test_forget_a_deleted_namespace():
+    tr = Tracker()
+    tr.observe([(1, table((5, CW, 80, 5000))), (2, table((6, CW, 81, 5000)))], now=0.0)
+    tr.forget(2)
+    assert set(tr.namespaces) == {1}
+    tr.observe([(2, table((6, CW, 81, 5000)))], now=10.0)  # a new namespace with that inode
+    assert age_of(tr, 2, table((6, CW, 81, 5000)), 10.0) == (0.0, True, AgeSource.FIRST_SEEN)

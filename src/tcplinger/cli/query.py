@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from ..collect import files as files_mod
-from ..collect import owners as owners_mod
 from ..collect import snapshot as snap_mod
 from ..model.snapshot import NetnsSnapshot, Snapshot
 from ..model.socket import Age, Owner, SocketRecord
@@ -89,6 +88,8 @@ def attach_owners(view: View, proc_root: Path) -> None:
     for part in view.parts:
         inodes = part.table.rows["inode"]
         wanted.update(np.unique(inodes[inodes != 0]).tolist())
+    from ..collect import owners as owners_mod  # only here: ~7 ms that stats mostly skips
+
     # The namespaces' own processes first: the others are read only when
     # some socket has no owner among them (see find_owners).
     first = {pid for part in view.parts for pid in part.ns.pids}

@@ -29,11 +29,16 @@ def attach(view, given: Path | None, term=None, msg=None) -> bool:
     Returns whether it did. A missing default database is silent; a named
     one that is stale or unreadable is said on stderr."""
     path = path_of(given)
-    if not path.exists():
-        return False
     try:
+        # A default path under another user's home (HOME kept by sudo -u,
+        # or a dropped-privilege run) raises EACCES rather than "missing".
+        if not path.exists():
+            return False
         store = Store(path, readonly=True)
-    except (OSError, sqlite3.Error):
+    except (OSError, sqlite3.Error) as exc:
+        if given is not None and term is not None:
+            term.err(f"warning: cannot read watch database {path}: "
+                     f"{getattr(exc, 'strerror', None) or exc}")
         return False
     try:
         now = time.time()
@@ -54,3 +59,30 @@ def attach(view, given: Path | None, term=None, msg=None) -> bool:
         return False
     finally:
         store.db.close()
+
+
+def oldest(view) -> list[dict]:
+    """Per state, the oldest tracked socket: what ``stats`` adds when a
+    fresh watch database gave ages."""
+    import numpy as np
+
+    from ..model.states import name as state_name
+    from ..track.tracker import SOURCE_CODES
+    best: dict[int, tuple] = {}
+    for part in view.parts:
+        t = getattr(part, "tracked", None)
+        if t is None or not len(t):
+            continue
+        st = part.table.rows["state"]
+        secs = np.where(np.isnan(t.seconds), -1.0, t.seconds)
+        for s in np.unique(st).tolist():
+            idx = np.flatnonzero(st == s)
+            i = idx[np.argmax(secs[idx])]
+            if secs[i] < 0:
+                continue
+            cand = (float(secs[i]), bool(t.at_least[i]), SOURCE_CODES[int(t.source[i])].value,
+                    part.ns.netns.label())
+            if s not in best or cand[0] > best[s][0]:
+                best[s] = cand
+    return [{"state": state_name(s), "seconds": round(v[0], 3), "at_least": v[1],
+             "source": v[2], "netns": v[3]} for s, v in sorted(best.items())]

@@ -326,7 +326,9 @@ class TraceSession:
     def __init__(self, purpose: str, *, events: Iterable[str] = STATE_EVENTS,
                  filter: str | None = None, buffer_kb: int = 2048,
                  on_event: Callable[[TraceEvent], None] | None = None,
-                 root: Path | None = None, keep_raw: bool = False, fields: bool = False):
+                 root: Path | None = None, keep_raw: bool = False, fields: bool = False,
+                 max_lines_per_s: int | None = None,
+                 on_chunk: Callable[[bytes], None] | None = None):
         self.purpose = purpose
         self.event_names = tuple(events)
         self.filter = filter
@@ -336,6 +338,14 @@ class TraceSession:
         self.keep_raw = keep_raw
         self.raw: list[str] = []  # every line read, when keep_raw (fixtures)
         self.fields_option = fields
+        # A cap on the lines read a second, so a storm of events cannot take
+        # a whole core: beyond it the ring buffer overruns and lost()
+        # counts exactly what was dropped (per_cpu/cpuN/stats "overrun").
+        self.max_lines_per_s = max_lines_per_s
+        # Raw complete lines (bytes, "\n"-separated) instead of parsed events:
+        # for a consumer that parses in bulk (cli/commands/watch.py); it must
+        # count the "[LOST N EVENTS]" notes itself (add to lost_in_pipe).
+        self.on_chunk = on_chunk
         self.path: Path | None = None
         self.events: list[TraceEvent] = []
         self.lost_in_pipe = 0
@@ -428,16 +438,39 @@ class TraceSession:
                     chunk = os.read(self._fd, 1 << 16)
                 except BlockingIOError:
                     chunk = b""
+                if chunk and self.on_chunk is not None:
+                    buf += chunk
+                    cut = buf.rfind(b"\n") + 1
+                    if cut:
+                        self.on_chunk(buf[:cut])
+                        if self.max_lines_per_s:
+                            self._throttle(buf.count(b"\n", 0, cut))
+                        buf = buf[cut:]
+                    continue
                 if chunk:
                     buf += chunk
                     *lines, buf = buf.split(b"\n")
                     for raw in lines:
                         self._line(raw.decode("utf-8", "replace"))
+                    if self.max_lines_per_s:
+                        self._throttle(len(lines))
                     continue
                 if stopping:
                     return
         except BaseException as exc:  # noqa: BLE001 - reported by check()
             self._error = exc
+
+    def _throttle(self, n: int) -> None:
+        now = time.monotonic()
+        start, count = getattr(self, "_window", (now, 0))
+        count += n
+        if now - start >= 0.1:
+            start, count = now, n
+        budget = self.max_lines_per_s * 0.1
+        if count >= budget:
+            time.sleep(max(0.0, start + 0.1 - now))
+            start, count = time.monotonic(), 0
+        self._window = (start, count)
 
     def _line(self, text: str) -> None:
         if self.keep_raw:

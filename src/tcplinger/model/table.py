@@ -48,6 +48,11 @@ TCP_INFO_FIELDS = (
 TCP_INFO_DTYPE = np.dtype([("present", "?")] + list(TCP_INFO_FIELDS))
 
 
+_ORPHAN_STATE = np.zeros(256, bool)
+_ORPHAN_STATE[[int(TcpState.FIN_WAIT1), int(TcpState.FIN_WAIT2), int(TcpState.CLOSING),
+               int(TcpState.LAST_ACK), int(TcpState.TIME_WAIT)]] = True
+
+
 def empty(n: int = 0) -> np.ndarray:
     rows = np.zeros(n, dtype=SOCKET_DTYPE)
     rows["shutdown"] = -1
@@ -110,11 +115,8 @@ class SocketTable:
     def orphan_mask(self) -> np.ndarray:
         """inode 0 in a teardown state (TIME_WAIT included): closed by its
         process, held by the kernel."""
-        st = self.rows["state"]
-        teardown = np.isin(st, [int(TcpState.FIN_WAIT1), int(TcpState.FIN_WAIT2),
-                                int(TcpState.CLOSING), int(TcpState.LAST_ACK),
-                                int(TcpState.TIME_WAIT)])
-        return teardown & (self.rows["inode"] == 0)
+        # a lookup by state number: np.isin sorts (~15 ms at 1M rows)
+        return _ORPHAN_STATE[self.rows["state"]] & (self.rows["inode"] == 0)
 
     def record(self, i: int, *, netns: NetnsRef | None = None,
                owners: tuple[Owner, ...] = (), age: Age = UNKNOWN_AGE,

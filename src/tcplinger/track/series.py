@@ -47,15 +47,27 @@ def counts(ns: int, table: SocketTable, owners: dict | None) -> list[CountRow]:
         if n:
             out.append(CountRow(ns, s, "", n))
     if owned.any():
-        c: Counter = Counter()
+        # one dict look-up per distinct inode, then counting in numpy
         owners = owners or {}
-        for s, ino in zip(st[owned].tolist(), rows["inode"][owned].tolist()):
+        inodes, inverse = np.unique(rows["inode"][owned], return_inverse=True)
+        keys: list[str] = []
+        key_id: dict[str, int] = {}
+        ids = np.empty(len(inodes), np.int64)
+        for j, ino in enumerate(inodes.tolist()):
             if ino == 0:
                 key = NO_PROCESS
             else:
                 found = owners.get(ino)
                 key = owner_key(found[0]) if found else ""
-            c[(s, key)] += 1
+            k = key_id.get(key)
+            if k is None:
+                k = key_id[key] = len(keys)
+                keys.append(key)
+            ids[j] = k
+        combo = st[owned].astype(np.int64) * len(keys) + ids[inverse.reshape(-1)]
+        values, counts_ = np.unique(combo, return_counts=True)
+        c = Counter({(int(v) // len(keys), keys[int(v) % len(keys)]): int(n)
+                     for v, n in zip(values.tolist(), counts_.tolist())})
         out.extend(CountRow(ns, s, k, n) for (s, k), n in sorted(c.items()))
     return out
 

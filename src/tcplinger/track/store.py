@@ -16,12 +16,17 @@ Tables (all times are wall-clock seconds, ``time.time()``):
 ``live``     the sockets being tracked now, with since when they are in
              their state: what ``ls`` reads to show ages.
 
+Time-series tables are WITHOUT ROWID with the time first in their primary
+key: the rows are stored once, in time order, with no separate index
+(https://sqlite.org/withoutrowid.html); that halves the file against a
+rowid table plus a time index (measured, docs/watch.md).
+
 Durability: WAL journal, one transaction per sample, ``synchronous=NORMAL``
 (https://sqlite.org/wal.html: a crash of the writer never corrupts the
 database nor loses a committed transaction; only a power loss can drop the
 last ones). Readers never block the writer.
 
-Retention (:meth:`Store.retain`): raw rows for ``raw_keep`` (24 h), then
+Retention (:meth:`Store.retain`): raw rows for ``raw_keep`` (6 h), then
 rolled up into 5-minute buckets kept for ``keep`` (30 days); events kept
 for ``keep``. The size this gives is measured in docs/watch.md.
 """
@@ -36,9 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DOWNSAMPLE_S = 300
-RAW_KEEP_S = 24 * 3600
+RAW_KEEP_S = 6 * 3600
 KEEP_S = 30 * 24 * 3600
 
 SCHEMA = """
@@ -46,10 +51,10 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS samples(t REAL PRIMARY KEY, interval REAL, sockets INTEGER,
     lost_events INTEGER, age_source TEXT);
 CREATE TABLE IF NOT EXISTS counts(t REAL, res INTEGER, netns INTEGER, state INTEGER,
-    owner TEXT, n REAL, n_max INTEGER);
-CREATE INDEX IF NOT EXISTS counts_t ON counts(res, t);
-CREATE TABLE IF NOT EXISTS kernel(t REAL, res INTEGER, netns INTEGER, name TEXT, value REAL);
-CREATE INDEX IF NOT EXISTS kernel_t ON kernel(res, t);
+    owner TEXT, n REAL, n_max INTEGER,
+    PRIMARY KEY(t, res, netns, state, owner)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kernel(t REAL, res INTEGER, netns INTEGER, name TEXT, value REAL,
+    PRIMARY KEY(t, res, netns, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS netns(inode INTEGER PRIMARY KEY, label TEXT);
 CREATE TABLE IF NOT EXISTS owners(key TEXT PRIMARY KEY, pid INTEGER, comm TEXT,
     fd_limit INTEGER, fds INTEGER, t REAL) WITHOUT ROWID;
@@ -114,6 +119,7 @@ class Store:
             self.db.executescript(SCHEMA)
             self.db.execute("INSERT OR IGNORE INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
         self._live: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._kernel_last: dict[tuple[int, str], tuple[float, int]] = {}
 
     def close(self) -> None:
         if not self.readonly:
@@ -135,24 +141,36 @@ class Store:
                             [(k, json.dumps(v)) for k, v in values.items()])
 
     def write_sample(self, info: SampleInfo, counts, kernel=(), events=(), owners=(),
-                     live=None, netns_labels=None) -> None:
+                     live=None, netns_labels=None, gone_netns=()) -> None:
         """One sample, one transaction.
 
         ``counts``: CountRow; ``kernel``: (netns, name, value);
         ``events``: track.tracker.Transition with wall-clock ``t``;
         ``owners``: (key, pid, comm, fd_limit, fds); ``live``: {netns:
         (cookie, state, since_wall, code, at_least) arrays} replacing what
-        is stored for those namespaces (only the differences are written).
+        is stored for those namespaces (only the differences are written);
+        ``gone_netns``: namespaces that no longer exist (their live rows go).
         """
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
+            for ns in gone_netns:
+                db.execute("DELETE FROM live WHERE netns=?", (ns,))
+                self._live.pop(ns, None)
             db.execute("INSERT OR REPLACE INTO samples VALUES(?,?,?,?,?)",
                        (info.t, info.interval, info.sockets, info.lost_events, info.age_source))
-            db.executemany("INSERT INTO counts VALUES(?,0,?,?,?,?,?)",
+            db.executemany("INSERT OR REPLACE INTO counts VALUES(?,0,?,?,?,?,?)",
                            [(info.t, c.netns, c.state, c.owner, c.n, c.n) for c in counts])
-            db.executemany("INSERT INTO kernel VALUES(?,0,?,?,?)",
-                           [(info.t, ns, name, float(v)) for ns, name, v in kernel])
+            # limits rarely change: a row only when the value did (or a new
+            # 5-minute bucket starts, so every bucket has a value to average)
+            bucket = int(info.t // DOWNSAMPLE_S)
+            rows = []
+            for ns, name, v in kernel:
+                v = float(v)
+                if self._kernel_last.get((ns, name)) != (v, bucket):
+                    rows.append((info.t, ns, name, v))
+                    self._kernel_last[(ns, name)] = (v, bucket)
+            db.executemany("INSERT OR REPLACE INTO kernel VALUES(?,0,?,?,?)", rows)
             # a late trace event replaces the row its sampled twin wrote
             db.executemany("DELETE FROM events WHERE netns=? AND cookie=? AND new IS ?"
                            " AND source='first_seen'",
@@ -210,7 +228,7 @@ class Store:
         try:
             # mean over the samples of the bucket; a series absent from a sample counts 0
             db.execute(
-                """INSERT INTO counts
+                """INSERT OR REPLACE INTO counts
                    SELECT b, ?, netns, state, owner, SUM(n) / MAX(1, (SELECT COUNT(*) FROM samples
                           WHERE t >= b AND t < b + ?)), MAX(n_max)
                    FROM (SELECT CAST(t / ? AS INTEGER) * ? AS b, netns, state, owner, n, n_max
@@ -218,7 +236,7 @@ class Store:
                    GROUP BY b, netns, state, owner""", (bucket, bucket, bucket, bucket, cut))
             db.execute("DELETE FROM counts WHERE res = 0 AND t < ?", (cut,))
             db.execute(
-                """INSERT INTO kernel
+                """INSERT OR REPLACE INTO kernel
                    SELECT CAST(t / ? AS INTEGER) * ?, ?, netns, name, AVG(value)
                    FROM kernel WHERE res = 0 AND t < ? GROUP BY 1, netns, name""",
                 (bucket, bucket, bucket, cut))
@@ -296,9 +314,10 @@ class Store:
         return {k: (ts, v) for k, v in out.items()}
 
     def kernel_latest(self) -> dict[tuple[int, str], float]:
-        rows = self.db.execute("SELECT netns, name, value FROM kernel WHERE t = "
-                               "(SELECT MAX(t) FROM kernel)").fetchall()
-        return {(ns, name): v for ns, name, v in rows}
+        """The last value of every limit and counter, per namespace."""
+        rows = self.db.execute("SELECT netns, name, value, MAX(t) FROM kernel"
+                               " GROUP BY netns, name").fetchall()
+        return {(ns, name): v for ns, name, v, _ in rows}
 
     def owner_info(self) -> dict[str, tuple]:
         return {k: (pid, comm, lim, fds) for k, pid, comm, lim, fds in

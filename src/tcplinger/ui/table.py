@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Iterable, Sequence
 
-from ..diagnose.evidence import duration  # noqa: F401  (one formatter for every view)
+
+def duration(seconds: float | None) -> str:
+    """diagnose.evidence.duration (one formatter for every view), imported
+    when first used: importing diagnose costs ls and stats ~13 ms.
+
+    >>> duration(75)
+    '1m15s'
+    """
+    from ..diagnose.evidence import duration as formatter
+    return formatter(seconds)
 
 
 _ASCII = dict.fromkeys(range(128))  # str.translate table deleting ASCII
@@ -23,6 +31,8 @@ def width(text: str) -> int:
     if wide is None:
         # Only the non-ASCII characters ("≥" of an age, CJK headers) are
         # looked up; the same texts recur (ages, states), so they are kept.
+        import unicodedata  # a shared library: loaded when a text needs it
+
         wide = sum(1 for c in text.translate(_ASCII) if unicodedata.east_asian_width(c) in "WF")
         if len(_wide) > 65536:
             _wide.clear()

@@ -38,7 +38,7 @@ from ...export import findings as findings_export
 from ...model.states import TcpState
 from ...model.table import SocketTable
 from ...ui import report as report_view
-from .. import query
+from .. import query, watchdb
 from ..errors import CliError, Exit
 from ..options import add_scope, scope_from
 from ..output import report_problems, snapshot_meta
@@ -63,6 +63,7 @@ class DiagnoseOptions:
     rules: tuple[str, ...] | None = None
     interval: float | None = None  # seconds between two counter samples
     sample: int = engine.SAMPLE_LIMIT
+    db: object = None  # a watch database (None: the default one, when fresh)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def add_diagnose_args(p) -> None:
                    help="run only this rule (repeatable)")
     p.add_argument("--interval", type=float, default=None, metavar="SECONDS",
                    help="sample the kernel counters twice, SECONDS apart, to see which are rising")
+    watchdb.add_argument(p)
 
 
 def threshold_overrides(texts) -> dict[str, dict]:
@@ -121,7 +123,8 @@ def diagnose_options(args) -> DiagnoseOptions:
         rules = tuple(args.rule)
     if args.interval is not None and not 0 < args.interval <= 3600:
         raise CliError("--interval must be between 0 and 3600 seconds", Exit.USAGE)
-    return DiagnoseOptions(scope_from(args), args.owners, overrides, rules, args.interval)
+    return DiagnoseOptions(scope_from(args), args.owners, overrides, rules, args.interval,
+                           db=getattr(args, "db", None))
 
 
 def register(sub) -> None:
@@ -167,6 +170,7 @@ def gather(opts: DiagnoseOptions, roots: Roots = Roots(), *,
             view.snapshot.namespaces += part.snapshot.namespaces
             view.snapshot.skipped += part.snapshot.skipped
     skipped = attach_owners(view, opts, roots)
+    watchdb.attach(view, opts.db)  # ages from a fresh `tcplinger watch` database
     inputs = []
     for part in view.parts:
         prev = interval = None
@@ -176,7 +180,8 @@ def gather(opts: DiagnoseOptions, roots: Roots = Roots(), *,
         inputs.append(NamespaceInput(
             netns=part.ns.netns, kernel=part.ns.kernel, table=part.table,
             owners=part.owners, processes=fd_usage(part, roots),
-            previous=prev, interval=interval))
+            previous=prev, interval=interval,
+            ages=part.tracked.to_ages() if part.tracked is not None else None))
     settings = read_sysctl_files(roots)
     findings = engine.diagnose(inputs, thresholds=opts.thresholds, rules=opts.rules,
                                sysctl_files=settings, sample_limit=opts.sample)

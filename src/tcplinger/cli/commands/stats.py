@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from ...collect import files
 from ...collect.snapshot import Roots, Scope
 from ...ui import stats as stats_view
+from ...ui.table import duration
 from ...export import stats as stats_export
-from .. import query
+from .. import query, watchdb
 from ..options import Filters, add_scope, scope_from
 from ..output import report_problems, snapshot_meta
 
@@ -23,6 +24,7 @@ class StatsOptions:
     scope: Scope
     owners: bool | None  # None: automatic
     json: bool
+    db: object = None  # a watch database (None: the default one, when fresh)
 
 
 def register(sub) -> None:
@@ -37,8 +39,9 @@ def register(sub) -> None:
                    help="never walk /proc/*/fd (default: only when the host has fewer than "
                         f"{files.AUTO_OWNERS_MAX_FILES} open files)")
     p.add_argument("--json", action="store_true", help="JSON output (docs/json.md)")
+    watchdb.add_argument(p)
     p.set_defaults(run=lambda args, term, msg: run(
-        StatsOptions(scope_from(args), args.owners, args.json), term, msg))
+        StatsOptions(scope_from(args), args.owners, args.json, args.db), term, msg))
 
 
 def run(opts: StatsOptions, term, msg, roots: Roots = Roots()) -> int:
@@ -53,6 +56,8 @@ def run(opts: StatsOptions, term, msg, roots: Roots = Roots()) -> int:
     if owners:
         query.attach_owners(view, roots.proc)
     doc = stats_export.document(view)
+    if watchdb.attach(view, opts.db, term, msg):  # ages from `tcplinger watch`
+        doc["oldest"] = watchdb.oldest(view)
     if opts.json:
         meta = snapshot_meta(view)
         del meta["namespaces"]  # stats has its own, richer, per-namespace entries
@@ -62,5 +67,8 @@ def run(opts: StatsOptions, term, msg, roots: Roots = Roots()) -> int:
     else:
         for line in stats_view.render(doc, msg, skipped_owners=skipped_owners):
             term.out(line)
+        for o in doc.get("oldest", ()):
+            term.out(msg("watch.oldest", state=o["state"], source=o["source"], netns=o["netns"],
+                         age=("≥" if o["at_least"] else "") + duration(o["seconds"])))
     report_problems(view, term, msg)
     return 0

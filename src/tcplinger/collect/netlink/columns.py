@@ -266,6 +266,8 @@ def _walk_attributes(data, halves, starts, lens, out, info):
     pos = starts + FIXED
     end = starts + lens
     need = np.ones(starts.size, bool) if want_info else shutdown < 0
+    if want_info:
+        need &= ~_info_where_first_is(data, halves, starts, lens, shutdown, info_off, info_len)
     active = np.flatnonzero(need & (pos + 4 <= end))
     while active.size:
         p = pos[active]
@@ -288,6 +290,57 @@ def _walk_attributes(data, halves, starts, lens, out, info):
         active = active[ok & ~finished & (nxt + 4 <= e)]
     if want_info:
         _decode_info(data, info_off, info_len, info)
+
+
+def _info_where_first_is(data, halves, starts, lens, shutdown, info_off, info_len):
+    """INFO (and SHUTDOWN) of the messages laid out like the first one.
+
+    inet_sk_diag_fill() (net/ipv4/inet_diag.c) writes a full socket's
+    attributes in one order, so the messages of a dump mostly share the
+    first one's layout: its attribute headers are read here once, and a
+    message whose headers up to INFO have the same lengths and types at the
+    same offsets has INFO at that offset too (its attributes are walked
+    exactly as the first one's).  That is one vectorised check per header
+    instead of a round per attribute; the others take the rounds.  Returns
+    the mask of messages done here.
+    """
+    done = np.zeros(starts.size, bool)
+    if not starts.size:
+        return done
+    s0, length = int(starts[0]), int(lens[0])
+    layout = []  # (offset, nla_len, type) of the first message's headers, up to INFO
+    p = FIXED
+    while p + 4 <= length:
+        nla_len = int(halves[(s0 + p) >> 1])
+        kind = int(halves[((s0 + p) >> 1) + 1]) & wire.NLA_TYPE_MASK
+        if nla_len < 4 or p + nla_len > length:
+            return done
+        layout.append((p, nla_len, kind))
+        if kind == INET_DIAG_INFO:
+            break
+        p += (nla_len + 3) & ~3
+    else:
+        return done
+    at, info_nla_len, _ = layout[-1]
+    same = lens >= at + info_nla_len
+    rows = np.flatnonzero(same)
+    base = starts[rows]
+    for off, nla_len, kind in layout:
+        half = (base + off) >> 1
+        same[rows] &= (halves[half] == nla_len) & ((halves[half + 1] & wire.NLA_TYPE_MASK) == kind)
+    rows = np.flatnonzero(same)
+    base = starts[rows]
+    for off, nla_len, kind in layout:
+        if kind == INET_DIAG_SHUTDOWN and nla_len >= 5:
+            unknown = shutdown[rows] < 0
+            shutdown[rows[unknown]] = data[base[unknown] + off + 4].view(np.int8)
+            break
+    # SHUTDOWN not before INFO in this layout: leave those to the rounds
+    rows = rows[shutdown[rows] >= 0]
+    info_off[rows] = starts[rows] + at + 4
+    info_len[rows] = info_nla_len - 4
+    done[rows] = True
+    return done
 
 
 def _decode_info(data, info_off, info_len, out):

@@ -1,0 +1,271 @@
+"""``tcplinger top``: what it shows (:class:`TopModel`, plain data), as
+plain text (:func:`render_text`, no terminal needed) and as a Textual app
+(:class:`TopApp`, imported lazily: textual is the optional ``tui`` extra).
+
+The model is built by cli/commands/top.py from a snapshot and the watch
+database; tests build it from recorded JSON (tests/data/watch/).
+
+>>> m = TopModel.from_json({"sockets": 3, "namespaces": 1, "source": "trace",
+...     "states": [{"netns": "host", "state": "CLOSE_WAIT", "count": 2, "history": [0, 1, 2]}],
+...     "owners": [{"owner": "42/java", "state": "CLOSE_WAIT", "count": 2}],
+...     "oldest": [{"seconds": 75.0, "at_least": False, "source": "trace", "state": "CLOSE_WAIT",
+...                 "local": "10.0.0.1:80", "remote": "10.0.0.2:5000", "netns": "host",
+...                 "owner": "42/java"}],
+...     "growth": ["CLOSE_WAIT of 42/java +12/min for 3h"]})
+>>> print("\\n".join(render_text(m, width=80, msg=lambda k, **f: k)))
+top.title
+NETNS  STATE       COUNT  TREND
+host   CLOSE_WAIT      2  ▁▅█
+<BLANKLINE>
+OWNER    STATE       COUNT
+42/java  CLOSE_WAIT      2
+<BLANKLINE>
+AGE           STATE       LOCAL        REMOTE         NETNS  OWNER
+1m15s(trace)  CLOSE_WAIT  10.0.0.1:80  10.0.0.2:5000  host   42/java
+<BLANKLINE>
+CLOSE_WAIT of 42/java +12/min for 3h
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from .sparkline import sparkline
+from .table import duration, render
+
+LINGERING = ("CLOSE_WAIT", "FIN_WAIT1", "FIN_WAIT2", "LAST_ACK", "CLOSING", "TIME_WAIT")
+
+
+@dataclass(frozen=True)
+class OldSocket:
+    seconds: float | None
+    at_least: bool
+    source: str
+    state: str
+    local: str
+    remote: str
+    netns: str
+    owner: str
+    cookie: int = 0  # sock_diag cookie: what `top`'s kill key ends
+
+    def age_text(self) -> str:
+        return ("≥" if self.at_least else "") + duration(self.seconds) + f"({self.source})"
+
+
+@dataclass(frozen=True)
+class TopModel:
+    sockets: int = 0
+    namespaces: int = 0
+    source: str = "timer"
+    states: tuple = ()  # (netns, state, count, history list)
+    owners: tuple = ()  # (owner, state, count)
+    oldest: tuple[OldSocket, ...] = ()
+    growth: tuple[str, ...] = ()
+    note: str | None = None
+
+    @staticmethod
+    def from_json(doc: dict) -> "TopModel":
+        return TopModel(doc["sockets"], doc["namespaces"], doc["source"],
+                        tuple((s["netns"], s["state"], s["count"], tuple(s.get("history", ())))
+                              for s in doc["states"]),
+                        tuple((o["owner"], o["state"], o["count"]) for o in doc["owners"]),
+                        tuple(OldSocket(**o) for o in doc["oldest"]), tuple(doc["growth"]),
+                        doc.get("note"))
+
+    def to_json(self) -> dict:
+        return {"sockets": self.sockets, "namespaces": self.namespaces, "source": self.source,
+                "states": [{"netns": n, "state": s, "count": c, "history": list(h)}
+                           for n, s, c, h in self.states],
+                "owners": [{"owner": o, "state": s, "count": c} for o, s, c in self.owners],
+                "oldest": [o.__dict__ for o in self.oldest], "growth": list(self.growth),
+                "note": self.note}
+
+
+@dataclass(frozen=True)
+class Filter:
+    state: str | None = None
+    owner: str | None = None
+    netns: str | None = None
+    sort: str = "age"  # age | state | netns
+
+    def text(self) -> str:
+        parts = [f"{k}={v}" for k, v in (("state", self.state), ("owner", self.owner),
+                                         ("netns", self.netns)) if v]
+        return " ".join(parts + [f"sort={self.sort}"])
+
+
+def apply(model: TopModel, f: Filter) -> TopModel:
+    """The model restricted to the filter, oldest sorted as asked."""
+    states = tuple(s for s in model.states if (f.state is None or s[1] == f.state)
+                   and (f.netns is None or s[0] == f.netns))
+    owners = tuple(o for o in model.owners if (f.state is None or o[1] == f.state)
+                   and (f.owner is None or o[0] == f.owner))
+    oldest = [o for o in model.oldest if (f.state is None or o.state == f.state)
+              and (f.owner is None or o.owner == f.owner)
+              and (f.netns is None or o.netns == f.netns)]
+    key = {"age": lambda o: -(o.seconds or 0.0), "state": lambda o: (o.state, -(o.seconds or 0)),
+           "netns": lambda o: (o.netns, -(o.seconds or 0))}[f.sort]
+    return replace(model, states=states, owners=owners, oldest=tuple(sorted(oldest, key=key)))
+
+
+def cycle(values, current):
+    """The next of ``values`` after ``current`` (None = all, then each)."""
+    options = [None] + sorted(set(values))
+    i = options.index(current) if current in options else 0
+    return options[(i + 1) % len(options)]
+
+
+def state_rows(model: TopModel, spark: int = 12):
+    return [[n, s, c, sparkline(h, spark)] for n, s, c, h in model.states]
+
+
+def oldest_rows(model: TopModel):
+    return [[o.age_text(), o.state, o.local, o.remote, o.netns, o.owner] for o in model.oldest]
+
+
+STATE_HEADERS = ["NETNS", "STATE", "COUNT", "TREND"]
+OWNER_HEADERS = ["OWNER", "STATE", "COUNT"]
+OLDEST_HEADERS = ["AGE", "STATE", "LOCAL", "REMOTE", "NETNS", "OWNER"]
+
+
+def render_text(model: TopModel, *, width: int = 80, msg, limit: int = 10) -> list[str]:
+    """One screen as plain lines: what ``top`` prints without a terminal."""
+    out = [msg("top.title", n=model.sockets, ns=model.namespaces, source=model.source)]
+    if model.note:
+        out.append(model.note)
+    out += render(STATE_HEADERS, state_rows(model), align="llrl", max_width=width)
+    out.append("")
+    out += render(OWNER_HEADERS, [list(o) for o in model.owners[:limit]], align="llr",
+                  max_width=width)
+    out.append("")
+    out += render(OLDEST_HEADERS, oldest_rows(model)[:limit], max_width=width)
+    if model.growth:
+        out.append("")
+        out += list(model.growth)
+    return out
+
+
+def make_app(load, msg, *, refresh: float = 2.0, model: TopModel | None = None, kill=None):
+    """The Textual app. ``load()`` returns a fresh TopModel; it is called
+    every ``refresh`` seconds (not at all when ``refresh`` is 0).
+    ``kill(cookies)`` ends sockets and returns a one-line result; the ``k``
+    key offers it for the oldest sockets shown (the current filter), after
+    a confirmation (``y``; anything else cancels). Without it ``k`` says
+    killing is not available."""
+    from textual.app import App, ComposeResult
+    from textual.containers import Vertical
+    from textual.screen import ModalScreen
+    from textual.widgets import DataTable, Footer, Static
+
+    class Confirm(ModalScreen):
+        BINDINGS = [("y", "yes", "yes"), ("n", "no", "no"), ("escape", "no", "no")]
+
+        def __init__(self, text: str):
+            super().__init__()
+            self.text = text
+
+        def compose(self) -> ComposeResult:
+            yield Static(self.text, id="confirm")
+
+        def action_yes(self) -> None:
+            self.dismiss(True)
+
+        def action_no(self) -> None:
+            self.dismiss(False)
+
+    class TopApp(App):
+        CSS = """
+        Screen { layout: vertical; }
+        #title { height: 1; background: $accent; color: $text; }
+        #states { height: 7; }
+        #owners { height: 5; }
+        #oldest { height: 1fr; }
+        #growth { height: 2; color: $warning; }
+        """
+        BINDINGS = [("q", "quit", "quit"), ("s", "sort", "sort"), ("f", "filter_state", "state"),
+                    ("o", "filter_owner", "owner"), ("n", "filter_netns", "netns"),
+                    ("c", "clear", "clear"), ("k", "kill", "kill")]
+
+        def __init__(self):
+            super().__init__()
+            self.model = model if model is not None else load()
+            self.flt = Filter()
+            self.status = ""
+
+        def compose(self) -> ComposeResult:
+            yield Static(id="title")
+            with Vertical():
+                yield DataTable(id="states", zebra_stripes=True)
+                yield DataTable(id="owners")
+                yield DataTable(id="oldest", cursor_type="row")
+                yield Static(id="growth")
+            yield Footer()
+
+        def on_mount(self) -> None:
+            for wid, headers in (("#states", STATE_HEADERS), ("#owners", OWNER_HEADERS),
+                                 ("#oldest", OLDEST_HEADERS)):
+                self.query_one(wid, DataTable).add_columns(*headers)
+            self.show()
+            if refresh:
+                self.set_interval(refresh, self.reload)
+
+        def reload(self) -> None:
+            self.model = load()
+            self.show()
+
+        def show(self) -> None:
+            m = apply(self.model, self.flt)
+            title = msg("top.title", n=m.sockets, ns=m.namespaces, source=m.source)
+            self.query_one("#title", Static).update(f"{title}   {msg('top.filter', text=self.flt.text())}")
+            for wid, rows in (("#states", state_rows(m)), ("#owners", [list(o) for o in m.owners]),
+                              ("#oldest", oldest_rows(m))):
+                table = self.query_one(wid, DataTable)
+                table.clear()
+                table.add_rows([[str(c) for c in r] for r in rows])
+            self.query_one("#growth", Static).update(
+                "\n".join(([self.status] if self.status else []) + list(m.growth))
+                or (m.note or ""))
+
+        def action_sort(self) -> None:
+            order = ["age", "state", "netns"]
+            self.flt = replace(self.flt, sort=order[(order.index(self.flt.sort) + 1) % 3])
+            self.show()
+
+        def action_filter_state(self) -> None:
+            states = [s for _, s, _, _ in self.model.states] + [o.state for o in self.model.oldest]
+            self.flt = replace(self.flt, state=cycle(states, self.flt.state))
+            self.show()
+
+        def action_filter_owner(self) -> None:
+            self.flt = replace(self.flt, owner=cycle([o for o, _, _ in self.model.owners],
+                                                     self.flt.owner))
+            self.show()
+
+        def action_filter_netns(self) -> None:
+            self.flt = replace(self.flt, netns=cycle([n for n, _, _, _ in self.model.states],
+                                                     self.flt.netns))
+            self.show()
+
+        def action_kill(self) -> None:
+            targets = [o for o in apply(self.model, self.flt).oldest if o.cookie]
+            if kill is None or not targets:
+                self.status = msg("top.kill_none")
+                self.show()
+                return
+
+            def done(yes) -> None:
+                if yes:
+                    self.status = kill([o.cookie for o in targets])
+                    if refresh:
+                        self.model = load()
+                else:
+                    self.status = msg("top.kill_cancelled")
+                self.show()
+            self.push_screen(Confirm(msg("top.kill_confirm", n=len(targets),
+                                         text=self.flt.text())), done)
+
+        def action_clear(self) -> None:
+            self.flt = Filter()
+            self.show()
+
+    return TopApp()
