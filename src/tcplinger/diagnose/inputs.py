@@ -12,6 +12,7 @@ from typing import Mapping, Protocol, Sequence
 from ..model.kernel import KernelContext
 from ..model.socket import Age, NetnsRef, Owner
 from ..model.table import SocketTable
+from ..track.growth import Growth, time_to_limit
 
 
 class FdUsageLike(Protocol):
@@ -26,6 +27,85 @@ class ProcessFacts:
     open_fds: int
     soft_limit: int | None  # RLIMIT_NOFILE soft limit; None: unlimited
     hard_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Trend:
+    """A count that grows, from the watch database's history (fitted by
+    ``track.trends``; the CLI reads the database, the rules get this).
+
+    >>> g = Growth(slope=0.2, intercept=0, r2=0.99, span=3 * 3600, points=180, growing=True)
+    >>> t = Trend(g, current=2300, limit=65536, limit_name="fd limit", ttl=316180.0)
+    >>> round(t.per_minute), t.window, round(t.until(10000, 65536) / 3600)
+    (12, 10800, 77)
+    >>> t.evidence()["time_to_limit_s"], t.evidence(ttl=None)["time_to_limit_s"]
+    (316180.0, None)
+    """
+
+    growth: Growth  # slope (per second), span (the window, seconds), R²
+    current: float  # the last value of the series (or of what meets the limit)
+    limit: float | None = None
+    limit_name: str | None = None  # "fd limit", "tcp_max_tw_buckets", "ephemeral ports"
+    ttl: float | None = None  # seconds until current reaches limit at the slope
+
+    @classmethod
+    def of(cls, found) -> "Trend":
+        """From a ``track.trends.GrowthFinding`` (what ``history`` shows)."""
+        return cls(found.growth, found.current, found.limit, found.limit_name, found.ttl)
+
+    @property
+    def slope(self) -> float:
+        return self.growth.slope
+
+    @property
+    def per_minute(self) -> float:
+        return self.growth.slope * 60.0
+
+    @property
+    def window(self) -> float:
+        return self.growth.span
+
+    def until(self, current: float, limit: float | None) -> float | None:
+        """Seconds from ``current`` to ``limit`` at this slope (fresher
+        numbers than the database's, e.g. fd usage read just now)."""
+        return time_to_limit(self.growth, current, limit)
+
+    def evidence(self, **override) -> dict:
+        """The ``growing`` evidence object (docs/json.md)."""
+        out = {"per_minute": round(self.per_minute, 4), "slope_per_s": round(self.slope, 6),
+               "window_s": round(self.window, 1), "r2": round(self.growth.r2, 4),
+               "points": self.growth.points, "current": self.current,
+               "limit_name": self.limit_name, "limit": self.limit,
+               "time_to_limit_s": None if self.ttl is None else round(self.ttl, 1)}
+        if "ttl" in override:
+            ttl = override.pop("ttl")
+            out["time_to_limit_s"] = None if ttl is None else round(ttl, 1)
+        out.update(override)
+        return out
+
+
+def within(ttl: float | None, threshold: float | None) -> bool:
+    """A time-to-limit threshold is reached when the limit is at most that
+    far away; None (no limit, not growing, or the threshold off) is not.
+
+    >>> within(3600, 3600), within(3601, 3600), within(0.0, 60), within(None, 60), within(5, None)
+    (True, False, True, False, False)
+    """
+    return ttl is not None and threshold is not None and ttl <= threshold
+
+
+@dataclass(frozen=True)
+class NamespaceTrends:
+    """What grows, over the watch database's recent history."""
+
+    #: (pid, state) -> trend of the sockets in that state the process holds
+    #: (the limit: its RLIMIT_NOFILE soft limit, "current" its open fds).
+    by_owner: Mapping[tuple[int, int], Trend] = field(default_factory=dict)
+    #: state -> trend in this namespace (TIME_WAIT against tcp_max_tw_buckets).
+    by_state: Mapping[int, Trend] = field(default_factory=dict)
+    #: all connections of the namespace (LISTEN excluded) against the
+    #: ephemeral port range: an upper bound of one destination's growth.
+    connections: Trend | None = None
 
 
 @dataclass(frozen=True)
@@ -45,3 +125,6 @@ class NamespaceInput:
     #: counters that are *rising* (TCPTimeWaitOverflow, TCPAbortOnMemory).
     previous: KernelContext | None = None
     interval: float | None = None  # seconds between previous and kernel
+    #: Growth from a fresh watch database (``tcplinger watch``); None: no
+    #: history, the rules judge the snapshot alone.
+    trends: NamespaceTrends | None = None

@@ -126,6 +126,11 @@ RULES: tuple[RuleMeta, ...] = (
         _t("critical_count", 1000, "count"),
         _t("warning_age", 300, "s"),  # oldest CLOSE_WAIT at least this old
         _t("critical_fd_ratio", 0.9, "ratio"),  # open fds / RLIMIT_NOFILE soft
+        # With a watch history (docs/watch.md): the process's CLOSE_WAIT grow
+        # and, at that rate, its open fds reach RLIMIT_NOFILE within this
+        # many seconds (then accept()/open() fail with EMFILE).
+        _t("warning_ttl", 86400, "s"),
+        _t("critical_ttl", 3600, "s"),
     ), (RFC9293_CLOSE, CLOSE2, SOCKET7, TCP7, TCP_TIMER_C, GETRLIMIT2)),
     RuleMeta("half-closed-fin-wait-2", ("FIN_WAIT2",), (
         _t("warning_count", 10, "count"),
@@ -140,6 +145,9 @@ RULES: tuple[RuleMeta, ...] = (
         _t("info_count", 1000, "count"),  # below this many TIME_WAIT: no finding
         _t("warning_ratio", 0.5, "ratio"),  # timewait-type sockets / tcp_max_tw_buckets
         _t("critical_ratio", 0.9, "ratio"),
+        # With a watch history: TIME_WAIT grows and reaches tcp_max_tw_buckets
+        # within this many seconds (past it, new TIME_WAIT are destroyed).
+        _t("warning_ttl", 3600, "s"),
     ), (RFC9293_CLOSE, IP_SYSCTL, MINISOCKS_C, TW_RECYCLE_REMOVED, TCP7)),
     RuleMeta("ephemeral-port-exhaustion", ("",), (
         _t("info_ratio", 0.2, "ratio"),  # sockets of one destination / ports in range

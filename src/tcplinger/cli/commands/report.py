@@ -30,13 +30,14 @@ from ...collect import snapshot as snap_mod
 from ...collect.setns import run_in_netns
 from ...collect.snapshot import Roots, Scope
 from ...diagnose import engine
-from ...diagnose.inputs import NamespaceInput
+from ...diagnose.inputs import NamespaceInput, NamespaceTrends, Trend
 from ...diagnose.metadata import BY_ID, BadThreshold, merge, parse_override
 from ...diagnose.summary import namespace_summary
 from ...diagnose.sysctl_files import LEGACY, REMOVED, SysctlSetting, parse, proc_path
 from ...export import findings as findings_export
 from ...model.states import TcpState
 from ...model.table import SocketTable
+from ...track import trends as trends_mod
 from ...ui import report as report_view
 from .. import query, watchdb
 from ..errors import CliError, Exit
@@ -171,6 +172,7 @@ def gather(opts: DiagnoseOptions, roots: Roots = Roots(), *,
             view.snapshot.skipped += part.snapshot.skipped
     skipped = attach_owners(view, opts, roots)
     watchdb.attach(view, opts.db)  # ages from a fresh `tcplinger watch` database
+    history = watch_trends(opts.db)  # and what grows, from the same database
     inputs = []
     for part in view.parts:
         prev = interval = None
@@ -181,11 +183,76 @@ def gather(opts: DiagnoseOptions, roots: Roots = Roots(), *,
             netns=part.ns.netns, kernel=part.ns.kernel, table=part.table,
             owners=part.owners, processes=fd_usage(part, roots),
             previous=prev, interval=interval,
-            ages=part.tracked.to_ages() if part.tracked is not None else None))
+            ages=part.tracked.to_ages() if part.tracked is not None else None,
+            trends=history.of(part.ns.netns.inode) if history is not None else None))
     settings = read_sysctl_files(roots)
     findings = engine.diagnose(inputs, thresholds=opts.thresholds, rules=opts.rules,
                                sysctl_files=settings, sample_limit=opts.sample)
     return Diagnosis(view, inputs, findings, skipped, merge(opts.thresholds))
+
+
+#: How far back the diagnosis fits growth in the watch database (the raw
+#: samples' retention, and history's default).
+TREND_WINDOW_S = 6 * 3600.0
+
+
+@dataclass(frozen=True)
+class WatchTrends:
+    """What grows in the watch database: per (pid, state), and per
+    namespace (``track.trends``, the same fits as ``tcplinger history``)."""
+
+    by_owner: dict
+    by_netns: dict  # inode -> (by_state {state: Trend}, connections Trend | None)
+
+    def of(self, inode: int) -> NamespaceTrends:
+        by_state, conns = self.by_netns.get(inode, ({}, None))
+        return NamespaceTrends(self.by_owner, by_state, conns)
+
+
+def watch_trends(given: Path | None, now: float | None = None,
+                 window: float = TREND_WINDOW_S) -> WatchTrends | None:
+    """Trends from the watch database when it is fresh, else None (a
+    missing, stale or unreadable database: the diagnosis goes without)."""
+    import sqlite3
+
+    from ...track.store import Store
+    path = watchdb.path_of(given)
+    try:
+        if not path.exists():
+            return None
+        store = Store(path, readonly=True)
+    except (OSError, sqlite3.Error):
+        return None
+    try:
+        now = time.time() if now is None else now
+        return trends_of(store, now - window) if store.is_fresh(now) else None
+    except sqlite3.Error:
+        return None
+    finally:
+        store.db.close()
+
+
+def trends_of(store, start: float) -> WatchTrends:
+    """The growing series of ``store`` since ``start``, as diagnosis input."""
+    from .history import _by_netns_state
+    cw = int(TcpState.CLOSE_WAIT)
+    series = store.series(start, by="state_owner", states=[cw])
+    owned = trends_mod.growing({k: v for k, v in series.items() if not k.endswith((" ", " -"))},
+                               owners=store.owner_info())
+    by_owner = {}
+    for f in owned:
+        pid = f.owner.partition("/")[0]  # owner keys are "pid/comm" (track.series)
+        if pid.isdigit():
+            by_owner[(int(pid), f.state)] = Trend.of(f)
+    by_netns: dict = {}
+    for f in trends_mod.namespace_limits(_by_netns_state(store, start), store.kernel_latest()):
+        by_state, conns = by_netns.get(f.netns, ({}, None))
+        if f.state is None:
+            conns = Trend.of(f)
+        else:
+            by_state[f.state] = Trend.of(f)
+        by_netns[f.netns] = (by_state, conns)
+    return WatchTrends(by_owner, by_netns)
 
 
 def _counters(scope: Scope, roots: Roots) -> dict:

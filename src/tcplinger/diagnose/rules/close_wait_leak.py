@@ -4,6 +4,9 @@ One finding per owning process. Evidence: count, oldest age, Recv-Q
 (1 = the peer's FIN was never read, 0 = EOF read and the socket still
 kept), SO_KEEPALIVE (a keepalive timer), fd usage against RLIMIT_NOFILE,
 peers, and the other end when it lives in a namespace being looked at.
+With a watch history (``NamespaceInput.trends``): how fast the process's
+CLOSE_WAIT grow and when, at that rate, its open fds reach RLIMIT_NOFILE
+(``warning_ttl`` / ``critical_ttl`` raise the severity).
 
 What ends a CLOSE_WAIT socket, measured on Linux 6.18 (tcp_keepalive_time
 2 s, intvl 1 s, probes 3, tcp_fin_timeout 1 s, loopback):
@@ -26,6 +29,7 @@ from ...model.states import TcpState
 from ..evidence import (age_stats, age_text, count_older, duration, endpoint_text,
                         keepalive_mask, percent, port_text, top_local_ports, top_remote)
 from ..finding import Confidence, Fix, FixKind, Severity
+from ..inputs import within
 from ..lifetimes import DEFAULT_KEEPALIVE_TIME, keepalive_deadline
 from ..metadata import BY_ID
 from ._common import T, at_least, finding, level, other_end_facts, other_ends
@@ -70,6 +74,12 @@ def _one(ctx, th, world, limit, rows: np.ndarray, owner):
         severity = Severity.WARNING
     if at_least(fd_ratio, th["critical_fd_ratio"]):
         severity = Severity.CRITICAL
+    growing = _growing(ctx, owner, fds)
+    ttl = growing["time_to_limit_s"] if growing is not None else None
+    if within(ttl, th["critical_ttl"]):
+        severity = Severity.CRITICAL
+    elif within(ttl, th["warning_ttl"]):
+        severity = max(severity, Severity.WARNING)
 
     evidence = {
         "pid": owner.pid if owner else None,
@@ -89,6 +99,7 @@ def _one(ctx, th, world, limit, rows: np.ndarray, owner):
         "local_ports": ports,
         "other_end": here,
         "owners_resolved": ctx.owners_resolved,
+        "growing": growing,
     }
 
     if owner is not None:
@@ -109,6 +120,13 @@ def _one(ctx, th, world, limit, rows: np.ndarray, owner):
         facts.append(T(K + "fact.fds", open=fds.open_fds,
                        limit=fds.soft_limit if fds.soft_limit else "unlimited",
                        pct=percent(fd_ratio) if fd_ratio is not None else "-"))
+    if growing is not None:
+        args = dict(rate=f"{growing['per_minute']:+.3g}", window=duration(growing["window_s"]))
+        if ttl is not None:
+            facts.append(T(K + "fact.growing", limit=growing["limit"], eta=duration(ttl),
+                           **args))
+        else:
+            facts.append(T(K + "fact.growing_no_limit", **args))
     facts.append(T(K + "fact.peers", peers=endpoint_text(peers), ports=port_text(ports)))
     facts.append(T(K + "fact.keepalive", ka=ka, n=n, kt=kt))
     facts += other_end_facts(here)
@@ -133,7 +151,7 @@ def _one(ctx, th, world, limit, rows: np.ndarray, owner):
              Fix(FixKind.APP, T(K + "fix.pool"))]
     if owner is not None:
         fixes.append(Fix(FixKind.OPS, T(K + "fix.restart", comm=owner.comm, pid=owner.pid)))
-    if at_least(fd_ratio, 0.5):
+    if at_least(fd_ratio, 0.5) or within(ttl, th["warning_ttl"]):
         fixes.append(Fix(FixKind.OPS, T(K + "fix.nofile", pid=owner.pid)))
     fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.no_sysctl")))
 
@@ -141,6 +159,8 @@ def _one(ctx, th, world, limit, rows: np.ndarray, owner):
         conf, reason = Confidence.LOW, T(K + "conf.no_owner")
     elif n >= (th["warning_count"] or n + 1) or old:
         conf, reason = Confidence.HIGH, T(K + "conf.high")
+    elif growing is not None:
+        conf, reason = Confidence.HIGH, T(K + "conf.growing")
     else:
         conf, reason = Confidence.MEDIUM, T(K + "conf.young")
 
@@ -148,3 +168,21 @@ def _one(ctx, th, world, limit, rows: np.ndarray, owner):
     return finding(META, ctx, severity=severity, count=n, title=title, evidence=evidence,
                    facts=facts, cause=cause, lifetime=lifetime, fixes=fixes, confidence=conf,
                    confidence_reason=reason, owners=owners, sample=ctx.sample(rows, limit))
+
+
+def _growing(ctx, owner, fds) -> dict | None:
+    """The ``growing`` evidence: the watch history's trend of this
+    process's CLOSE_WAIT, with the time to RLIMIT_NOFILE taken from the fd
+    usage read now when there is one (fresher than the database's)."""
+    trends = ctx.inp.trends
+    if trends is None or owner is None:
+        return None
+    trend = trends.by_owner.get((owner.pid, int(TcpState.CLOSE_WAIT)))
+    if trend is None:
+        return None
+    if fds is not None:
+        # soft_limit None: unlimited, nothing to reach
+        return trend.evidence(current=fds.open_fds, limit=fds.soft_limit,
+                              limit_name="RLIMIT_NOFILE" if fds.soft_limit else None,
+                              ttl=trend.until(fds.open_fds, fds.soft_limit))
+    return trend.evidence(limit_name="RLIMIT_NOFILE" if trend.limit else None)

@@ -6,6 +6,11 @@ net/ipv4/inet_hashtables.c searches ip_local_port_range, so one
 destination can hold at most that many connections from one source
 address, TIME_WAIT included (tcp_tw_reuse lets connect() take a TIME_WAIT
 port over for outgoing connections).
+
+With a watch history (``NamespaceInput.trends``) the growth of all the
+namespace's connections is an upper bound of one destination's: the time
+until the fullest group runs out at that rate is the *earliest* it can
+(evidence only; the severity stays with the counts).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from ...model.socket import format_address
 from ...model.states import TcpState
 from ..context import address_words, mix64
 from .. import sysctl_proposals as propose
-from ..evidence import percent
+from ..evidence import duration, percent
 from ..finding import Confidence, Fix, FixKind
 from ..metadata import BY_ID
 from ..sysctl_bounds import BOUNDS
@@ -104,6 +109,7 @@ def evaluate(ctx, th, world, limit):
         "groups": groups[:GROUPS_SHOWN],
         "groups_over_info": len(groups),
         "tcp_tw_reuse": reuse,
+        "growing": _growing(ctx, worst["sockets"], size),
     }
     dest = f"{worst['remote_address']}:{worst['remote_port']}" if ":" not in worst["remote_address"] \
         else f"[{worst['remote_address']}]:{worst['remote_port']}"
@@ -114,6 +120,11 @@ def evaluate(ctx, th, world, limit):
         facts.append(T(K + "fact.group", src=g["local_address"], dest=d, n=g["sockets"],
                        pct=percent(g["ratio"]),
                        states=", ".join(f"{k} {v}" for k, v in sorted(g["states"].items()))))
+    growing = evidence["growing"]
+    if growing is not None and growing["time_to_limit_s"] is not None:
+        facts.append(T(K + "fact.growing", rate=f"{growing['per_minute']:+.3g}",
+                       window=duration(growing["window_s"]), dest=dest,
+                       eta=duration(growing["time_to_limit_s"])))
     cause = [T(K + "cause")]
     if tw_share >= 0.5:
         cause.append(T(K + "cause.time_wait", pct=percent(tw_share)))
@@ -139,3 +150,15 @@ def evaluate(ctx, th, world, limit):
                     evidence=evidence, facts=facts, cause=cause, lifetime=lifetime, fixes=fixes,
                     confidence=conf, confidence_reason=reason,
                     sample=ctx.sample(members, limit))]
+
+
+def _growing(ctx, sockets: int, size: int) -> dict | None:
+    """The ``growing`` evidence: the trend of the namespace's connections
+    (the watch database counts no destinations), with the time until the
+    fullest group would take the whole range if all of it went there."""
+    trends = ctx.inp.trends
+    trend = trends.connections if trends is not None else None
+    if trend is None:
+        return None
+    return trend.evidence(current=sockets, limit=size, limit_name="ephemeral ports",
+                          ttl=trend.until(sockets, size), time_to_limit_is_earliest=True)

@@ -8,6 +8,10 @@ and counts TCPTimeWaitOverflow: with tcp_max_tw_buckets = 3, six more
 closes left 3 TIME_WAIT and added 4 to the counter (one bucket was taken).
 The side that closes first gets the TIME_WAIT: a local port with a
 listener means this host, the server, closed first.
+
+With a watch history (``NamespaceInput.trends``): how fast TIME_WAIT grows
+and when, at that rate, the timewait-type sockets reach tcp_max_tw_buckets
+(``warning_ttl``: a warning, and a finding even below ``info_count``).
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import numpy as np
 from ...model.kernel import TCP_TIMEWAIT_LEN_S
 from ...model.states import TcpState
 from .. import sysctl_proposals as propose
-from ..evidence import endpoint_text, percent, port_text, top_local_ports, top_remote
+from ..evidence import duration, endpoint_text, percent, port_text, top_local_ports, top_remote
 from ..finding import Confidence, Fix, FixKind, Severity
+from ..inputs import within
 from ..lifetimes import DEFAULT_FIN_TIMEOUT
 from ..metadata import BY_ID
 from ..sysctl_bounds import TW_SOCK_BYTES
@@ -37,8 +42,11 @@ def evaluate(ctx, th, world, limit):
     overflow = ctx.counter("TCPTimeWaitOverflow")
     overflow_delta = ctx.delta("TCPTimeWaitOverflow")
     rising = bool(overflow_delta and overflow_delta > 0)
+    growing = _growing(ctx, tw_type, buckets)
+    ttl = growing["time_to_limit_s"] if growing is not None else None
+    near = within(ttl, th["warning_ttl"])
     if not (at_least(n, th["info_count"]) or at_least(ratio, th["warning_ratio"]) or rising
-            or (overflow and n)):
+            or (overflow and n) or near):
         return []
 
     ports = ctx.rows["sport"][idx]
@@ -56,6 +64,8 @@ def evaluate(ctx, th, world, limit):
     severity = level(ratio, th["warning_ratio"], th["critical_ratio"])
     if rising:
         severity = Severity.CRITICAL
+    elif near:
+        severity = max(severity, Severity.WARNING)
 
     evidence = {
         "time_wait": n,
@@ -76,6 +86,7 @@ def evaluate(ctx, th, world, limit):
         "tcp_tw_reuse": tw_reuse,
         "tcp_fin_timeout": fin,
         "ip_local_port_range": list(rng) if rng else None,
+        "growing": growing,
     }
     title = T(K + "title", n=n, buckets=buckets if buckets else "?",
               pct=percent(ratio) if ratio is not None else "?")
@@ -88,6 +99,12 @@ def evaluate(ctx, th, world, limit):
         else:
             facts.append(T(K + "fact.overflow", total=overflow))
     facts.append(T(K + "fact.rate", rate=f"{n / TCP_TIMEWAIT_LEN_S:.3g}"))
+    if growing is not None:
+        args = dict(rate=f"{growing['per_minute']:+.3g}", window=duration(growing["window_s"]))
+        if ttl is not None:
+            facts.append(T(K + "fact.growing", limit=buckets, eta=duration(ttl), **args))
+        else:
+            facts.append(T(K + "fact.growing_no_limit", **args))
     if len(server):
         facts.append(T(K + "fact.server", n=int(len(server)),
                        ports=port_text(evidence["server_ports"]),
@@ -121,7 +138,7 @@ def evaluate(ctx, th, world, limit):
         # (it counts them per destination and proposes the range).
         fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.port_range")))
     # Near or past the limit the kernel destroys TIME_WAIT early: raise it.
-    if at_least(ratio, th["warning_ratio"]) or rising:
+    if at_least(ratio, th["warning_ratio"]) or rising or near:
         more = propose.tw_buckets(buckets, tw_type)
         if more is not None:
             fixes.append(sysctl_fix(T(K + "fix.buckets", tw=tw_type, buckets=buckets,
@@ -135,3 +152,16 @@ def evaluate(ctx, th, world, limit):
     return [finding(META, ctx, severity=severity, count=n, title=title, evidence=evidence,
                     facts=facts, cause=cause, lifetime=lifetime, fixes=fixes, confidence=conf,
                     confidence_reason=reason, sample=ctx.sample(idx, limit))]
+
+
+def _growing(ctx, tw_type: int, buckets) -> dict | None:
+    """The ``growing`` evidence: the watch history's TIME_WAIT trend, with
+    the time until the timewait-type sockets counted now reach
+    tcp_max_tw_buckets at that rate."""
+    trends = ctx.inp.trends
+    trend = trends.by_state.get(int(TcpState.TIME_WAIT)) if trends is not None else None
+    if trend is None:
+        return None
+    return trend.evidence(current=tw_type, limit=buckets or None,
+                          limit_name="tcp_max_tw_buckets" if buckets else None,
+                          ttl=trend.until(tw_type, buckets or None))
