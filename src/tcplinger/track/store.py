@@ -39,6 +39,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from .paths import default_path  # noqa: F401  (re-exported)
+
 import numpy as np
 
 SCHEMA_VERSION = 2
@@ -66,20 +68,6 @@ CREATE TABLE IF NOT EXISTS live(netns INTEGER, cookie INTEGER, state INTEGER, si
 """
 
 
-def default_path(euid: int, env: dict) -> Path:
-    """Where ``watch`` writes and the other commands look, unless ``--db``.
-
-    >>> default_path(0, {})
-    PosixPath('/var/lib/tcplinger/watch.db')
-    >>> default_path(1000, {"HOME": "/home/ann"})
-    PosixPath('/home/ann/.local/state/tcplinger/watch.db')
-    >>> default_path(1000, {"XDG_STATE_HOME": "/s", "HOME": "/home/ann"})
-    PosixPath('/s/tcplinger/watch.db')
-    """
-    if euid == 0:
-        return Path("/var/lib/tcplinger/watch.db")
-    base = env.get("XDG_STATE_HOME") or os.path.join(env.get("HOME", "/tmp"), ".local", "state")
-    return Path(base) / "tcplinger" / "watch.db"
 
 
 @dataclass(frozen=True)
