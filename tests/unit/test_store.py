@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from tcplinger.model.socket import AgeSource
-from tcplinger.track.store import CountRow, SampleInfo, Store, default_path
+from tcplinger.track.paths import default_path
+from tcplinger.track.store import CountRow, SampleInfo, Store
 from tcplinger.track.tracker import Transition
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..model.states import TcpState, parse_state
+from ..model.states import parse_state
 
 
 @dataclass

@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ..model.states import TcpState, name as state_name
+from ..model.states import name as state_name
 from ..model.timeline import Note, Packet, PartyTimeline, Timeline
 from . import diagnosis as diag_mod
 from . import merge as merge_mod
@@ -32,11 +32,11 @@ from . import registry
 from .capture import Capture, pdeathsig_prefix
 from .checks import Observed, evaluate
 from .merge import Action
-from .peers import PeerError, PeerProcess
+from .peers import PeerProcess
 from .recorder import DEFAULT_INTERVAL_S, Recorder
 from .scenario import Prepared, Scenario, prepare
 from .slack import kernel_hz, late_by
-from .topology import Addressing, Topology, sh
+from .topology import Addressing, Topology
 
 #: Seconds the run goes on after a script's last step, so the last
 #: transitions are recorded and the timeline shows what came after.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from socket import AF_INET, AF_INET6, inet_ntop  # pure formatting, no I/O
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .states import TcpState, name as state_name
 

@@ -34,14 +34,12 @@ for ``keep``. The size this gives is measured in docs/watch.md.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import default_path  # noqa: F401  (re-exported)
-
 import numpy as np
+
 
 SCHEMA_VERSION = 2
 DOWNSAMPLE_S = 300
@@ -276,6 +274,19 @@ class Store:
         code[hit] = arr["k"][idx[hit]]
         low[hit] = arr["b"][idx[hit]]
         return since, code, low
+
+    def counts_by_netns_state(self, start: float) -> dict:
+        """``{(netns, state): (times, counts)}`` since ``start``, summed over
+        owners: what history, top and the report's trends plot and fit."""
+        rows = self.db.execute("SELECT t, netns, state, SUM(n) FROM counts WHERE t >= ?"
+                               " GROUP BY t, netns, state ORDER BY t", (start,)).fetchall()
+        times = sorted({r[0] for r in rows})
+        pos = {t: i for i, t in enumerate(times)}
+        out: dict = {}
+        for t, ns, st, n in rows:
+            out.setdefault((ns, st), np.zeros(len(times)))[pos[t]] = n
+        ts = np.array(times)
+        return {k: (ts, v) for k, v in out.items()}
 
     def series(self, since: float, *, by: str = "state", states=None, res: int | None = None):
         """``{key: (times, values)}`` summed over everything but ``by``

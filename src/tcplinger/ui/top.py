@@ -28,7 +28,7 @@ CLOSE_WAIT of 42/java +12/min for 3h
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from .sparkline import sparkline
 from .table import duration, render

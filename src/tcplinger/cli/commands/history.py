@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from ...model.states import name as state_name
 from ...track import trends
@@ -68,7 +67,7 @@ def analyse(store: Store, opts: HistoryOptions, now: float) -> dict:
     owners = store.owner_info()
     found = trends.growing({k: v for k, v in by_so.items() if not k.endswith(" ")
                             and not k.endswith(" -")}, owners=owners)
-    by_ns_state = _by_netns_state(store, start)
+    by_ns_state = store.counts_by_netns_state(start)
     found += trends.namespace_limits(by_ns_state, store.kernel_latest())
     if states is not None:
         found = [f for f in found if f.state is None or f.state in states]
@@ -100,19 +99,6 @@ def analyse(store: Store, opts: HistoryOptions, now: float) -> dict:
                                "limit": f.limit, "time_to_limit_s": None if f.ttl is None
                                else round(f.ttl, 1)})
     return out
-
-
-def _by_netns_state(store: Store, start: float) -> dict:
-    rows = store.db.execute("SELECT t, netns, state, SUM(n) FROM counts WHERE t >= ?"
-                            " GROUP BY t, netns, state ORDER BY t", (start,)).fetchall()
-    times = sorted({r[0] for r in rows})
-    pos = {t: i for i, t in enumerate(times)}
-    out: dict = {}
-    for t, ns, st, n in rows:
-        arr = out.setdefault((ns, st), np.zeros(len(times)))
-        arr[pos[t]] = n
-    ts = np.array(times)
-    return {k: (ts, v) for k, v in out.items()}
 
 
 def run(opts: HistoryOptions, term, msg) -> int:

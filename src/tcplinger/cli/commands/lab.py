@@ -19,7 +19,6 @@ from ...lab import registry
 from ...lab import runner as lab_runner
 from ...lab.params import SYSCTLS, ParamError, parse_sets
 from ...lab.scenarios import ALL, get
-from ...model.states import name as state_name
 from ...ui import timeline as tl_view
 from ..errors import CliError, Exit
 

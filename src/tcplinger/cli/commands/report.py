@@ -234,7 +234,6 @@ def watch_trends(given: Path | None, now: float | None = None,
 
 def trends_of(store, start: float) -> WatchTrends:
     """The growing series of ``store`` since ``start``, as diagnosis input."""
-    from .history import _by_netns_state
     cw = int(TcpState.CLOSE_WAIT)
     series = store.series(start, by="state_owner", states=[cw])
     owned = trends_mod.growing({k: v for k, v in series.items() if not k.endswith((" ", " -"))},
@@ -245,7 +244,7 @@ def trends_of(store, start: float) -> WatchTrends:
         if pid.isdigit():
             by_owner[(int(pid), f.state)] = Trend.of(f)
     by_netns: dict = {}
-    for f in trends_mod.namespace_limits(_by_netns_state(store, start), store.kernel_latest()):
+    for f in trends_mod.namespace_limits(store.counts_by_netns_state(start), store.kernel_latest()):
         by_state, conns = by_netns.get(f.netns, ({}, None))
         if f.state is None:
             conns = Trend.of(f)

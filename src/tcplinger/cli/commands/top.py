@@ -62,7 +62,7 @@ def build_model(opts: TopOptions, msg, limit: int = 50) -> top_ui.TopModel:
             store = Store(path, readonly=True)
             try:
                 now = time.time()
-                for (ns, st), (t, v) in _by_ns_state(store, now - opts.history).items():
+                for (ns, st), (t, v) in store.counts_by_netns_state(now - opts.history).items():
                     history[(ns, st)] = v[-60:].tolist()
                 by_so = store.series(now - opts.history, by="state_owner")
                 for f in trends.growing({k: v for k, v in by_so.items()
@@ -124,17 +124,6 @@ def build_model(opts: TopOptions, msg, limit: int = 50) -> top_ui.TopModel:
     return top_ui.TopModel(view.total, len(view.parts), source, tuple(states),
                            tuple((o, s, n) for (o, s), n in owners_count.items()),
                            tuple(oldest), tuple(growth), note)
-
-
-def _by_ns_state(store: Store, start: float) -> dict:
-    rows = store.db.execute("SELECT t, netns, state, SUM(n) FROM counts WHERE t >= ?"
-                            " GROUP BY t, netns, state ORDER BY t", (start,)).fetchall()
-    times = sorted({r[0] for r in rows})
-    pos = {t: i for i, t in enumerate(times)}
-    out: dict = {}
-    for t, ns, st, n in rows:
-        out.setdefault((ns, st), np.zeros(len(times)))[pos[t]] = n
-    return {k: (np.array(times), v) for k, v in out.items()}
 
 
 def run(opts: TopOptions, term, msg) -> int:

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ...act import audit as audit_mod

@@ -27,7 +27,8 @@ from ...collect import snapshot as snap_mod
 from ...collect import tracefs
 from ...model.states import TEARDOWN, TcpState
 from ...track import series
-from ...track.store import SampleInfo, Store, default_path
+from ...track.paths import default_path
+from ...track.store import SampleInfo, Store
 from ...track import tracelines
 from ...track.tracker import Tracker
 from ..errors import CliError, Exit

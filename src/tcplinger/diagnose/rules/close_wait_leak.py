@@ -32,7 +32,7 @@ from ..finding import Confidence, Fix, FixKind, Severity
 from ..inputs import within
 from ..lifetimes import DEFAULT_KEEPALIVE_TIME, keepalive_deadline
 from ..metadata import BY_ID
-from ._common import T, at_least, finding, level, other_end_facts, other_ends
+from ._common import T, at_least, finding, level, other_end_facts, other_ends, per_owner
 
 META = BY_ID["close-wait-leak"]
 K = "rule.close-wait-leak."
@@ -40,13 +40,7 @@ K = "rule.close-wait-leak."
 
 def evaluate(ctx, th, world, limit):
     idx = ctx.indices(ctx.in_state(TcpState.CLOSE_WAIT))
-    if len(idx) == 0:
-        return []
-    groups, unowned = ctx.by_owner(idx)
-    out = [_one(ctx, th, world, limit, rows, owner) for _, (owner, rows) in groups.items()]
-    if len(unowned):
-        out.append(_one(ctx, th, world, limit, unowned, None))
-    return out
+    return per_owner(ctx, idx, lambda rows, owner: _one(ctx, th, world, limit, rows, owner))
 
 
 def _one(ctx, th, world, limit, rows: np.ndarray, owner):

@@ -17,7 +17,7 @@ from ..evidence import (age_stats, age_text, count_older, duration, endpoint_tex
 from ..finding import Confidence, Fix, FixKind, Severity
 from ..lifetimes import DEFAULT_FIN_TIMEOUT, fin_wait2_lifetime
 from ..metadata import BY_ID
-from ._common import T, finding, level, other_end_facts, other_ends
+from ._common import T, finding, level, other_end_facts, other_ends, per_owner
 
 META = BY_ID["half-closed-fin-wait-2"]
 K = "rule.half-closed-fin-wait-2."
@@ -25,13 +25,7 @@ K = "rule.half-closed-fin-wait-2."
 
 def evaluate(ctx, th, world, limit):
     idx = ctx.indices(ctx.in_state(TcpState.FIN_WAIT2) & (ctx.inode != 0))
-    if len(idx) == 0:
-        return []
-    groups, unowned = ctx.by_owner(idx)
-    out = [_one(ctx, th, world, limit, rows, owner) for _, (owner, rows) in groups.items()]
-    if len(unowned):
-        out.append(_one(ctx, th, world, limit, unowned, None))
-    return out
+    return per_owner(ctx, idx, lambda rows, owner: _one(ctx, th, world, limit, rows, owner))
 
 
 def _one(ctx, th, world, limit, rows: np.ndarray, owner):

@@ -13,10 +13,10 @@ above 120 s are capped (TCP_FIN_TIMEOUT_MAX).
 
 from __future__ import annotations
 
-from ..checks import Diagnosed, Fact, Held, Never, Reaches, Sent
+from ..checks import Diagnosed, Fact, Held, Never, Sent
 from ..params import Param
 from ..scenario import Scenario
-from ._common import (CLOSE_WAIT, FIN_WAIT2, LINGER2_MAX_S, fin_timeout, first, time_in)
+from ._common import (FIN_WAIT2, LINGER2_MAX_S, fin_timeout, first, time_in)
 
 NAME = "orphan-fin-wait-2"
 
