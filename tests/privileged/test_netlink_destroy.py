@@ -16,7 +16,6 @@ different kernel shows up as a failure worth reading):
 from __future__ import annotations
 
 import errno
-import importlib.util
 import os
 import socket
 import subprocess
@@ -25,22 +24,12 @@ from pathlib import Path
 
 import pytest
 
+import nlpopulation  # noqa: E402  (tests/privileged is on sys.path: conftest.py)
+
 pytestmark = pytest.mark.privileged
 
 
-def _load_population():
-    """tests/data/netlink/population.py, shared with the fixture recorder."""
-    name = "tl_nl_population"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "data" / "netlink" / "population.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-P = _load_population()
+P = nlpopulation.load()
 
 _reason = P.can_run()
 if _reason:

@@ -7,32 +7,19 @@ population of tests/data/netlink/population.py.
 from __future__ import annotations
 
 import errno
-import importlib.util
 import socket
 import struct
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+
+import nlpopulation  # noqa: E402  (tests/privileged is on sys.path: conftest.py)
 
 pytestmark = pytest.mark.privileged
 
 
 
-def _load_population():
-    """tests/data/netlink/population.py, shared with the fixture recorder."""
-    name = "tl_nl_population"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "data" / "netlink" / "population.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-P = _load_population()
+P = nlpopulation.load()
 
 _reason = P.can_run()
 if _reason:
