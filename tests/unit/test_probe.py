@@ -124,4 +124,31 @@ def test_feature_is_frozen():
     f = Feature("root", True, "x", "")
     with pytest.raises(dataclasses.FrozenInstanceError):
         f.ok = False  # type: ignore[misc]
-    assert f.to_json() == {"name": "root", "ok": True, "detail": "x", "cost": ""}
+    assert f.to_json() == {"name": "root", "ok": True, "detail": "x", "cost": "",
+                           "key": "", "reason": "", "fields": {}}
+
+
+def test_details_and_costs_are_in_both_catalogs():
+    """The English fallback in probe.DETAILS and the catalogs agree on
+    placeholders; every nonempty cost has a catalog text."""
+    import string
+
+    from tcplinger.i18n import catalog
+
+    def fields(text):
+        return {f for _, f, _, _ in string.Formatter().parse(text) if f}
+
+    for lang in ("en", "zh"):
+        cat = catalog(lang)
+        for reason, text in probe.DETAILS.items():
+            assert fields(cat[f"doctor.detail.{reason}"]) == fields(text), (lang, reason)
+        for name, text in COSTS.items():
+            assert (f"doctor.cost.{probe.FEATURE_KEYS[name]}" in cat) == bool(text), name
+    assert catalog("en")["doctor.detail.kernel_release"] == probe.DETAILS["kernel_release"]
+
+
+def test_feature_carries_key_reason_and_fields(tmp_path):
+    on = probe._conntrack(_proc(tmp_path, conntrack=(3, 262144)))
+    assert (on.key, on.reason, on.fields) == ("conntrack", "conntrack_loaded",
+                                              {"count": 3, "max": 262144})
+    assert on.to_json()["fields"] == {"count": 3, "max": 262144}

@@ -10,14 +10,65 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import re
 import sys
+from typing import Callable
 
 from .. import __version__
 from ..collect.netns import NetnsNotFound
 from ..i18n import Messages, lang_from_env
 from .commands import BY_NAME, COMMANDS, DEFAULT_COMMAND
 from .errors import CliError, Exit
+from .options import OptionError
+from .output import strerror_text
 from .terminal import Terminal
+
+
+class UsageError(CliError):
+    """A CliError whose text can be rendered in the user's language:
+    ``message`` stays the English text, ``render(msg)`` gives the
+    catalog's."""
+
+    def __init__(self, message: str, code: Exit, render: Callable[[Messages], str]):
+        super().__init__(message, code)
+        self.render = render
+
+
+#: argparse's own English messages (Lib/argparse.py, Python 3.11; argparse
+#: has no catalog of ours) -> our catalog key. Unmatched ones stay English.
+ARGPARSE_MESSAGES = [
+    (re.compile(r"argument (?P<arg>\S+): invalid choice: (?P<value>.*?)"
+                r" \(choose from (?P<choices>.*)\)"), "usage.invalid_choice"),
+    (re.compile(r"argument (?P<arg>\S+): not allowed with argument (?P<other>\S+)"),
+     "usage.not_allowed_with"),
+    (re.compile(r"argument (?P<arg>\S+): expected one argument"), "usage.expected_one"),
+    (re.compile(r"argument (?P<arg>\S+): invalid (?P<type>\w+) value: (?P<value>.*)"),
+     "usage.invalid_typed"),
+    (re.compile(r"argument (?P<arg>\S+): ignored explicit argument (?P<value>.*)"),
+     "usage.ignored_explicit"),
+    (re.compile(r"unrecognized arguments: (?P<args>.*)"), "usage.unrecognized"),
+    (re.compile(r"the following arguments are required: (?P<args>.*)"), "usage.required"),
+    (re.compile(r"one of the arguments (?P<args>.*) is required"), "usage.one_required"),
+]
+
+
+def _usage_render(prog: str, message: str) -> Callable[[Messages], str]:
+    """How to say argparse's ``message`` in the catalog's language.
+
+    >>> _usage_render("tcplinger ls", "unrecognized arguments: --x")(Messages("zh"))
+    'tcplinger ls：无法识别的参数：--x'
+    """
+    exc = sys.exc_info()[1]  # error() is called in argparse's except ArgumentError
+    bad = exc.__context__ if isinstance(exc, argparse.ArgumentError) else None
+    if isinstance(bad, OptionError):  # one of ours (options.py)
+        arg = exc.argument_name
+        return lambda msg: msg("usage.line", prog=prog, text=msg(
+            "usage.argument", arg=arg, text=msg(bad.key, **bad.fields)))
+    for pattern, key in ARGPARSE_MESSAGES:
+        m = pattern.fullmatch(message)
+        if m:
+            return lambda msg: msg("usage.line", prog=prog, text=msg(key, **m.groupdict()))
+    return lambda msg: msg("usage.line", prog=prog, text=message)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,7 +79,55 @@ class _Parser(argparse.ArgumentParser):
     usage_exit_code = Exit.USAGE
 
     def error(self, message):
-        raise CliError(f"{self.prog}: {message}", self.usage_exit_code)
+        raise UsageError(f"{self.prog}: {message}", self.usage_exit_code,
+                         _usage_render(self.prog, message))
+
+
+#: Not-found texts of collect/netns.py and collect/files.py (English, one
+#: line) -> our catalog key; unmatched ones are shown as they are.
+NOT_FOUND_MESSAGES = [
+    (re.compile(r"no network namespace named (?P<name>.*) in (?P<path>\S+)"),
+     "error.no_netns_named"),
+    (re.compile(r"invalid network namespace name (?P<name>.*)"), "error.invalid_netns_name"),
+    (re.compile(r"(?P<path>\S+) is not a network namespace \(a file left by an"
+                r" interrupted `ip netns add`\?\)"), "error.not_a_netns"),
+    (re.compile(r"no process (?P<pid>\d+) in (?P<root>\S+)"), "error.no_process_in"),
+    (re.compile(r"no process (?P<pid>\d+)"), "error.no_process"),
+    (re.compile(r"network namespace (?P<netns>.+) vanished while being read"),
+     "error.netns_vanished"),
+]
+
+
+
+def _not_found_text(text: str, msg: Messages) -> str:
+    for pattern, key in NOT_FOUND_MESSAGES:
+        m = pattern.fullmatch(text)
+        if m:
+            return msg(key, **m.groupdict())
+    return text
+
+
+def _os_text(exc: OSError, msg: Messages) -> str:
+    """strerror in the catalog's language when it is the C library's own
+    text for a known errno, with the file name."""
+    text = strerror_text(exc.strerror, msg) if exc.strerror else str(exc)
+    return msg("error.os_file", text=text, file=exc.filename) if exc.filename else text
+
+
+def _early_messages(argv: list[str], env) -> Messages:
+    """The catalog for errors before (or without) a parsed --lang.
+
+    >>> _early_messages(["--lang", "zh", "ls"], {}).lang
+    'zh'
+    >>> _early_messages(["ls"], {"LANG": "zh_CN"}).lang
+    'zh'
+    """
+    for i, arg in enumerate(argv):
+        value = argv[i + 1] if arg == "--lang" and i + 1 < len(argv) else \
+            arg.partition("=")[2] if arg.startswith("--lang=") else None
+        if value in ("en", "zh"):
+            return Messages(value)
+    return Messages(lang_from_env(env))
 
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
@@ -56,6 +155,12 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, term: Terminal | None = None) -> int:
     term = term or Terminal()
     argv = list(sys.argv[1:] if argv is None else argv)
+    msg: Messages | None = None
+
+    def say(key: str, **fields) -> None:  # one line on stderr, in the user's language
+        m = msg or _early_messages(argv, term.env)
+        term.err(m("error.line", text=m(key, **fields) if key else fields["text"]))
+
     try:
         argv = _with_default_command(argv)
         parser = build_parser(_selected(argv))
@@ -64,34 +169,33 @@ def main(argv: list[str] | None = None, term: Terminal | None = None) -> int:
         msg = Messages(args.lang or lang_from_env(term.env))
         return int(args.run(args, term, msg))
     except CliError as exc:
-        term.err(f"tcplinger: {exc.message}")
+        if isinstance(exc, UsageError):
+            say("", text=exc.render(msg or _early_messages(argv, term.env)))
+        else:  # commands' own texts: they choose their language themselves
+            say("", text=exc.message)
         return int(exc.code)
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)
-    except NetnsNotFound as exc:
-        term.err(f"tcplinger: {exc}")
-        return int(Exit.NOT_FOUND)
-    except ProcessLookupError as exc:
-        term.err(f"tcplinger: {exc}")
+    except (NetnsNotFound, ProcessLookupError) as exc:
+        say("", text=_not_found_text(str(exc), msg or _early_messages(argv, term.env)))
         return int(Exit.NOT_FOUND)
     except KeyboardInterrupt:
-        term.err("tcplinger: interrupted")
+        say("error.interrupted")
         return int(Exit.INTERRUPTED)
     except PermissionError as exc:
-        text = exc.strerror or str(exc)
-        if exc.filename:
-            text = f"{text}: {exc.filename}"
-        if "root" not in text:
-            text += " (run as root, or with CAP_NET_ADMIN and CAP_SYS_ADMIN)"
-        term.err(f"tcplinger: {text}")
+        m = msg or _early_messages(argv, term.env)
+        text = _os_text(exc, m)
+        english = exc.strerror or str(exc)
+        if "root" not in english and "root" not in (exc.filename or ""):
+            text = m("error.permission_hint", text=text)
+        say("", text=text)
         return int(Exit.PERMISSION)
     except BrokenPipeError:
         return int(Exit.OK)
     except OSError as exc:
         code = Exit.UNSUPPORTED if exc.errno in (errno.EOPNOTSUPP, errno.EPROTONOSUPPORT) \
             else Exit.ERROR
-        term.err(f"tcplinger: {exc.strerror or exc}"
-                 + (f": {exc.filename}" if exc.filename else ""))
+        say("", text=_os_text(exc, msg or _early_messages(argv, term.env)))
         return int(code)
 
 

@@ -22,6 +22,23 @@ class Filters:
 
 # ---- argument types (argparse calls them; their errors become one line) ----
 
+class OptionError(argparse.ArgumentTypeError):
+    """A bad option value: English text for argparse, and the catalog key
+    and fields main.py renders in the user's language ("opt.*" keys).
+
+    >>> e = OptionError("opt.invalid_pid", "invalid pid {value!r}", value="x")
+    >>> str(e), e.key, e.fields
+    ("invalid pid 'x'", 'opt.invalid_pid', {'value': "'x'"})
+    """
+
+    def __init__(self, key: str, english: str, *, value: str):
+        self.key = key
+        # the catalogs quote nothing themselves: the value arrives repr()'d,
+        # as the English text always showed it
+        self.fields = {"value": repr(value)}
+        super().__init__(english.format(value=value))
+
+
 def port(text: str) -> int:
     """A TCP port, 0-65535.
 
@@ -33,13 +50,14 @@ def port(text: str) -> int:
     except ValueError:
         value = -1
     if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r} (a number 0-65535)")
+        raise OptionError("opt.invalid_port", "invalid port {value!r} (a number 0-65535)",
+                          value=text)
     return value
 
 
 def pid(text: str) -> int:
     if not re.fullmatch(r"[0-9]+", text) or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"invalid pid {text!r}")
+        raise OptionError("opt.invalid_pid", "invalid pid {value!r}", value=text)
     return int(text)
 
 
@@ -47,9 +65,10 @@ def states(text: str) -> frozenset[TcpState]:
     try:
         return parse_states(text)
     except UnknownState as exc:
-        raise argparse.ArgumentTypeError(
-            f"unknown state {str(exc)!r} (try close-wait, fin-wait-2, time-wait,"
-            " established, listen, or a group: lingering, active-close, passive-close)")
+        raise OptionError(
+            "opt.unknown_state", "unknown state {value!r} (try close-wait, fin-wait-2,"
+            " time-wait, established, listen, or a group: lingering, active-close,"
+            " passive-close)", value=str(exc)) from None
 
 
 def positive_float(text: str) -> float:
@@ -58,7 +77,8 @@ def positive_float(text: str) -> float:
     except ValueError:
         value = -1.0
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r} (a positive number)")
+        raise OptionError("opt.invalid_positive", "invalid value {value!r} (a positive number)",
+                          value=text)
     return value
 
 

@@ -3,9 +3,27 @@ came from, and what could not be seen."""
 
 from __future__ import annotations
 
+import errno
 import os
 
 from .query import View
+
+#: errno values whose strerror the catalogs hold ("errno.<NAME>")
+ERRNO_NAMES = ("EPERM", "EACCES", "ENOENT", "ESRCH", "EOPNOTSUPP", "EPROTONOSUPPORT",
+               "EBUSY", "EINVAL", "ENOMEM", "ENOSPC", "EROFS")
+_BY_STRERROR = {os.strerror(getattr(errno, n)): n for n in ERRNO_NAMES}
+
+
+def strerror_text(text: str, msg) -> str:
+    """The C library's English strerror() text in the catalog's language
+    (any other text as it is).
+
+    >>> from tcplinger.i18n import Messages
+    >>> strerror_text(os.strerror(errno.EACCES), Messages("zh")), strerror_text("x", Messages("zh"))
+    ('权限不足', 'x')
+    """
+    name = _BY_STRERROR.get(text)
+    return msg(f"errno.{name}") if name else text
 
 
 def snapshot_meta(view: View) -> dict:
@@ -15,22 +33,40 @@ def snapshot_meta(view: View) -> dict:
                         "sockets": len(p.table), "taken_at": round(p.ns.taken_at, 3)}
                        for p in view.parts],
         "owners_resolved": view.owners_resolved,
-        "skipped": [{"netns": ref.to_json() if ref else None, "reason": why}
+        "skipped": [{"netns": ref.to_json() if ref else None, "reason": str(why)}
                     for ref, why in view.snapshot.skipped],
-        "warnings": [w for p in view.parts for w in p.ns.warnings],
+        "warnings": [str(w) for p in view.parts for w in p.ns.warnings],
+        # the same warnings and skip reasons as stable keys + fields (added
+        # beside the English texts above, which stay as they were)
+        "notices": [{"netns": p.ns.netns.to_json(), **_notice_json(w)}
+                    for p in view.parts for w in p.ns.warnings]
+        + [{"netns": ref.to_json() if ref else None, **_notice_json(why)}
+           for ref, why in view.snapshot.skipped],
     }
+
+
+def _notice_json(text: str) -> dict:
+    return {"key": getattr(text, "key", None), "fields": dict(getattr(text, "fields", {})),
+            "text": str(text)}
+
+
+def notice_text(text: str, msg) -> str:
+    """A warning of collect/ in the catalog's language: a Notice by its key,
+    any other (plain English) text as it is."""
+    key = getattr(text, "key", None)
+    return msg(f"notice.{key}", **text.fields) if key else str(text)
 
 
 def report_problems(view: View, term, msg) -> None:
     """Warnings go to stderr so that stdout stays clean for pipes."""
     for p in view.parts:
         for w in p.ns.warnings:
-            term.err(msg("warn.namespace", netns=p.ns.netns.label(), text=w))
+            term.err(msg("warn.namespace", netns=p.ns.netns.label(), text=notice_text(w, msg)))
     for ref, why in view.snapshot.skipped:
         if ref is None:
-            term.err(msg("warn.general", text=why))
+            term.err(msg("warn.general", text=notice_text(why, msg)))
         else:
-            term.err(msg("warn.skipped", netns=ref.label(), text=why))
+            term.err(msg("warn.skipped", netns=ref.label(), text=notice_text(why, msg)))
     if view.unreadable_pids:
         key = "warn.unreadable_pids" if os.geteuid() == 0 else "warn.unreadable_pids_user"
         term.err(msg(key, n=view.unreadable_pids))

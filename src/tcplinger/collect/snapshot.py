@@ -33,6 +33,60 @@ from .setns import run_in_netns
 ALL_STATES = frozenset(REPORTED)
 
 
+class Notice(str):
+    """A warning: the English text (what the model stores and ``--json``
+    shows) that also carries a stable ``key`` and its ``fields``, from
+    which the CLI renders it in the user's language (catalog keys
+    ``notice.<key>``; collect/ does not import the i18n layer).
+
+    >>> n = Notice("vanished", "vanished while being read")
+    >>> n == "vanished while being read", n.key, n.fields
+    (True, 'vanished', {})
+    >>> Notice("read_via_pid", "read through /proc/{pid}/net", pid=7)
+    'read through /proc/7/net'
+    """
+
+    key: str
+    fields: dict
+
+    def __new__(cls, key: str, english: str, **fields) -> "Notice":
+        # plain values only: the fields go into JSON documents as they are
+        fields = {k: v if isinstance(v, (int, float)) else str(v) for k, v in fields.items()}
+        self = super().__new__(cls, english.format(**fields))
+        self.key = key
+        self.fields = fields
+        return self
+
+    def __reduce__(self):  # copy/pickle: str.__reduce__ would call __new__(cls, text)
+        return _notice, (self.key, str(self), self.fields)
+
+
+def _notice(key: str, text: str, fields: dict) -> Notice:
+    n = Notice(key, "{text}", text=text)
+    n.fields = fields
+    return n
+
+
+#: English texts of the notices (the catalogs' ``notice.<key>`` keep their
+#: placeholders: tests/unit/test_i18n_cli.py checks)
+NOTICES = {
+    "uninspected_processes": "{n} processes could not be inspected: namespaces only"
+                             " they are in may be missing",
+    "uninspected_processes_user": "{n} processes could not be inspected (not root):"
+                                  " namespaces only they are in may be missing",
+    "vanished": "vanished while being read",
+    "enter_failed": "{error}",
+    "sock_diag_unavailable": "sock_diag unavailable ({error}); read /proc/net/tcp instead:"
+                             " no cookies, no tcp_info, no shutdown state",
+    "read_via_pid": "read through /proc/{pid}/net: cannot enter the namespace, so no"
+                    " cookies or tcp_info",
+}
+
+
+def notice(key: str, **fields) -> Notice:
+    return Notice(key, NOTICES[key], **fields)
+
+
 @dataclass(frozen=True)
 class Scope:
     """Which namespaces to look at: the caller's by default."""
@@ -76,9 +130,9 @@ def take(scope: Scope = Scope(), *, states=None, info_states=frozenset(),
     wanted = ALL_STATES if states is None else frozenset(states)
     snap = Snapshot()
     if unreadable:
-        why = " (not root)" if os.geteuid() != 0 else ""
-        snap.skipped.append((None, f"{unreadable} processes could not be inspected{why}:"
-                                   " namespaces only they are in may be missing"))
+        snap.skipped.append((None, notice(
+            "uninspected_processes_user" if os.geteuid() != 0 else "uninspected_processes",
+            n=unreadable)))
     # tcp_max_orphans and tcp_mem exist in the init namespace only: read
     # them here, in the caller's thread, for the namespaces entered below.
     host = kernel_reader.read_global_sysctls(roots.proc)
@@ -95,14 +149,15 @@ def take(scope: Scope = Scope(), *, states=None, info_states=frozenset(),
             if not scope.all_netns:
                 raise netns_mod.NetnsNotFound(
                     f"network namespace {info.label()} vanished while being read") from exc
-            snap.skipped.append((info.ref, "vanished while being read"))
+            snap.skipped.append((info.ref, notice("vanished")))
             continue
         except PermissionError as exc:
             ns = _collect_from_pid(info, wanted, roots, exc)
             if ns is None:
                 if not scope.all_netns:  # the one namespace asked for: an error
                     raise
-                snap.skipped.append((info.ref, str(exc.strerror or exc)))
+                snap.skipped.append((info.ref, notice("enter_failed",
+                                                      error=exc.strerror or exc)))
                 continue
         snap.namespaces.append(ns)
     return snap
@@ -116,8 +171,7 @@ def _collect(info, wanted, info_states, roots: Roots, host: dict) -> NetnsSnapsh
         table = _dump(wanted, info_states & wanted)
         source = "netlink"
     except _diag_unavailable() as exc:
-        warnings.append(f"sock_diag unavailable ({exc}); read /proc/net/tcp instead:"
-                        " no cookies, no tcp_info, no shutdown state")
+        warnings.append(notice("sock_diag_unavailable", error=exc))
         table = _filter_states(procfs.read_sockets(proc_net), wanted)
         source = "procfs"
     kctx = kernel_reader.read_kernel_context(roots.proc, proc_net=proc_net,
@@ -140,8 +194,7 @@ def _collect_from_pid(info, wanted, roots: Roots, exc) -> NetnsSnapshot | None:
         return NetnsSnapshot(netns=info.ref, table=table, kernel=kctx, source="procfs",
                              taken_at=time.time(), monotonic=time.monotonic(),
                              pids=tuple(info.pids),
-                             warnings=(f"read through /proc/{pid}/net: cannot enter"
-                                       " the namespace, so no cookies or tcp_info",))
+                             warnings=(notice("read_via_pid", pid=pid),))
     return None
 
 
