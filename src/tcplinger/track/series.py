@@ -72,6 +72,30 @@ def counts(ns: int, table: SocketTable, owners: dict | None) -> list[CountRow]:
     return out
 
 
+#: States sockstat's "TCP: inuse" does not count: request sockets
+#: (SYN_RECV rows of sock_diag) are not full sockets; timewait-type rows
+#: are excluded by their flag (net/ipv4/inet_hashtables.c counts a socket
+#: in inuse when it is hashed, tcp_time_wait() unhashes it).
+_NOT_INUSE = (int(TcpState.SYN_RECV), int(TcpState.NEW_SYN_RECV))
+
+
+def established_between(table: SocketTable, inuse: int) -> int:
+    """ESTABLISHED sockets of a namespace whose dump left ESTABLISHED out:
+    sockstat's ``TCP: inuse`` + ``TCP6: inuse`` (full sockets, every
+    hashed state) minus the full sockets of the dump. Exact when nothing
+    opens or closes between the two reads; never below 0.
+
+    >>> from tcplinger.model.table import empty
+    >>> rows = empty(5); rows["state"] = [8, 5, 10, 6, 3]
+    >>> rows["timewait"] = [False, False, False, True, False]
+    >>> established_between(SocketTable(rows), 1003)
+    1000
+    """
+    rows = table.rows
+    full = ~rows["timewait"] & ~np.isin(rows["state"], _NOT_INUSE)
+    return max(int(inuse) - int(np.count_nonzero(full)), 0)
+
+
 def kernel_values(ns: int, k: KernelContext) -> list[tuple[int, str, float]]:
     """The limits and counters the growth check compares against."""
     out = []
