@@ -13,17 +13,13 @@ to one timer-wheel granule late: 256 ms for timeouts of 2-16 s at HZ=250,
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
-import threading
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from labruns import LabRuns, lab_argv  # tests/privileged is on sys.path (conftest.py)
 
 pytestmark = pytest.mark.privileged
 
@@ -78,55 +74,9 @@ ORDER = ("firewall-no-keepalive", "firewall-keepalive", "orphan-65", "conntrack"
          "conntrack-orphan")
 
 
-def command(run_id: str) -> list[str]:
-    scenario, sets, extra = RUNS[run_id]
-    argv = [sys.executable, "-m", "tcplinger", "lab", "run", scenario, "--json", *extra]
-    for s in sets:
-        argv += ["--set", s]
-    return argv
-
-
-class Results:
-    """Starts every run on first use; ``get(id)`` waits for one."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._futures: dict[str, Future] = {}
-        self._pool: ThreadPoolExecutor | None = None
-        self.started: dict[str, float] = {}
-        self.finished: dict[str, float] = {}
-
-    def start(self) -> None:
-        with self._lock:
-            if self._pool is not None:
-                return
-            self._pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="lab-run")
-            ids = list(ORDER) + [r for r in RUNS if r not in ORDER]
-            for rid in ids:
-                self._futures[rid] = self._pool.submit(self._one, rid)
-
-    def _one(self, rid: str) -> dict:
-        self.started[rid] = time.monotonic()
-        env = {**os.environ, "PYTHONPATH": SRC, "LANG": "C"}
-        done = subprocess.run(command(rid), capture_output=True, text=True, env=env,
-                              timeout=240)
-        self.finished[rid] = time.monotonic()
-        if done.returncode != 0:
-            raise RuntimeError(f"{rid}: exit {done.returncode}: {done.stderr.strip()}")
-        doc = json.loads(done.stdout)
-        doc["_stderr"] = done.stderr
-        return doc
-
-    def get(self, rid: str, timeout: float = 280) -> dict:
-        self.start()
-        return self._futures[rid].result(timeout)
-
-    def shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=False)
-
-
-RESULTS = Results()
+RESULTS = LabRuns({rid: lab_argv(scenario, sets) + list(extra)
+                   for rid, (scenario, sets, extra) in RUNS.items()},
+                  order=ORDER, parallel=PARALLEL, name="lab-run")
 
 
 @pytest.fixture(scope="module")

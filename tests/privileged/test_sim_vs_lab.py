@@ -42,18 +42,14 @@ Set TL_SIM_VS_LAB_REPORT=FILE to append the comparison table (markdown).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
-import threading
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from labruns import LabRuns, lab_argv  # tests/privileged is on sys.path (conftest.py)
 
 pytestmark = pytest.mark.privileged
 
@@ -211,47 +207,9 @@ ORDER = ("orphan tcp_fin_timeout=65", "close-wait keepalive=1 peer=alive",
 
 # ---- the lab ---------------------------------------------------------------------------
 
-class LabRuns:
-    """Starts every lab run on first use; ``get(id)`` waits for one."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._futures: dict[str, Future] = {}
-        self._pool: ThreadPoolExecutor | None = None
-        self.started: dict[str, float] = {}
-        self.finished: dict[str, float] = {}
-
-    def start(self) -> None:
-        with self._lock:
-            if self._pool is not None:
-                return
-            self._pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="sim-vs-lab")
-            for rid in list(ORDER) + [r for r in LAB_RUNS if r not in ORDER]:
-                self._futures[rid] = self._pool.submit(self._one, rid)
-
-    def _one(self, rid: str) -> dict:
-        scenario, sets = LAB_RUNS[rid]
-        argv = [sys.executable, "-m", "tcplinger", "lab", "run", scenario, "--json"]
-        for s in sets:
-            argv += ["--set", s]
-        self.started[rid] = time.monotonic()
-        env = {**os.environ, "PYTHONPATH": SRC, "LANG": "C"}
-        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
-        self.finished[rid] = time.monotonic()
-        if done.returncode != 0:
-            raise RuntimeError(f"{rid}: exit {done.returncode}: {done.stderr.strip()}")
-        return json.loads(done.stdout)
-
-    def get(self, rid: str) -> dict:
-        self.start()
-        return self._futures[rid].result(timeout=180)
-
-    def shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-
-
-RUNS = LabRuns()
+RUNS = LabRuns({rid: lab_argv(scenario, sets) for rid, (scenario, sets) in LAB_RUNS.items()},
+               order=ORDER, parallel=PARALLEL, name="sim-vs-lab",
+               run_timeout=120, wait_timeout=180)
 
 
 @pytest.fixture(scope="module")

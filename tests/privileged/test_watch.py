@@ -16,7 +16,6 @@ sampling only), so the scenario runs once; the module takes ~25 s.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess

@@ -111,3 +111,18 @@ def add_filters(parser: argparse.ArgumentParser) -> None:
 def filters_from(args) -> Filters:
     return Filters(states=args.state, port=args.port, sport=args.sport,
                    dport=args.dport, pid=args.pid)
+
+
+def add_owners(parser: argparse.ArgumentParser, always: str, *, per_namespace: bool = True) -> None:
+    """``--owners`` / ``--no-owners``: ``args.owners`` is True, False, or
+    None for the command's automatic choice (collect/files.py: walk /proc/*/fd
+    only while the host has fewer than AUTO_OWNERS_MAX_FILES open files)."""
+    from ..collect.files import AUTO_OWNERS_MAX_FILES
+
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--owners", action="store_true", default=None, help=always)
+    group.add_argument("--no-owners", dest="owners", action="store_false",
+                       help="never walk /proc/*/fd (default: "
+                            + ("the namespace's own processes, or every process " if per_namespace
+                               else "only ")
+                            + f"while the host has fewer than {AUTO_OWNERS_MAX_FILES} open files)")

@@ -28,7 +28,7 @@ from ...diagnose import engine
 from ...diagnose.inputs import NamespaceInput
 from .. import query
 from ..errors import CliError, Exit
-from ..options import add_scope, scope_from
+from ..options import add_owners, add_scope, scope_from
 from . import report
 
 NAME = "exporter"
@@ -114,11 +114,7 @@ def register(sub) -> None:
     p.add_argument("--no-age-histograms", dest="age_histograms", action="store_false",
                    help="export only the oldest age per state, not age histograms (16 series "
                         "per namespace, state and age source)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--owners", action="store_true", default=None,
-                   help="always find the processes owning lingering sockets")
-    g.add_argument("--no-owners", dest="owners", action="store_false",
-                   help="never walk /proc/*/fd (default: as `report`)")
+    add_owners(p, "always find the processes owning lingering sockets")
     p.add_argument("--no-findings", dest="findings", action="store_false",
                    help="do not run the diagnosis (no tcplinger_finding)")
     p.add_argument("--threshold", action="append", default=[], metavar="RULE.NAME=VALUE",

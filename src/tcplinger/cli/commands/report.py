@@ -41,7 +41,7 @@ from ...track import trends as trends_mod
 from ...ui import report as report_view
 from .. import query, watchdb
 from ..errors import CliError, Exit
-from ..options import add_scope, scope_from
+from ..options import add_owners, add_scope, scope_from
 from ..output import report_problems, snapshot_meta
 
 NAME = "report"
@@ -87,12 +87,7 @@ class Diagnosis:
 
 def add_diagnose_args(p) -> None:
     add_scope(p)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--owners", action="store_true", default=None,
-                   help="always find the owning processes of lingering sockets")
-    g.add_argument("--no-owners", dest="owners", action="store_false",
-                   help="never walk /proc/*/fd (default: walk the namespace's processes, or "
-                        f"the host's when it has fewer than {files.AUTO_OWNERS_MAX_FILES} open files)")
+    add_owners(p, "always find the owning processes of lingering sockets")
     p.add_argument("--threshold", action="append", default=[], metavar="RULE.NAME=VALUE",
                    help="override a rule threshold (see `tcplinger rules`); repeatable")
     p.add_argument("--rule", action="append", default=None, metavar="RULE",

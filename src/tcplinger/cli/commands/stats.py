@@ -12,7 +12,7 @@ from ...ui import stats as stats_view
 from ...ui.table import duration
 from ...export import stats as stats_export
 from .. import query, watchdb
-from ..options import Filters, add_scope, scope_from
+from ..options import Filters, add_owners, add_scope, scope_from
 from ..output import report_problems, snapshot_meta
 
 NAME = "stats"
@@ -32,12 +32,7 @@ def register(sub) -> None:
                        description="Count TCP sockets by state per network namespace and per "
                                    "owning process; orphans and TIME_WAIT next to their limits.")
     add_scope(p)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--owners", action="store_true", default=None,
-                   help="always count per owning process")
-    g.add_argument("--no-owners", dest="owners", action="store_false",
-                   help="never walk /proc/*/fd (default: only when the host has fewer than "
-                        f"{files.AUTO_OWNERS_MAX_FILES} open files)")
+    add_owners(p, "always count per owning process", per_namespace=False)
     p.add_argument("--json", action="store_true", help="JSON output (docs/json.md)")
     watchdb.add_argument(p)
     p.set_defaults(run=lambda args, term, msg: run(
