@@ -348,3 +348,58 @@ def test_the_three_capabilities_and_what_each_one_buys(tmp_path):
         # read through /proc/PID/net: the sockets, not the namespace's settings
         assert close_wait(no_admin) == {"tl-capleak": 3} and not has_sysctls(no_admin)
         holder.stdin.close()
+
+
+# ---- a scrape leaves no TIME_WAIT in the namespace it measures ---------------------
+
+API_QUERY = r"""
+import json, sys, urllib.parse, urllib.request
+url = sys.argv[1] + "/api/v1/query?" + urllib.parse.urlencode({"query": sys.argv[2]})
+print(urllib.request.urlopen(url, timeout=10).read().decode())
+"""
+
+
+def test_prometheus_keeps_one_connection_and_no_time_wait_appears(tmp_path):
+    """The exporter watches its own namespace (as a pod's sidecar does) and
+    Prometheus scrapes it there every second. Across 20+ scrapes the
+    namespace holds one kept-alive connection to the exporter and no
+    TIME_WAIT at all (the HTTP/1.0 server left one per scrape: the server
+    closed first). The API is asked only after the TIME_WAIT census, since
+    that request's own connection would leave one."""
+    with harness.netns() as ns:
+        exporter_port, prom_port = 9469, 9090  # the namespace is ours: fixed ports are free
+        (tmp_path / "prometheus.yml").write_text(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+            "scrape_configs:\n  - job_name: tcplinger\n"
+            f"    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n")
+        ns.spawn(harness.tcplinger_argv("exporter", "--listen", f"127.0.0.1:{exporter_port}"),
+                 stdout=(tmp_path / "exporter.log").open("w"), stderr=subprocess.STDOUT)
+        ns.spawn([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+                  f"--storage.tsdb.path={tmp_path / 'data'}",
+                  f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
+                 stdout=(tmp_path / "prometheus.log").open("w"), stderr=subprocess.STDOUT,
+                 cwd=tmp_path)
+
+        def scrape_connections():
+            return [r for r in ns.ss("tan", states=("ESTABLISHED",))
+                    if r["remote"]["port"] == exporter_port]
+
+        wait_for("Prometheus's first connection to the exporter", scrape_connections, 60)
+        client_ports, time_waits, t0 = set(), 0, time.monotonic()
+        while time.monotonic() - t0 < 24:  # 1 s interval: 20+ scrapes
+            client_ports.update(r["local"]["port"] for r in scrape_connections())
+            time_waits = max(time_waits, len(ns.ss("tan", states=("TIME_WAIT",))))
+            time.sleep(0.5)
+        final_tw = ns.ss("tan", states=("TIME_WAIT",))
+        up = ns.run([sys.executable, "-c", API_QUERY, f"http://127.0.0.1:{prom_port}",
+                     'count_over_time(up{job="tcplinger"}[1m])'])
+        doc = json.loads(up.stdout)
+        scrapes = float(doc["data"]["result"][0]["value"][1])
+        ok = ns.run([sys.executable, "-c", API_QUERY, f"http://127.0.0.1:{prom_port}",
+                     'min_over_time(up{job="tcplinger"}[1m])'])
+        print(f"\n{scrapes:.0f} scrapes over client ports {sorted(client_ports)}; "
+              f"TIME_WAIT seen at most {time_waits}, at the end {len(final_tw)}")
+        assert scrapes >= 20
+        assert float(json.loads(ok.stdout)["data"]["result"][0]["value"][1]) == 1
+        assert len(client_ports) == 1, client_ports
+        assert time_waits == 0 and final_tw == []

@@ -1,4 +1,4 @@
-r"""The exporter's HTTP server and its ``--web-config`` file.
+r"""The exporter's ``--web-config`` file (the server is export/server.py).
 
 The file has the format of the Prometheus exporter-toolkit
 (https://github.com/prometheus/exporter-toolkit/blob/master/docs/web-configuration.md),
@@ -46,21 +46,15 @@ tcplinger.export.webconfig.WebConfigError: unknown key 'basic_auth_user' (known:
 from __future__ import annotations
 
 import base64
-import errno
 import hashlib
 import os
 import re
-import socket
 import ssl
 import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlparse
-
-from prometheus_client.exposition import MetricsHandler
 
 
 class WebConfigError(ValueError):
@@ -357,106 +351,3 @@ class BasicAuth:
                 if len(self._cache) > self.CACHE_SIZE:
                     self._cache.popitem(last=False)
         return bool(ok) and known
-
-
-# ---- the server -------------------------------------------------------------------
-
-LANDING = (b"<html><head><title>tcplinger exporter</title></head><body>"
-           b"<h1>tcplinger exporter</h1><p><a href=\"/metrics\">Metrics</a></p></body></html>\n")
-
-
-class _Handler(MetricsHandler):
-    """GET /metrics (prometheus_client's exposition, gzip and OpenMetrics
-    negotiation included) and a landing page, behind basic auth."""
-
-    loaded: Loaded = Loaded(WebConfig(), None, None)
-    timeout = 30  # seconds a client may take to send its request
-
-    def do_GET(self) -> None:
-        auth = self.loaded.auth
-        if auth is not None and not auth.check(self.headers.get("Authorization")):
-            self._plain(401, b"Unauthorized\n", [("WWW-Authenticate", "Basic")])
-            return
-        path = urlparse(self.path).path
-        if path == "/metrics":
-            super().do_GET()
-        elif path == "/":
-            self._plain(200, LANDING, [("Content-Type", "text/html; charset=utf-8")])
-        else:
-            self._plain(404, b"Not Found\n")
-
-    def _plain(self, code: int, body: bytes, headers=()) -> None:
-        self.send_response(code)
-        headers = list(headers)
-        if not any(k == "Content-Type" for k, _ in headers):
-            headers.append(("Content-Type", "text/plain; charset=utf-8"))
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def end_headers(self) -> None:
-        for k, v in self.loaded.config.headers.items():
-            self.send_header(k, v)
-        super().end_headers()
-
-
-class MetricsServer(ThreadingHTTPServer):
-    """Thread per connection; TLS handshakes happen in that thread, so a
-    slow client never stalls accept()."""
-
-    daemon_threads = True
-
-    def __init__(self, address, family: int, handler, loaded: Loaded):
-        self.address_family = family
-        self.loaded = loaded
-        super().__init__(address, handler)
-
-    def server_bind(self) -> None:
-        if self.address_family == socket.AF_INET6:
-            # "[::]:PORT" serves IPv4 too, as Go's net.Listen does.
-            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        super().server_bind()
-
-    def finish_request(self, request, client_address) -> None:
-        ctx = self.loaded.context
-        if ctx is not None:
-            request.settimeout(_Handler.timeout)
-            try:
-                request = ctx.wrap_socket(request, server_side=True)
-                if not self._allowed_san(request):
-                    request.close()
-                    return
-            except (ssl.SSLError, OSError):
-                return  # a failed handshake concerns that client only
-        super().finish_request(request, client_address)
-
-    def _allowed_san(self, conn: ssl.SSLSocket) -> bool:
-        allowed = self.loaded.config.tls.client_allowed_sans
-        if not allowed:
-            return True
-        cert = conn.getpeercert() or {}
-        sans = {v for _, v in cert.get("subjectAltName", ())}
-        return bool(sans & set(allowed))
-
-    def handle_error(self, request, client_address) -> None:
-        pass  # a client hanging up mid-response is not the exporter's error
-
-
-def make_server(host: str, port: int, registry, loaded: Loaded | None = None) -> MetricsServer:
-    """Bind (raises OSError: EADDRINUSE, EADDRNOTAVAIL, EACCES...) but do
-    not serve yet: call ``serve_forever()``. ``host`` "" means every address."""
-    loaded = loaded or Loaded(WebConfig(), None, None)
-    handler = type("Handler", (_Handler,), {"registry": registry, "loaded": loaded})
-    if host == "":
-        try:
-            return MetricsServer(("::", port), socket.AF_INET6, handler, loaded)
-        except OSError as exc:
-            if exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):  # no IPv6 here
-                raise
-            return MetricsServer(("0.0.0.0", port), socket.AF_INET, handler, loaded)
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, _, _, _, sockaddr = infos[0]
-    return MetricsServer(sockaddr[:2] if family == socket.AF_INET else sockaddr, family,
-                         handler, loaded)

@@ -228,7 +228,7 @@ def _modules(msg):
     """export.prometheus and friends import prometheus_client: say how to
     install it rather than fail at import time for every command."""
     try:
-        from ...export import prometheus, textfile, webconfig
+        from ...export import prometheus, server, textfile, webconfig
     except ImportError as exc:
         if exc.name and exc.name.startswith("prometheus_client"):
             raise CliError(msg("exporter.missing_module", feature="tcplinger exporter",
@@ -236,11 +236,11 @@ def _modules(msg):
                                pip="'tcplinger[exporter]'", deb="python3-prometheus-client"),
                            Exit.UNSUPPORTED) from None
         raise
-    return prometheus, textfile, webconfig
+    return prometheus, textfile, webconfig, server
 
 
 def run(opts: ExporterOptions, term, msg, roots: Roots = Roots()) -> int:
-    prometheus, textfile, webconfig = _modules(msg)
+    prometheus, textfile, webconfig, server = _modules(msg)
     from prometheus_client import CollectorRegistry, ProcessCollector
 
     # Bad input first, before the first (possibly slow) snapshot: a
@@ -277,7 +277,7 @@ def run(opts: ExporterOptions, term, msg, roots: Roots = Roots()) -> int:
     if opts.textfile is not None:
         return _write_files(opts, registry, collector, textfile, term, msg)
     ProcessCollector(registry=registry)  # the exporter's own CPU and memory
-    return _serve(opts, registry, loaded, webconfig, term, msg)
+    return _serve(opts, registry, loaded, server, term, msg)
 
 
 def _textfile_error(path: Path, exc: OSError, msg) -> CliError:
@@ -302,11 +302,11 @@ def _write_files(opts, registry, collector, textfile, term, msg) -> int:
     return int(Exit.OK)
 
 
-def _serve(opts, registry, loaded, webconfig, term, msg) -> int:
+def _serve(opts, registry, loaded, http, term, msg) -> int:
     host, port = opts.listen
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        server = webconfig.make_server(host, port, registry, loaded)
+        server = http.make_server(host, port, registry, loaded)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise CliError(msg("exporter.port_busy", addr=shown), Exit.USAGE) from None
