@@ -6,7 +6,6 @@ In process through ``main()`` (as tests/unit/test_cli.py), on loopback.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import socket
@@ -15,17 +14,8 @@ import sys
 
 import pytest
 
-from tcplinger.cli.main import main
-from tcplinger.cli.terminal import Terminal
 
 GOOD_HASH = "$2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG"
-
-
-def run(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    term = Terminal(stdout=out, stderr=err, env={"LANG": "C"}, is_tty=False)
-    code = main(["exporter", *argv], term=term)
-    return code, out.getvalue(), err.getvalue()
 
 
 def one_line(err: str) -> str:
@@ -42,35 +32,35 @@ def busy_port():
         yield s.getsockname()[1]
 
 
-def test_busy_port(busy_port):
-    code, out, err = run("--listen", f"127.0.0.1:{busy_port}")
+def test_busy_port(cli, busy_port):
+    code, out, err = cli("exporter", "--listen", f"127.0.0.1:{busy_port}")
     assert code == 2
     assert f"cannot listen on 127.0.0.1:{busy_port}: the address is already in use" in one_line(err)
     assert out == ""
 
 
-def test_address_not_on_this_host():
-    code, _, err = run("--listen", "192.0.2.1:9469")  # TEST-NET-1 (RFC 5737)
+def test_address_not_on_this_host(cli):
+    code, _, err = cli("exporter", "--listen", "192.0.2.1:9469")  # TEST-NET-1 (RFC 5737)
     assert code == 2
     assert "cannot listen on 192.0.2.1:9469: Cannot assign requested address" in one_line(err)
 
 
 @pytest.mark.parametrize("text", ["9469", "localhost", "::1:9469", "127.0.0.1:99999",
                                   "127.0.0.1:http"])
-def test_bad_listen_syntax(text):
-    code, _, err = run("--listen", text)
+def test_bad_listen_syntax(cli, text):
+    code, _, err = cli("exporter", "--listen", text)
     assert code == 2 and "invalid listen address" in one_line(err)
 
 
-def test_listen_and_textfile_exclude_each_other(tmp_path):
-    code, _, err = run("--listen", "127.0.0.1:1", "--textfile", str(tmp_path))
+def test_listen_and_textfile_exclude_each_other(cli, tmp_path):
+    code, _, err = cli("exporter", "--listen", "127.0.0.1:1", "--textfile", str(tmp_path))
     assert code == 2 and "not allowed with argument" in one_line(err)
 
 
-def test_web_config_with_textfile(tmp_path):
+def test_web_config_with_textfile(cli, tmp_path):
     cfg = tmp_path / "web.yml"
     cfg.write_text("")
-    code, _, err = run("--textfile", str(tmp_path), "--web-config", str(cfg))
+    code, _, err = cli("exporter", "--textfile", str(tmp_path), "--web-config", str(cfg))
     assert code == 2 and "--web-config applies to the HTTP server" in one_line(err)
 
 
@@ -98,45 +88,45 @@ BAD_CONFIGS = {
 
 
 @pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
-def test_bad_web_config(tmp_path, name):
+def test_bad_web_config(cli, tmp_path, name):
     text, fragment = BAD_CONFIGS[name]
     cfg = tmp_path / "web.yml"
     cfg.write_text(text)
-    code, out, err = run("--listen", "127.0.0.1:1", "--web-config", str(cfg))
+    code, out, err = cli("exporter", "--listen", "127.0.0.1:1", "--web-config", str(cfg))
     assert code == 2
     line = one_line(err)
     assert f"bad web config {cfg}: " in line and fragment in line
 
 
-def test_web_config_missing_file(tmp_path):
-    code, _, err = run("--listen", "127.0.0.1:1", "--web-config", str(tmp_path / "nope.yml"))
+def test_web_config_missing_file(cli, tmp_path):
+    code, _, err = cli("exporter", "--listen", "127.0.0.1:1", "--web-config", str(tmp_path / "nope.yml"))
     assert code == 2 and "cannot read it: No such file or directory" in one_line(err)
 
 
-def test_basic_auth_without_bcrypt(tmp_path, monkeypatch):
+def test_basic_auth_without_bcrypt(cli, tmp_path, monkeypatch):
     # None in sys.modules makes `import bcrypt` raise ImportError, as on a
     # host where the module is not installed.
     monkeypatch.setitem(sys.modules, "bcrypt", None)
     cfg = tmp_path / "web.yml"
     cfg.write_text(f"basic_auth_users:\n  alice: {GOOD_HASH}\n")
-    code, _, err = run("--listen", "127.0.0.1:1", "--web-config", str(cfg))
+    code, _, err = cli("exporter", "--listen", "127.0.0.1:1", "--web-config", str(cfg))
     assert code == 5
     line = one_line(err)
     assert "basic_auth_users needs the Python module 'bcrypt'" in line
     assert "pip install bcrypt" in line and "python3-bcrypt" in line
 
 
-def test_textfile_directory_missing(tmp_path):
-    code, _, err = run("--textfile", str(tmp_path / "nope"))
+def test_textfile_directory_missing(cli, tmp_path):
+    code, _, err = cli("exporter", "--textfile", str(tmp_path / "nope"))
     assert code == 3
     assert f"cannot write to the textfile directory {tmp_path / 'nope'}: no such directory" \
         in one_line(err)
 
 
-def test_textfile_not_a_directory(tmp_path):
+def test_textfile_not_a_directory(cli, tmp_path):
     f = tmp_path / "file"
     f.write_text("")
-    code, _, err = run("--textfile", str(f))
+    code, _, err = cli("exporter", "--textfile", str(f))
     assert code == 3 and "not a directory" in one_line(err)
 
 
@@ -162,6 +152,6 @@ def test_textfile_directory_unwritable(tmp_path):
     assert list(d.iterdir()) == []
 
 
-def test_namespace_that_does_not_exist():
-    code, out, err = run("--netns", "tl-exporter-does-not-exist", "--listen", "127.0.0.1:1")
+def test_namespace_that_does_not_exist(cli):
+    code, out, err = cli("exporter", "--netns", "tl-exporter-does-not-exist", "--listen", "127.0.0.1:1")
     assert code == 3 and "tl-exporter-does-not-exist" in one_line(err)

@@ -5,7 +5,6 @@ the growth and the time to this process's real RLIMIT_NOFILE."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import resource
@@ -14,8 +13,6 @@ import time
 
 import pytest
 
-from tcplinger.cli.main import main
-from tcplinger.cli.terminal import Terminal
 from tcplinger.track.store import CountRow, SampleInfo, Store
 
 
@@ -51,16 +48,14 @@ def build(path, ns: int, pid: int, now: float, step: float = 60.0, hours: float 
                            owners=[(f"{pid}/python", pid, "python", 1024, cw + 10)])
 
 
-def test_report_json_has_growth_against_the_real_fd_limit(tmp_path, close_wait):
+def test_report_json_has_growth_against_the_real_fd_limit(cli, tmp_path, close_wait):
     ns = os.stat("/proc/thread-self/ns/net").st_ino
     pid = os.getpid()
     build(tmp_path / "w.db", ns, pid, time.time())
-    out, err = io.StringIO(), io.StringIO()
-    code = main(["report", "--db", str(tmp_path / "w.db"), "--json", "--owners",
-                 "--rule", "close-wait-leak"],
-                Terminal(stdout=out, stderr=err, env={}, is_tty=False, width=100))
-    assert code == 0, err.getvalue()
-    doc = json.loads(out.getvalue())
+    code, out, err = cli("report", "--db", str(tmp_path / "w.db"), "--json", "--owners",
+                         "--rule", "close-wait-leak", width=100)
+    assert code == 0, err
+    doc = json.loads(out)
     [f] = [f for f in doc["findings"] if f["evidence"]["pid"] == pid]
     g = f["evidence"]["growing"]
     assert g["per_minute"] == pytest.approx(12, rel=0.02)

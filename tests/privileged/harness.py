@@ -19,7 +19,6 @@ import json
 import os
 import secrets
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -43,18 +42,6 @@ HERE = Path(__file__).resolve().parent
 HOLDER = HERE / "holder.py"
 NETNS_DIR = Path("/run/netns")
 PREFIX = "tl-t-"
-
-
-def privileged_skip_reason() -> str | None:
-    """Why privileged tests cannot run here, or None when they can."""
-    if os.geteuid() != 0:
-        return "needs root (network namespaces)"
-    if shutil.which("ip") is None or shutil.which("ss") is None:
-        return "needs iproute2 (`ip` and `ss`)"
-    probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"`ip netns` unavailable: {probe.stderr.strip()}"
-    return None
 
 
 def _run(argv: list[str], **kw) -> subprocess.CompletedProcess:

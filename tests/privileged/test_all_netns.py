@@ -17,10 +17,6 @@ import harness  # noqa: E402
 from compare import bracket, expired, problems, ss_orphan  # noqa: E402
 from harness import Item  # noqa: E402
 
-_REASON = harness.privileged_skip_reason()
-if _REASON:
-    pytest.skip(_REASON, allow_module_level=True)
-
 
 def _items_b() -> list[Item]:
     web, cli, worker = (o.name for o in harness.standard_owners("-b"))

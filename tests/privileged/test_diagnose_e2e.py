@@ -9,10 +9,8 @@ the kernel will give, the counters behind the claim. Namespaces are named
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,16 +21,8 @@ import pytest
 
 pytestmark = pytest.mark.privileged
 
-if os.geteuid() != 0:
-    pytest.skip("needs root (network namespaces, sysctls in them)", allow_module_level=True)
-if shutil.which("ip") is None or subprocess.run(["ip", "netns", "list"],
-                                                capture_output=True).returncode != 0:
-    pytest.skip("`ip netns` is not available", allow_module_level=True)
-
 from tcplinger.cli.commands import check as check_cmd  # noqa: E402
 from tcplinger.cli.commands.report import DiagnoseOptions, gather  # noqa: E402
-from tcplinger.cli.main import main  # noqa: E402
-from tcplinger.cli.terminal import Terminal  # noqa: E402
 from tcplinger.collect.snapshot import Scope  # noqa: E402
 
 HOLDER = Path(__file__).with_name("holder.py")
@@ -113,15 +103,8 @@ def script(ns: str, code: str):
         proc.close()
 
 
-def tcplinger(*args) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    rc = main(list(args), term=Terminal(stdout=out, stderr=err, env={"LANG": "C"},
-                                        is_tty=False, width=200))
-    return rc, out.getvalue(), err.getvalue()
-
-
-def report(ns: str, *extra) -> dict:
-    rc, out, err = tcplinger("report", "--netns", ns, "--json", *extra)
+def report(cli, ns: str, *extra) -> dict:
+    rc, out, err = cli("report", "--netns", ns, "--json", *extra)
     assert rc == 0, err
     return json.loads(out)
 
@@ -142,10 +125,10 @@ def wait_for(predicate, timeout: float, step: float = 0.1):
 
 # ---------------------------------------------------------------- scenarios
 
-def test_close_wait_leak_names_the_process():
+def test_close_wait_leak_names_the_process(cli):
     with netns("cw") as ns, holder(ns, ["tl-leaker"], [
             {"kind": "close_wait", "family": "ipv4", "server": ["tl-leaker"]}] * 12) as built:
-        doc = report(ns)
+        doc = report(cli, ns)
         [f] = by_rule(doc, "close-wait-leak")
         pid = built["owners"]["tl-leaker"]
         assert f["owners"] == [{"pid": pid, "comm": "tl-leaker"}]
@@ -159,20 +142,20 @@ def test_close_wait_leak_names_the_process():
         # The clients closed first: their orphaned FIN_WAIT2 are the other ends.
         assert {e["state"] for e in f["evidence"]["other_end"]} == {"FIN_WAIT2"}
 
-        rc, out, _ = tcplinger("report", "--netns", ns)
+        rc, out, _ = cli("report", "--netns", ns)
         assert f"tl-leaker (pid {pid}) holds 12 sockets in CLOSE_WAIT" in out
-        rc, out, _ = tcplinger("--lang", "zh", "report", "--netns", ns)
+        rc, out, _ = cli("--lang", "zh", "report", "--netns", ns)
         assert f"tl-leaker（pid {pid}）持有 12 个 CLOSE_WAIT 套接字" in out
-        rc, out, _ = tcplinger("check", "--netns", ns)
+        rc, out, _ = cli("check", "--netns", ns)
         assert rc == 1 and out.startswith("TCPLINGER WARNING - ") and "close-wait-leak" in out
 
 
-def test_half_closed_fin_wait2_outlives_fin_timeout():
+def test_half_closed_fin_wait2_outlives_fin_timeout(cli):
     with netns("hc", **{"net.ipv4.tcp_fin_timeout": 2}) as ns, holder(ns, ["tl-half", "tl-srv"], [
             {"kind": "fin_wait2", "family": "ipv6", "client": ["tl-half"], "server": ["tl-srv"]}
     ]) as built:
         time.sleep(3.5)  # longer than tcp_fin_timeout: it does not apply
-        doc = report(ns)
+        doc = report(cli, ns)
         [f] = by_rule(doc, "half-closed-fin-wait-2")
         assert f["owners"] == [{"pid": built["owners"]["tl-half"], "comm": "tl-half"}]
         assert f["evidence"]["shutdown"]["send"] == 1 and f["evidence"]["tcp_fin_timeout"] == 2
@@ -182,11 +165,11 @@ def test_half_closed_fin_wait2_outlives_fin_timeout():
         assert by_rule(doc, "orphan-fin-wait-2") == []
 
 
-def test_orphan_fin_wait2_lifetime_and_time_left():
+def test_orphan_fin_wait2_lifetime_and_time_left(cli):
     with netns("of", **{"net.ipv4.tcp_fin_timeout": 6}) as ns, holder(ns, ["tl-srv"], [
             {"kind": "close_wait", "family": "ipv4", "server": ["tl-srv"]}] * 3):
         built_at = time.monotonic()
-        doc = report(ns)
+        doc = report(cli, ns)
         [f] = by_rule(doc, "orphan-fin-wait-2")
         elapsed = time.monotonic() - built_at
         assert f["count"] == 3 and f["evidence"]["lifetime_s"] == 6.0
@@ -194,16 +177,16 @@ def test_orphan_fin_wait2_lifetime_and_time_left():
         assert 6.0 - elapsed - 1.0 <= left["min"] <= left["max"] <= 6.0
         assert f["evidence"]["minisockets"] == 3
         # Gone when the lifetime says so (plus the timer wheel's slack).
-        gone = wait_for(lambda: not by_rule(report(ns), "orphan-fin-wait-2"),
+        gone = wait_for(lambda: not by_rule(report(cli, ns), "orphan-fin-wait-2"),
                         timeout=6.0 - (time.monotonic() - built_at) + 3.0, step=0.5)
         assert gone
         assert time.monotonic() - built_at >= 5.0
 
 
-def test_orphan_fin_wait2_above_60_s_has_two_phases():
+def test_orphan_fin_wait2_above_60_s_has_two_phases(cli):
     with netns("of70", **{"net.ipv4.tcp_fin_timeout": 70}) as ns, holder(ns, ["tl-srv"], [
             {"kind": "close_wait", "family": "ipv4", "server": ["tl-srv"]}]):
-        doc = report(ns)
+        doc = report(cli, ns)
         [f] = by_rule(doc, "orphan-fin-wait-2")
         assert f["evidence"]["phases_s"] == {"full": 10.0, "minisocket": 10.0}
         assert f["evidence"]["lifetime_s"] == 20.0
@@ -213,10 +196,10 @@ def test_orphan_fin_wait2_above_60_s_has_two_phases():
         assert 10.0 < f["evidence"]["time_left_s"]["max"] <= 20.0
 
 
-def test_time_wait_overflow_with_few_buckets():
+def test_time_wait_overflow_with_few_buckets(cli):
     with netns("tw", **{"net.ipv4.tcp_max_tw_buckets": 4, "net.ipv4.tcp_fin_timeout": 5}) as ns, \
             holder(ns, [], [{"kind": "time_wait", "family": "ipv4", "client": [], "server": []}] * 10):
-        doc = report(ns)
+        doc = report(cli, ns)
         [f] = by_rule(doc, "time-wait-pressure")
         assert f["severity"] == "critical"
         assert f["evidence"]["time_wait"] == 4 and f["evidence"]["tcp_max_tw_buckets"] == 4
@@ -227,7 +210,7 @@ def test_time_wait_overflow_with_few_buckets():
         # Rising between two runs of `check --state`.
         state = Path(f"/tmp/{ns}.state")
         try:
-            rc, out, _ = tcplinger("check", "--netns", ns, "--state", str(state))
+            rc, out, _ = cli("check", "--netns", ns, "--state", str(state))
             assert rc == 2 and "time_wait=4" in out
             with holder(ns, [], [{"kind": "time_wait", "family": "ipv4", "client": [], "server": []}] * 3):
                 d = gather(DiagnoseOptions(Scope(netns=ns)),
@@ -289,23 +272,23 @@ sys.stdin.readline()
 """
 
 
-@pytest.mark.skipif(shutil.which("nft") is None, reason="nft (nftables) is not installed")
-def test_fin_wait1_stuck_behind_a_firewall_dropping_fins():
+@pytest.mark.privileged(needs=("nft",))
+def test_fin_wait1_stuck_behind_a_firewall_dropping_fins(cli):
     with veth_pair(drop_fin_in_b=True) as (a, b):
         with script(b, SERVER.replace("sys.argv[1], int(sys.argv[2])", '"10.97.0.2", 9000')
                     .replace("int(sys.argv[3])", "2")) as srv:
             srv.line()
-            with script(a, FIN_WAIT1_CLIENT) as cli:
-                cli.line()
+            with script(a, FIN_WAIT1_CLIENT) as client:
+                client.line()
                 srv.line()
                 time.sleep(2.0)  # 0.2 s RTO doubling: 3 retransmissions by now
-                doc = report(a)
+                doc = report(cli, a)
                 [f] = by_rule(doc, "fin-wait-1-stuck")
                 ev = f["evidence"]
                 assert ev["stuck"] == 2 and ev["orphans"] == 1 and ev["owned"] == 1
                 assert ev["retransmitting"] == 2 and ev["max_retransmits"] >= 2
                 assert ev["effective_orphan_retries"] == 8 and ev["tcp_retries2"] == 15
-                assert f["owners"] == [{"pid": cli.p.pid, "comm": "tl-fw1"}]
+                assert f["owners"] == [{"pid": client.p.pid, "comm": "tl-fw1"}]
                 assert ev["peers"][0]["address"] == "10.97.0.2"
                 # About 104 s for the orphan with default retries, minus what passed.
                 assert 90 < ev["time_left_s"]["min"] < 104
@@ -320,18 +303,18 @@ sys.stdin.readline()
 """
 
 
-@pytest.mark.skipif(shutil.which("nft") is None, reason="nft (nftables) is not installed")
-def test_orphan_fin_wait1_ends_after_tcp_orphan_retries():
+@pytest.mark.privileged(needs=("nft",))
+def test_orphan_fin_wait1_ends_after_tcp_orphan_retries(cli):
     with veth_pair(drop_fin_in_b=True) as (a, b):
         sh("ip", "netns", "exec", a, "sysctl", "-qw", "net.ipv4.tcp_orphan_retries=2")
         with script(b, SERVER.replace("sys.argv[1], int(sys.argv[2])", '"10.97.0.2", 9000')
                     .replace("int(sys.argv[3])", "1")) as srv:
             srv.line()
-            with script(a, ORPHAN_RETRIES_CLIENT) as cli:
-                cli.line()
+            with script(a, ORPHAN_RETRIES_CLIENT) as client:
+                client.line()
                 start = time.monotonic()
                 gone = wait_for(lambda: all(s["state"] != "FIN_WAIT1"
-                                            for s in report(a)["summary"][0]["states"]),
+                                            for s in report(cli, a)["summary"][0]["states"]),
                                 timeout=10, step=0.2)
                 took = time.monotonic() - start
                 assert gone
@@ -398,13 +381,13 @@ sys.stdin.readline()
 """
 
 
-@pytest.mark.skipif(shutil.which("nft") is None, reason="nft (nftables) is not installed")
-def test_conntrack_router_forgets_close_wait():
+@pytest.mark.privileged(needs=("nft",))
+def test_conntrack_router_forgets_close_wait(cli):
     with routed(close_wait_timeout=3) as (cl, rt, sv):
         with script(sv, ROUTED_SERVER) as srv:
             srv.line()
-            with script(cl, ROUTED_CLIENT) as cli:
-                cli.line()
+            with script(cl, ROUTED_CLIENT) as client:
+                client.line()
                 srv.line()
                 time.sleep(4.5)  # older than conntrack's 3 s close_wait timeout
                 d = gather(DiagnoseOptions(Scope(netns=sv), owners=True),
@@ -419,14 +402,14 @@ def test_conntrack_router_forgets_close_wait():
                 srv.send()
                 srv.line()
                 time.sleep(2.5)
-                doc = report(sv)
+                doc = report(cli, sv)
                 [stuck] = by_rule(doc, "last-ack-stuck")
                 assert stuck["evidence"]["orphans"] == 1
                 assert stuck["evidence"]["max_retransmits"] >= 2
                 drops = sh("ip", "netns", "exec", rt, "nft", "list", "chain", "inet", "tldx",
                            "fw").stdout
                 assert "counter packets 0 " not in drops
-                client_doc = report(cl)
+                client_doc = report(cli, cl)
                 assert by_rule(client_doc, "half-closed-fin-wait-2")
 
 
@@ -453,13 +436,13 @@ sys.stdin.readline()
 """
 
 
-def test_keepalive_ends_close_wait_only_with_so_keepalive_and_a_gone_peer():
+def test_keepalive_ends_close_wait_only_with_so_keepalive_and_a_gone_peer(cli):
     with netns("ka") as ns, script(ns, KEEPALIVE_FACTS) as p:
         facts = p.line()
         assert facts["plain"] == {"tcp_state": 8, "so_error": 0, "fd_open": True}  # CLOSE_WAIT
         # Reset by the RST the gone peer sent to the probe: CLOSE, EPIPE, fd still open.
         assert facts["keepalive"] == {"tcp_state": 7, "so_error": 32, "fd_open": True}
-        doc = report(ns)
+        doc = report(cli, ns)
         [f] = by_rule(doc, "close-wait-leak")
         assert f["count"] == 1  # the reset one has left the dump, its fd has not
         assert f["evidence"]["keepalive"]["without"] == 1
@@ -468,15 +451,15 @@ def test_keepalive_ends_close_wait_only_with_so_keepalive_and_a_gone_peer():
                                     "close_wait_without_keepalive": 1}
 
 
-def test_healthy_namespace_has_no_warning():
+def test_healthy_namespace_has_no_warning(cli):
     with netns("ok") as ns, holder(ns, ["tl-web", "tl-cli"], [
             {"kind": "listen", "family": "ipv4", "server": ["tl-web"]},
             {"kind": "established", "family": "ipv4", "client": ["tl-cli"], "server": ["tl-web"]},
             {"kind": "established", "family": "ipv6", "client": ["tl-cli"], "server": ["tl-web"]},
     ]):
-        doc = report(ns)
+        doc = report(cli, ns)
         assert doc["findings"] == [] and doc["worst"] is None
-        rc, out, _ = tcplinger("check", "--netns", ns)
+        rc, out, _ = cli("check", "--netns", ns)
         assert rc == 0 and out.startswith("TCPLINGER OK - ")
-        rc, out, _ = tcplinger("--netns", ns)  # the default command is report
+        rc, out, _ = cli("--netns", ns)  # the default command is report
         assert rc == 0 and "No lingering-connection problem found." in out

@@ -23,7 +23,6 @@ namespace deleted, pass or fail.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -38,16 +37,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.privileged
-
-if os.geteuid() != 0:
-    pytest.skip("needs root (network namespaces)", allow_module_level=True)
-if shutil.which("ip") is None or subprocess.run(["ip", "netns", "list"],
-                                                capture_output=True).returncode != 0:
-    pytest.skip("`ip netns` is not available", allow_module_level=True)
+pytestmark = pytest.mark.privileged(needs=("prometheus",))  # Debian package prometheus
 PROMETHEUS = shutil.which("prometheus")
-if PROMETHEUS is None:
-    pytest.skip("needs the prometheus server (Debian package prometheus)", allow_module_level=True)
 
 import harness  # noqa: E402  (tests/privileged/conftest.py puts it on the path)
 
@@ -319,9 +310,8 @@ def scrape_with_caps(ns, caps, tmp_path) -> dict:
     return got
 
 
-@pytest.mark.skipif(shutil.which("setpriv") is None or not Path("/usr/bin/python3").exists(),
-                    reason="needs setpriv (util-linux) and /usr/bin/python3 for a holder "
-                           "running as another user")
+# setpriv (util-linux) and the system python3 run a holder as another user
+@pytest.mark.privileged(needs=("setpriv", "/usr/bin/python3"))
 def test_the_three_capabilities_and_what_each_one_buys(tmp_path):
     """uid 0 with a reduced bounding set; the socket holder runs as nobody
     (started by exec, so it is dumpable and its /proc/PID/fd is nobody's)."""

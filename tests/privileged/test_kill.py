@@ -34,10 +34,6 @@ pytestmark = pytest.mark.privileged
 
 import harness  # noqa: E402
 
-_REASON = harness.privileged_skip_reason()
-if _REASON:
-    pytest.skip(_REASON, allow_module_level=True)
-
 SRC = Path(__file__).resolve().parents[2] / "src"
 PORTS = (7101, 7102, 7103)
 

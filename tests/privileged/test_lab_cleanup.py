@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,12 +15,6 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.privileged
-
-if os.geteuid() != 0:
-    pytest.skip("needs root (network namespaces)", allow_module_level=True)
-if shutil.which("ip") is None or subprocess.run(["ip", "netns", "list"],
-                                                capture_output=True).returncode != 0:
-    pytest.skip("`ip netns` is not available", allow_module_level=True)
 
 from tcplinger.lab import registry  # noqa: E402
 

@@ -13,25 +13,12 @@ to one timer-wheel granule late: 256 ms for timeouts of 2-16 s at HZ=250,
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from labruns import LabRuns, lab_argv  # tests/privileged is on sys.path (conftest.py)
 
-pytestmark = pytest.mark.privileged
-
-if os.geteuid() != 0:
-    pytest.skip("needs root (network namespaces)", allow_module_level=True)
-if shutil.which("ip") is None or subprocess.run(["ip", "netns", "list"],
-                                                capture_output=True).returncode != 0:
-    pytest.skip("`ip netns` is not available", allow_module_level=True)
-for tool in ("nft", "tcpdump", "conntrack"):
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} is not installed (tests/run.sh installs it)",
-                    allow_module_level=True)
+pytestmark = pytest.mark.privileged(needs=("nft", "tcpdump", "conntrack"))
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 

@@ -10,33 +10,31 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.privileged
-
-if os.geteuid() != 0:
-    pytest.skip("needs root (tracefs)", allow_module_level=True)
+pytestmark = pytest.mark.privileged(needs=("tracefs",))
 
 from tcplinger.collect import tracefs  # noqa: E402
 
-try:
-    ROOT = tracefs.find_tracefs()
-except tracefs.TracefsUnavailable as exc:
-    pytest.skip(f"no tracefs: {exc}", allow_module_level=True)
+
+@pytest.fixture(scope="module")
+def root():
+    """The tracefs mount (the marker skipped the module where there is none)."""
+    return tracefs.find_tracefs()
 
 
-def _global_state():
-    return {name: (ROOT / name).read_text() for name in ("tracing_on", "set_event",
+def _global_state(root):
+    return {name: (root / name).read_text() for name in ("tracing_on", "set_event",
                                                           "trace_clock", "buffer_size_kb")}
 
 
-def test_private_instance_sees_state_changes_and_goes_away():
-    before = _global_state()
+def test_private_instance_sees_state_changes_and_goes_away(root):
+    before = _global_state(root)
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen()
     port = srv.getsockname()[1]
     with tracefs.TraceSession("t-lab", filter=tracefs.port_filter([port])) as ts:
         path = ts.path
-        assert path.parent == ROOT / "instances" and path.name == f"tl-t-lab-{os.getpid()}"
+        assert path.parent == root / "instances" and path.name == f"tl-t-lab-{os.getpid()}"
         assert (path / "trace_clock").read_text().count("[mono]") == 1
         t0 = time.monotonic()
         c = socket.create_connection(("127.0.0.1", port))
@@ -51,7 +49,7 @@ def test_private_instance_sees_state_changes_and_goes_away():
         assert ts.lost() == 0
     srv.close()
     assert not path.exists()
-    assert _global_state() == before  # the global buffer was never touched
+    assert _global_state(root) == before  # the global buffer was never touched
     evs = [e for e in ts.events if e.event == "inet_sock_set_state"]
     assert all(port in (e.local[1], e.remote[1]) for e in ts.events)
     # mono clock = time.monotonic()
@@ -61,14 +59,14 @@ def test_private_instance_sees_state_changes_and_goes_away():
     assert any(e.event == "tcp_destroy_sock" and e.cookie for e in ts.events)
 
 
-def test_stale_instances_are_removed_live_ones_kept():
+def test_stale_instances_are_removed_live_ones_kept(root):
     dead = 4_000_000  # above pid_max's default: never a live process
-    stale = ROOT / "instances" / f"tl-t-lab-{dead}"
+    stale = root / "instances" / f"tl-t-lab-{dead}"
     stale.mkdir()
-    live = ROOT / "instances" / f"tl-t-lab-{os.getpid()}-live"  # not our naming: kept
+    live = root / "instances" / f"tl-t-lab-{os.getpid()}-live"  # not our naming: kept
     live.mkdir()
     try:
-        removed = tracefs.remove_stale_instances(ROOT)
+        removed = tracefs.remove_stale_instances(root)
         assert stale.name in removed and not stale.exists()
         assert live.exists()
     finally:

@@ -22,10 +22,6 @@ import harness  # noqa: E402
 from compare import Bracket, bracket, problems  # noqa: E402
 from ssparse import key  # noqa: E402
 
-_REASON = harness.privileged_skip_reason()
-if _REASON:
-    pytest.skip(_REASON, allow_module_level=True)
-
 #: <= 60 s, so orphan FIN_WAIT2 sockets are timewait-type (tcp_close() in
 #: net/ipv4/tcp.c), and not 60, so an age computed with the TIME_WAIT length
 #: instead of tcp_fin_timeout is 15 s off and fails.

@@ -8,7 +8,6 @@ import fcntl
 import json
 import os
 import time
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,21 +16,6 @@ import threading
 import pytest
 
 pytestmark = pytest.mark.privileged
-
-
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces)"
-    if shutil.which("ip") is None:
-        return "needs iproute2 (`ip netns`)"
-    probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"`ip netns` unavailable: {probe.stderr.strip()}"
-    return None
-
-
-if _skip_reason():
-    pytest.skip(_skip_reason(), allow_module_level=True)
 
 from tcplinger.collect import netns, setns  # noqa: E402
 

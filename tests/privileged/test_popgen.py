@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,14 +21,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.privileged
-
-if os.geteuid() != 0:
-    pytest.skip("needs root: network namespaces and TCP_REPAIR", allow_module_level=True)
-if shutil.which("ip") is None or subprocess.run(["ip", "netns", "list"], capture_output=True).returncode:
-    pytest.skip("`ip netns` is unavailable", allow_module_level=True)
-if shutil.which("ss") is None or shutil.which("nstat") is None:
-    pytest.skip("needs ss and nstat (iproute2)", allow_module_level=True)
+pytestmark = pytest.mark.privileged(needs=("nstat",))  # root for TCP_REPAIR too
 
 POPGEN_PATH = Path(__file__).resolve().parents[2] / "bench" / "popgen.py"
 

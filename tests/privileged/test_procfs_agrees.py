@@ -17,7 +17,6 @@ import ctypes
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -30,20 +29,6 @@ pytestmark = pytest.mark.privileged
 RECORD_PY = Path(__file__).resolve().parents[1] / "data" / "proc" / "record.py"
 CLONE_NEWNET = 0x40000000
 TICK_MS = 10  # one clock tick at USER_HZ=100: /proc's resolution
-
-
-def _ip_netns_usable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces)"
-    if shutil.which("ip") is None:
-        return "iproute2 `ip` not installed"
-    if subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
-        return "`ip netns` unavailable"
-    return None
-
-
-if (_why := _ip_netns_usable()) is not None:
-    pytest.skip(_why, allow_module_level=True)
 
 
 def _record_module():

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -263,18 +262,7 @@ import pytest  # noqa: E402  (not needed by the driver above)
 from tcplinger.model.states import TcpState  # noqa: E402
 from tcplinger.model.timeline import PartyTimeline, StateSpan  # noqa: E402
 
-pytestmark = pytest.mark.privileged
-
-
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces)"
-    if shutil.which("ip") is None or subprocess.run(["ip", "netns", "list"],
-                                                    capture_output=True).returncode != 0:
-        return "`ip netns` is unavailable"
-    if shutil.which("nft") is None:
-        return "nft (nftables) is needed to drop packets"
-    return None
+pytestmark = pytest.mark.privileged(needs=("nft",))  # nftables drops the packets
 
 
 def measured_timeline(name: str, log: list) -> PartyTimeline:
@@ -292,9 +280,6 @@ def measured_timeline(name: str, log: list) -> PartyTimeline:
 
 @pytest.fixture(scope="module")
 def measurements():
-    why = _skip_reason()
-    if why:
-        pytest.skip(why)
     parent = f"tl-sim-{os.getpid()}"
     procs = {}
     subprocess.run(["ip", "netns", "add", parent], check=True)

@@ -43,25 +43,13 @@ Set TL_SIM_VS_LAB_REPORT=FILE to append the comparison table (markdown).
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from labruns import LabRuns, lab_argv  # tests/privileged is on sys.path (conftest.py)
 
-pytestmark = pytest.mark.privileged
-
-if os.geteuid() != 0:
-    pytest.skip("needs root (network namespaces)", allow_module_level=True)
-if shutil.which("ip") is None or subprocess.run(["ip", "netns", "list"],
-                                                capture_output=True).returncode != 0:
-    pytest.skip("`ip netns` is not available", allow_module_level=True)
-for _tool in ("nft", "tcpdump"):
-    if shutil.which(_tool) is None:
-        pytest.skip(f"{_tool} is not installed (tests/run.sh installs it)",
-                    allow_module_level=True)
+pytestmark = pytest.mark.privileged(needs=("nft", "tcpdump"))
 
 from tcplinger.lab.slack import granule_s, kernel_hz  # noqa: E402
 from tcplinger.model.states import TcpState, parse_state  # noqa: E402

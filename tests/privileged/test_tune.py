@@ -20,10 +20,6 @@ pytestmark = pytest.mark.privileged
 
 import harness  # noqa: E402
 
-_REASON = harness.privileged_skip_reason()
-if _REASON:
-    pytest.skip(_REASON, allow_module_level=True)
-
 SRC = Path(__file__).resolve().parents[2] / "src"
 SETUP = {"net.ipv4.tcp_fin_timeout": 5, "net.ipv4.tcp_keepalive_probes": 1,
          "net.ipv4.tcp_retries2": 3, "net.ipv4.tcp_max_tw_buckets": 8,

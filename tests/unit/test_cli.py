@@ -1,19 +1,9 @@
 """The CLI in process: bad input gives one line on stderr and a documented
 exit code, never a traceback."""
 
-import io
 
 import pytest
 
-from tcplinger.cli.main import main
-from tcplinger.cli.terminal import Terminal
-
-
-def run(*argv, env=None):
-    out, err = io.StringIO(), io.StringIO()
-    term = Terminal(stdout=out, stderr=err, env=env or {"LANG": "C"}, is_tty=False)
-    code = main(list(argv), term=term)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.mark.parametrize("argv,fragment", [
@@ -25,30 +15,30 @@ def run(*argv, env=None):
     (["frobnicate"], "invalid choice"),
     (["stats", "--bogus"], "unrecognized arguments"),
 ])
-def test_usage_errors(argv, fragment):
-    code, out, err = run(*argv)
+def test_usage_errors(cli, argv, fragment):
+    code, out, err = cli(*argv)
     assert code == 2
     assert out == ""
     assert err.count("\n") == 1 and fragment in err and err.startswith("tcplinger")
     assert "Traceback" not in err
 
 
-def test_missing_namespace(tmp_path):
-    code, out, err = run("ls", "--netns", "tl-does-not-exist-xyz")
+def test_missing_namespace(cli, tmp_path):
+    code, out, err = cli("ls", "--netns", "tl-does-not-exist-xyz")
     assert code == 3
     assert err.count("\n") == 1 and "tl-does-not-exist-xyz" in err
 
 
-def test_missing_pid():
-    code, out, err = run("ls", "--pid", "999999999")
+def test_missing_pid(cli):
+    code, out, err = cli("ls", "--pid", "999999999")
     assert code == 3
     assert err.count("\n") == 1 and "999999999" in err
 
 
-def test_help_and_version():
-    code, out, _ = run("--help")
+def test_help_and_version(cli):
+    code, out, _ = cli("--help")
     assert code == 0 and "ls" in out and "stats" in out and "Exit codes" in out
-    code, out, _ = run("--version")
+    code, out, _ = cli("--version")
     assert code == 0 and out.startswith("tcplinger ")
-    code, out, _ = run("ls", "--help")
+    code, out, _ = cli("ls", "--help")
     assert code == 0 and "--owners" in out and "--all-netns" in out

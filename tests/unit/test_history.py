@@ -1,16 +1,20 @@
 """`tcplinger history` on a synthetic watch database: sparklines, growth
 rate, time to the owner's fd limit, TIME_WAIT against its buckets."""
 
-import io
+import functools
 import json
 import time
 
 import pytest
 
-from tcplinger.cli.main import main
-from tcplinger.cli.terminal import Terminal
 from tcplinger.track.store import CountRow, SampleInfo, Store
 from tcplinger.ui.sparkline import sparkline
+
+
+@pytest.fixture(scope="module")
+def cli(cli):
+    """A 100-column terminal: the sparklines' width."""
+    return functools.partial(cli, width=100)
 
 
 def build(path, now, hours=3.0, step=60.0):
@@ -28,16 +32,10 @@ def build(path, now, hours=3.0, step=60.0):
                            netns_labels={1: "host"})
 
 
-def run(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), Terminal(stdout=out, stderr=err, env={}, is_tty=False, width=100))
-    return code, out.getvalue(), err.getvalue()
-
-
-def test_growth_rate_and_time_to_fd_limit(tmp_path):
+def test_growth_rate_and_time_to_fd_limit(cli, tmp_path):
     now = time.time()
     build(tmp_path / "w.db", now)
-    code, out, err = run("history", "--db", str(tmp_path / "w.db"), "--since", "4h", "--json")
+    code, out, err = cli("history", "--db", str(tmp_path / "w.db"), "--since", "4h", "--json")
     assert code == 0, err
     doc = json.loads(out)
     (g,) = [g for g in doc["growing"] if g["owner"] == "1234/java"]
@@ -49,30 +47,30 @@ def test_growth_rate_and_time_to_fd_limit(tmp_path):
     assert names["CLOSE_WAIT"]["growing"] and not names["TIME_WAIT"]["growing"]
 
 
-def test_text_output_has_sparklines_and_the_sentence(tmp_path):
+def test_text_output_has_sparklines_and_the_sentence(cli, tmp_path):
     now = time.time()
     build(tmp_path / "w.db", now)
-    code, out, _ = run("history", "--db", str(tmp_path / "w.db"))
+    code, out, _ = cli("history", "--db", str(tmp_path / "w.db"))
     assert code == 0
     assert "CLOSE_WAIT" in out and "▁" in out and "█" in out
     assert "growing: CLOSE_WAIT of 1234/java +12/min for 3h00m" in out
     assert "its fd limit 65536 is reached in about 3d15h" in out
 
 
-def test_by_owner_and_state_filter(tmp_path):
+def test_by_owner_and_state_filter(cli, tmp_path):
     build(tmp_path / "w.db", time.time())
-    code, out, _ = run("history", "--db", str(tmp_path / "w.db"), "--by", "owner",
+    code, out, _ = cli("history", "--db", str(tmp_path / "w.db"), "--by", "owner",
                        "--state", "close-wait", "--json")
     doc = json.loads(out)
     assert [s["key"] for s in doc["series"]] == ["1234/java"]
 
 
-def test_missing_database_is_not_found(tmp_path):
-    code, _, err = run("history", "--db", str(tmp_path / "none.db"))
+def test_missing_database_is_not_found(cli, tmp_path):
+    code, _, err = cli("history", "--db", str(tmp_path / "none.db"))
     assert code == 3 and "tcplinger watch" in err
 
 
-def test_png_without_matplotlib_is_a_clear_error(tmp_path):
+def test_png_without_matplotlib_is_a_clear_error(cli, tmp_path):
     pytest.importorskip  # noqa: B018
     try:
         import matplotlib  # noqa: F401
@@ -80,7 +78,7 @@ def test_png_without_matplotlib_is_a_clear_error(tmp_path):
     except ImportError:
         pass
     build(tmp_path / "w.db", time.time())
-    code, _, err = run("history", "--db", str(tmp_path / "w.db"), "--png", str(tmp_path / "x.png"))
+    code, _, err = cli("history", "--db", str(tmp_path / "w.db"), "--png", str(tmp_path / "x.png"))
     assert code == 5 and "matplotlib" in err
 
 

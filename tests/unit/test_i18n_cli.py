@@ -2,15 +2,12 @@
 `doctor`, a usage error and a not-found error print Chinese, and no
 English sentence (issue 3, item 5)."""
 
-import io
 import re
 import string
 
 import pytest
 
 from tcplinger.cli import options
-from tcplinger.cli.main import main
-from tcplinger.cli.terminal import Terminal
 from tcplinger.collect import snapshot
 from tcplinger.i18n import Messages, catalog
 
@@ -18,13 +15,6 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 # three English words in a row, as a sentence has them (identifiers such as
 # "tracepoint sock:inet_sock_set_state" or "CAP_NET_ADMIN" do not match)
 ENGLISH_SENTENCE = re.compile(r"\b[a-z]{2,}\b[ ,]+\b[a-z]{2,}\b[ ,]+\b[a-z]{2,}\b")
-
-
-def run(*argv, env):
-    out, err = io.StringIO(), io.StringIO()
-    term = Terminal(stdout=out, stderr=err, env=env, is_tty=False)
-    code = main(list(argv), term=term)
-    return code, out.getvalue(), err.getvalue()
 
 
 ZH = {"LANG": "zh_CN.UTF-8"}
@@ -37,9 +27,9 @@ def _english_sentences(text):
     return ENGLISH_SENTENCE.findall(text)
 
 
-def test_doctor_in_chinese():
+def test_doctor_in_chinese(cli):
     from tcplinger.collect.probe import probe_all
-    code, out, err = run("doctor", env=ZH)
+    code, out, err = cli("doctor", env=ZH)
     assert code == 0 and err == ""
     assert CJK.search(out)
     header, *rows = out.splitlines()
@@ -54,9 +44,9 @@ def test_doctor_in_chinese():
     assert _english_sentences(out) == []
 
 
-def test_doctor_json_keeps_english_and_adds_keys():
+def test_doctor_json_keeps_english_and_adds_keys(cli):
     import json
-    code, out, _ = run("doctor", "--json", env=ZH)
+    code, out, _ = cli("doctor", "--json", env=ZH)
     assert code == 0
     features = json.loads(out)["features"]
     assert not CJK.search(out)  # --json is for programs: the English texts
@@ -73,17 +63,17 @@ def test_doctor_json_keeps_english_and_adds_keys():
     ["frobnicate"],
     ["stats", "--bogus"],
 ])
-def test_usage_error_in_chinese(argv):
-    code, out, err = run(*argv, env=ZH)
+def test_usage_error_in_chinese(cli, argv):
+    code, out, err = cli(*argv, env=ZH)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and CJK.search(err), err
     assert _english_sentences(err) == [], err
 
 
-def test_lang_flag_wins_over_environment():
-    _, _, err = run("--lang", "zh", "ls", "--port", "x", env={"LANG": "C"})
+def test_lang_flag_wins_over_environment(cli):
+    _, _, err = cli("--lang", "zh", "ls", "--port", "x", env={"LANG": "C"})
     assert "无效的端口 'x'" in err
-    _, _, err = run("--lang", "en", "ls", "--port", "x", env=ZH)
+    _, _, err = cli("--lang", "en", "ls", "--port", "x", env=ZH)
     assert err == "tcplinger: tcplinger ls: argument --port: invalid port 'x' (a number 0-65535)\n"
 
 
@@ -92,8 +82,8 @@ def test_lang_flag_wins_over_environment():
      "没有名为 'tl-does-not-exist-xyz' 的网络命名空间"),
     (["ls", "--pid", "999999999"], "没有进程 999999999"),
 ])
-def test_not_found_in_chinese(argv, fragment):
-    code, out, err = run(*argv, env=ZH)
+def test_not_found_in_chinese(cli, argv, fragment):
+    code, out, err = cli(*argv, env=ZH)
     assert code == 3 and out == ""
     assert err.count("\n") == 1 and fragment in err, err
     assert _english_sentences(err) == [], err

@@ -3,7 +3,6 @@ the peer sees, kernel limits, audit records, and the CLI's refusals."""
 
 import ast
 import errno
-import io
 import json
 import math
 from pathlib import Path
@@ -16,8 +15,6 @@ from tcplinger.act.kernel_support import Kind, Probe, Status, Support, kinds, pe
 from tcplinger.act.kill_plan import PlanPart, Refusal, plan
 from tcplinger.act.selection import KillCriteria, parse_duration, parse_peer
 from tcplinger.cli.commands import kill as kill_cmd
-from tcplinger.cli.main import main
-from tcplinger.cli.terminal import Terminal
 from tcplinger.diagnose.builder import SocketBuilder, owners_for
 from tcplinger.i18n import Messages
 from tcplinger.model.kernel import KernelContext
@@ -273,14 +270,8 @@ def test_audit_log_that_cannot_be_written(tmp_path):
 
 # ---- the CLI's refusals (no kernel needed) ----------------------------------------------
 
-def run_cli(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    term = Terminal(stdout=out, stderr=err, env={"LANG": "C"}, is_tty=False)
-    return main(list(argv), term=term), out.getvalue(), err.getvalue()
-
-
-def test_cli_needs_a_filter():
-    code, out, err = run_cli("kill", "--yes")
+def test_cli_needs_a_filter(cli):
+    code, out, err = cli("kill", "--yes")
     assert code == 2 and out == "" and err.count("\n") == 1 and "--state" in err
 
 
@@ -290,15 +281,15 @@ def test_cli_needs_a_filter():
     (["kill", "--peer", "10.0.0.300"], "invalid peer"),
     (["kill", "--cookie", "abc"], "invalid cookie"),
 ])
-def test_cli_bad_values(argv, fragment):
-    code, out, err = run_cli(*argv)
+def test_cli_bad_values(cli, argv, fragment):
+    code, out, err = cli(*argv)
     assert code == 2 and fragment in err and "Traceback" not in err
 
 
-def test_cli_refuses_to_act_without_an_audit_log(tmp_path):
+def test_cli_refuses_to_act_without_an_audit_log(cli, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    code, out, err = run_cli("kill", "--state", "close-wait", "--yes",
+    code, out, err = cli("kill", "--state", "close-wait", "--yes",
                              "--audit-log", str(blocker / "audit.jsonl"))
     assert code == 4 and "audit" in err and out == ""
 

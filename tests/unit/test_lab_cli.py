@@ -1,7 +1,6 @@
 """`tcplinger lab` in process: listing, and every refusal as one line with
 a documented exit code before anything is created."""
 
-import io
 import json
 import os
 import subprocess
@@ -10,34 +9,25 @@ from pathlib import Path
 
 import pytest
 
-from tcplinger.cli.main import main
-from tcplinger.cli.terminal import Terminal
 from tcplinger.lab.scenarios import ALL
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
-def run(*argv, lang="C"):
-    out, err = io.StringIO(), io.StringIO()
-    term = Terminal(stdout=out, stderr=err, env={"LANG": lang}, is_tty=False)
-    code = main(list(argv), term=term)
-    return code, out.getvalue(), err.getvalue()
-
-
-def test_list_text_shows_every_scenario_and_parameter():
-    code, out, err = run("lab", "list")
+def test_list_text_shows_every_scenario_and_parameter(cli):
+    code, out, err = cli("lab", "list")
     assert code == 0 and err == ""
     for s in ALL:
         assert f"\n{s.name}  [seeds " in "\n" + out
         for p in s.params:
             assert f"--set {p.name}=" in out
     assert "tcp_keepalive_time" in out  # the generic sysctls
-    code, out_zh, _ = run("--lang", "zh", "lab", "list")
+    code, out_zh, _ = cli("--lang", "zh", "lab", "list")
     assert code == 0 and "预期" in out_zh
 
 
-def test_list_json():
-    code, out, _ = run("lab", "list", "--json")
+def test_list_json(cli):
+    code, out, _ = cli("lab", "list", "--json")
     doc = json.loads(out)
     assert code == 0 and len(doc["scenarios"]) == 10
     ofw = next(s for s in doc["scenarios"] if s["name"] == "orphan-fin-wait-2")
@@ -60,8 +50,8 @@ def test_list_json():
     (["lab", "run", "orphan-fin-wait-2", "--duration", "0"], 2, "--duration"),
     (["lab"], 2, "choose an action"),
 ])
-def test_refusals(argv, code, fragment):
-    got, out, err = run(*argv)
+def test_refusals(cli, argv, code, fragment):
+    got, out, err = cli(*argv)
     assert got == code
     assert out == "" and err.count("\n") == 1 and fragment in err
     assert "Traceback" not in err

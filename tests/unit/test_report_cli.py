@@ -2,14 +2,12 @@
 CLI in process for the commands that need no kernel, the renderers and the
 JSON document on built findings."""
 
-import io
+import functools
 import json
 
 import pytest
 
 from tcplinger.cli.commands import check as check_cmd
-from tcplinger.cli.main import main
-from tcplinger.cli.terminal import Terminal
 from tcplinger.diagnose.builder import SocketBuilder, namespace, owners_for
 from tcplinger.diagnose.engine import diagnose
 from tcplinger.diagnose.metadata import RULES
@@ -20,15 +18,14 @@ from tcplinger.model.socket import SocketRecord
 from tcplinger.ui import report as report_view
 
 
-def run(*args):
-    out, err = io.StringIO(), io.StringIO()
-    rc = main(list(args), term=Terminal(stdout=out, stderr=err, env={"LANG": "C"},
-                                        is_tty=False, width=120))
-    return rc, out.getvalue(), err.getvalue()
+@pytest.fixture(scope="module")
+def cli(cli):
+    """A 120-column terminal: the findings wrap as the assertions expect."""
+    return functools.partial(cli, width=120)
 
 
-def test_rules_lists_every_rule_with_thresholds():
-    rc, out, _ = run("rules")
+def test_rules_lists_every_rule_with_thresholds(cli):
+    rc, out, _ = cli("rules")
     assert rc == 0
     for r in RULES:
         assert r.id in out
@@ -37,8 +34,8 @@ def test_rules_lists_every_rule_with_thresholds():
     assert "keepalive-vs-idle-timeout.warning_count = off" in out
 
 
-def test_rules_json_is_the_metadata():
-    rc, out, _ = run("rules", "--json")
+def test_rules_json_is_the_metadata(cli):
+    rc, out, _ = cli("rules", "--json")
     doc = json.loads(out)
     assert [r["id"] for r in doc["rules"]] == [r.id for r in RULES]
     cw = doc["rules"][0]
@@ -53,8 +50,8 @@ def test_rules_json_is_the_metadata():
     ("en", "Do not \"fix\" a CLOSE_WAIT leak by lowering tcp_keepalive_time."),
     ("zh", "不要用调低 tcp_keepalive_time 的办法去\"修复\" CLOSE_WAIT 泄漏。"),
 ])
-def test_explain(lang, needle):
-    rc, out, _ = run("--lang", lang, "explain", "close-wait-leak")
+def test_explain(cli, lang, needle):
+    rc, out, _ = cli("--lang", lang, "explain", "close-wait-leak")
     assert rc == 0
     flat = " ".join(out.split())  # paragraphs are wrapped to the terminal
     assert " ".join(needle.split()) in flat
@@ -62,25 +59,25 @@ def test_explain(lang, needle):
     assert "close-wait-leak.warning_age = 300" in out
 
 
-def test_explain_every_rule_has_references():
+def test_explain_every_rule_has_references(cli):
     for r in RULES:
-        rc, out, _ = run("explain", r.id)
+        rc, out, _ = cli("explain", r.id)
         assert rc == 0 and "https://" in out and r.id in out
 
 
-def test_explain_unknown_rule():
-    rc, out, err = run("explain", "fin-wait-3")
+def test_explain_unknown_rule(cli):
+    rc, out, err = cli("explain", "fin-wait-3")
     assert rc == 3 and "close-wait-leak" in err
 
 
-def test_check_bad_threshold_is_unknown():
-    rc, out, _ = run("check", "--threshold", "close-wait-leak.nope=3")
+def test_check_bad_threshold_is_unknown(cli):
+    rc, out, _ = cli("check", "--threshold", "close-wait-leak.nope=3")
     assert rc == 3
     assert out.startswith("TCPLINGER UNKNOWN - ") and "nope" in out
 
 
-def test_report_bad_threshold_is_a_usage_error():
-    rc, _, err = run("report", "--threshold", "nope.x=1")
+def test_report_bad_threshold_is_a_usage_error(cli):
+    rc, _, err = cli("report", "--threshold", "nope.x=1")
     assert rc == 2 and "unknown rule" in err
 
 

@@ -1,6 +1,6 @@
 """`tcplinger sim` in process: output contracts, exit codes, languages."""
 
-import io
+import functools
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -8,21 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from tcplinger.cli.main import main
-from tcplinger.cli.terminal import Terminal
-
 DATA = Path(__file__).resolve().parents[1] / "data" / "sim"
 
 
-def run(*argv, lang="C", tty=False):
-    out, err = io.StringIO(), io.StringIO()
-    term = Terminal(stdout=out, stderr=err, env={"LANG": lang}, is_tty=tty, width=100)
-    code = main(list(argv), term=term)
-    return code, out.getvalue(), err.getvalue()
+@pytest.fixture(scope="module")
+def cli(cli):
+    """A 100-column terminal: the timelines' width."""
+    return functools.partial(cli, width=100)
 
 
-def test_presets_lists_every_preset_with_knobs():
-    code, out, err = run("sim", "presets", "--json")
+def test_presets_lists_every_preset_with_knobs(cli):
+    code, out, err = cli("sim", "presets", "--json")
     assert code == 0 and err == ""
     doc = json.loads(out)
     names = {p["name"]: p for p in doc["presets"]}
@@ -30,15 +26,15 @@ def test_presets_lists_every_preset_with_knobs():
     knobs = {k["name"]: k for k in names["linux-close-wait"]["knobs"]}
     assert knobs["peer"]["choices"] == ["alive", "gone", "silent"]
     assert all(p["description"] for p in doc["presets"])
-    code, out, _ = run("sim", "presets")
+    code, out, _ = cli("sim", "presets")
     assert code == 0 and "--set tcp_fin_timeout=60  (net.ipv4.tcp_fin_timeout" in out
     assert "--set close_at=inf" in out
-    code, out, _ = run("sim", "presets", lang="zh_CN.UTF-8")
+    code, out, _ = cli("sim", "presets", lang="zh_CN.UTF-8")
     assert "服务器套接字上的 SO_KEEPALIVE" in out
 
 
-def test_run_json_contract():
-    code, out, err = run("sim", "run", "--preset", "linux-orphan-fin-wait-2", "--set",
+def test_run_json_contract(cli):
+    code, out, err = cli("sim", "run", "--preset", "linux-orphan-fin-wait-2", "--set",
                          "tcp_fin_timeout=90", "--json")
     assert code == 0, err
     doc = json.loads(out)
@@ -55,9 +51,9 @@ def test_run_json_contract():
     assert doc["notes"] and all("text" in n for n in doc["notes"])
 
 
-def test_run_text_and_svg(tmp_path):
+def test_run_text_and_svg(cli, tmp_path):
     svg = tmp_path / "t.svg"
-    code, out, err = run("sim", "run", "--preset", "seed-000-freebsd-ipfw", "--horizon", "2h",
+    code, out, err = cli("sim", "run", "--preset", "seed-000-freebsd-ipfw", "--horizon", "2h",
                          "--svg", str(svg), "--packets")
     assert code == 0, err
     assert "FIN_WAIT2" in out and "Nobody forgets the connection within 2h00m." in out
@@ -68,8 +64,8 @@ def test_run_text_and_svg(tmp_path):
     assert {"client", "server", "ipfw"} <= {t.text for t in root.iter() if t.tag.endswith("text")}
 
 
-def test_run_scenario_file():
-    code, out, err = run("sim", "run", str(DATA / "orphan_behind_conntrack.toml"), "--json",
+def test_run_scenario_file(cli):
+    code, out, err = cli("sim", "run", str(DATA / "orphan_behind_conntrack.toml"), "--json",
                          "--set", "client.tcp_fin_timeout=10")
     assert code == 0, err
     doc = json.loads(out)
@@ -77,14 +73,14 @@ def test_run_scenario_file():
     assert doc["parties"]["conntrack"]["role"] == "middlebox"
 
 
-def test_sweep_table_json_and_chart(tmp_path):
-    code, out, err = run("sim", "sweep", "--preset", "linux-orphan-fin-wait-2", "--vary",
+def test_sweep_table_json_and_chart(cli, tmp_path):
+    code, out, err = cli("sim", "sweep", "--preset", "linux-orphan-fin-wait-2", "--vary",
                          "tcp_fin_timeout=30,61,90")
     assert code == 0, err
     lines = out.splitlines()
     assert "client LINGERS" in lines[0] and len(lines) == 5
     assert "1m02s" in lines[-2]  # 90 -> 2*(90-60) + slack
-    code, out, err = run("sim", "sweep", "--preset", "linux-close-wait", "--vary",
+    code, out, err = cli("sim", "sweep", "--preset", "linux-close-wait", "--vary",
                          "keepidle=2,4", "--vary", "peer=gone,alive", "--set",
                          "so_keepalive=1", "--json", "--svg", str(tmp_path / "c.svg"))
     assert code == 0, err
@@ -98,8 +94,8 @@ def test_sweep_table_json_and_chart(tmp_path):
     assert ET.fromstring((tmp_path / "c.svg").read_text()).tag.endswith("svg")
 
 
-def test_sweep_progress_on_a_terminal():
-    code, out, err = run("sim", "sweep", "--preset", "linux-orphan-fin-wait-2", "--vary",
+def test_sweep_progress_on_a_terminal(cli):
+    code, out, err = cli("sim", "sweep", "--preset", "linux-orphan-fin-wait-2", "--vary",
                          "tcp_fin_timeout=1..3000:1", tty=True)
     assert code == 0
     assert "/3000 points" in err
@@ -122,13 +118,13 @@ def test_sweep_progress_on_a_terminal():
      "no such parameter"),
     (["sim"], 2, "choose an action"),
 ])
-def test_errors_are_one_line_with_exit_code(argv, code, fragment):
-    got, out, err = run(*argv)
+def test_errors_are_one_line_with_exit_code(cli, argv, code, fragment):
+    got, out, err = cli(*argv)
     assert got == code, err
     assert err.count("\n") == 1 and fragment in err and "Traceback" not in err
 
 
-def test_chinese_output():
-    code, out, err = run("sim", "run", "--preset", "linux-time-wait", lang="zh_CN.UTF-8")
+def test_chinese_output(cli):
+    code, out, err = cli("sim", "run", "--preset", "linux-time-wait", lang="zh_CN.UTF-8")
     assert code == 0
     assert "结论：" in out and "事件：" in out

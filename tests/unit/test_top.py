@@ -3,7 +3,6 @@
 and sort, and the plain-text fallback."""
 
 import asyncio
-import io
 import json
 from pathlib import Path
 
@@ -70,15 +69,10 @@ def test_pilot_80x24():
         assert text in svg.replace("&#160;", " "), text
 
 
-def test_top_once_without_terminal(tmp_path, monkeypatch):
+def test_top_once_without_terminal(cli, tmp_path):
     """The CLI path with no tty: one screen of text (live namespace, no DB)."""
-    from tcplinger.cli.main import main
-    from tcplinger.cli.terminal import Terminal
-    out = io.StringIO()
-    code = main(["top", "--once", "--db", str(tmp_path / "none.db")],
-                Terminal(stdout=out, stderr=io.StringIO(), env={}, is_tty=False, width=80))
+    code, text, _ = cli("top", "--once", "--db", str(tmp_path / "none.db"), width=80)
     assert code == 0
-    text = out.getvalue()
     assert text.startswith("tcplinger top —") and "no watch database" in text
 
 

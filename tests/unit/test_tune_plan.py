@@ -12,7 +12,6 @@ from tcplinger.act import sysctl_state as st
 from tcplinger.diagnose import sysctl_bounds as sb
 from tcplinger.act.tune_plan import NamespaceFacts, format_value, plan
 from tcplinger.cli.commands import tune as tune_cmd
-from tcplinger.cli.main import main
 from tcplinger.cli.terminal import Terminal
 from tcplinger.diagnose.builder import DEFAULT_SYSCTLS, SocketBuilder, namespace, owners_for
 from tcplinger.diagnose.engine import diagnose
@@ -278,18 +277,14 @@ def test_revert_leaves_values_changed_by_someone_else(tmp_path):
     assert not i.drifted  # already back: nothing to fear
 
 
-def test_cli_revert_with_nothing_recorded(tmp_path):
-    out, err = io.StringIO(), io.StringIO()
-    term = Terminal(stdout=out, stderr=err, env={"LANG": "C"}, is_tty=False)
-    code = main(["tune", "--revert", "--state-file", str(tmp_path / "none.json")], term=term)
-    assert code == 0 and "Nothing to revert" in out.getvalue()
+def test_cli_revert_with_nothing_recorded(cli, tmp_path):
+    code, out, _ = cli("tune", "--revert", "--state-file", str(tmp_path / "none.json"))
+    assert code == 0 and "Nothing to revert" in out
 
 
-def test_cli_apply_refuses_all_netns():
-    out, err = io.StringIO(), io.StringIO()
-    term = Terminal(stdout=out, stderr=err, env={"LANG": "C"}, is_tty=False)
-    code = main(["tune", "--apply", "--all-netns"], term=term)
-    assert code == 2 and "one namespace" in err.getvalue()
+def test_cli_apply_refuses_all_netns(cli):
+    code, _, err = cli("tune", "--apply", "--all-netns")
+    assert code == 2 and "one namespace" in err
 
 
 def test_defaults_have_no_tw_recycle():

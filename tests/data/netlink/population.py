@@ -28,7 +28,6 @@ import ctypes
 import dataclasses
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -43,18 +42,6 @@ PORT = 5000
 PORT_NOBODY = 5100
 PORT_DUAL = 5001
 LOOPBACK = {socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::1"}
-
-
-def can_run() -> str | None:
-    """None when namespaces can be built here, else the reason why not."""
-    if os.geteuid() != 0:
-        return "needs root"
-    if shutil.which("ip") is None:
-        return "needs iproute2's ip"
-    probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"`ip netns` unavailable: {probe.stderr.strip()}"
-    return None
 
 
 class Netns:
