@@ -184,10 +184,20 @@ def test_kill_pid_ends_exactly_its_sockets(world, tmp_path):
     victim = holders[1]
     log = tmp_path / "audit.jsonl"
     before = _ss(ns)
+    fds_before = len(os.listdir(f"/proc/{victim.pid}/fd"))
     code, doc, err = tcplinger("kill", "--netns", ns.name, "--pid", str(victim.pid), "--yes",
                                "--json", "--audit-log", str(log))
     assert code == 0, err
     assert doc["summary"]["ended"] == 3 and len(doc["results"]) == 3
+    # The connections are gone, the owner's fds are not (docs/act.md): the
+    # process keeps every fd until it calls close().
+    fds_after = len(os.listdir(f"/proc/{victim.pid}/fd"))
+    assert fds_after == fds_before
+    assert doc["owner_fds"] == [{"pid": victim.pid, "comm": "python3", "sockets": 3,
+                                 "fds_before": fds_before, "fds_after": fds_after,
+                                 "nofile_limit": doc["owner_fds"][0]["nofile_limit"]}]
+    print(f"\nowner pid {victim.pid}: {fds_before} open fds before ending its 3 CLOSE_WAIT, "
+          f"{fds_after} after")
     assert {t["owners"][0]["pid"] for t in doc["targets"]} == {victim.pid}
     after = _ss(ns)
     gone = before - after
@@ -229,7 +239,9 @@ def test_listen_and_established_refused(world, tmp_path):
     before = _ss(ns)
     code, doc, err = tcplinger("kill", "--netns", ns.name, "--state", "listen,established",
                                "--yes", "--json", "--audit-log", str(log))
-    assert code == 0, err
+    assert code == 6, err  # every selected socket refused: nothing done
+    assert err.splitlines()[-1] == ("kill: nothing was done: every selected socket was "
+                                    "refused (exit 6)")
     assert doc["targets"] == [] and doc["results"] == []
     reasons = sorted(r["reason"] for r in doc["refused"])
     # per holder: the pair, and the reader keeping the FIN_WAIT1 orphan at a zero window

@@ -18,9 +18,11 @@ import enum
 import errno as errno_mod
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from ..collect.owners import fd_usage
 from ..collect.setns import run_in_netns
 from .kill_plan import KillPlan, Target
 
@@ -156,3 +158,54 @@ def describe_errno(err: int | None) -> str:
     if not err:
         return ""
     return f"{errno_mod.errorcode.get(err, err)} ({os.strerror(err)})"
+
+
+# ---- what ending a socket does not free: the owner's file descriptor -------------
+
+@dataclass(frozen=True)
+class OwnerFds:
+    """Open files of a process owning targets, measured before and after.
+
+    SOCK_DESTROY ends the connection (tcp_abort() in net/ipv4/tcp.c: the
+    socket goes to CLOSE, its ports and buffers are freed, the peer gets a
+    RST) but not the ``struct file`` the process holds: the fd stays in its
+    table until it calls close() or exits (close(2)), so the open-file
+    count, and the pressure on RLIMIT_NOFILE, do not move.
+    """
+
+    pid: int
+    comm: str
+    sockets: int  # targets this process holds
+    before: int | None  # open fds; None when unreadable
+    after: int | None = None
+    limit: int | None = None  # RLIMIT_NOFILE soft limit
+
+    def to_json(self) -> dict:
+        return {"pid": self.pid, "comm": self.comm, "sockets": self.sockets,
+                "fds_before": self.before, "fds_after": self.after, "nofile_limit": self.limit}
+
+
+def _fds(pid: int, proc_root: Path) -> tuple[int | None, int | None]:
+    try:
+        usage = fd_usage(pid, proc_root)
+    except OSError:  # gone, or not ours to read
+        return None, None
+    return usage.open_fds, usage.soft_limit
+
+
+def owner_fds(plan: KillPlan, proc_root: Path = Path("/proc")) -> list[OwnerFds]:
+    """The open-file count of every process holding a target, now."""
+    held: dict[int, list] = {}
+    for t in plan.targets:
+        for o in t.socket.owners:
+            held.setdefault(o.pid, []).append(o)
+    out = []
+    for pid in sorted(held):
+        before, limit = _fds(pid, proc_root)
+        out.append(OwnerFds(pid, held[pid][0].comm, len(held[pid]), before, None, limit))
+    return out
+
+
+def remeasure(counts: Sequence[OwnerFds], proc_root: Path = Path("/proc")) -> list[OwnerFds]:
+    """The same processes' counts again (after the destroy)."""
+    return [replace(c, after=_fds(c.pid, proc_root)[0]) for c in counts]

@@ -15,6 +15,7 @@ class Exit(enum.IntEnum):
     NOT_FOUND = 3  # a namespace, process or rule that does not exist
     PERMISSION = 4  # not allowed (not root, no CAP_NET_ADMIN/CAP_SYS_ADMIN)
     UNSUPPORTED = 5  # the kernel lacks a needed feature
+    REFUSED = 6  # kill --yes: every selected socket was refused, nothing was done
     INTERRUPTED = 130
 
 

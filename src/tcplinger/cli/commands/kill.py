@@ -132,6 +132,7 @@ def _run(opts: KillOptions, term, msg, log) -> int:
 
     results: list[kill_exec.Result] | None = None
     run_id = None
+    fds = kill_exec.owner_fds(plan)
     if opts.yes and plan.targets:
         run_id = audit_mod.new_run_id()
         who = audit_mod.who_am_i(term.env)
@@ -141,6 +142,7 @@ def _run(opts: KillOptions, term, msg, log) -> int:
         targets, _ = snap_mod.resolve(opts.scope)
         paths = {info.inode: kill_exec.NetnsPath(info.path, info.current) for info in targets}
         results = kill_exec.execute(plan, paths)
+        fds = kill_exec.remeasure(fds)
         log.append(audit_mod.record("kill.result", run_id, who, audit_mod.now_iso(),
                                     summary=kill_exec.summary(results),
                                     results=[r.to_json() for r in results]))
@@ -150,16 +152,20 @@ def _run(opts: KillOptions, term, msg, log) -> int:
     if opts.json:
         doc = document(plan, results, msg, dry_run=not opts.yes,
                        audit_log=str(log.path) if log and run_id else None, run=run_id)
+        doc["owner_fds"] = [f.to_json() for f in fds]
         doc.update(snapshot_meta(view))
         term.out(json.dumps(doc, indent=1))
     else:
-        for line in render(plan, results, msg, dry_run=not opts.yes, width=term.width):
+        for line in render(plan, results, msg, dry_run=not opts.yes, width=term.width, fds=fds):
             term.out(line)
         if log is not None and run_id:
             term.out(msg("kill.audit", path=str(log.path), run=run_id))
     for line in warnings(plan, msg):
         term.err(line)
     report_problems(view, term, msg)
+    if opts.yes and plan.refused and not plan.targets:
+        term.err(msg("kill.err.all_refused"))
+        return int(Exit.REFUSED)  # nothing was done: every selected socket was refused
     return int(exit_code(results))
 
 
@@ -260,7 +266,8 @@ def _owner(rec, msg) -> str:
     return msg("kill.owner.unknown")
 
 
-def render(plan: kill_plan.KillPlan, results, msg, *, dry_run: bool, width: int) -> list[str]:
+def render(plan: kill_plan.KillPlan, results, msg, *, dry_run: bool, width: int,
+           fds=()) -> list[str]:
     lines: list[str] = []
     multi = len({t.socket.netns.inode for t in plan.targets if t.socket.netns}) > 1
     outcome = {id(r.target): r for r in results or ()}
@@ -290,6 +297,7 @@ def render(plan: kill_plan.KillPlan, results, msg, *, dry_run: bool, width: int)
         owners_see = sorted({t.owner_sees for t in plan.targets if t.owner_sees != "none"})
         for key in owners_see:
             lines.append(msg(f"kill.owner_sees.{key}"))
+        lines += _fd_lines(fds, msg, dry_run)
         if any(t.peer_sees == "nothing" for t in plan.targets):
             lines.append(msg("kill.peer_nothing_note"))
         if any(t.socket.state == TcpState.TIME_WAIT for t in plan.targets):
@@ -324,6 +332,23 @@ def render(plan: kill_plan.KillPlan, results, msg, *, dry_run: bool, width: int)
             lines.append("  " + msg(f"kill.why.{key}"))
     elif dry_run and plan.targets:
         lines.append(msg("kill.hint_yes"))
+    return lines
+
+
+def _fd_lines(fds, msg, dry_run: bool) -> list[str]:
+    """Ending a socket does not close the owner's fd (act/kill_exec.OwnerFds)."""
+    if not fds:
+        return []
+    lines = [msg("kill.fd_note")]
+    for f in fds:
+        limit = f.limit if f.limit is not None else msg("kill.fds.unlimited")
+        if dry_run or f.after is None:
+            lines.append("  " + msg("kill.fds.dry", comm=f.comm, pid=f.pid, n=f.sockets,
+                                    fds="?" if f.before is None else f.before, limit=limit))
+        else:
+            lines.append("  " + msg("kill.fds.act", comm=f.comm, pid=f.pid, n=f.sockets,
+                                    before="?" if f.before is None else f.before,
+                                    after=f.after, limit=limit))
     return lines
 
 
