@@ -4,7 +4,7 @@ import string
 
 import pytest
 
-from tcplinger.i18n import LANGS, Messages, catalog
+from tcplinger.i18n import LANGS, Messages, catalog, lang_from_env
 
 
 def _fields(text):
@@ -38,3 +38,28 @@ def test_zh_is_translated():
 def test_lookup_formats():
     assert Messages("en")("ls.footer", n=3) == "3 sockets."
     assert Messages("zh")("ls.footer", n=3) == "共 3 个套接字。"
+
+
+# POSIX (XBD 8.2, "Internationalization Variables"): LC_ALL, when set and
+# not empty, overrides every LC_* and LANG; LC_MESSAGES (the category of
+# messages) overrides LANG; LANG is the default. The README says LC_ALL wins.
+@pytest.mark.parametrize("env,lang", [
+    ({"LC_ALL": "C", "LC_MESSAGES": "zh_CN.UTF-8", "LANG": "zh_CN.UTF-8"}, "en"),
+    ({"LC_ALL": "zh_CN.UTF-8", "LC_MESSAGES": "C", "LANG": "en_US.UTF-8"}, "zh"),
+    ({"LC_MESSAGES": "zh_TW.UTF-8", "LANG": "C"}, "zh"),
+    ({"LC_MESSAGES": "C", "LANG": "zh_CN.UTF-8"}, "en"),
+    ({"LANG": "zh_CN.UTF-8"}, "zh"),
+    ({"LC_ALL": "", "LANG": "zh_CN.UTF-8"}, "zh"),  # empty is unset
+    ({"LC_ALL": "", "LC_MESSAGES": "", "LANG": ""}, "en"),
+    ({}, "en"),
+])
+def test_locale_variables_in_posix_precedence(env, lang):
+    assert lang_from_env(env) == lang
+
+
+def test_lc_all_wins_end_to_end(cli):
+    """The precedence seen by a user: LC_ALL=C over LANG=zh gives English."""
+    _, _, err = cli("ls", "--port", "x", env={"LC_ALL": "C", "LANG": "zh_CN.UTF-8"})
+    assert "invalid port 'x'" in err
+    _, _, err = cli("ls", "--port", "x", env={"LC_ALL": "zh_CN.UTF-8", "LANG": "C"})
+    assert "无效的端口 'x'" in err

@@ -17,10 +17,8 @@ from tcplinger.act.selection import KillCriteria, parse_duration, parse_peer
 from tcplinger.cli.commands import kill as kill_cmd
 from tcplinger.diagnose.builder import SocketBuilder, owners_for
 from tcplinger.i18n import Messages
-from tcplinger.model.kernel import KernelContext
 from tcplinger.model.socket import NetnsRef
 from tcplinger.model.states import TcpState, parse_states
-from tcplinger.track.age import age_arrays
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "tcplinger"
 REF = NetnsRef(4026532000, "blue")
@@ -28,11 +26,11 @@ WORKS = Support({k: Probe(Status.WORKS, "ok", 0) for k in Kind}, "private")
 
 
 def part(builder, *, exact=None, lower=None, owners=None, source="netlink", ref=REF, prefix=""):
-    """A namespace's rows; ages from the timers (track.age) unless given."""
+    """A namespace's rows; ages unknown (NaN) unless given."""
     t = builder.table()
-    timer_exact, timer_lower = age_arrays(t, KernelContext(sysctls={"tcp_fin_timeout": 60}))
-    ex = timer_exact if exact is None else np.asarray(exact, dtype=float)
-    lo = timer_lower if lower is None else np.asarray(lower, dtype=float)
+    unknown = np.full(len(t), np.nan)
+    ex = unknown if exact is None else np.asarray(exact, dtype=float)
+    lo = unknown if lower is None else np.asarray(lower, dtype=float)
     return PlanPart(ref, t, ex, lo, owners or {}, source, prefix)
 
 
@@ -50,6 +48,17 @@ def mixed():
     return b
 
 
+#: mixed()'s exact ages, as its timers give them at tcp_fin_timeout 60: the
+#: TIME_WAIT minisocket was armed for TCP_TIMEWAIT_LEN (60 s) and has 50 s
+#: left (10 s old), the orphan FIN_WAIT2 minisocket for tcp_fin_timeout
+#: (60 s) with 1 s left (59 s old); nothing else carries its age.
+MIXED_EXACT = [math.nan] * 5 + [10.0, 59.0] + [math.nan] * 3
+
+
+def mixed_part(**kw):
+    return part(mixed(), exact=MIXED_EXACT, **kw)
+
+
 def states(text):
     return parse_states(text)
 
@@ -57,7 +66,7 @@ def states(text):
 # ---- selection -----------------------------------------------------------------
 
 def test_default_states_are_the_lingering_ones():
-    p = plan([part(mixed())], KillCriteria(port=80), WORKS)
+    p = plan([mixed_part()], KillCriteria(port=80), WORKS)
     assert sorted(t.socket.state_name for t in p.targets) == [
         "CLOSE_WAIT", "CLOSE_WAIT", "CLOSE_WAIT", "FIN_WAIT1", "FIN_WAIT2", "LAST_ACK",
         "TIME_WAIT"]
@@ -66,19 +75,19 @@ def test_default_states_are_the_lingering_ones():
 
 def test_listen_always_refused_established_only_with_the_flag():
     crit = KillCriteria(states=states("listen,established,close"))
-    p = plan([part(mixed())], crit, WORKS)
+    p = plan([mixed_part()], crit, WORKS)
     assert p.targets == ()
     assert sorted((r.socket.state_name, r.reason) for r in p.refused) == [
         ("CLOSE", Refusal.NOT_CONNECTION), ("ESTABLISHED", Refusal.ESTABLISHED),
         ("LISTEN", Refusal.LISTEN)]
-    p = plan([part(mixed())], KillCriteria(states=states("listen,established"),
+    p = plan([mixed_part()], KillCriteria(states=states("listen,established"),
                                            include_established=True), WORKS)
     assert [t.socket.state_name for t in p.targets] == ["ESTABLISHED"]
     assert [r.reason for r in p.refused] == [Refusal.LISTEN]
 
 
 def test_include_established_widens_the_default_states():
-    p = plan([part(mixed())], KillCriteria(port=80, include_established=True), WORKS)
+    p = plan([mixed_part()], KillCriteria(port=80, include_established=True), WORKS)
     assert "ESTABLISHED" in {t.socket.state_name for t in p.targets}
     assert "LISTEN" not in {t.socket.state_name for t in p.targets}
 
@@ -132,13 +141,28 @@ def test_older_than_never_guesses():
     assert not ages[4000].at_least and ages[4002].at_least
 
 
+def test_older_than_is_at_least():
+    """docs/act.md: "only sockets *known* to be at least this old": an age
+    (exact or a lower bound) equal to the threshold is selected, a hair
+    below is not."""
+    b = SocketBuilder()
+    b.add("CLOSE_WAIT", "10.0.0.1:80", "10.0.0.2:4000", inode=100, count=4)
+    nan = math.nan
+    exact = [600.0, 599.999, nan, nan]
+    lower = [nan, nan, 600.0, 599.999]
+    p = plan([part(b, exact=exact, lower=lower)],
+             KillCriteria(states=states("close-wait"), older_than=600), WORKS)
+    assert sorted(t.socket.remote.port for t in p.targets) == [4000, 4002]
+    assert p.age_unknown == 1  # the bound just below; the exact one just below is young
+
+
 def test_sockets_without_cookie_are_refused():
-    p = plan([part(mixed(), source="procfs")], KillCriteria(states=states("close-wait")), WORKS)
+    p = plan([mixed_part(source="procfs")], KillCriteria(states=states("close-wait")), WORKS)
     assert p.targets == () and {r.reason for r in p.refused} == {Refusal.NO_COOKIE}
 
 
 def test_what_the_peer_sees():
-    p = plan([part(mixed())], KillCriteria(port=80), WORKS)
+    p = plan([mixed_part()], KillCriteria(port=80), WORKS)
     seen = {t.socket.state_name: t.peer_sees for t in p.targets}
     assert seen == {"CLOSE_WAIT": "rst", "TIME_WAIT": "nothing", "FIN_WAIT2": "nothing",
                     "FIN_WAIT1": "rst", "LAST_ACK": "nothing"}
@@ -162,16 +186,16 @@ def test_kinds():
 def test_kernel_limits_refuse_only_what_cannot_work(kind, status, refused):
     results = {k: Probe(Status.WORKS, "ok", 0) for k in Kind}
     results[kind] = Probe(status, "x")
-    p = plan([part(mixed())], KillCriteria(port=80), Support(results, "private"))
+    p = plan([mixed_part()], KillCriteria(port=80), Support(results, "private"))
     got = {r.kind for r in p.refused if r.reason is Refusal.KERNEL}
     assert (kind in got) is refused
     assert all(t.kind != kind for t in p.targets) is refused
 
 
 def test_candidate_kinds():
-    assert kill_plan.candidate_kinds([part(mixed())], KillCriteria(states=states("close-wait"))) \
+    assert kill_plan.candidate_kinds([mixed_part()], KillCriteria(states=states("close-wait"))) \
         == {Kind.FULL}
-    assert kill_plan.candidate_kinds([part(mixed())], KillCriteria(port=80)) == set(Kind)
+    assert kill_plan.candidate_kinds([mixed_part()], KillCriteria(port=80)) == set(Kind)
 
 
 def test_ss_kill_lines():
@@ -207,7 +231,7 @@ def test_has_filter():
 # ---- execution results and exit codes --------------------------------------------------
 
 def test_outcomes_and_exit_codes():
-    t = plan([part(mixed())], KillCriteria(states=states("close-wait")), WORKS).targets[0]
+    t = plan([mixed_part()], KillCriteria(states=states("close-wait")), WORKS).targets[0]
     R, O = kill_exec.Result, kill_exec.Outcome
     assert kill_cmd.exit_code(None) == 0 and kill_cmd.exit_code([]) == 0
     assert kill_cmd.exit_code([R(t, O.ENDED, 0), R(t, O.ALREADY_GONE, errno.ENOENT)]) == 0
@@ -218,7 +242,7 @@ def test_outcomes_and_exit_codes():
 
 
 def test_json_document_shape():
-    p = plan([part(mixed())], KillCriteria(states=states("close-wait,listen"), max=2), WORKS)
+    p = plan([mixed_part()], KillCriteria(states=states("close-wait,listen"), max=2), WORKS)
     t = p.targets[0]
     results = [kill_exec.Result(t, kill_exec.Outcome.ENDED, 0)]
     doc = kill_cmd.document(p, results, Messages("en"), dry_run=False, audit_log="/x", run="r")
@@ -235,7 +259,7 @@ def test_json_document_shape():
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_text_rendering_both_languages(lang):
     msg = Messages(lang)
-    p = plan([part(mixed())], KillCriteria(states=states("close-wait,listen,time-wait"),
+    p = plan([mixed_part()], KillCriteria(states=states("close-wait,listen,time-wait"),
                                            older_than=1), WORKS)
     lines = kill_cmd.render(p, None, msg, dry_run=True, width=200)
     text = "\n".join(lines)

@@ -259,14 +259,50 @@ def _attrs(s: dict) -> tuple[bytes, int, bytes | None]:
     return out, shutdown, info
 
 
+#: struct tcp_info as include/uapi/linux/tcp.h declares it, up to
+#: tcpi_total_retrans (struct module codes: B = __u8, I = __u32). The two
+#: bitfield bytes after tcpi_options are "wscale" and "flags" here.
+LINUX_TCP_INFO = (
+    ("state", "B"), ("ca_state", "B"), ("retransmits", "B"), ("probes", "B"),
+    ("backoff", "B"), ("options", "B"), ("wscale", "B"), ("flags", "B"),
+    ("rto", "I"), ("ato", "I"), ("snd_mss", "I"), ("rcv_mss", "I"),
+    ("unacked", "I"), ("sacked", "I"), ("lost", "I"), ("retrans", "I"), ("fackets", "I"),
+    ("last_data_sent", "I"), ("last_ack_sent", "I"), ("last_data_recv", "I"),
+    ("last_ack_recv", "I"),
+    ("pmtu", "I"), ("rcv_ssthresh", "I"), ("rtt", "I"), ("rttvar", "I"),
+    ("snd_ssthresh", "I"), ("snd_cwnd", "I"), ("advmss", "I"), ("reordering", "I"),
+    ("rcv_rtt", "I"), ("rcv_space", "I"), ("total_retrans", "I"),
+)
+
+
+def _header_layout() -> dict[str, tuple[int, int]]:
+    """name -> (offset, size), laid out by struct from the declaration."""
+    out, fmt = {}, "="
+    for name, code in LINUX_TCP_INFO:
+        out[name] = (struct.calcsize(fmt), struct.calcsize("=" + code))
+        fmt += code
+    return out
+
+
+TCP_INFO_LAYOUT = _header_layout()
+
+
+def test_tcp_info_layout_written_out():
+    """The written-out header against offsets known by heart (the fixed
+    part the kernel has sent since 2.6 is 104 bytes)."""
+    assert TCP_INFO_LAYOUT["rto"] == (8, 4) and TCP_INFO_LAYOUT["last_ack_recv"] == (56, 4)
+    assert TCP_INFO_LAYOUT["total_retrans"] == (100, 4)
+    assert set(name for name, _ in TCP_INFO_FIELDS) <= set(TCP_INFO_LAYOUT)
+
+
 def _expected_info(raw: bytes) -> dict:
-    padded = raw + bytes(280)
+    """The fields tcplinger keeps, read from ``raw`` at the header's
+    offsets (little-endian); 0 where the attribute is too short."""
     out = {}
-    for name, fmt in TCP_INFO_FIELDS:
-        off = wire.TCP_INFO_OFFSETS[name]
-        size = np.dtype(fmt).itemsize
+    for name, _ in TCP_INFO_FIELDS:
+        off, size = TCP_INFO_LAYOUT[name]
         if off + size <= len(raw):
-            out[name] = int.from_bytes(padded[off:off + size], "little")
+            out[name] = int.from_bytes(raw[off:off + size], "little")
         else:
             out[name] = 0
     return out

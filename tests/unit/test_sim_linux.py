@@ -86,6 +86,32 @@ def test_shutdown_only_fin_wait2_never_times_out_then_close_starts_the_clock():
     assert c.spans[-1].start_s == 10.0
 
 
+@pytest.mark.parametrize("T,spans", [
+    # __tcp_close() on a FIN_WAIT2 socket (net/ipv4/tcp.c): tmo = tcp_fin_time();
+    # "if (tmo > TCP_TIMEWAIT_LEN)" keepalive timer for tmo - 60, else
+    # tcp_time_wait(sk, TCP_FIN_WAIT2, tmo). T = 60 is the else branch: one
+    # minisocket for 60 s (15000 jiffies, level 3: + 256.5 jiffies).
+    (60, [(FW2, True, round(60 + 256.5 * J, 4))]),
+    (61, [(FW2, False, round(1 + 4.5 * J, 4)), (FW2, True, round(1 + 4.5 * J, 4))]),
+    (59, [(FW2, True, round(59 + 256.5 * J, 4))]),
+])
+def test_shutdown_then_close_at_and_around_60s(T, spans):
+    tl = run({"behaviour": "shutdown-only", "tcp_fin_timeout": T,
+              "app": {"shutdown_at": 1.0, "close_at": 10.0}}, NEVER)
+    c = tl.party("client")
+    closed = [(TcpState(s.state), s.minisock, round(s.end_s - s.start_s, 4))
+              for s in c.spans if s.start_s >= 10.0]
+    assert closed == spans
+    assert not [p for p in tl.packets if p.src == "client" and "R" in p.flags]  # no RST
+
+
+def test_orphan_fin_wait2_at_exactly_60s_is_one_minisocket():
+    """tcp_rcv_state_process(), FIN_WAIT1 -> FIN_WAIT2 of an orphan: the
+    same "tmo > TCP_TIMEWAIT_LEN" test; T = 60 is one 60 s minisocket."""
+    c = run({**ORPHAN, "tcp_fin_timeout": 60}, NEVER).party("client")
+    assert teardown(c) == [(FW1, False, 0.0001), (FW2, True, round(60 + 256.5 * J, 4))]
+
+
 def test_time_wait_is_60s_and_no_bucket_means_no_time_wait():
     tl = run(ORPHAN, {"app": {"on_eof": "close"}})
     assert teardown(tl.party("client"))[-1] == (TW, True, round(60 + 256.5 * J, 4))
