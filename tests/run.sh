@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
+    # the README's Quickstart lists these packages and extras (a unit test,
+    # tests/unit/test_readme_install.py, keeps the two in step)
     apt-get install -y -qq iproute2 nftables conntrack tcpdump procps net-tools \
-        prometheus prometheus-node-exporter openssl >/dev/null
+        prometheus prometheus-node-exporter openssl util-linux python3 >/dev/null
 fi
 python3 -m pip install -q -e '.[test,exporter,webauth,tui]'
 exec python3 -m pytest "$@" tests src/tcplinger
