@@ -1,0 +1,104 @@
+"""Each endpoint's TCP states as far as the packets prove them, in the
+timeline vocabulary of the lab and the simulator (model/timeline.py).
+
+An endpoint moves (RFC 793's diagram, as Linux implements it) on four
+proven events: it sent its FIN (the FIN is on the wire), its FIN was
+acknowledged (the peer's ACK covering it is on the wire), it received the
+peer's FIN (proven only by its own ACK covering that FIN; the move is
+placed at the FIN's time), and a RST (sent by it, or addressed to it).
+ESTABLISHED + FIN sent → FIN_WAIT1, + FIN acked → FIN_WAIT2, + FIN
+received → TIME_WAIT; FIN_WAIT1 + FIN received → CLOSING, + FIN acked →
+TIME_WAIT; ESTABLISHED + FIN received → CLOSE_WAIT, + FIN sent →
+LAST_ACK, + FIN acked → gone. A peer's FIN that this side never
+acknowledged did not reach it (seed 003's dropped FIN): its state does not
+move. TIME_WAIT's end and an orphan's timeout send nothing, so those spans
+stay open (``end_s`` None) up to the end of the capture.
+
+>>> from types import SimpleNamespace as NS
+>>> a = NS(syn_t=0.0, synack_t=None, estab_t=0.2, fin_t=1.0, fin_acked_t=1.1,
+...        peer_fin_acked_t=None, rst_t=None)
+>>> b = NS(syn_t=None, synack_t=0.1, estab_t=None, fin_t=None, fin_acked_t=None,
+...        peer_fin_acked_t=1.1, rst_t=None)
+>>> [(s.state, s.start_s, s.end_s) for s in endpoint_spans(a, b, True, t0=0.0)]
+[(2, 0.0, 0.1), (1, 0.1, 1.0), (4, 1.0, 1.1), (5, 1.1, None)]
+>>> [(s.state, s.start_s, s.end_s) for s in endpoint_spans(b, a, False, t0=0.0)]
+[(3, 0.1, 0.2), (1, 0.2, 1.0), (8, 1.0, None)]
+"""
+
+from __future__ import annotations
+
+from ..model.states import TcpState as S
+from ..model.timeline import StateSpan
+
+#: (state, event) -> next state; None: the endpoint forgets the connection.
+_NEXT = {
+    (S.ESTABLISHED, "fin_sent"): S.FIN_WAIT1,
+    (S.ESTABLISHED, "fin_received"): S.CLOSE_WAIT,
+    (S.SYN_RECV, "fin_received"): S.CLOSE_WAIT,
+    (S.SYN_RECV, "fin_sent"): S.FIN_WAIT1,
+    (S.FIN_WAIT1, "fin_acked"): S.FIN_WAIT2,
+    (S.FIN_WAIT1, "fin_received"): S.CLOSING,
+    (S.FIN_WAIT2, "fin_received"): S.TIME_WAIT,
+    (S.CLOSING, "fin_acked"): S.TIME_WAIT,
+    (S.CLOSE_WAIT, "fin_sent"): S.LAST_ACK,
+    (S.LAST_ACK, "fin_acked"): None,
+}
+_ORDER = {"fin_sent": 0, "fin_received": 1, "fin_acked": 2, "rst": 3}
+
+
+def _opening(me, peer, is_orig: bool, first_t: float) -> list[tuple[int, float]]:
+    if is_orig and me.syn_t is not None:
+        out = [(S.SYN_SENT, me.syn_t)]
+        if peer.synack_t is not None:
+            out.append((S.ESTABLISHED, peer.synack_t))
+        return out
+    if not is_orig and me.synack_t is not None:
+        out = [(S.SYN_RECV, me.synack_t)]
+        if peer.estab_t is not None:
+            out.append((S.ESTABLISHED, peer.estab_t))
+        return out
+    if not is_orig and peer.syn_t is not None:
+        return []  # a SYN never answered: the responder held nothing we saw
+    return [(S.ESTABLISHED, first_t)]  # first seen mid-stream
+
+
+def endpoint_spans(me, peer, is_orig: bool, *, t0: float, first_t: float | None = None,
+                   peer_fin_t: float | None = None) -> list[StateSpan]:
+    """Spans of one endpoint; ``me``/``peer`` are observe.Side objects,
+    times are made relative to ``t0``."""
+    first = t0 if first_t is None else first_t
+    moves = _opening(me, peer, is_orig, first)
+    events = []
+    if me.fin_t is not None:
+        events.append((me.fin_t, "fin_sent"))
+    if me.fin_acked_t is not None:
+        events.append((me.fin_acked_t, "fin_acked"))
+    if me.peer_fin_acked_t is not None:
+        fin_t = peer.fin_t if peer.fin_t is not None else peer_fin_t
+        events.append((min(fin_t, me.peer_fin_acked_t) if fin_t is not None
+                       else me.peer_fin_acked_t, "fin_received"))
+    rst = [t for t in (me.rst_t, peer.rst_t) if t is not None]
+    if rst:
+        events.append((min(rst), "rst"))
+    events.sort(key=lambda e: (e[0], _ORDER[e[1]]))
+    state = moves[-1][0] if moves else None
+    gone_at = None
+    for t, ev in events:
+        if state is None:
+            break
+        if ev == "rst":
+            gone_at = t
+            break
+        nxt = _NEXT.get((state, ev), state)
+        if nxt is None:
+            gone_at = t
+            break
+        if nxt != state:
+            moves.append((nxt, t))
+            state = nxt
+    spans = []
+    for i, (st, t) in enumerate(moves):
+        end = moves[i + 1][1] if i + 1 < len(moves) else gone_at
+        spans.append(StateSpan(int(st), round(t - t0, 6), None if end is None
+                               else round(end - t0, 6)))
+    return spans
