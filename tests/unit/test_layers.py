@@ -15,13 +15,14 @@ ALLOWED = {
     "track": {"model", "track"},
     "diagnose": {"model", "track", "diagnose", "i18n"},
     "sim": {"model", "sim"},
-    "ui": {"model", "track", "diagnose", "ui", "i18n", "sim", "lab"},
+    "wire": {"model", "wire"},
+    "ui": {"model", "track", "diagnose", "ui", "i18n", "sim", "lab", "wire"},
     "export": {"model", "track", "diagnose", "export", "i18n", "fsutil"},
     # act plans purely (its own test checks the planning modules) and
     # executes through collect (SOCK_DESTROY, sysctl writes)
     "act": {"model", "track", "diagnose", "act", "collect", "i18n", "fsutil"},
 }
-PURE = {"model", "track", "diagnose", "sim"}
+PURE = {"model", "track", "diagnose", "sim", "wire"}
 IO_MODULES = {"socket", "subprocess", "ctypes", "urllib", "http", "sqlite3"}
 #: Names of I/O modules that are pure functions.
 PURE_NAMES = {"socket": {"inet_ntop", "inet_pton", "AF_INET", "AF_INET6"}}

@@ -16,6 +16,7 @@ class Exit(enum.IntEnum):
     PERMISSION = 4  # not allowed (not root, no CAP_NET_ADMIN/CAP_SYS_ADMIN)
     UNSUPPORTED = 5  # the kernel lacks a needed feature
     REFUSED = 6  # kill --yes: every selected socket was refused, nothing was done
+    BAD_INPUT = 7  # a file that is not a readable capture (garbage, corrupt, link type)
     INTERRUPTED = 130
 
 

@@ -139,7 +139,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
                     "(FIN_WAIT_2, CLOSE_WAIT, TIME_WAIT, orphans) on this host.",
         epilog=f"With no command: `tcplinger {DEFAULT_COMMAND}`. "
                "Exit codes: 0 ok, 1 unexpected error, 2 bad arguments, 3 not found, "
-               "4 permission denied, 5 kernel feature missing.")
+               "4 permission denied, 5 kernel feature missing, 6 kill refused every socket, 7 unreadable capture file.")
     parser.add_argument("--version", action="version", version=f"tcplinger {__version__}")
     parser.add_argument("--lang", choices=("en", "zh"),
                         help="language of the output (default: from LC_ALL/LANG)")

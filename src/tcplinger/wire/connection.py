@@ -51,6 +51,10 @@ class Connection:
     def process(self, low: bool, t, flags, seq, ack, win, plen, iplen, ttl) -> None:
         is_orig = low == self.orig_low
         ep, peer = (self.orig, self.resp) if is_orig else (self.resp, self.orig)
+        if (flags & 23 == ACK and win and ep.state == E.ESTABLISHED
+                and peer.state == E.ESTABLISHED and self._quick(ep, peer, t, seq, ack, win,
+                                                                plen, iplen, ttl)):
+            return
         seg = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
         if flags & RST:
             seg -= plen
@@ -96,6 +100,40 @@ class Connection:
         if close:
             self._closed(ep, peer)
         self.obs.after(ep, peer, t, flags, seq, ack, plen)
+
+    def _quick(self, ep: Endpoint, peer: Endpoint, t, seq, ack, win, plen, iplen, ttl) -> bool:
+        """The common packet (ACK, maybe data, both sides established, an
+        open window, nothing to tag) in fewer steps, with the same effect
+        as the full path; False (nothing done) when it is not that packet."""
+        side, other = ep.obs, peer.obs
+        last = ep.last
+        if (side is None or other is None or side.ttl != ttl or side.zero_open
+                or other.ka_pending is not None or (plen <= 1 and seq == (last - 1) & M32)
+                or (plen == 1 and other.window == 0)
+                or (side.estab_t is None and other.synack_t is not None)):
+            return False
+        mask = (H_DATA if plen else H_ACK) << (0 if ep.is_orig else 16)
+        if not self.hist.seen & mask:
+            return False
+        ep.pkts += 1
+        ep.ip_bytes += iplen
+        self.last = t
+        delta = ((ack - (peer.acked & M32) + 0x80000000) & M32) - 0x80000000
+        if delta > 0 and not (ack == 0 and delta > TOO_LARGE_SEQ_DELTA):
+            peer.acked += delta
+        delta = ((seq + plen - (last & M32) + 0x80000000) & M32) - 0x80000000
+        if delta > 0:
+            ep.last = last + delta
+        elif plen:
+            self.hist.scaled(ep, "T", "rxmt")
+        if peer.acked > peer.last and peer.acked > peer.gap_upto:
+            peer.gap_upto = peer.acked
+            self.hist.scaled(peer, "G", "gap")
+        side.window = win
+        side.last_t = t
+        if plen:
+            side.data_t = t
+        return True
 
     def _history(self, ep: Endpoint, flags: int, seq: int, plen: int) -> None:
         h = self.hist

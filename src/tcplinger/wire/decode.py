@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -207,6 +208,7 @@ def _decode(d, start, caplen, linktype, ts, interface) -> Decoded:
     return Decoded(pk, other, cut, unsupported)
 
 
+@lru_cache(maxsize=4096)
 def format_addr(hi: int, lo: int) -> str:
     """An address from its two halves (IPv4 is held as ::ffff:a.b.c.d).
 

@@ -60,6 +60,13 @@ class WirePacket:
                        if self.flags & bit)
 
 
+def materialise(raw: tuple, orig_low: bool) -> WirePacket:
+    """A kept packet as a record (``raw[1]``: sent by the low side)."""
+    t, low, flags, seq, ack, win, plen, ttl, tag, foreign = raw
+    return WirePacket(t, "orig" if low == orig_low else "resp", flags, seq, ack, win, plen,
+                      ttl, tag, foreign)
+
+
 class Side:
     """One endpoint's observed facts (times are capture times)."""
 
@@ -93,15 +100,18 @@ class Observer:
         self.tail: deque = deque(maxlen=KEEP // 2)
         self.seen = 0
 
-    def _keep(self, pkt: WirePacket) -> None:
+    def _keep(self, raw: tuple) -> None:
+        # kept raw (WirePacket's fields in order): most are never looked at,
+        # and building a frozen dataclass for each costs more than the rest
+        # of the packet's processing
         self.seen += 1
         if len(self.head) < KEEP // 2:
-            self.head.append(pkt)
+            self.head.append(raw)
         else:
-            self.tail.append(pkt)
+            self.tail.append(raw)
 
-    def packets(self) -> list[WirePacket]:
-        return self.head + list(self.tail)
+    def raw(self) -> tuple:
+        return tuple(self.head) + tuple(self.tail)
 
     def before(self, ep, peer, t, flags, seq, ack, win, plen, ttl) -> None:
         """Classify a packet before Zeek's bookkeeping moves ``ep.last``."""
@@ -167,8 +177,8 @@ class Observer:
         if tag or ctl or foreign or zero_news:
             if tag == "" and zero_news:
                 tag = "zero-window" if win == 0 else "window-open"
-            self._keep(WirePacket(t, "orig" if ep.is_orig else "resp", flags, seq, ack, win,
-                                  plen, ttl, tag, foreign))
+            self._keep((t, ep.is_orig == self.conn.orig_low, flags, seq, ack, win, plen, ttl,
+                        tag, foreign))
 
     def after(self, ep, peer, t, flags, seq, ack, plen) -> None:
         """Acknowledgements: of the other side's SYN-ACK and FIN."""

@@ -8,12 +8,12 @@ epoch); span and packet times are seconds after ``ts``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..model.states import name as state_name
 from ..model.timeline import Packet, PartyTimeline, StateSpan, Timeline
 from .decode import format_addr
-from .observe import Side, WirePacket
+from .observe import Side, WirePacket, materialise
 from .states import endpoint_spans
 
 
@@ -60,6 +60,10 @@ def _facts(side: Side | None) -> SideFacts:
 
 @dataclass(frozen=True)
 class ConnRecord:
+    """Zeek's conn.log columns, and (computed when asked, since a large
+    capture has millions of connections nobody looks at one by one) each
+    side's facts, inferred states and the notable packets."""
+
     uid: str
     ts: float
     orig_h: str
@@ -76,14 +80,36 @@ class ConnRecord:
     resp_pkts: int
     resp_ip_bytes: int
     last_t: float  # the last packet of the connection
-    interface: int
-    orig_facts: SideFacts
-    resp_facts: SideFacts
-    orig_spans: tuple[StateSpan, ...]
-    resp_spans: tuple[StateSpan, ...]
-    packets: tuple[WirePacket, ...]
-    packets_seen: int  # notable packets, of which ``packets`` kept the first and last
+    first_t: float
     capture_end: float  # the capture's last packet time (for "still held" spans)
+    interface: int
+    orig_side: Side = field(repr=False, compare=False)
+    resp_side: Side = field(repr=False, compare=False)
+    raw_packets: tuple = field(repr=False, compare=False)
+    packets_seen: int = 0  # notable packets, of which the first and last are kept
+    orig_low: bool = True
+
+    @property
+    def orig_facts(self) -> SideFacts:
+        return _facts(self.orig_side)
+
+    @property
+    def resp_facts(self) -> SideFacts:
+        return _facts(self.resp_side)
+
+    @property
+    def orig_spans(self) -> tuple[StateSpan, ...]:
+        return tuple(endpoint_spans(self.orig_side, self.resp_side, True, t0=self.ts,
+                                    first_t=self.first_t))
+
+    @property
+    def resp_spans(self) -> tuple[StateSpan, ...]:
+        return tuple(endpoint_spans(self.resp_side, self.orig_side, False, t0=self.ts,
+                                    first_t=self.first_t))
+
+    @property
+    def packets(self) -> tuple[WirePacket, ...]:
+        return tuple(materialise(r, self.orig_low) for r in self.raw_packets)
 
     def tuple_text(self) -> str:
         def ep(h, p):
@@ -107,8 +133,7 @@ class ConnRecord:
                         source="wire")
 
     def to_json(self, packets: bool = True) -> dict:
-        def spans(ss):
-            return [s.to_json() for s in ss]
+        os_, rs = self.orig_spans, self.resp_spans
         out = {"uid": self.uid, "ts": round(self.ts, 6),
                "id": {"orig_h": self.orig_h, "orig_p": self.orig_p, "resp_h": self.resp_h,
                       "resp_p": self.resp_p},
@@ -118,9 +143,11 @@ class ConnRecord:
                "orig_ip_bytes": self.orig_ip_bytes, "resp_pkts": self.resp_pkts,
                "resp_ip_bytes": self.resp_ip_bytes, "interface": self.interface,
                "idle_s": self.idle_s(),
-               "orig": {"states": spans(self.orig_spans), **self.orig_facts.to_json(self.ts)},
-               "resp": {"states": spans(self.resp_spans), **self.resp_facts.to_json(self.ts)},
-               "held_at_end": {"orig": _held(self.orig_spans), "resp": _held(self.resp_spans)}}
+               "orig": {"states": [s.to_json() for s in os_],
+                        **self.orig_facts.to_json(self.ts)},
+               "resp": {"states": [s.to_json() for s in rs],
+                        **self.resp_facts.to_json(self.ts)},
+               "held_at_end": {"orig": _held(os_), "resp": _held(rs)}}
         if packets:
             out["packets"] = [{"t_s": round(p.t - self.ts, 6), "from": p.sender,
                                "flags": p.flag_text, "seq": p.seq, "ack": p.ack, "win": p.win,
@@ -136,20 +163,20 @@ def _held(spans) -> str | None:
     return state_name(spans[-1].state) if spans and spans[-1].end_s is None else None
 
 
+_EMPTY = Side()
+
+
 def finish(conn, capture_end: float) -> ConnRecord:
     """The record of a connection whose last packet has been processed."""
     o, r = conn.orig, conn.resp
-    oo, ro = o.obs or Side(), r.obs or Side()
-    lo_h, lo_p = format_addr(conn.key[0], conn.key[1]), conn.key[2]
-    hi_h, hi_p = format_addr(conn.key[3], conn.key[4]), conn.key[5]
-    orig, resp = ((lo_h, lo_p), (hi_h, hi_p)) if conn.orig_low else ((hi_h, hi_p), (lo_h, lo_p))
-    t0 = conn.start
-    first = min(t for t in (oo.last_t, ro.last_t, conn.first) if t is not None)
-    last_t = max(t for t in (oo.last_t, ro.last_t, conn.last) if t is not None)
+    oo, ro = o.obs or _EMPTY, r.obs or _EMPTY
+    key = conn.key
+    lo, hi = (format_addr(key[0], key[1]), key[2]), (format_addr(key[3], key[4]), key[5])
+    orig, resp = (lo, hi) if conn.orig_low else (hi, lo)
+    times = [t for t in (oo.last_t, ro.last_t, conn.last) if t is not None]
+    last_t = max(times)
     return ConnRecord(
-        f"C{conn.uid}", t0, orig[0], orig[1], resp[0], resp[1], conn.last - conn.start,
+        f"C{conn.uid}", conn.start, orig[0], orig[1], resp[0], resp[1], conn.last - conn.start,
         o.size(r), r.size(o), conn.state(), conn.hist.text(), o.pkts, o.ip_bytes, r.pkts,
-        r.ip_bytes, last_t, conn.interface, _facts(o.obs), _facts(r.obs),
-        tuple(endpoint_spans(oo, ro, True, t0=t0, first_t=first)),
-        tuple(endpoint_spans(ro, oo, False, t0=t0, first_t=first)),
-        tuple(conn.obs.packets()), conn.obs.seen, max(capture_end, last_t))
+        r.ip_bytes, last_t, conn.first, max(capture_end, last_t), conn.interface, oo, ro,
+        conn.obs.raw(), conn.obs.seen, conn.orig_low)

@@ -27,8 +27,20 @@ stay open (``end_s`` None) up to the end of the capture.
 
 from __future__ import annotations
 
-from ..model.states import TcpState as S
+from ..model.states import TcpState
 from ..model.timeline import StateSpan
+
+
+class S:
+    """TcpState numbers as plain ints (enum members are slow in a loop
+    run for every connection of a large capture)."""
+
+    ESTABLISHED, SYN_SENT, SYN_RECV = (int(TcpState.ESTABLISHED), int(TcpState.SYN_SENT),
+                                       int(TcpState.SYN_RECV))
+    FIN_WAIT1, FIN_WAIT2, TIME_WAIT = (int(TcpState.FIN_WAIT1), int(TcpState.FIN_WAIT2),
+                                       int(TcpState.TIME_WAIT))
+    CLOSE_WAIT, LAST_ACK, CLOSING = (int(TcpState.CLOSE_WAIT), int(TcpState.LAST_ACK),
+                                     int(TcpState.CLOSING))
 
 #: (state, event) -> next state; None: the endpoint forgets the connection.
 _NEXT = {
@@ -99,6 +111,6 @@ def endpoint_spans(me, peer, is_orig: bool, *, t0: float, first_t: float | None 
     spans = []
     for i, (st, t) in enumerate(moves):
         end = moves[i + 1][1] if i + 1 < len(moves) else gone_at
-        spans.append(StateSpan(int(st), round(t - t0, 6), None if end is None
+        spans.append(StateSpan(st, round(t - t0, 6), None if end is None
                                else round(end - t0, 6)))
     return spans

@@ -37,6 +37,10 @@ COMMANDS = (
     Command("kill", "kill", "end stuck sockets (SOCK_DESTROY); a dry run unless --yes"),
     Command("tune", "tune", "a reviewed sysctl plan from the findings; --write, --apply, --revert"),
     Command("sim", "sim", "simulate teardown on other TCP stacks and behind middleboxes"),
+    Command("pcap", "pcap", "rebuild TCP connections from capture files: Zeek conn_state and "
+                            "history, each endpoint's states, findings from packets"),
+    Command("capture", "capture", "capture packets for N seconds in a namespace, then analyse "
+                                  "them as `pcap` does"),
     Command("lab", "lab", "reproduce teardown pathologies on this kernel in throwaway namespaces"),
     Command("exporter", "exporter", "Prometheus exporter (HTTP, or a file for node_exporter)"),
     Command("watch", "watch", "the daemon: remember ages in state, transitions and trends "

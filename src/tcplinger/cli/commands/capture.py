@@ -1,0 +1,52 @@
+"""``tcplinger capture [scope] --seconds N [--write FILE] [--filter EXPR]
+[--json] [--svg FILE]``: a bounded live capture (tcpdump) in the chosen
+namespace(s), then the analysis of ``tcplinger pcap`` (docs/wire.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...app.pcap import CaptureOptions, capture_scope
+from ...collect.capture import CaptureFailed, CaptureToolMissing
+from ...i18n import Messages, lang_from_env
+from ..errors import CliError, Exit
+from ..options import add_scope, positive_float, scope_from
+from .pcap import add_output_flags, analyse_and_render, pcap_options
+
+NAME = "capture"
+
+
+def register(sub) -> None:
+    h = Messages(lang_from_env())
+    p = sub.add_parser(NAME, help=h("wire.help.capture"), description=h("wire.help.capture_long"))
+    add_scope(p)
+    p.add_argument("--seconds", type=positive_float, required=True, metavar="N",
+                   help=h("wire.help.seconds"))
+    p.add_argument("--write", type=Path, metavar="FILE", help=h("wire.help.write"))
+    p.add_argument("--interface", default="any", metavar="IFACE", help=h("wire.help.interface"))
+    add_output_flags(p, h)
+    p.set_defaults(run=lambda args, term, msg: run(
+        CaptureOptions(scope_from(args), args.seconds, args.write, args.filter, args.interface),
+        args.json, args.svg, args.uid, args.show, term, msg))
+
+
+def run(opts: CaptureOptions, as_json: bool, svg, uid, show: int, term, msg) -> int:
+    if opts.filter_text is not None:
+        pcap_options((), opts.filter_text, show, msg)  # a bad filter fails before capturing
+    try:
+        captured = capture_scope(opts)
+    except CaptureToolMissing:
+        raise CliError(msg("wire.error.capture_tool"), Exit.UNSUPPORTED) from None
+    except CaptureFailed as exc:
+        raise CliError(msg("wire.error.capture_failed", netns="-", text=str(exc)),
+                       Exit.ERROR) from None
+    try:
+        for ns, stats in captured.files:
+            term.err(msg("wire.notice.captured", packets=stats.captured, netns=ns.label(),
+                         seconds=stats.seconds))
+        # tcpdump already applied the filter: the analysis reads everything
+        popts = pcap_options([s.path for _, s in captured.files], None,
+                             show if uid is None else 10**9, msg)
+        return analyse_and_render(popts, as_json, svg, uid, term, msg)
+    finally:
+        captured.cleanup()
