@@ -9,10 +9,23 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
+    # apache2 and nginx would start on port 80 when installed (and the
+    # second fail on it): forbid service starts during the install
+    # (invoke-rc.d honours policy-rc.d, exit 101 = action forbidden); the
+    # tests start both themselves from private configs in namespaces.
+    made_policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        made_policy=1
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     # the README's Quickstart lists these packages and extras (a unit test,
     # tests/unit/test_readme_install.py, keeps the two in step)
     apt-get install -y -qq iproute2 nftables conntrack tcpdump procps net-tools \
-        prometheus prometheus-node-exporter openssl util-linux python3 >/dev/null
+        prometheus prometheus-node-exporter openssl util-linux python3 \
+        apache2 nginx apache2-utils >/dev/null
+    if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
 fi
 python3 -m pip install -q -e '.[test,exporter,webauth,tui]'
 exec python3 -m pytest "$@" tests src/tcplinger
