@@ -13,6 +13,7 @@ import pytest
 
 from tcplinger.collect import netns
 from tcplinger.model.socket import NetnsRef
+from tcplinger.model.workload import Workload
 
 MIXED = Path(__file__).parent.parent / "data" / "proc_pids" / "mixed"
 HOST, NS_A, NS_B = 4026531833, 4026532177, 4026532246
@@ -89,7 +90,8 @@ def test_discover_merges_run_netns_by_inode(tree):
     assert by_inode[web].path == str(run / "web")
     assert by_inode[web].pids == (11552, 11596)
     assert by_inode[web].container == "docker:3f4e8a2b9c1d"
-    assert by_inode[web].ref == NetnsRef(web, "web", "docker:3f4e8a2b9c1d")
+    assert by_inode[web].ref == NetnsRef(web, "web", "docker:3f4e8a2b9c1d",
+                                         Workload("docker", "3f4e8a2b9c1d"))
     assert by_inode[idle].pids == () and by_inode[idle].container is None
     assert by_inode[idle].label() == "idle"
     assert found.stale == (str(run / "not-a-file"),)

@@ -25,6 +25,7 @@ from tcplinger.diagnose.engine import diagnose
 from tcplinger.export.prometheus import (AGE_BUCKETS, Limits, Scrape, TcplingerCollector,
                                          build)
 from tcplinger.model.kernel import KernelContext, SockStat
+from tcplinger.model.workload import Workload
 from tcplinger.model.socket import Age, AgeSource, NetnsRef, Owner
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "proc" / "netns-mix"
@@ -176,12 +177,16 @@ def test_namespaces_and_containers_are_separate_series():
     b.add("CLOSE_WAIT", "10.1.0.1:80", "10.1.0.2:1000", inode=1000, count=7)
     pod = namespace(b.table(), name=None, inode=4026532999,
                     owners=owners_for(1000, 7, 300, "api"))
-    pod = type(pod)(**{**pod.__dict__, "netns": NetnsRef(4026532999, None, "k8s:shop/cart")})
+    workload = Workload("containerd", "5d1f3c2b9a8e", pod_namespace="shop", pod_name="cart",
+                        containers=("api", "envoy"))
+    pod = type(pod)(**{**pod.__dict__, "netns": NetnsRef(4026532999, None, workload.label(),
+                                                         workload)})
     reg = registry_for(Scrape([a, pod]))
     got = samples(reg, "tcplinger_sockets")
-    assert got[L(netns="web", container="", state="CLOSE_WAIT", owner="api")] == 5
-    assert got[L(netns="k8s:shop/cart", container="k8s:shop/cart", state="CLOSE_WAIT",
-                 owner="api")] == 7
+    assert got[L(netns="web", container="", pod="", state="CLOSE_WAIT", owner="api")] == 5
+    # one pod label per pod: bounded, whatever the number of its sockets
+    assert got[L(netns="pod:shop/cart", container="pod:shop/cart", pod="shop/cart",
+                 state="CLOSE_WAIT", owner="api")] == 7
 
 
 # ---- ages --------------------------------------------------------------------------
@@ -199,7 +204,7 @@ def test_age_histograms_by_source():
     buckets = samples(reg, "tcplinger_socket_age_seconds_bucket")
 
     def bucket(state, source, le):
-        return buckets[L(netns="n", container="", state=state, source=source, le=le)]
+        return buckets[L(netns="n", container="", pod="", state=state, source=source, le=le)]
 
     assert bucket("TIME_WAIT", "timer", "5.0") == 0
     assert bucket("TIME_WAIT", "timer", "15.0") == 1
@@ -211,11 +216,11 @@ def test_age_histograms_by_source():
     assert bucket("CLOSE_WAIT", "last_recv", "+Inf") == 2
     assert len(buckets) == 2 * (len(AGE_BUCKETS) + 1)  # no timer series for CLOSE_WAIT
     sums = samples(reg, "tcplinger_socket_age_seconds_sum")
-    assert sums[L(netns="n", container="", state="TIME_WAIT", source="timer")] == 65.0
-    assert sums[L(netns="n", container="", state="CLOSE_WAIT", source="last_recv")] == 402.0
+    assert sums[L(netns="n", container="", pod="", state="TIME_WAIT", source="timer")] == 65.0
+    assert sums[L(netns="n", container="", pod="", state="CLOSE_WAIT", source="last_recv")] == 402.0
     oldest = samples(reg, "tcplinger_socket_oldest_age_seconds")
-    assert oldest == {L(netns="n", container="", state="TIME_WAIT", source="timer"): 55.0,
-                      L(netns="n", container="", state="CLOSE_WAIT", source="last_recv"): 400.0}
+    assert oldest == {L(netns="n", container="", pod="", state="TIME_WAIT", source="timer"): 55.0,
+                      L(netns="n", container="", pod="", state="CLOSE_WAIT", source="last_recv"): 400.0}
 
 
 def test_tracker_ages_keep_their_source():
@@ -225,8 +230,8 @@ def test_tracker_ages_keep_their_source():
             Age(None, False, AgeSource.UNKNOWN)]
     reg = registry_for(Scrape([namespace(b.table(), name="n", ages=ages)]))
     oldest = samples(reg, "tcplinger_socket_oldest_age_seconds")
-    assert oldest == {L(netns="n", container="", state="CLOSE_WAIT", source="trace"): 700.0,
-                      L(netns="n", container="", state="CLOSE_WAIT", source="first_seen"): 20.0}
+    assert oldest == {L(netns="n", container="", pod="", state="CLOSE_WAIT", source="trace"): 700.0,
+                      L(netns="n", container="", pod="", state="CLOSE_WAIT", source="first_seen"): 20.0}
 
 
 def test_fin_wait2_past_timeout():
@@ -237,7 +242,7 @@ def test_fin_wait2_past_timeout():
     # an orphan minisocket: its timer says 40 s of 60, never past the timeout
     b.add("FIN_WAIT2", "10.0.0.1:7000", "10.0.0.2:80", inode=0, timer=3, expires_ms=20_000)
     reg = registry_for(Scrape([namespace(b.table(), name="n", sysctls={"tcp_fin_timeout": 60})]))
-    assert samples(reg, "tcplinger_fin_wait2_past_timeout") == {L(netns="n", container=""): 2}
+    assert samples(reg, "tcplinger_fin_wait2_past_timeout") == {L(netns="n", container="", pod=""): 2}
 
 
 # ---- limits, counters, conntrack, ports -----------------------------------------------
@@ -253,19 +258,19 @@ def test_limits_counters_and_conntrack():
                    sockstat=SockStat(inuse=5, orphan=17, tw=3),
                    tcpext={"TCPTimeWaitOverflow": 7, "TCPAbortOnClose": 2, "TW": 40})
     reg = registry_for(Scrape([ns]))
-    n = L(netns="n", container="")
+    n = L(netns="n", container="", pod="")
     assert samples(reg, "tcplinger_orphans") == {n: 5}
     assert samples(reg, "tcplinger_timewait_sockets") == {n: 4}
     assert samples(reg, "tcplinger_ephemeral_ports") == {n: 1000}
     sysctl = samples(reg, "tcplinger_sysctl")
-    assert sysctl[L(netns="n", container="", name="tcp_max_tw_buckets")] == 4096
-    assert sysctl[L(netns="n", container="", name="tcp_fin_timeout")] == 60
-    assert sysctl[L(netns="n", container="", name="tcp_max_orphans")] == 8192
+    assert sysctl[L(netns="n", container="", pod="", name="tcp_max_tw_buckets")] == 4096
+    assert sysctl[L(netns="n", container="", pod="", name="tcp_fin_timeout")] == 60
+    assert sysctl[L(netns="n", container="", pod="", name="tcp_max_orphans")] == 8192
     assert not any(dict(k)["name"] == "ip_local_port_range" for k in sysctl)
     assert samples(reg, "tcplinger_tcpext_total") == {
-        L(netns="n", container="", counter="TW"): 40,
-        L(netns="n", container="", counter="TCPTimeWaitOverflow"): 7,
-        L(netns="n", container="", counter="TCPAbortOnClose"): 2}
+        L(netns="n", container="", pod="", counter="TW"): 40,
+        L(netns="n", container="", pod="", counter="TCPTimeWaitOverflow"): 7,
+        L(netns="n", container="", pod="", counter="TCPAbortOnClose"): 2}
     assert samples(reg, "tcplinger_conntrack_entries") == {n: 1200}
     assert samples(reg, "tcplinger_conntrack_max") == {n: 262144}
     assert samples(reg, "tcplinger_host_orphans") == {L(): 17}
@@ -286,9 +291,9 @@ def test_ephemeral_ports_busiest_destinations():
     ns = namespace(b.table(), name="n", sysctls={"ip_local_port_range": (32768, 60999)})
     reg = registry_for(Scrape([ns]), limits=Limits(top_destinations=3))
     assert samples(reg, "tcplinger_ephemeral_ports_used") == {
-        L(netns="n", container="", source="10.0.0.1", destination="10.0.0.50:5432"): 50,
-        L(netns="n", container="", source="10.0.0.1", destination="10.0.0.60:443"): 30,
-        L(netns="n", container="", source="fd00::1", destination="[fd00::9]:80"): 20,
+        L(netns="n", container="", pod="", source="10.0.0.1", destination="10.0.0.50:5432"): 50,
+        L(netns="n", container="", pod="", source="10.0.0.1", destination="10.0.0.60:443"): 30,
+        L(netns="n", container="", pod="", source="fd00::1", destination="[fd00::9]:80"): 20,
     }
 
 
@@ -388,9 +393,9 @@ def test_recorded_namespace_matches_ss():
     want = json.loads((DATA / "expected_kernel.json").read_text())
     sysctl = samples(reg, "tcplinger_sysctl")
     for name in ("tcp_fin_timeout", "tcp_max_tw_buckets", "tcp_tw_reuse"):
-        assert sysctl[L(netns="mix", container="", name=name)] == want["sysctls"][name]
+        assert sysctl[L(netns="mix", container="", pod="", name=name)] == want["sysctls"][name]
     assert samples(reg, "tcplinger_tcpext_total")[
-        L(netns="mix", container="", counter="TW")] == want["tcpext"]["TW"]
+        L(netns="mix", container="", pod="", counter="TW")] == want["tcpext"]["TW"]
     # orphans as ss recorded them: closed by their process (ino:0) in a
     # teardown state; the ino:0 ESTAB lines are not accepted yet, not orphans
     teardown = ("FIN-WAIT-1", "FIN-WAIT-2", "CLOSING", "LAST-ACK", "TIME-WAIT")
@@ -398,7 +403,7 @@ def test_recorded_namespace_matches_ss():
                if " ino:0 " in line and line.split()[0] in teardown]
     # two full FIN_WAIT2 (timer keepalive), two FIN_WAIT2 minisockets, two TIME_WAIT
     assert sorted(orphans) == ["FIN-WAIT-2"] * 4 + ["TIME-WAIT"] * 2
-    assert samples(reg, "tcplinger_orphans") == {L(netns="mix", container=""): 6}
+    assert samples(reg, "tcplinger_orphans") == {L(netns="mix", container="", pod=""): 6}
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None,
@@ -431,7 +436,7 @@ def test_age_histograms_can_be_left_out():
                        limits=Limits(age_histograms=False))
     assert samples(reg, "tcplinger_socket_age_seconds_bucket") == {}
     assert samples(reg, "tcplinger_socket_oldest_age_seconds") == {
-        L(netns="n", container="", state="TIME_WAIT", source="timer"): 10.0}
+        L(netns="n", container="", pod="", state="TIME_WAIT", source="timer"): 10.0}
 
 
 def test_name_filter_of_the_exposition():

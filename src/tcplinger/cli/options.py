@@ -92,10 +92,16 @@ def add_scope(parser: argparse.ArgumentParser) -> None:
                        help="the network namespace of process PID")
     group.add_argument("--all-netns", action="store_true",
                        help="every network namespace on the host (containers included)")
+    group.add_argument("--container", metavar="NAME",
+                       help="the network namespace of the container NAME (docker, podman, "
+                            "containerd, CRI-O name; a pod's container name; or an id prefix)")
+    group.add_argument("--pod", metavar="NS/NAME",
+                       help="the network namespace of the Kubernetes pod NAME in namespace NS")
 
 
 def scope_from(args) -> Scope:
-    return Scope(netns=args.netns, netns_pid=args.netns_pid, all_netns=args.all_netns)
+    return Scope(netns=args.netns, netns_pid=args.netns_pid, all_netns=args.all_netns,
+                 container=args.container, pod=args.pod)
 
 
 def add_filters(parser: argparse.ArgumentParser) -> None:

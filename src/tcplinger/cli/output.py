@@ -29,7 +29,9 @@ def strerror_text(text: str, msg) -> str:
 def snapshot_meta(view: View) -> dict:
     """Metadata keys of the JSON documents (docs/json.md)."""
     return {
-        "namespaces": [{"netns": p.ns.netns.to_json(), "source": p.ns.source,
+        "namespaces": [{"netns": p.ns.netns.to_json(),
+                        "workload": p.ns.netns.workload.to_json() if p.ns.netns.workload
+                        else None, "source": p.ns.source,
                         "sockets": len(p.table), "taken_at": round(p.ns.taken_at, 3)}
                        for p in view.parts],
         "owners_resolved": view.owners_resolved,

@@ -98,6 +98,8 @@ True
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 ID_CHARS = 12  # like `docker ps`: the first 12 hex digits of the id
 
 _HEX = frozenset("0123456789abcdef")
@@ -118,6 +120,26 @@ _EXCLUDED_PREFIXES = ("crio-conmon-", "libpod-conmon-")
 _PARENT_RUNTIMES = {"docker": "docker", "crio": "crio"}
 
 
+@dataclass(frozen=True)
+class CgroupRef:
+    """What a cgroup path says: the runtime (``kind``), the container's full
+    id (or name, for lxc and machines) and the Kubernetes pod UID.
+
+    >>> ref_from_cgroup("0::/machine.slice/crio-" + "ab" * 32 + ".scope")
+    CgroupRef(kind='crio', id='abababababababababababababababababababababababababababababababab', pod_uid=None)
+    """
+
+    kind: str | None  # docker, containerd, crio, podman, lxc, machine, container
+    id: str | None
+    pod_uid: str | None = None
+
+    def label(self) -> str:
+        cid = self.id[:ID_CHARS] if self.id and _is_id(self.id) else self.id
+        if self.pod_uid is not None:
+            return f"pod:{self.pod_uid}/{cid}" if cid else f"pod:{self.pod_uid}"
+        return f"{self.kind}:{cid}"
+
+
 def container_from_cgroup(text: str) -> str | None:
     """Label of the container or pod named by the content of /proc/PID/cgroup.
 
@@ -125,15 +147,21 @@ def container_from_cgroup(text: str) -> str | None:
     controller shares; then the v1 lines in file order.  Returns None for
     host processes.
     """
+    ref = ref_from_cgroup(text)
+    return None if ref is None else ref.label()
+
+
+def ref_from_cgroup(text: str) -> CgroupRef | None:
+    """:class:`CgroupRef` for the content of /proc/PID/cgroup (None: host)."""
     lines = text.splitlines()
     unified = [ln for ln in lines if ln.startswith("0::")]
     for line in unified + [ln for ln in lines if not ln.startswith("0::")]:
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
-        label = container_from_path(parts[2])
-        if label is not None:
-            return label
+        ref = ref_from_path(parts[2])
+        if ref is not None:
+            return ref
     return None
 
 
@@ -143,8 +171,13 @@ def container_from_path(path: str) -> str | None:
     >>> container_from_path("/kubepods/pod1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901")
     'pod:1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901'
     """
+    ref = ref_from_path(path)
+    return None if ref is None else ref.label()
+
+
+def ref_from_path(path: str) -> CgroupRef | None:
     pod: str | None = None
-    label: str | None = None  # innermost runtime container wins (nesting)
+    kind: str | None = None  # innermost runtime container wins (nesting)
     cid: str | None = None
     parent = ""
     for comp in path.split("/"):
@@ -154,16 +187,13 @@ def container_from_path(path: str) -> str | None:
         parent = comp
         if found is None:
             continue
-        kind, value = found
-        if kind == "pod":
-            pod = value
+        if found[0] == "pod":
+            pod = found[1]
         else:
-            # ids are shortened like `docker ps`; lxc and machine names are not
-            cid = value[:ID_CHARS] if _is_id(value) else value
-            label = f"{kind}:{cid}"
-    if pod is not None:
-        return f"pod:{pod}/{cid}" if cid else f"pod:{pod}"
-    return label
+            kind, cid = found
+    if pod is None and kind is None:
+        return None
+    return CgroupRef(kind, cid, pod)
 
 
 def _component(comp: str, parent: str) -> tuple[str, str] | None:

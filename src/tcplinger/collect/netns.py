@@ -32,10 +32,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..model.socket import NetnsRef
-from .container import container_from_cgroup
+from ..model.workload import Workload
+from .container import ref_from_cgroup
+from .runtimes import Resolver
 
 PROC = Path("/proc")
 RUN_NETNS = Path("/run/netns")
+RUNTIME_ROOT = Path("/")  # where the container runtimes keep their state (runtimes.py)
 
 
 class NetnsNotFound(LookupError):
@@ -48,12 +51,13 @@ class NetnsInfo:
     name: str | None  # from /run/netns (the first name, sorted, if several)
     path: str  # opening it gives a namespace fd for setns()
     pids: tuple[int, ...]  # processes seen in it, ascending
-    container: str | None  # container_from_cgroup() label of its processes
+    container: str | None  # Workload.label() of the container its processes run in
     current: bool  # the calling thread's own namespace
+    workload: Workload | None = None  # that container or pod, named by its runtime
 
     @property
     def ref(self) -> NetnsRef:
-        return NetnsRef(self.inode, self.name, self.container)
+        return NetnsRef(self.inode, self.name, self.container, self.workload)
 
     def label(self) -> str:
         return self.ref.label()
@@ -205,8 +209,9 @@ def _read_cgroup(proc_root: Path, pid: int) -> str:
         return ""
 
 
-def _container(proc_root: Path, pids: list[int]) -> str | None:
-    """Container label of a namespace from the cgroups of its processes.
+def _workload(proc_root: Path, pids: list[int], resolver: Resolver) -> Workload | None:
+    """The container or pod of a namespace, from the cgroups of its processes
+    and the runtime's state (collect/runtimes.py).
 
     The host namespace is the one init (pid 1) or kthreadd (pid 2, kernel
     threads never leave init_net) is in; it gets init's label only, so a
@@ -216,22 +221,24 @@ def _container(proc_root: Path, pids: list[int]) -> str | None:
     Elsewhere the lowest pid that is in a container names it (usually the
     first process, e.g. a pod's pause).
     """
-    if pids and pids[0] in (1, 2):
-        return container_from_cgroup(_read_cgroup(proc_root, 1))
-    for pid in pids:
-        label = container_from_cgroup(_read_cgroup(proc_root, pid))
-        if label is not None:
-            return label
+    candidates = [1] if pids and pids[0] in (1, 2) else pids
+    for pid in candidates:
+        ref = ref_from_cgroup(_read_cgroup(proc_root, pid))
+        if ref is not None:
+            return resolver.workload(ref)
     return None
 
 
-def discover(proc_root: Path = PROC, run_netns: Path = RUN_NETNS) -> NetnsList:
+def discover(proc_root: Path = PROC, run_netns: Path = RUN_NETNS,
+             runtime_root: Path = RUNTIME_ROOT) -> NetnsList:
     """Every distinct network namespace, the caller's own first.
 
     Then named ones by name, then the others by lowest pid.  Returns a
     :class:`NetnsList` (a list of :class:`NetnsInfo` with skip counts).
+    Containers are named from the runtimes' state under ``runtime_root``.
     """
     proc_root = Path(proc_root)
+    resolver = Resolver(runtime_root)
     own_path = own_ns_path(proc_root)
     own_inode = ns_inode(own_path)
     procs = scan_proc(proc_root)
@@ -255,8 +262,10 @@ def discover(proc_root: Path = PROC, run_netns: Path = RUN_NETNS) -> NetnsList:
             path = own_path
         else:
             path = f"{os.fspath(proc_root)}/{pids[0]}/ns/net"
+        workload = _workload(proc_root, pids, resolver)
         found.append(NetnsInfo(inode, name, path, tuple(pids),
-                               _container(proc_root, pids), inode == own_inode))
+                               workload.label() if workload else None, inode == own_inode,
+                               workload))
     found.sort(key=lambda n: (not n.current, n.name is None, n.name or "",
                               n.pids[0] if n.pids else 0, n.inode))
     out = NetnsList(found)
@@ -264,12 +273,14 @@ def discover(proc_root: Path = PROC, run_netns: Path = RUN_NETNS) -> NetnsList:
     return out
 
 
-def current(proc_root: Path = PROC, run_netns: Path = RUN_NETNS) -> NetnsInfo:
+def current(proc_root: Path = PROC, run_netns: Path = RUN_NETNS,
+            runtime_root: Path = RUNTIME_ROOT) -> NetnsInfo:
     """The calling thread's namespace."""
-    return discover(proc_root, run_netns)[0]
+    return discover(proc_root, run_netns, runtime_root)[0]
 
 
-def by_name(name: str, run_netns: Path = RUN_NETNS, proc_root: Path = PROC) -> NetnsInfo:
+def by_name(name: str, run_netns: Path = RUN_NETNS, proc_root: Path = PROC,
+            runtime_root: Path = RUNTIME_ROOT) -> NetnsInfo:
     """The namespace bind-mounted at ``run_netns/name`` (``ip netns`` names)."""
     if not name or "/" in name or name in (".", ".."):
         raise NetnsNotFound(f"invalid network namespace name {name!r}")
@@ -280,7 +291,7 @@ def by_name(name: str, run_netns: Path = RUN_NETNS, proc_root: Path = PROC) -> N
         raise NetnsNotFound(f"no network namespace named {name!r} in {run_netns}") from None
     except PermissionError as e:
         raise PermissionError(e.errno, f"cannot read {path}: permission denied") from None
-    for info in discover(proc_root, run_netns):
+    for info in discover(proc_root, run_netns, runtime_root):
         if info.inode == inode and info.name is not None:
             if info.name != name:  # several names for one namespace
                 info = replace(info, name=name, path=path)
@@ -289,7 +300,8 @@ def by_name(name: str, run_netns: Path = RUN_NETNS, proc_root: Path = PROC) -> N
                         "interrupted `ip netns add`?)")
 
 
-def by_pid(pid: int, proc_root: Path = PROC, run_netns: Path = RUN_NETNS) -> NetnsInfo:
+def by_pid(pid: int, proc_root: Path = PROC, run_netns: Path = RUN_NETNS,
+           runtime_root: Path = RUNTIME_ROOT) -> NetnsInfo:
     """The namespace process ``pid`` is in; ``path`` is that process's link
     unless the namespace has a name."""
     link = f"{os.fspath(proc_root)}/{int(pid)}/ns/net"
@@ -300,8 +312,25 @@ def by_pid(pid: int, proc_root: Path = PROC, run_netns: Path = RUN_NETNS) -> Net
     except PermissionError as e:
         raise PermissionError(e.errno, f"cannot see the network namespace of pid {pid}: "
                               "permission denied (not root?)") from None
-    for info in discover(proc_root, run_netns):
+    for info in discover(proc_root, run_netns, runtime_root):
         if info.inode == inode:
             return info if info.name is not None else replace(info, path=link)
     # exited between the two reads
     raise NetnsNotFound(f"no process {pid} in {proc_root}")
+
+
+def by_workload(container: str | None = None, pod: str | None = None, proc_root: Path = PROC,
+                run_netns: Path = RUN_NETNS,
+                runtime_root: Path = RUNTIME_ROOT) -> list[NetnsInfo]:
+    """The namespaces of the containers named ``container`` (a name, a
+    Kubernetes container name, or an id prefix) and/or in pod ``pod``
+    (``NAMESPACE/NAME``); raises NetnsNotFound when none matches."""
+    found = [info for info in discover(proc_root, run_netns, runtime_root)
+             if info.workload is not None and not info.current
+             and (container is None or info.workload.matches_container(container))
+             and (pod is None or info.workload.matches_pod(pod))]
+    if not found:
+        what = " in ".join(x for x in (f"container {container!r}" if container else "",
+                                      f"pod {pod!r}" if pod else "") if x)
+        raise NetnsNotFound(f"no network namespace of {what} on this host")
+    return found

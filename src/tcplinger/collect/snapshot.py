@@ -94,6 +94,8 @@ class Scope:
     netns: str | None = None
     netns_pid: int | None = None
     all_netns: bool = False
+    container: str | None = None  # the namespaces of containers so named (or id prefix)
+    pod: str | None = None  # ... of the Kubernetes pod NAMESPACE/NAME
 
 
 @dataclass(frozen=True)
@@ -102,20 +104,25 @@ class Roots:
 
     proc: Path = Path("/proc")
     run_netns: Path = Path("/run/netns")
+    runtime: Path = Path("/")  # container runtimes' state (collect/runtimes.py)
 
 
 def resolve(scope: Scope, roots: Roots = Roots()) -> tuple[list, int]:
     """Namespaces in scope as NetnsInfo, and how many pids were unreadable."""
     if scope.netns is not None:
         return [netns_mod.by_name(scope.netns, run_netns=roots.run_netns,
-                                  proc_root=roots.proc)], 0
+                                  proc_root=roots.proc, runtime_root=roots.runtime)], 0
     if scope.netns_pid is not None:
-        return [netns_mod.by_pid(scope.netns_pid, roots.proc,
-                                 run_netns=roots.run_netns)], 0
+        return [netns_mod.by_pid(scope.netns_pid, roots.proc, run_netns=roots.run_netns,
+                                 runtime_root=roots.runtime)], 0
+    if scope.container is not None or scope.pod is not None:
+        return netns_mod.by_workload(scope.container, scope.pod, roots.proc, roots.run_netns,
+                                     roots.runtime), 0
     if scope.all_netns:
-        found = netns_mod.discover(roots.proc, roots.run_netns)
+        found = netns_mod.discover(roots.proc, roots.run_netns, roots.runtime)
         return list(found), found.denied
-    return [netns_mod.current(roots.proc, run_netns=roots.run_netns)], 0
+    return [netns_mod.current(roots.proc, run_netns=roots.run_netns,
+                              runtime_root=roots.runtime)], 0
 
 
 def take(scope: Scope = Scope(), *, states=None, info_states=frozenset(),

@@ -34,6 +34,7 @@ def namespace_summary(inp: NamespaceInput) -> dict:
     ss = k.sockstat
     return {
         "netns": inp.netns.to_json(),
+        "workload": inp.netns.workload.to_json() if inp.netns.workload else None,
         "label": inp.netns.label(),
         "total": int(len(rows)),
         "states": states,

@@ -73,7 +73,7 @@ AGE_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 
 SYSCTL_NAMES = tuple(s.name for s in SYSCTLS
                      if s.unit != "range" and s.name not in ("tcp_mem", "nf_conntrack_count",
                                                              "nf_conntrack_max"))
-NS_LABELS = ("netns", "container")
+NS_LABELS = ("netns", "container", "pod")
 _NOT_CLIENT = (int(TcpState.LISTEN), int(TcpState.CLOSE), int(TcpState.NEW_SYN_RECV))
 
 
@@ -107,21 +107,27 @@ class Scrape:
 
 # ---- building families (pure) -------------------------------------------------
 
-def namespace_labels(refs: Iterable[NetnsRef]) -> dict[int, tuple[str, str]]:
-    """``{netns inode: (netns, container)}`` label values; a label two
+def namespace_labels(refs: Iterable[NetnsRef]) -> dict[int, tuple[str, str, str]]:
+    """``{netns inode: (netns, container, pod)}`` label values; a label two
     namespaces would share gets the inode appended, so series never collide.
+    ``pod`` is the Kubernetes pod ``NAMESPACE/NAME`` (one per pod, so the
+    label stays bounded), empty elsewhere.
 
-    >>> namespace_labels([NetnsRef(1, "a"), NetnsRef(2, None, "web"), NetnsRef(3, None, "web")])
-    {1: ('a', ''), 2: ('web', 'web'), 3: ('web@3', 'web')}
+    >>> from tcplinger.model.workload import Workload
+    >>> pod = Workload("containerd", "5d1f3c2b9a8e", pod_namespace="shop", pod_name="cart")
+    >>> namespace_labels([NetnsRef(1, "a"), NetnsRef(2, None, "web"), NetnsRef(3, None, "web"),
+    ...                   NetnsRef(4, None, pod.label(), pod)])
+    {1: ('a', '', ''), 2: ('web', 'web', ''), 3: ('web@3', 'web', ''), 4: ('pod:shop/cart', 'pod:shop/cart', 'shop/cart')}
     """
-    out: dict[int, tuple[str, str]] = {}
+    out: dict[int, tuple[str, str, str]] = {}
     seen: set[str] = set()
     for ref in refs:
         label = ref.label()
         if label in seen:
             label = f"{label}@{ref.inode}"
         seen.add(label)
-        out[ref.inode] = (label, ref.container or "")
+        pod = ref.workload.pod if ref.workload is not None else None
+        out[ref.inode] = (label, ref.container or "", pod or "")
     return out
 
 

@@ -13,6 +13,7 @@ from socket import AF_INET, AF_INET6, inet_ntop  # pure formatting, no I/O
 from dataclasses import dataclass
 
 from .states import TcpState, name as state_name
+from .workload import Workload
 
 
 class TimerKind(enum.IntEnum):
@@ -110,12 +111,15 @@ class NetnsRef:
 
     inode: int
     name: str | None = None
-    container: str | None = None
+    container: str | None = None  # workload.label(), or a bare label
+    workload: Workload | None = None  # the container or pod, from its runtime
 
     def label(self) -> str:
         return self.name or self.container or f"net:[{self.inode}]"
 
     def to_json(self) -> dict:
+        # the workload's details go once per namespace (the documents'
+        # "namespaces" list), not into every socket
         return {"inode": self.inode, "name": self.name, "container": self.container}
 
 

@@ -25,12 +25,30 @@ def _wrap(text: str, indent: str, width: int, first: str | None = None) -> list[
                          break_on_hyphens=False) or [first.rstrip()]
 
 
+def workload_line(w: dict, msg) -> str:
+    """What runs in the namespace: runtime, container or pod, image."""
+    parts = [msg("report.workload.runtime", runtime=w["runtime"])]
+    if w["pod"]:
+        parts.append(msg("report.workload.pod", pod=f"{w['pod']['namespace']}/{w['pod']['name']}"))
+    if w["name"]:
+        parts.append(msg("report.workload.container", name=w["name"]))
+    if w["containers"]:
+        parts.append(msg("report.workload.containers", names=", ".join(w["containers"])))
+    if w["image"]:
+        parts.append(msg("report.workload.image", image=w["image"]))
+    if w["id"]:
+        parts.append(msg("report.workload.id", id=w["id"]))
+    return msg("report.workload.sep").join(parts)
+
+
 def render_summary(summary: dict, msg) -> list[str]:
     inode = summary["netns"]["inode"]
     if summary["netns"]["name"] or summary["netns"]["container"]:
         lines = [msg("report.header", netns=summary["label"], inode=inode, total=summary["total"])]
     else:
         lines = [msg("report.header_unnamed", inode=inode, total=summary["total"])]
+    if summary.get("workload"):
+        lines.append("  " + workload_line(summary["workload"], msg))
     rows = []
     for s in summary["states"]:
         limit = "" if not s["limit"] or s["limit_value"] is None else f"{s['limit']} {s['limit_value']}"
