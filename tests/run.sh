@@ -24,7 +24,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     # tests/unit/test_readme_install.py, keeps the two in step)
     apt-get install -y -qq iproute2 nftables conntrack tcpdump procps net-tools \
         prometheus prometheus-node-exporter openssl util-linux python3 \
-        apache2 nginx apache2-utils >/dev/null
+        apache2 nginx apache2-utils podman runc busybox-static chromium fonts-wqy-zenhei \
+        librsvg2-bin pipx python3-venv systemd >/dev/null
     if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
 fi
 python3 -m pip install -q -e '.[test,exporter,webauth,tui]'
