@@ -83,6 +83,27 @@ def test_drops_need_the_same_tcp_header_on_both_sides():
     assert out[0].dropped_by == "conntrack" and out[1].src == "router"
 
 
+def test_nothing_is_judged_after_the_observation_ends():
+    """The captures are stopped after the run's end: a keepalive probe
+    that crossed then was seen arriving on the server side while the
+    client side's capture had stopped. It is out of the timeline, not a
+    drop (cw-alive once showed such a probe "dropped" with a live peer);
+    a drop before the end still is one."""
+    data = _seg(1.0, S, C, 100, 200, 0x18, length=10)
+    ka1 = _seg(3.0, S, C, 109, 200, 0x10)
+    ack1 = _seg(3.0001, C, S, 200, 110, 0x10)
+    lost = _seg(5.0, S, C, 109, 200, 0x10)  # dropped by the router, in the run
+    ka3 = _seg(7.0, S, C, 109, 200, 0x10)   # after the end: its copy was not captured
+    caps = packets.Captures(server_side_in=[data, ka1, lost, ka3], client_side_out=[data, ka1],
+                            client_side_in=[ack1], server_side_out=[ack1])
+    out = packets.attribute(caps, NAMES, t0=0.0, router="nftables", until=6.0)
+    assert [(p.t_s, p.tag, p.dropped_by) for p in out] == [
+        (1.0, "", None), (3.0, "keepalive", None), (3.0001, "", None),
+        (5.0, "keepalive", "nftables")]
+    late = packets.attribute(caps, NAMES, t0=0.0, router="nftables")
+    assert late[-1].t_s == 7.0 and late[-1].dropped_by == "nftables"  # without the cut
+
+
 def test_flags_and_pcap_formats():
     assert flag_letters(0x02) == "S" and flag_letters(0x14) == "R."
     with pytest.raises(ValueError):

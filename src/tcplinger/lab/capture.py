@@ -62,15 +62,26 @@ class Capture:
             if "listening" not in line:
                 self.error = f"tcpdump on {self.interfaces[label]}: {line.strip()}"
 
-    def stop(self) -> dict[str, list[Segment]]:
-        """Stop every tcpdump (by pid) and read what they wrote."""
+    def stop(self, not_before: float | None = None) -> dict[str, list[Segment]]:
+        """Stop every tcpdump (by pid) and read what they wrote.
+
+        ``not_before`` (monotonic): the observation's end plus a guard, so
+        that a segment that crossed the router by the end is in both files:
+        its copy has left the router (8.2 ms at most, measured through the
+        ipfw bridge on a loaded machine; 0.03 ms when the kernel forwards)
+        and tcpdump has read it from its ring (what it has not read when
+        SIGINT arrives is lost). All are signalled before any is waited for.
+        """
+        if not_before is not None:
+            time.sleep(max(0.0, not_before - time.monotonic()))
         out: dict[str, list[Segment]] = {}
-        for label, proc in self.procs.items():
+        for proc in self.procs.values():
             if proc.poll() is None:
                 try:
                     os.kill(proc.pid, signal.SIGINT)
                 except ProcessLookupError:
                     pass
+        for proc in self.procs.values():
             try:
                 proc.wait(5)
             except subprocess.TimeoutExpired:

@@ -76,10 +76,16 @@ def _end(s: Segment) -> int:
 
 
 def attribute(caps: Captures, names: dict[str, str], *, t0: float, router: str = "router",
-              forger: str | None = None) -> list[Packet]:
+              forger: str | None = None, until: float | None = None) -> list[Packet]:
     """Packets in time order, times relative to ``t0`` (same clock as the
     captures). ``names`` maps addresses to parties; ``router`` is who is
-    blamed for drops, ``forger`` for segments only the router sent."""
+    blamed for drops, ``forger`` for segments only the router sent.
+
+    ``until`` is the end of the observation: segments that crossed later
+    are left out. The captures run past it and are stopped afterwards; a
+    segment that crossed while one interface's capture had stopped and
+    the other's had not would look dropped (or forged) when it was not.
+    """
     rows: list[tuple[float, Segment, str | None, bool]] = []
     for arriving, leaving in ((caps.client_side_in, caps.server_side_out),
                               (caps.server_side_in, caps.client_side_out)):
@@ -88,6 +94,8 @@ def attribute(caps: Captures, names: dict[str, str], *, t0: float, router: str =
             rows.append((a.t, a, None if b is not None else router, False))
         for s in forged:
             rows.append((s.t, s, None, True))
+    if until is not None:
+        rows = [r for r in rows if r[0] <= until]
     rows.sort(key=lambda r: r[0])
     sent_end: dict[tuple, int] = {}
     seen: set[tuple] = set()

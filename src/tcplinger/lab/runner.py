@@ -41,6 +41,10 @@ from .topology import Addressing, Topology
 #: Seconds the run goes on after a script's last step, so the last
 #: transitions are recorded and the timeline shows what came after.
 TAIL_S = 0.5
+#: The captures stop this long after the end of the observation at the
+#: earliest (capture.py, Capture.stop): 30 times the slowest forwarding
+#: measured on a loaded machine, and time for tcpdump to read its ring.
+STOP_GUARD_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -527,7 +531,7 @@ def run(opts: RunOptions, scenario: Scenario, msg, progress=None) -> LabResult:
             run_.diagnose("end")
             end = time.monotonic()
             recorder.stop()
-            segs = capture.stop() if capture is not None else {}
+            segs = capture.stop(not_before=end + STOP_GUARD_S) if capture is not None else {}
             result = _result(run_, scenario, prepared, rec.run_id, recorder, segs, end,
                              warnings, opts)
             result.slot = rec.slot
@@ -596,7 +600,8 @@ def _result(run_: Run, scenario, prepared, run_id, recorder, segs, end, warnings
                                  run_.addr.client, run_.addr.server)
         router = {"ipfw": "ipfw"}.get(scenario.router, run_.facts.pop("_dropper", "router"))
         packets = packets_mod.attribute(caps, names, t0=t0, router=router,
-                                        forger="ipfw" if scenario.router == "ipfw" else "router")
+                                        forger="ipfw" if scenario.router == "ipfw" else "router",
+                                        until=end)
     notes.sort(key=lambda n: n.t_s)
     tol = Tolerance(recorder.interval, kernel_hz())
     observed = Observed(sockets, horizon, packets, run_.findings,
