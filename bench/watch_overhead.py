@@ -7,7 +7,7 @@ tracepoint source's throughput, and the database size at steady state.
     python bench/watch_overhead.py size --sockets 100k --interval 10 --days 30
 
 ``cpu`` builds a population with bench/popgen.py (its own namespace
-``tl-bench-…``), runs the watch loop (cli/commands/watch.Watcher, tracing
+``tl-bench-…``), runs the watch loop (app/watcher.Watcher, tracing
 on) against it and reports the median CPU time (user+system, all threads)
 per sample as a share of one core at that interval.
 
@@ -146,7 +146,7 @@ def size(args) -> dict:
 def cpu(args) -> dict:
     from popgen import Population
 
-    from tcplinger.cli.commands.watch import Watcher, WatchOptions
+    from tcplinger.app.watcher import Watcher, WatchOptions
     from tcplinger.collect.snapshot import Scope
     sockets = _count(args.sockets)
     with Population(sockets, args.mix) as pop, tempfile.TemporaryDirectory() as tmp:
@@ -199,7 +199,7 @@ print(n, time.time() - t0)
 def trace(args) -> dict:
     """The watcher's own reading path: one event, its kernel filter, raw
     chunks parsed in bulk (track/tracelines.py)."""
-    from tcplinger.cli.commands.watch import STATE_FILTER
+    from tcplinger.app.watcher import STATE_FILTER
     from tcplinger.collect import tracefs
     from tcplinger.track.tracelines import parse_chunk
     name = f"tl-wb-{os.getpid()}"

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tcplinger.collect import owners
+from tcplinger.collect import fdwalk, owners
 
 # N sockets; then close every K-th, and a run of R in the middle; print the
 # inodes still open and wait.
@@ -51,8 +51,8 @@ def test_by_number_same_as_listing(holder, monkeypatch, n, every, run):
     monkeypatch.setattr(os, "listdir", lambda p: listings.append(p) or real(p))
     got = owners.find_owners(inodes, pids=[pid])
     # a 40-fd table is listed; 1000 with 7% holes is read by number; 35% holes: listed
-    assert bool(listings) == (n < owners.PROBE_MIN_FDS or every == 5)
-    monkeypatch.setattr(owners, "PROBE_MIN_FDS", 10**9)
+    assert bool(listings) == (n < fdwalk.PROBE_MIN_FDS or every == 5)
+    monkeypatch.setattr(fdwalk, "PROBE_MIN_FDS", 10**9)
     listed = owners.find_owners(inodes, pids=[pid])
     assert got == listed
     assert set(got) == set(inodes) and all(o[0].pid == pid for o in got.values())
@@ -65,6 +65,6 @@ def test_mostly_holes_falls_back_to_listing(holder, monkeypatch):
     calls = []
     real = os.listdir
     monkeypatch.setattr(os, "listdir", lambda p: calls.append(p) or real(p))
-    monkeypatch.setattr(owners, "PROBE_MISS_RATIO", 10**6)  # no miss allowed
+    monkeypatch.setattr(fdwalk, "PROBE_MISS_RATIO", 10**6)  # no miss allowed
     got = owners.find_owners(keep, pids=[pid])
     assert set(got) == set(keep) and calls  # the holes made it list the table

@@ -21,8 +21,10 @@ import pytest
 
 pytestmark = pytest.mark.privileged
 
-from tcplinger.cli.commands import check as check_cmd  # noqa: E402
-from tcplinger.cli.commands.report import DiagnoseOptions, gather  # noqa: E402
+from tcplinger.app import counters  # noqa: E402
+from tcplinger.app.diagnosis import DiagnoseOptions, diagnose  # noqa: E402
+from tcplinger.app.observation import ObserveOptions  # noqa: E402
+from tcplinger.collect.owners import OwnerPolicy  # noqa: E402
 from tcplinger.collect.snapshot import Scope  # noqa: E402
 
 HOLDER = Path(__file__).with_name("holder.py")
@@ -213,8 +215,8 @@ def test_time_wait_overflow_with_few_buckets(cli):
             rc, out, _ = cli("check", "--netns", ns, "--state", str(state))
             assert rc == 2 and "time_wait=4" in out
             with holder(ns, [], [{"kind": "time_wait", "family": "ipv4", "client": [], "server": []}] * 3):
-                d = gather(DiagnoseOptions(Scope(netns=ns)),
-                           previous=check_cmd.load_state(state))
+                d = diagnose(DiagnoseOptions(ObserveOptions(Scope(netns=ns))),
+                             previous=counters.load(state))
                 [f2] = [x for x in d.findings if x.rule == "time-wait-pressure"]
                 assert f2.evidence["TCPTimeWaitOverflow_delta"] == 3
                 assert any(t.key.endswith("fact.overflow_delta") for t in f2.facts)
@@ -390,8 +392,8 @@ def test_conntrack_router_forgets_close_wait(cli):
                 client.line()
                 srv.line()
                 time.sleep(4.5)  # older than conntrack's 3 s close_wait timeout
-                d = gather(DiagnoseOptions(Scope(netns=sv), owners=True),
-                           extra_scopes=(Scope(netns=rt),))
+                seen = ObserveOptions(Scope(netns=sv), OwnerPolicy(walk=True))
+                d = diagnose(DiagnoseOptions(seen), extra_scopes=(Scope(netns=rt),))
                 [f] = [x for x in d.findings if x.rule == "conntrack-mismatch"]
                 assert f.netns.name == sv and f.evidence["conntrack_netns"] == rt
                 assert f.evidence["nf_conntrack_tcp_timeout_close_wait"] == 3

@@ -16,6 +16,7 @@ sampling only), so the scenario runs once; the module takes ~25 s.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -29,8 +30,8 @@ pytestmark = pytest.mark.privileged
 
 import harness  # noqa: E402  (tests/privileged/conftest.py puts it on sys.path)
 
-from tcplinger.cli import query, watchdb  # noqa: E402
-from tcplinger.cli.options import Filters  # noqa: E402
+from tcplinger.app import watchdb  # noqa: E402
+from tcplinger.app.view import Filters, take  # noqa: E402
 from tcplinger.collect import tracefs  # noqa: E402
 from tcplinger.collect.snapshot import Scope  # noqa: E402
 from tcplinger.model.states import TcpState  # noqa: E402
@@ -115,9 +116,9 @@ def wait_samples(db: Path, n: int, timeout: float = 20) -> None:
 
 def close_wait_ages(ns, db: Path):
     """(ages by server port, time before, time after) from the one-shot path."""
-    view = query.collect(Scope(netns=ns.name), Filters(states=frozenset({TcpState.CLOSE_WAIT})))
+    view = take(Scope(netns=ns.name), Filters(states=frozenset({TcpState.CLOSE_WAIT})))
     before = time.time()
-    assert watchdb.attach(view, db), "watch database not fresh"
+    assert watchdb.attach_ages(view, db).ok, "watch database not fresh"
     after = time.time()
     out = {}
     for part in view.parts:
@@ -311,7 +312,8 @@ def test_stale_trace_instance_removed_after_kill_9(tmp_path):
 
 
 def test_top_kill_ends_a_close_wait_socket(tmp_path):
-    """`top`'s kill key goes through `tcplinger kill --all-netns --cookie`."""
+    """`top`'s kill key ends sockets through app/kill.py (kill's refusals and
+    audit log), in top's own process."""
     from tcplinger.cli.commands.top import kill_cookies
     from tcplinger.i18n import Messages
     with harness.netns(prefix="tl-w-") as ns:
@@ -319,10 +321,9 @@ def test_top_kill_ends_a_close_wait_socket(tmp_path):
         p = peer.ask("pair")
         peer.ask(f"close_client {p['id']}")
         time.sleep(0.2)
-        view = query.collect(Scope(netns=ns.name),
-                             Filters(states=frozenset({TcpState.CLOSE_WAIT})))
+        view = take(Scope(netns=ns.name), Filters(states=frozenset({TcpState.CLOSE_WAIT})))
         cookies = [int(c) for part in view.parts for c in part.table.rows["cookie"]]
         assert len(cookies) == 1
-        text = kill_cookies(cookies, Messages("en"))
+        text = kill_cookies(cookies, Messages("en"), dict(os.environ))
         assert text == "ended 1 sockets; 0 failed", text
         assert ns.ss(states=("CLOSE_WAIT",)) == []

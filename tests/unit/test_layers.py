@@ -1,6 +1,8 @@
 """Layers point one way (DESIGN.md): model imports nothing of tcplinger;
 collect and track import only model; diagnose/track/sim/model do no I/O
-imports."""
+imports; the application layer (app/) is called by the front ends and
+calls the layers below; a CLI command never imports another command; the
+lab never imports the CLI."""
 
 import ast
 from pathlib import Path
@@ -16,11 +18,19 @@ ALLOWED = {
     "diagnose": {"model", "track", "diagnose", "i18n"},
     "sim": {"model", "sim"},
     "wire": {"model", "wire"},
-    "ui": {"model", "track", "diagnose", "ui", "i18n", "sim", "lab", "wire"},
+    # renderers only: neither the simulator nor the lab (what both draw,
+    # timelines, is model/timeline.py)
+    "ui": {"model", "track", "diagnose", "ui", "i18n", "wire"},
     "export": {"model", "track", "diagnose", "export", "i18n", "fsutil"},
     # act plans purely (its own test checks the planning modules) and
     # executes through collect (SOCK_DESTROY, sysctl writes)
     "act": {"model", "track", "diagnose", "act", "collect", "i18n", "fsutil"},
+    # use cases composed once; never a front end (cli, the lab) nor the simulator
+    "app": {"model", "collect", "track", "diagnose", "wire", "act", "export", "ui", "app",
+            "i18n", "fsutil"},
+    # a front end of app/ (its diagnosis) on real namespaces; never the CLI
+    "lab": {"model", "collect", "track", "diagnose", "act", "app", "sim", "lab", "i18n",
+            "fsutil"},
 }
 PURE = {"model", "track", "diagnose", "sim", "wire"}
 IO_MODULES = {"socket", "subprocess", "ctypes", "urllib", "http", "sqlite3"}
@@ -66,3 +76,46 @@ def test_layer_imports(layer, path):
             if root in IO_EXCEPTIONS.get(path.relative_to(SRC).as_posix(), ()):
                 continue
             assert root not in IO_MODULES, f"{path.name} imports {name} (I/O in a pure layer)"
+
+
+def _modules(text: str, parts: tuple[str, ...]):
+    """Every module the import statements of ``text`` (the file at
+    ``parts`` under src/tcplinger) may name, as dotted names: ``from .
+    import report`` in cli/commands names tcplinger.cli.commands.report."""
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom):
+            base = ["tcplinger", *parts[:-node.level]] if node.level else []
+            mod = base + (node.module.split(".") if node.module else [])
+            yield ".".join(mod)
+            for alias in node.names:
+                yield ".".join(mod + [alias.name])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name
+
+
+COMMANDS = sorted(p for p in (SRC / "cli" / "commands").glob("*.py") if p.name != "__init__.py")
+
+
+def _command_imports(path: Path, text: str | None = None) -> list[str]:
+    """Other commands' modules that the command at ``path`` imports."""
+    text = path.read_text() if text is None else text
+    return [name for name in _modules(text, path.relative_to(SRC).parts)
+            if name.startswith("tcplinger.cli.commands.") and name.split(".")[3] != path.stem]
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda p: p.name)
+def test_commands_never_import_another_command(path):
+    """What two commands share lives in app/ (or cli/options.py, cli/output.py)."""
+    assert _command_imports(path) == []
+
+
+def test_command_imports_are_seen_in_every_form():
+    """The check above would pass vacuously if it missed one of these forms."""
+    path = SRC / "cli" / "commands" / "history.py"
+    text = ("from . import report\nfrom .watch import _duration\n"
+            "import tcplinger.cli.commands.kill\nfrom ..options import add_scope\n"
+            "from .history import x\n")
+    assert _command_imports(path, text) == [
+        "tcplinger.cli.commands.report", "tcplinger.cli.commands.watch",
+        "tcplinger.cli.commands.watch._duration", "tcplinger.cli.commands.kill"]

@@ -4,7 +4,7 @@ same lines as padding cell by cell, from SocketRecords."""
 import numpy as np
 from hypothesis import given, settings, strategies as hs
 
-from tcplinger.cli.query import NsView, View
+from tcplinger.app.view import NsView, View
 from tcplinger.i18n import Messages
 from tcplinger.model.kernel import KernelContext
 from tcplinger.model.snapshot import NetnsSnapshot, Snapshot

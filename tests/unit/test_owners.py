@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tcplinger.collect import owners
+from tcplinger.collect import fdwalk, owners
 from tcplinger.model.socket import Owner
 
 MIXED = Path(__file__).parent.parent / "data" / "proc_pids" / "mixed"
@@ -165,7 +165,7 @@ def test_reading_fds_by_number_finds_what_listing_finds(tmp_path, monkeypatch, f
     wanted = {fds[i]: 700000 + i for i in range(0, len(fds), 3)}
     proc = _fd_tree(tmp_path, fds, wanted)
     got = owners.find_owners(wanted.values(), proc)
-    monkeypatch.setattr(owners, "PROBE_MIN_FDS", 10**9)  # list every directory
+    monkeypatch.setattr(fdwalk, "PROBE_MIN_FDS", 10**9)  # list every directory
     listed = owners.find_owners(wanted.values(), proc)
     assert got == listed
     assert {ino: [o.fd for o in own] for ino, own in got.items()} == \
@@ -183,7 +183,7 @@ def test_walk_in_several_threads_is_the_same(tmp_path, monkeypatch):
             os.symlink(f"socket:[{pid * 10 + fd}]", d / str(fd))
             expected[pid * 10 + fd] = [(pid, fd)]
     for threads in (1, 3):
-        monkeypatch.setattr(owners, "WALK_THREADS", threads)
+        monkeypatch.setattr(fdwalk, "WALK_THREADS", threads)
         found = owners.find_owners(expected, proc)
         assert {ino: [(o.pid, o.fd) for o in own] for ino, own in found.items()} == expected
         assert (found.pids_walked, found.fds_walked) == (30, 150)

@@ -1,12 +1,12 @@
-"""report's trends from a synthetic watch database (track/store.py API):
-what grows per process and per namespace reaches the diagnosis inputs,
-and close-wait-leak turns it into evidence."""
+"""The diagnosis's trends (app/watchdb.py) from a synthetic watch database
+(track/store.py API): what grows per process and per namespace reaches the
+diagnosis inputs, and close-wait-leak turns it into evidence."""
 
 from dataclasses import replace
 
 import pytest
 
-from tcplinger.cli.commands import report
+from tcplinger.app import watchdb
 from tcplinger.diagnose.builder import SocketBuilder, namespace, owners_for
 from tcplinger.diagnose.engine import diagnose
 from tcplinger.diagnose.finding import Severity
@@ -39,7 +39,7 @@ def build(path, now=NOW, hours=3.0, step=60.0, tw_per_min=50.0):
 
 def test_fresh_database_gives_trends(tmp_path):
     build(tmp_path / "w.db")
-    w = report.watch_trends(tmp_path / "w.db", now=NOW + 5)
+    w = watchdb.watch_trends(tmp_path / "w.db", now=NOW + 5)
     assert w is not None
     cw = w.by_owner[(1234, CLOSE_WAIT)]
     assert cw.per_minute == pytest.approx(12, rel=0.01)
@@ -61,27 +61,27 @@ def test_fresh_database_gives_trends(tmp_path):
 
 def test_window_limits_the_fit(tmp_path):
     build(tmp_path / "w.db")
-    w = report.watch_trends(tmp_path / "w.db", now=NOW + 5, window=1800)
+    w = watchdb.watch_trends(tmp_path / "w.db", now=NOW + 5, window=1800)
     assert w.by_owner[(1234, CLOSE_WAIT)].window == pytest.approx(1800, abs=60)
 
 
 def test_flat_series_are_not_trends(tmp_path):
     build(tmp_path / "w.db", tw_per_min=0.0)
-    w = report.watch_trends(tmp_path / "w.db", now=NOW + 5)
+    w = watchdb.watch_trends(tmp_path / "w.db", now=NOW + 5)
     assert TIME_WAIT not in w.of(NS).by_state
 
 
 def test_stale_or_missing_database_gives_none(tmp_path):
-    assert report.watch_trends(tmp_path / "absent.db", now=NOW) is None
+    assert watchdb.watch_trends(tmp_path / "absent.db", now=NOW) is None
     build(tmp_path / "w.db")
-    assert report.watch_trends(tmp_path / "w.db", now=NOW + 3600) is None
+    assert watchdb.watch_trends(tmp_path / "w.db", now=NOW + 3600) is None
     (tmp_path / "junk.db").write_bytes(b"not a database at all" * 100)
-    assert report.watch_trends(tmp_path / "junk.db", now=NOW) is None
+    assert watchdb.watch_trends(tmp_path / "junk.db", now=NOW) is None
 
 
 def test_database_trend_reaches_the_finding(tmp_path):
     build(tmp_path / "w.db")
-    w = report.watch_trends(tmp_path / "w.db", now=NOW + 5)
+    w = watchdb.watch_trends(tmp_path / "w.db", now=NOW + 5)
     b = SocketBuilder()
     b.add("CLOSE_WAIT", "10.0.0.1:8080", "10.0.0.9:40000", inode=5000, recv_q=1,
           last_ack_recv=1000, count=3)

@@ -150,6 +150,12 @@ class AuditLog:
         self.close()
 
 
+def open_log(path: Path | None, env: Mapping[str, str]) -> AuditLog:
+    """The log at ``path``, or this user's default (:func:`default_path`);
+    raises AuditError: an act that could not be recorded must not happen."""
+    return AuditLog(path or default_path(os.geteuid(), env))
+
+
 def read(path: Path) -> list[dict]:
     """Every record of a log (tests, ``tcplinger`` tooling)."""
     with open(path, encoding="utf-8") as f:

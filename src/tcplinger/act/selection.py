@@ -4,7 +4,7 @@ Everything here is pure: text in, values out, and boolean masks over a
 :class:`~tcplinger.model.table.SocketTable`. The CLI parses its flags into
 a :class:`KillCriteria`; the planner (:mod:`tcplinger.act.kill_plan`) applies
 it. Scope (which namespaces), ``--pid`` and the port filters are applied
-while collecting (``cli/query.py``), as for ``ls``; what needs owners or
+while collecting (``app/kill.py``), as for ``ls``; what needs owners or
 ages is applied here.
 """
 

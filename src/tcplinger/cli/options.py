@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import argparse
 import re
-from dataclasses import dataclass
+from pathlib import Path
 
+from ..app.view import Filters
 from ..collect.snapshot import Scope
 from ..model.states import TcpState, UnknownState, parse_states
-
-
-@dataclass(frozen=True)
-class Filters:
-    states: frozenset[TcpState] | None = None
-    port: int | None = None
-    sport: int | None = None
-    dport: int | None = None
-    pid: int | None = None
+from .errors import CliError, Exit
 
 
 # ---- argument types (argparse calls them; their errors become one line) ----
@@ -82,6 +75,36 @@ def positive_float(text: str) -> float:
     return value
 
 
+def duration(text: str) -> float:
+    """``90s``, ``10m``, ``6h``, ``30d``, ``2w`` or seconds.
+
+    >>> duration("6h"), duration("30d"), duration("45")
+    (21600.0, 2592000.0, 45.0)
+    """
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    try:
+        if text and text[-1] in units:
+            value = float(text[:-1]) * units[text[-1]]
+        else:
+            value = float(text)
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 90s, 10m, 6h, 30d)")
+    return value
+
+
+def duration_or_zero(text: str) -> float:
+    """:func:`duration`, or 0.
+
+    >>> duration_or_zero("0"), duration_or_zero("10s")
+    (0.0, 10.0)
+    """
+    if text.strip() in ("0", "0s"):
+        return 0.0
+    return duration(text)
+
+
 # ---- shared flag groups ----
 
 def add_scope(parser: argparse.ArgumentParser) -> None:
@@ -119,16 +142,81 @@ def filters_from(args) -> Filters:
                    dport=args.dport, pid=args.pid)
 
 
-def add_owners(parser: argparse.ArgumentParser, always: str, *, per_namespace: bool = True) -> None:
+def add_owners(parser: argparse.ArgumentParser, always: str) -> None:
     """``--owners`` / ``--no-owners``: ``args.owners`` is True, False, or
-    None for the command's automatic choice (collect/files.py: walk /proc/*/fd
-    only while the host has fewer than AUTO_OWNERS_MAX_FILES open files)."""
+    None for the automatic choice of the one owner policy (collect/owners.py:
+    walk /proc/*/fd only while the walk reads fewer than
+    AUTO_OWNERS_MAX_FILES open files)."""
     from ..collect.files import AUTO_OWNERS_MAX_FILES
 
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--owners", action="store_true", default=None, help=always)
     group.add_argument("--no-owners", dest="owners", action="store_false",
-                       help="never walk /proc/*/fd (default: "
-                            + ("the namespace's own processes, or every process " if per_namespace
-                               else "only ")
-                            + f"while the host has fewer than {AUTO_OWNERS_MAX_FILES} open files)")
+                       help="never walk /proc/*/fd (default: walk the namespace's own "
+                            "processes, or every process for the host's namespace, while "
+                            f"they hold fewer than {AUTO_OWNERS_MAX_FILES} open files)")
+
+
+def owner_policy(choice: bool | None):
+    """``--owners`` / ``--no-owners`` / neither as the one owner policy."""
+    from ..collect.owners import OwnerPolicy
+
+    return OwnerPolicy(walk=choice)
+
+
+def add_db(parser: argparse.ArgumentParser, *, daemon: bool = False) -> None:
+    """``--db``: the watch database that ``watch`` writes (``daemon``) or
+    that a one-shot command takes ages from."""
+    if daemon:
+        text = ("the watch database (default: /var/lib/tcplinger/watch.db for root, "
+                "~/.local/state/tcplinger/watch.db otherwise)")
+    else:
+        text = ("take ages from this watch database (default: the watch daemon's, "
+                "when it is fresh; docs/watch.md)")
+    parser.add_argument("--db", metavar="PATH", type=Path, default=None, help=text)
+
+
+def add_diagnose_args(p: argparse.ArgumentParser) -> None:
+    """What ``report``, ``check`` and ``tune`` share."""
+    add_scope(p)
+    add_owners(p, "always find the owning processes of lingering sockets")
+    p.add_argument("--threshold", action="append", default=[], metavar="RULE.NAME=VALUE",
+                   help="override a rule threshold (see `tcplinger rules`); repeatable")
+    p.add_argument("--rule", action="append", default=None, metavar="RULE",
+                   help="run only this rule (repeatable)")
+    p.add_argument("--interval", type=float, default=None, metavar="SECONDS",
+                   help="sample the kernel counters twice, SECONDS apart, to see which are rising")
+    add_db(p)
+
+
+def thresholds(texts) -> dict[str, dict]:
+    """``RULE.NAME=VALUE`` options as ``{rule: {name: value}}``."""
+    from ..diagnose.metadata import BadThreshold, parse_override
+
+    overrides: dict[str, dict] = {}
+    for text in texts:
+        try:
+            rule, name, value = parse_override(text)
+        except BadThreshold as exc:
+            raise CliError(str(exc), Exit.USAGE) from None
+        overrides.setdefault(rule, {})[name] = value
+    return overrides
+
+
+def diagnose_options(args):
+    """The typed options of :func:`add_diagnose_args`' flags."""
+    from ..app.diagnosis import DiagnoseOptions
+    from ..app.observation import ObserveOptions
+    from ..diagnose.metadata import BY_ID
+
+    overrides = thresholds(args.threshold)
+    rules = None
+    if args.rule:
+        unknown = [r for r in args.rule if r not in BY_ID]
+        if unknown:
+            raise CliError(f"unknown rule {unknown[0]!r} (see `tcplinger rules`)", Exit.USAGE)
+        rules = tuple(args.rule)
+    if args.interval is not None and not 0 < args.interval <= 3600:
+        raise CliError("--interval must be between 0 and 3600 seconds", Exit.USAGE)
+    seen = ObserveOptions(scope_from(args), owner_policy(args.owners), args.interval, args.db)
+    return DiagnoseOptions(seen, overrides, rules)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 import os
 
-from .query import View
+from ..app.view import View
 
 #: errno values whose strerror the catalogs hold ("errno.<NAME>")
 ERRNO_NAMES = ("EPERM", "EACCES", "ENOENT", "ESRCH", "EOPNOTSUPP", "EPROTONOSUPPORT",
@@ -72,3 +72,15 @@ def report_problems(view: View, term, msg) -> None:
     if view.unreadable_pids:
         key = "warn.unreadable_pids" if os.geteuid() == 0 else "warn.unreadable_pids_user"
         term.err(msg(key, n=view.unreadable_pids))
+
+
+def report_watch_db(attached, given, term, msg) -> None:
+    """Why a watch database named with ``--db`` gave no ages (a missing or
+    unreadable default one is silent: most hosts run no daemon)."""
+    if given is None or attached.ok:
+        return
+    if attached.error is not None:
+        term.err(f"warning: cannot read watch database {attached.path}: {attached.error}")
+    elif attached.stale:
+        ago = "never" if attached.ago is None else f"{attached.ago:.0f}s"
+        term.err(msg("watch.stale", path=attached.path, ago=ago))

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..model.kernel import SYSCTLS, KernelContext, SockStat
+from .roots import PROC
 
 SysctlValue = int | tuple[int, ...]
 
@@ -132,7 +133,7 @@ def parse_netstat(text: str) -> dict[str, int]:
     return out
 
 
-def read_global_sysctls(proc_root: Path = Path("/proc")) -> dict[str, SysctlValue]:
+def read_global_sysctls(proc_root: Path = PROC) -> dict[str, SysctlValue]:
     """The global-only sysctls, read where they exist (the init namespace).
 
     Call it from a thread in the init namespace and hand the result to
@@ -148,7 +149,7 @@ def read_global_sysctls(proc_root: Path = Path("/proc")) -> dict[str, SysctlValu
     return out
 
 
-def read_kernel_context(proc_root: Path = Path("/proc"), *, proc_net: Path | None = None,
+def read_kernel_context(proc_root: Path = PROC, *, proc_net: Path | None = None,
                         global_sysctls: Mapping[str, SysctlValue] | None = None
                         ) -> KernelContext:
     """Sysctls, sockstat, TcpExt and conntrack fill of one namespace.

@@ -34,11 +34,9 @@ from pathlib import Path
 from ..model.socket import NetnsRef
 from ..model.workload import Workload
 from .container import ref_from_cgroup
+from .roots import PROC, RUN_NETNS, RUNTIME_ROOT
 from .runtimes import Resolver
 
-PROC = Path("/proc")
-RUN_NETNS = Path("/run/netns")
-RUNTIME_ROOT = Path("/")  # where the container runtimes keep their state (runtimes.py)
 
 
 class NetnsNotFound(LookupError):
@@ -192,6 +190,19 @@ def own_ns_path(proc_root: Path = PROC) -> str:
             continue
     raise FileNotFoundError(f"neither thread-self nor self in {proc_root}")
 
+
+
+def host_inode(proc_root: Path = PROC) -> int | None:
+    """Inode of the host's (initial) network namespace: init's (pid 1), or
+    kthreadd's (pid 2: kernel threads never leave init_net) where init's
+    link is unreadable even to root (see :func:`_workload`); None when
+    neither can be read (not root)."""
+    for pid in (1, 2):
+        try:
+            return ns_inode(f"{os.fspath(proc_root)}/{pid}/ns/net")
+        except OSError:
+            continue
+    return None
 
 def _nsfs_dev(own_path: str) -> int | None:
     try:

@@ -11,7 +11,7 @@ its processes faster than reading every fd link (ss -p does the same), so:
 - a large fd table is read by number (0, 1, 2... until as many fds as
   st_size counts were found) instead of being listed first: listing costs
   ~0.7 us per fd on top of ~2.9 us per readlink; a table with many holes
-  is listed (:func:`_read_fds`);
+  is listed (collect/fdwalk.py);
 - WALK_THREADS threads read different processes: readlink releases the GIL;
 - the processes of the sockets' own namespaces can be read first
   (``first``), the others only when some socket still has no owner;
@@ -47,17 +47,17 @@ The per-process details come from small files, parsed here without I/O:
 from __future__ import annotations
 
 import gc
-import operator
 import os
 import pwd
-import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
 from ..model.socket import Owner
+from . import files
 from .container import container_from_cgroup
-
-PROC = Path("/proc")
+from .fdwalk import Walk
+from .roots import PROC
 
 CMDLINE_MAX = 256  # characters kept of a command line (then "…")
 
@@ -149,7 +149,7 @@ def find_owners(inodes: Iterable[int], proc_root: Path = PROC, *,
         rounds = [[p for p in pid_list if p in preferred],
                   [p for p in pid_list if p not in preferred]]
 
-    walk = _Walk(root, wanted)
+    walk = Walk(root, wanted)
     for round_pids in rounds:
         if round_pids:
             walk.run(round_pids)
@@ -176,184 +176,76 @@ def find_owners(inodes: Iterable[int], proc_root: Path = PROC, *,
     return out
 
 
-#: Threads reading fd links: readlink() releases the GIL and ~90% of its
-#: cost is kernel time, so on 2 CPUs two threads walk 900k fds in 1.9 s
-#: instead of 3.0 s (Linux 6.18, 47 processes of ~19k socket fds).
-WALK_THREADS = max(1, min(4, os.cpu_count() or 1))
-#: Processes with at least this many fds are read by fd number (0, 1, 2...)
-#: instead of listing /proc/PID/fd first: the listing costs ~0.7 us per fd
-#: on top of the ~2.9 us of each readlink (fs/proc/fd.c instantiates every
-#: entry), and the lowest free number is what the kernel hands out, so fd
-#: tables are dense.  Smaller ones are listed: few fds, little to save.
-PROBE_MIN_FDS = 64
-#: Probing stops, and the rest of the table is listed instead, after more
-#: closed numbers than 1/PROBE_MISS_RATIO of the fd count: a miss costs as
-#: much as a hit (~3 us), a listing ~0.7 us per open fd.  Gaps are normal
-#: (closed connections leave holes until the numbers are reused); a table
-#: that is mostly holes, or an st_size that is no count (a recorded tree,
-#: a kernel before 6.2), ends up listed.
-PROBE_MISS_RATIO = 8
+@dataclass(frozen=True)
+class Attribution:
+    """What :meth:`OwnerPolicy.find` did: the owners it found (None when it
+    did not walk) and, when it left the walk out for its cost, how many open
+    files the walk would have read."""
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_fd_names: list[bytes] = []
+    owners: OwnerMap | None
+    skipped_files: int | None = None
 
 
-def _names(n: int) -> list[bytes]:
-    """``[b"0", b"1", ...]`` with at least ``n`` entries (shared, grows)."""
-    if len(_fd_names) < n:
-        _fd_names.extend(b"%d" % i for i in range(len(_fd_names), n))
-    return _fd_names
+@dataclass(frozen=True)
+class OwnerPolicy:
+    """Whether and where to walk /proc/*/fd for the owners of sockets: the
+    one policy of every command (report, check, tune, exporter, ls, stats,
+    kill, top, watch) and of the lab.
 
+    Where: only the processes of the sockets' own namespaces when none of
+    them is the caller's namespace and their processes are known (a socket's
+    owner lives in its namespace but for sockets passed across; a walk of a
+    busy host costs seconds, KERNEL-NOTES); otherwise every process, those
+    of the namespaces first (``first`` of :func:`find_owners`: the others
+    only while some socket has no owner).  ``also`` adds processes known to
+    hold the sockets (``--pid``).
 
-class _Walk:
-    """Reads the fd tables of processes, in WALK_THREADS threads."""
+    Whether: ``walk`` True always, False never, None (automatic) only while
+    the walk would read fewer than ``max_files`` open files: the host's
+    (file-nr) for a walk of every process, the walked processes' own
+    otherwise.  Inode 0 (TIME_WAIT, orphans) has no owner to find.
 
-    def __init__(self, root: str, wanted: dict[bytes, int]):
-        self.root = root
-        self.wanted = wanted
-        self.hits: dict[int, list[tuple[bytes, int]]] = {}  # pid -> [(fd name, inode)]
-        self.found_inodes: set[int] = set()
-        self.unreadable = self.vanished = self.fds = self.pids = 0
-
-    def run(self, pids: list[int]) -> None:
-        self.pids += len(pids)
-        lock = threading.Lock()
-        queue = iter(pids)
-        results: list[tuple] = []
-        errors: list[BaseException] = []
-
-        def work() -> None:
-            hits: dict[int, list[tuple[bytes, int]]] = {}
-            unreadable = vanished = fds = 0
-            try:
-                while True:
-                    with lock:
-                        pid = next(queue, None)
-                    if pid is None:
-                        break
-                    mine, n, status = self._one(pid)
-                    fds += n
-                    if status is _VANISHED:
-                        vanished += 1
-                    elif status is _UNREADABLE:
-                        unreadable += 1
-                    elif mine:
-                        hits[pid] = mine
-            except BaseException as exc:  # re-raised in the caller's thread
-                errors.append(exc)
-            results.append((hits, unreadable, vanished, fds))
-
-        n_threads = min(WALK_THREADS, len(pids))
-        threads = [threading.Thread(target=work, name=f"tcplinger-fd-walk-{i}", daemon=True)
-                   for i in range(n_threads - 1)]
-        for t in threads:
-            t.start()
-        work()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-        for hits, unreadable, vanished, fds in results:
-            self.hits.update(hits)
-            for mine in hits.values():
-                self.found_inodes.update(map(_second, mine))
-            self.unreadable += unreadable
-            self.vanished += vanished
-            self.fds += fds
-
-    def _one(self, pid: int) -> tuple[list[tuple[bytes, int]], int, object]:
-        """(fd, inode) of the wanted sockets ``pid`` holds, fds read, status."""
-        try:
-            dfd = os.open(f"{self.root}/{pid}/fd", _DIR_FLAGS)
-        except (FileNotFoundError, ProcessLookupError):
-            return [], 0, _VANISHED
-        except PermissionError:
-            return [], 0, _UNREADABLE
-        mine: list[tuple[bytes, int]] = []
-        try:
-            n = _read_fds(dfd, self.wanted.get, mine)
-        except (FileNotFoundError, ProcessLookupError):
-            return [], 0, _VANISHED  # listing a dead process's fd dir fails with ENOENT
-        except PermissionError:
-            # The fd dir can be listable (root passes the DAC check) while
-            # each link is not: proc_fd_link() also wants ptrace read access
-            # (fs/proc/fd.c), which root lacks on a process with
-            # capabilities outside its own set.
-            return [], 0, _UNREADABLE
-        finally:
-            os.close(dfd)
-        return mine, n, _OK
-
-
-_OK, _VANISHED, _UNREADABLE = object(), object(), object()
-_second = operator.itemgetter(1)
-
-
-def _read_fds(dfd: int, get, mine: list) -> int:
-    """readlink every fd of the directory ``dfd``; append (fd name, inode)
-    of the wanted ones to ``mine``.  Returns how many fds were read.
-
-    st_size of /proc/PID/fd is the number of open fds since Linux 6.2
-    (proc_fd_getattr(), fs/proc/fd.c); a large table is read by number until
-    that many were found, the rest (if any) through a listing.  Names and
-    links are bytes: no str encoding and decoding per fd (~0.25 us each).
+    >>> from types import SimpleNamespace as NS
+    >>> sorted(OwnerPolicy().processes([NS(pids=(7, 8), current=False)]))
+    [7, 8]
+    >>> OwnerPolicy().processes([NS(pids=(7,), current=False), NS(pids=(1,), current=True)])
+    >>> OwnerPolicy(walk=False).find({5}, []).owners is None
+    True
     """
-    readlink = os.readlink
-    count = os.fstat(dfd).st_size
-    seen = listed_from = 0
-    if count >= PROBE_MIN_FDS:
-        names = _names(count)
-        absent = 0
-        for name in names[:count]:  # all of them when the table has no holes
-            try:
-                inode = get(readlink(name, dir_fd=dfd))
-            except FileNotFoundError:
-                absent += 1  # not open (or the process is gone: the listing tells)
-                continue
-            except PermissionError:
-                raise
-            except OSError:  # not a link (EINVAL): a recorded tree
-                continue
-            if inode is not None:
-                mine.append((name, inode))
-        seen = count - absent
-        fd = count
-        budget = count // PROBE_MISS_RATIO - absent
-        while seen < count and budget >= 0:  # the fds above the holes
-            if fd >= len(names):
-                names = _names(2 * fd)
-            try:
-                link = readlink(names[fd], dir_fd=dfd)
-            except FileNotFoundError:
-                budget -= 1
-                fd += 1
-                continue
-            except PermissionError:
-                raise
-            except OSError:
-                link = None
-            seen += 1
-            inode = get(link) if link is not None else None
-            if inode is not None:
-                mine.append((names[fd], inode))
-            fd += 1
-        if seen >= count:
-            return seen
-        listed_from = fd
-    for name in os.listdir(dfd):
-        if int(name) < listed_from:
-            continue  # read above
-        seen += 1
-        raw = os.fsencode(name)
-        try:
-            inode = get(readlink(raw, dir_fd=dfd))
-        except PermissionError:
-            raise
-        except OSError:  # fd closed meanwhile (ENOENT), not a link (EINVAL)
-            continue
-        if inode is not None:
-            mine.append((raw, inode))
-    return seen
+
+    walk: bool | None = None
+    max_files: int = files.AUTO_OWNERS_MAX_FILES
+
+    def processes(self, namespaces: Iterable) -> frozenset[int] | None:
+        """The processes to walk (None: every one) for sockets of these
+        namespaces (objects with ``pids`` and ``current``, such as
+        model.snapshot.NetnsSnapshot)."""
+        pids: set[int] = set()
+        for ns in namespaces:
+            if ns.current or not ns.pids:
+                return None
+            pids.update(ns.pids)
+        return frozenset(pids)
+
+    def find(self, inodes: Iterable[int], namespaces: Iterable, proc_root: Path = PROC, *,
+             also: Iterable[int] = ()) -> Attribution:
+        """Owners of ``inodes``, sockets of ``namespaces``, by this policy."""
+        if self.walk is False:
+            return Attribution(None)
+        wanted = {int(i) for i in inodes if i}
+        namespaces = list(namespaces)
+        if not wanted:
+            return Attribution(OwnerMap())
+        pids = self.processes(namespaces)
+        if self.walk is None:
+            cost = files.open_files(proc_root) if pids is None \
+                else files.open_files_of(pids, proc_root)
+            if cost is not None and cost >= self.max_files:
+                return Attribution(None, cost)
+        if pids is not None:
+            return Attribution(find_owners(wanted, proc_root, pids=pids | set(also)))
+        first = {p for ns in namespaces for p in ns.pids}
+        return Attribution(find_owners(wanted, proc_root, first=first))
 
 
 def _owner_factory(pid: int, details: dict):

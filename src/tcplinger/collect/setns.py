@@ -34,7 +34,11 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from pathlib import Path
 from typing import Any, Callable, TypeVar
+
+from .netns import own_ns_path
+from .roots import PROC
 
 CLONE_NEWNET = 0x40000000  # include/uapi/linux/sched.h
 
@@ -55,10 +59,12 @@ def _setns(fd: int, path: str) -> None:
         raise OSError(err, f"cannot enter network namespace {path}: {reason}")
 
 
-def is_current(path: str | os.PathLike) -> bool:
-    """True when ``path`` is the calling thread's own network namespace."""
+def is_current(path: str | os.PathLike, proc_root: Path = PROC) -> bool:
+    """True when ``path`` is the calling thread's own network namespace
+    (the namespace file netns.own_ns_path names: discovery's ``current``
+    comes from the same link)."""
     target = os.stat(path)
-    own = os.stat("/proc/thread-self/ns/net")
+    own = os.stat(own_ns_path(proc_root))
     return (target.st_dev, target.st_ino) == (own.st_dev, own.st_ino)
 
 

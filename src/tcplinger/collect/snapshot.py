@@ -12,7 +12,6 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..model.kernel import KernelContext
 from ..model.snapshot import NetnsSnapshot, Snapshot
@@ -21,6 +20,7 @@ from ..model.table import SocketTable
 from . import kernel as kernel_reader
 from . import netns as netns_mod
 from . import procfs
+from .roots import Roots
 from .setns import run_in_netns
 
 #: What a snapshot holds unless asked for less: what ``ss -ta`` shows.
@@ -96,15 +96,6 @@ class Scope:
     all_netns: bool = False
     container: str | None = None  # the namespaces of containers so named (or id prefix)
     pod: str | None = None  # ... of the Kubernetes pod NAMESPACE/NAME
-
-
-@dataclass(frozen=True)
-class Roots:
-    """Where the kernel is: real paths by default, recorded trees in tests."""
-
-    proc: Path = Path("/proc")
-    run_netns: Path = Path("/run/netns")
-    runtime: Path = Path("/")  # container runtimes' state (collect/runtimes.py)
 
 
 def resolve(scope: Scope, roots: Roots = Roots()) -> tuple[list, int]:
@@ -185,7 +176,7 @@ def _collect(info, wanted, info_states, roots: Roots, host: dict) -> NetnsSnapsh
                                              global_sysctls=host)
     return NetnsSnapshot(netns=info.ref, table=table, kernel=kctx, source=source,
                          taken_at=time.time(), monotonic=time.monotonic(),
-                         pids=tuple(info.pids), warnings=tuple(warnings))
+                         pids=tuple(info.pids), warnings=tuple(warnings), current=info.current)
 
 
 def _collect_from_pid(info, wanted, roots: Roots, exc) -> NetnsSnapshot | None:
@@ -200,7 +191,7 @@ def _collect_from_pid(info, wanted, roots: Roots, exc) -> NetnsSnapshot | None:
                                       f" ({exc.strerror or exc})",))
         return NetnsSnapshot(netns=info.ref, table=table, kernel=kctx, source="procfs",
                              taken_at=time.time(), monotonic=time.monotonic(),
-                             pids=tuple(info.pids),
+                             pids=tuple(info.pids), current=info.current,
                              warnings=(notice("read_via_pid", pid=pid),))
     return None
 

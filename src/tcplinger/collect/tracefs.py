@@ -343,7 +343,7 @@ class TraceSession:
         # counts exactly what was dropped (per_cpu/cpuN/stats "overrun").
         self.max_lines_per_s = max_lines_per_s
         # Raw complete lines (bytes, "\n"-separated) instead of parsed events:
-        # for a consumer that parses in bulk (cli/commands/watch.py); it must
+        # for a consumer that parses in bulk (app/watcher.py); it must
         # count the "[LOST N EVENTS]" notes itself (add to lost_in_pipe).
         self.on_chunk = on_chunk
         self.path: Path | None = None

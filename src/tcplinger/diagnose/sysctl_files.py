@@ -1,6 +1,6 @@
 r"""Settings in sysctl configuration files (sysctl.d(5)), parsed without I/O.
 
-The reader (cli/commands/report.py) reads /etc/sysctl.conf and the
+The reader (app/observation.py) reads /etc/sysctl.conf and the
 ``sysctl.d`` directories and says whether each key exists on the running
 kernel (a file under /proc/sys); this module only parses.
 

@@ -20,6 +20,9 @@ class NetnsSnapshot:
     monotonic: float  # time.monotonic(), for ages across snapshots
     pids: tuple[int, ...] = ()  # processes known to live in this namespace
     warnings: tuple[str, ...] = ()
+    #: the calling thread's own namespace, as discovery found it
+    #: (collect/netns.py): the one answer to "is this my namespace"
+    current: bool = False
 
 
 @dataclass

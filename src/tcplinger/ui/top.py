@@ -2,7 +2,7 @@
 plain text (:func:`render_text`, no terminal needed) and as a Textual app
 (:class:`TopApp`, imported lazily: textual is the optional ``tui`` extra).
 
-The model is built by cli/commands/top.py from a snapshot and the watch
+The model is built by app/live_view.py from a snapshot and the watch
 database; tests build it from recorded JSON (tests/data/watch/).
 
 >>> m = TopModel.from_json({"sockets": 3, "namespaces": 1, "source": "trace",

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tcplinger.cli.commands.top import TopOptions, build_model
+from tcplinger.app.live_view import LiveOptions, live_view
 from tcplinger.collect.snapshot import Scope
 from tcplinger.i18n import Messages
 
@@ -48,7 +48,7 @@ def main() -> None:
         procs.append(peer)
         peer.stdout.readline()
         time.sleep(2.5)
-        model = build_model(TopOptions(Scope(netns=name), db, 2.0, True), Messages("en"))
+        model = live_view(LiveOptions(Scope(netns=name), db), Messages("en"))
         doc = model.to_json()
         # the namespace name is random: keep the recording stable
         text = json.dumps(doc, indent=1, ensure_ascii=False).replace(name, "tl-w-rec")

@@ -10,20 +10,18 @@ last run (TCPTimeWaitOverflow, TCPAbortOnMemory) count.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ...collect.snapshot import Roots
+from ...app import counters
+from ...app.diagnosis import DiagnoseOptions, diagnose
+from ...collect.roots import Roots
 from ...diagnose.finding import Severity
-from ...model.kernel import KernelContext
 from ...model.states import TcpState
 from ..errors import CliError
-from .report import DiagnoseOptions, add_diagnose_args, diagnose_options, gather
+from ..options import add_diagnose_args, diagnose_options
 
 NAME = "check"
 
@@ -64,10 +62,10 @@ def _run_args(args, term, msg) -> int:
 
 def run(opts: CheckOptions, term, msg, roots: Roots = Roots()) -> int:
     try:
-        previous = load_state(opts.state) if opts.state else None
-        d = gather(opts.diagnose, roots, previous=previous)
+        previous = counters.load(opts.state) if opts.state else None
+        d = diagnose(opts.diagnose, roots, previous=previous)
         if opts.state:
-            save_state(opts.state, d)
+            counters.save(opts.state, d.view)
     except Exception as exc:  # noqa: BLE001 - a plugin must answer UNKNOWN, not crash
         term.out(f"TCPLINGER UNKNOWN - {msg('check.unknown', reason=_reason(exc))}")
         return UNKNOWN
@@ -113,34 +111,4 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, OSError):
         return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     return f"{type(exc).__name__}: {exc}"
-
-
-# ---- counters kept between runs ------------------------------------------------
-
-def load_state(path: Path) -> dict:
-    """``{netns inode: (KernelContext with the counters, time)}``; empty when
-    the file does not exist yet or cannot be parsed (a first run)."""
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    out = {}
-    for ino, entry in doc.get("namespaces", {}).items():
-        try:
-            out[int(ino)] = (KernelContext(tcpext={k: int(v) for k, v in entry["tcpext"].items()}),
-                             float(entry["time"]))
-        except (KeyError, TypeError, ValueError):
-            continue
-    return out
-
-
-def save_state(path: Path, d) -> None:
-    doc = {"namespaces": {str(p.ns.netns.inode): {"time": p.ns.taken_at,
-                                                  "tcpext": dict(p.ns.kernel.tcpext)}
-                          for p in d.view.parts}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tcplinger-", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f)
-    os.replace(tmp, path)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import textwrap
 
 from ...diagnose.metadata import BY_ID, RULES
+from ...ui.rules import threshold_lines
 from ..errors import CliError, Exit
-from .rules import _num
 
 NAME = "explain"
 
@@ -34,9 +34,8 @@ def run(rule: str, term, msg) -> int:
             term.out(out)
     term.out("")
     term.out(msg("report.explain.thresholds"))
-    for t in meta.thresholds:
-        default = msg("report.rules.off") if t.default is None else _num(t.default)
-        term.out(f"  {meta.id}.{t.name} = {default}  ({msg(meta.threshold_key(t.name))})")
+    for line in threshold_lines(meta, msg):
+        term.out(line)
     term.out("")
     term.out(msg("report.explain.references"))
     for ref in meta.references:

@@ -1,35 +1,22 @@
 """``tcplinger exporter``: Prometheus metrics, served over HTTP or written
-for node_exporter's textfile collector (docs/exporter.md).
-
-Each scrape reads the kernel afresh (export/prometheus.py builds the
-metrics from it): one snapshot of the scope with tcp_info for the teardown
-states, owners for the lingering sockets a process holds (the walk of
-/proc/*/fd report uses: restricted to a namespace's own processes, skipped
-on hosts with too many open files), then the diagnosis for
-``tcplinger_finding``.  Kernel counters of the previous scrape make the
-"rising counter" rules work without ``--interval``'s sleep.
-"""
+for node_exporter's textfile collector (docs/exporter.md). What one scrape
+reads is app/scrape.py's; this module parses, serves and writes."""
 
 from __future__ import annotations
 
 import argparse
 import errno
-import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from ...collect import files
+from ...app.scrape import ScrapeOptions, ScrapeSource
 from ...collect import snapshot as snap_mod
-from ...collect.snapshot import Roots, Scope
-from ...diagnose import engine
-from ...diagnose.inputs import NamespaceInput
-from .. import query
+from ...collect.roots import Roots
 from ..errors import CliError, Exit
-from ..options import add_owners, add_scope, scope_from
-from . import report
+from ..options import add_owners, add_scope, owner_policy, scope_from, thresholds
 
 NAME = "exporter"
 DEFAULT_PORT = 9469
@@ -38,7 +25,7 @@ DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
 
 @dataclass(frozen=True)
 class ExporterOptions:
-    scope: Scope
+    scrape: ScrapeOptions
     listen: tuple[str, int] = ("127.0.0.1", DEFAULT_PORT)
     web_config: Path | None = None
     textfile: Path | None = None
@@ -46,9 +33,6 @@ class ExporterOptions:
     top_owners: int = 10
     top_destinations: int = 5
     age_histograms: bool = True
-    owners: bool | None = None  # None: automatic (as report)
-    findings: bool = True
-    thresholds: dict = field(default_factory=dict)
 
 
 # ---- arguments ---------------------------------------------------------------
@@ -127,99 +111,13 @@ def options_from(args) -> ExporterOptions:
         raise CliError("--web-config applies to the HTTP server: not with --textfile", Exit.USAGE)
     if args.interval is not None and args.textfile is None:
         raise CliError("--interval applies to --textfile", Exit.USAGE)
-    overrides = report.threshold_overrides(args.threshold)
+    scrape = ScrapeOptions(scope_from(args), owner_policy(args.owners), args.findings,
+                           thresholds(args.threshold))
     return ExporterOptions(
-        scope=scope_from(args), listen=args.listen or ("127.0.0.1", DEFAULT_PORT),
+        scrape, listen=args.listen or ("127.0.0.1", DEFAULT_PORT),
         web_config=args.web_config, textfile=args.textfile, interval=args.interval,
         top_owners=args.top_owners, top_destinations=args.top_destinations,
-        age_histograms=args.age_histograms, owners=args.owners,
-        findings=args.findings, thresholds=overrides)
-
-
-# ---- one scrape ----------------------------------------------------------------
-
-class ScrapeSource:
-    """Called once per scrape; returns export.prometheus.Scrape."""
-
-    def __init__(self, opts: ExporterOptions, roots: Roots = Roots(), log=None):
-        from ...export.prometheus import Scrape
-
-        self._Scrape = Scrape
-        self.opts = opts
-        self.roots = roots
-        self.log = log or (lambda line: None)
-        self._previous: dict = {}  # netns inode -> (KernelContext, time.time())
-
-    def __call__(self):
-        opts, roots = self.opts, self.roots
-        phases, errors = {}, []
-        t = time.perf_counter()
-        # A namespace that vanishes mid-scan (a pod going away) is skipped
-        # by collect.snapshot.take() under --all-netns.
-        view = query.collect(opts.scope, tcp_info=True, roots=roots)
-        phases["snapshot"] = time.perf_counter() - t
-        t = time.perf_counter()
-        owners = opts.owners
-        if owners is None:
-            # report walks a namespace's own processes whatever their fd
-            # count; at every scrape that can be too dear (~4 us per fd,
-            # 4 s at 1M fds), so automatic mode estimates the walk first.
-            n = owner_walk_files(view, roots)
-            if n is not None and n >= files.AUTO_OWNERS_MAX_FILES:
-                owners = False
-        try:
-            if owners is not False:
-                report.attach_owners(view, report.DiagnoseOptions(opts.scope, owners), roots)
-        except OSError as exc:
-            errors.append("owners")
-            self.log("owners", f"{exc.strerror or exc}")
-        phases["owners"] = time.perf_counter() - t
-        inputs = []
-        for part in view.parts:
-            prev = interval = None
-            if part.ns.netns.inode in self._previous:
-                prev, when = self._previous[part.ns.netns.inode]
-                interval = max(part.ns.taken_at - when, 0.0)
-            inputs.append(NamespaceInput(
-                netns=part.ns.netns, kernel=part.ns.kernel, table=part.table, owners=part.owners,
-                processes=report.fd_usage(part, roots) if opts.findings else {},
-                previous=prev, interval=interval))
-        findings = None
-        if opts.findings:
-            t = time.perf_counter()
-            try:
-                findings = engine.diagnose(inputs, thresholds=opts.thresholds,
-                                           sysctl_files=report.read_sysctl_files(roots),
-                                           sample_limit=0)
-            except Exception as exc:  # noqa: BLE001 - the other metrics still count
-                errors.append("diagnose")
-                self.log("diagnose", f"{type(exc).__name__}: {exc}")
-            phases["diagnose"] = time.perf_counter() - t
-        self._previous = {p.ns.netns.inode: (p.ns.kernel, p.ns.taken_at) for p in view.parts}
-        skipped = sum(1 for ref, _ in view.snapshot.skipped if ref is not None)
-        return self._Scrape(inputs, findings, skipped=skipped,
-                            owners_resolved=view.owners_resolved, phases=phases, errors=errors)
-
-def owner_walk_files(view: query.View, roots: Roots) -> int | None:
-    """Open files the owner walk would read: the host's (file-nr) when it
-    walks every process, else the fds of the namespaces' own processes.
-
-    The fd count of a process is the st_size of /proc/PID/fd since Linux
-    6.2 ("proc: report open files as size in stat() for /proc/pid/fd",
-    fs/proc/fd.c); before that st_size is 0 and the walk is not held back.
-    """
-    pids: set[int] = set()
-    for part in view.parts:
-        if not part.ns.pids or report.is_current(part, roots):
-            return files.open_files(roots.proc)  # report walks every process then
-        pids.update(part.ns.pids)
-    total = 0
-    for pid in pids:
-        try:
-            total += os.stat(f"{roots.proc}/{pid}/fd").st_size
-        except OSError:
-            continue
-    return total
+        age_histograms=args.age_histograms)
 
 
 # ---- running ---------------------------------------------------------------------
@@ -246,7 +144,7 @@ def run(opts: ExporterOptions, term, msg, roots: Roots = Roots()) -> int:
     # Bad input first, before the first (possibly slow) snapshot: a
     # namespace that does not exist (NetnsNotFound: exit 3), a web config,
     # a textfile directory.
-    snap_mod.resolve(opts.scope, roots)
+    snap_mod.resolve(opts.scrape.scope, roots)
     loaded = None
     if opts.web_config is not None:
         try:
@@ -266,7 +164,7 @@ def run(opts: ExporterOptions, term, msg, roots: Roots = Roots()) -> int:
     def log(phase, text):
         term.err(msg("exporter.phase_failed", phase=phase, text=text))
 
-    source = ScrapeSource(opts, roots, log=log)
+    source = ScrapeSource(opts.scrape, roots, log=log)
     limits = prometheus.Limits(top_owners=opts.top_owners,
                                top_destinations=opts.top_destinations,
                                age_histograms=opts.age_histograms)

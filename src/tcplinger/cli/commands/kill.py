@@ -11,25 +11,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from ...act import audit as audit_mod
-from ...act import kill_exec, kill_plan, probe as probe_mod, selection
+from ...act import kill_exec, kill_plan, selection
+from ...act.audit import AuditError
 from ...act.kernel_support import Kind, Status, Support
-from ...collect import files as files_mod
-from ...collect import owners as owners_mod
-from ...collect import snapshot as snap_mod
+from ...app import kill as kill_app
+from ...collect.roots import Roots
 from ...collect.snapshot import Scope
 from ...model.states import BY_STATE, TcpState
 from ...ui.sockets import age_text
-from ...ui.table import render as render_table
-from .. import query
+from ...ui.table import duration, render as render_table
 from ..errors import CliError, Exit
-from ..options import Filters, add_scope, pid, port, scope_from, states
+from ..options import add_scope, pid, port, scope_from, states
 from ..output import report_problems, snapshot_meta
 
 NAME = "kill"
@@ -103,121 +98,35 @@ def options_from(args) -> KillOptions:
 
 # ---- running --------------------------------------------------------------------
 
-def run(opts: KillOptions, term, msg) -> int:
-    c = opts.criteria
-    if not c.has_filter():
+def run(opts: KillOptions, term, msg, roots: Roots = Roots()) -> int:
+    if not opts.criteria.has_filter():
         raise CliError(msg("kill.err.no_filter"), Exit.USAGE)
-    log = None
-    if opts.yes:  # refuse before looking, when the action could not be recorded
-        path = opts.audit_log or audit_mod.default_path(os.geteuid(), term.env)
-        try:
-            log = audit_mod.AuditLog(path)
-        except audit_mod.AuditError as exc:
-            raise CliError(msg("kill.err.audit", error=exc.strerror or str(exc)),
-                           Exit.PERMISSION) from None
     try:
-        return _run(opts, term, msg, log)
-    finally:
-        if log is not None:
-            log.close()
-
-
-def _run(opts: KillOptions, term, msg, log) -> int:
-    c = opts.criteria
-    view = collect(opts.scope, c)
-    parts = [_part(p) for p in view.parts]
-    kinds = kill_plan.candidate_kinds([p for p in parts if p.source == "netlink"], c)
-    support = probe_mod.probe(kinds) if kinds else Support()
-    plan = kill_plan.plan(parts, c, support)
-
-    results: list[kill_exec.Result] | None = None
-    run_id = None
-    fds = kill_exec.owner_fds(plan)
-    if opts.yes and plan.targets:
-        run_id = audit_mod.new_run_id()
-        who = audit_mod.who_am_i(term.env)
-        log.append(audit_mod.record("kill.start", run_id, who, audit_mod.now_iso(),
-                                    criteria=c.to_json(), kernel=support.to_json(),
-                                    sockets=[t.to_json() for t in plan.targets]))
-        targets, _ = snap_mod.resolve(opts.scope)
-        paths = {info.inode: kill_exec.NetnsPath(info.path, info.current) for info in targets}
-        results = kill_exec.execute(plan, paths)
-        fds = kill_exec.remeasure(fds)
-        log.append(audit_mod.record("kill.result", run_id, who, audit_mod.now_iso(),
-                                    summary=kill_exec.summary(results),
-                                    results=[r.to_json() for r in results]))
-    elif opts.yes:
-        results = []
-
+        done = kill_app.kill(opts.scope, opts.criteria, act=opts.yes, audit_log=opts.audit_log,
+                             env=term.env, roots=roots)
+    except AuditError as exc:
+        raise CliError(msg("kill.err.audit", error=exc.strerror or str(exc)),
+                       Exit.PERMISSION) from None
+    plan, results = done.plan, done.results
     if opts.json:
         doc = document(plan, results, msg, dry_run=not opts.yes,
-                       audit_log=str(log.path) if log and run_id else None, run=run_id)
-        doc["owner_fds"] = [f.to_json() for f in fds]
-        doc.update(snapshot_meta(view))
+                       audit_log=str(done.audit_log) if done.run_id else None, run=done.run_id)
+        doc["owner_fds"] = [f.to_json() for f in done.fds]
+        doc.update(snapshot_meta(done.view))
         term.out(json.dumps(doc, indent=1))
     else:
-        for line in render(plan, results, msg, dry_run=not opts.yes, width=term.width, fds=fds):
+        for line in render(plan, results, msg, dry_run=not opts.yes, width=term.width,
+                           fds=done.fds):
             term.out(line)
-        if log is not None and run_id:
-            term.out(msg("kill.audit", path=str(log.path), run=run_id))
+        if done.run_id:
+            term.out(msg("kill.audit", path=str(done.audit_log), run=done.run_id))
     for line in warnings(plan, msg):
         term.err(line)
-    report_problems(view, term, msg)
+    report_problems(done.view, term, msg)
     if opts.yes and plan.refused and not plan.targets:
         term.err(msg("kill.err.all_refused"))
         return int(Exit.REFUSED)  # nothing was done: every selected socket was refused
     return int(exit_code(results))
-
-
-def collect(scope: Scope, c: selection.KillCriteria) -> query.View:
-    """The sockets in scope matching the kernel-side filters, with owners.
-
-    Owners are looked up for the selected rows only, walking the fds of the
-    namespace's own processes when it is not the caller's (as ``report``
-    does; a full walk of a busy host costs seconds), plus ``--pid``'s.
-    """
-    pid_inodes = None
-    if c.pid is not None:  # first: a missing pid fails before any dump
-        pid_inodes = files_mod.socket_inodes(c.pid)
-    filters = Filters(states=c.wanted_states(), port=c.port, sport=c.sport, dport=c.dport)
-    view = query.collect(scope, filters, want_owners=False)
-    wanted: set[int] = set()
-    pids: set[int] | None = set()
-    for part in view.parts:
-        if pid_inodes is not None:
-            keep = np.isin(part.table.rows["inode"], np.fromiter(pid_inodes, dtype=np.uint64))
-            part.table = part.table.select(keep)
-        inodes = part.table.rows["inode"]
-        mine = set(np.unique(inodes[inodes != 0]).tolist())
-        wanted |= mine
-        if mine and pids is not None:
-            if _is_own(part) or not part.ns.pids:
-                pids = None
-            else:
-                pids.update(part.ns.pids)
-    if pids is not None and c.pid is not None:
-        pids.add(c.pid)
-    found = owners_mod.find_owners(wanted, pids=pids) if wanted else {}
-    view.unreadable_pids = getattr(found, "unreadable", 0)
-    for part in view.parts:
-        part.owners = found
-    view.owners_resolved = True
-    return view
-
-
-def _part(p: query.NsView) -> kill_plan.PlanPart:
-    exact, lower = p.age_arrays()
-    prefix = ""
-    if not p.ns.netns.name and p.ns.pids and not _is_own(p):
-        prefix = f"nsenter -t {p.ns.pids[0]} -n"
-    return kill_plan.PlanPart(p.ns.netns, p.table, exact, lower, p.owners, p.ns.source, prefix)
-
-
-def _is_own(p: query.NsView) -> bool:
-    try:
-        return os.stat("/proc/thread-self/ns/net").st_ino == p.ns.netns.inode
-    except OSError:
-        return False
 
 
 def exit_code(results) -> Exit:
@@ -315,7 +224,7 @@ def render(plan: kill_plan.KillPlan, results, msg, *, dry_run: bool, width: int,
                 lines.append("    " + msg("kill.alt.ss", line=r.ss_kill))
     if plan.age_unknown:
         lines.append(msg("kill.left.age", n=plan.age_unknown,
-                         t=_seconds(plan.criteria.older_than)))
+                         t=duration(plan.criteria.older_than)))
     if plan.over_max:
         lines.append(msg("kill.left.max", n=plan.over_max, max=plan.criteria.max))
     if not plan.targets and not plan.refused and not plan.age_unknown:
@@ -357,11 +266,6 @@ def _result_text(r: kill_exec.Result, msg) -> str:
     if r.errno and r.outcome is not kill_exec.Outcome.ALREADY_GONE:
         text += f" ({kill_exec.describe_errno(r.errno)})"
     return text
-
-
-def _seconds(value) -> str:
-    from ...ui.table import duration
-    return duration(value)
 
 
 def _kernel_line(support: Support, msg) -> str:

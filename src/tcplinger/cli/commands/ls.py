@@ -6,12 +6,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from pathlib import Path
+
+from ...app import watchdb
+from ...app.view import Filters, take
+from ...collect.owners import OwnerPolicy
+from ...collect.roots import Roots
 from ...collect.snapshot import Scope
 from ...export import jsonout
 from ...ui import sockets as sockets_view
-from .. import query, watchdb
-from ..options import Filters, add_filters, add_scope, filters_from, scope_from
-from ..output import report_problems, snapshot_meta
+from ..options import add_db, add_filters, add_scope, filters_from, scope_from
+from ..output import report_problems, report_watch_db, snapshot_meta
 
 NAME = "ls"
 
@@ -22,7 +27,7 @@ class LsOptions:
     filters: Filters
     owners: bool
     json: bool
-    db: object = None  # a watch database path (None: the default one, if fresh)
+    db: Path | None = None  # a watch database path (None: the default one, if fresh)
 
 
 def register(sub) -> None:
@@ -34,15 +39,18 @@ def register(sub) -> None:
     p.add_argument("--owners", action="store_true",
                    help="find the owning processes (walks /proc/*/fd for the listed sockets)")
     p.add_argument("--json", action="store_true", help="JSON output (docs/json.md)")
-    watchdb.add_argument(p)
+    add_db(p)
     p.set_defaults(run=lambda args, term, msg: run(
         LsOptions(scope_from(args), filters_from(args), args.owners, args.json, args.db),
         term, msg))
 
 
-def run(opts: LsOptions, term, msg) -> int:
-    view = query.collect(opts.scope, opts.filters, want_owners=opts.owners)
-    watchdb.attach(view, opts.db, term, msg)
+def run(opts: LsOptions, term, msg, roots: Roots = Roots()) -> int:
+    view = take(opts.scope, opts.filters, roots=roots)
+    if opts.owners or opts.filters.pid is not None:
+        also = () if opts.filters.pid is None else (opts.filters.pid,)
+        view.attach_owners(OwnerPolicy(walk=True), roots, also=also)
+    report_watch_db(watchdb.attach_ages(view, opts.db), opts.db, term, msg)
     if opts.json:
         w = term.stdout.write
         w('{"sockets": [')

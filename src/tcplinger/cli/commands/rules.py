@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ...diagnose.metadata import RULES
+from ...ui.rules import threshold_lines
 from ...ui.table import render as render_table
 
 NAME = "rules"
@@ -41,11 +42,6 @@ def run(as_json: bool, term, msg) -> int:
     term.out("")
     term.out(msg("report.rules.thresholds"))
     for r in RULES:
-        for t in r.thresholds:
-            default = msg("report.rules.off") if t.default is None else _num(t.default)
-            term.out(f"  {r.id}.{t.name} = {default}  ({msg(r.threshold_key(t.name))})")
+        for line in threshold_lines(r, msg):
+            term.out(line)
     return 0
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)

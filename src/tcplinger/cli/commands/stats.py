@@ -5,26 +5,28 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
-from ...collect import files
-from ...collect.snapshot import Roots, Scope
+from ...app import watchdb
+from ...app.view import take
+from ...collect.owners import OwnerPolicy
+from ...collect.roots import Roots
+from ...collect.snapshot import Scope
+from ...export import stats as stats_export
 from ...ui import stats as stats_view
 from ...ui.table import duration
-from ...export import stats as stats_export
-from .. import query, watchdb
-from ..options import Filters, add_owners, add_scope, scope_from
-from ..output import report_problems, snapshot_meta
+from ..options import add_db, add_owners, add_scope, owner_policy, scope_from
+from ..output import report_problems, report_watch_db, snapshot_meta
 
 NAME = "stats"
-
 
 
 @dataclass(frozen=True)
 class StatsOptions:
     scope: Scope
-    owners: bool | None  # None: automatic
+    owners: OwnerPolicy
     json: bool
-    db: object = None  # a watch database (None: the default one, when fresh)
+    db: Path | None = None  # a watch database (None: the default one, when fresh)
 
 
 def register(sub) -> None:
@@ -32,26 +34,20 @@ def register(sub) -> None:
                        description="Count TCP sockets by state per network namespace and per "
                                    "owning process; orphans and TIME_WAIT next to their limits.")
     add_scope(p)
-    add_owners(p, "always count per owning process", per_namespace=False)
+    add_owners(p, "always count per owning process")
     p.add_argument("--json", action="store_true", help="JSON output (docs/json.md)")
-    watchdb.add_argument(p)
+    add_db(p)
     p.set_defaults(run=lambda args, term, msg: run(
-        StatsOptions(scope_from(args), args.owners, args.json, args.db), term, msg))
+        StatsOptions(scope_from(args), owner_policy(args.owners), args.json, args.db), term, msg))
 
 
 def run(opts: StatsOptions, term, msg, roots: Roots = Roots()) -> int:
-    view = query.collect(opts.scope, Filters(), tcp_info=False, roots=roots)
-    owners = opts.owners
-    skipped_owners = None
-    if owners is None:
-        n = files.open_files(roots.proc)
-        owners = n is not None and n < files.AUTO_OWNERS_MAX_FILES
-        if not owners:
-            skipped_owners = n
-    if owners:
-        query.attach_owners(view, roots.proc)
+    view = take(opts.scope, tcp_info=False, roots=roots)
+    skipped_owners = view.attach_owners(opts.owners, roots).skipped_files
     doc = stats_export.document(view)
-    if watchdb.attach(view, opts.db, term, msg):  # ages from `tcplinger watch`
+    attached = watchdb.attach_ages(view, opts.db)  # ages from `tcplinger watch`
+    report_watch_db(attached, opts.db, term, msg)
+    if attached.ok:
         doc["oldest"] = watchdb.oldest(view)
     if opts.json:
         meta = snapshot_meta(view)

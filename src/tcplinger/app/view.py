@@ -1,21 +1,24 @@
-"""The normal path shared by ls, stats and later commands: take a snapshot,
-filter it, and attach owners and ages to the rows that are shown."""
+"""The sockets of a scope as the front ends see them: one snapshot, filtered,
+with owners (by the one policy, collect/owners.py) and ages (from the
+snapshot, or merged with a fresh watch database: app/watchdb.py) attached
+to the rows that are shown."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from ..collect import files as files_mod
 from ..collect import snapshot as snap_mod
+from ..collect.owners import Attribution, OwnerPolicy
+from ..collect.roots import Roots
+from ..collect.snapshot import Scope
 from ..model.snapshot import NetnsSnapshot, Snapshot
 from ..model.socket import Age, Owner, SocketRecord
 from ..model.states import TcpState
 from ..model.table import SocketTable, iter_records
 from ..track import age as age_mod
-from .options import Filters
 
 #: tcp_info is fetched for these states only: their age lower bound and
 #: retransmission counters matter, and there are few of them on a healthy
@@ -24,12 +27,23 @@ INFO_STATES = frozenset({TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2, TcpState.FIN_W
                          TcpState.LAST_ACK, TcpState.CLOSING})
 
 
+@dataclass(frozen=True)
+class Filters:
+    """What ``ls`` (and ``kill`` before its own criteria) keeps of a snapshot."""
+
+    states: frozenset[TcpState] | None = None
+    port: int | None = None
+    sport: int | None = None
+    dport: int | None = None
+    pid: int | None = None
+
+
 @dataclass
 class NsView:
     ns: NetnsSnapshot
     table: SocketTable
     owners: dict[int, tuple[Owner, ...]] | None = None  # None: not resolved
-    #: ages merged with a fresh watch database (cli/watchdb.py), else None
+    #: ages merged with a fresh watch database (app/watchdb.py), else None
     tracked: object | None = None
 
     def ages(self) -> list[Age]:
@@ -52,6 +66,11 @@ class NsView:
         return list(iter_records(self.table, netns=self.ns.netns, owners=self.owners,
                                  ages=self.ages(), tcp_info=tcp_info))
 
+    def inodes(self) -> set[int]:
+        """Inodes of the rows (0, no file, left out)."""
+        inodes = self.table.rows["inode"]
+        return set(np.unique(inodes[inodes != 0]).tolist())
+
 
 @dataclass
 class View:
@@ -64,40 +83,50 @@ class View:
     def total(self) -> int:
         return sum(len(p.table) for p in self.parts)
 
+    def merge(self, other: "View") -> None:
+        """Add another scope's namespaces to this view."""
+        self.parts += other.parts
+        self.snapshot.namespaces += other.snapshot.namespaces
+        self.snapshot.skipped += other.snapshot.skipped
 
-def collect(scope: snap_mod.Scope, filters: Filters = Filters(), *, want_owners: bool = False,
-            tcp_info: bool = True, roots: snap_mod.Roots = snap_mod.Roots()) -> View:
+    def attach_owners(self, policy: OwnerPolicy, roots: Roots = Roots(), *,
+                      wanted_of=None, also=()) -> Attribution:
+        """Owners, by ``policy``, of the inodes ``wanted_of(part)`` picks in
+        each part (default: every row's), given to every part; where to
+        walk depends on the namespaces that hold one. Returns what the
+        policy did."""
+        if policy.walk is False:
+            return policy.find((), ())  # not even the inodes: --no-owners on 1M sockets
+        held = [(p.ns, (wanted_of or NsView.inodes)(p)) for p in self.parts]
+        wanted = set().union(*(inodes for _, inodes in held))
+        holders = [ns for ns, inodes in held if inodes]
+        found = policy.find(wanted, holders, roots.proc, also=also)
+        if found.owners is not None:
+            self.unreadable_pids = found.owners.unreadable
+            for part in self.parts:
+                part.owners = found.owners
+            self.owners_resolved = True
+        return found
+
+
+def take(scope: Scope, filters: Filters = Filters(), *, tcp_info: bool = True,
+         roots: Roots = Roots()) -> View:
+    """One snapshot of ``scope``, filtered, without owners or tracked ages.
+
+    With ``filters.pid`` only that process's sockets are kept (read before
+    the dump, so that a missing pid fails before any work).
+    """
     info_states = frozenset()
     if tcp_info:
         info_states = INFO_STATES if filters.states is None else INFO_STATES & filters.states
     pid_inodes = None
-    if filters.pid is not None:  # first: a missing pid fails before any dump
+    if filters.pid is not None:
         pid_inodes = files_mod.socket_inodes(filters.pid, roots.proc)
     snap = snap_mod.take(scope, states=filters.states, info_states=info_states, roots=roots)
     view = View(snap)
     for ns in snap.namespaces:
         view.parts.append(NsView(ns, _filter(ns.table, filters, pid_inodes)))
-    if want_owners or filters.pid is not None:
-        attach_owners(view, roots.proc)
     return view
-
-
-def attach_owners(view: View, proc_root: Path) -> None:
-    """One walk of /proc/*/fd for the inodes of the selected rows only."""
-    wanted: set[int] = set()
-    for part in view.parts:
-        inodes = part.table.rows["inode"]
-        wanted.update(np.unique(inodes[inodes != 0]).tolist())
-    from ..collect import owners as owners_mod  # only here: ~7 ms that stats mostly skips
-
-    # The namespaces' own processes first: the others are read only when
-    # some socket has no owner among them (see find_owners).
-    first = {pid for part in view.parts for pid in part.ns.pids}
-    found = owners_mod.find_owners(wanted, proc_root, first=first) if wanted else {}
-    view.unreadable_pids = getattr(found, "unreadable", 0)
-    for part in view.parts:
-        part.owners = found
-    view.owners_resolved = True
 
 
 def _filter(table: SocketTable, f: Filters, pid_inodes) -> SocketTable:

@@ -1,0 +1,83 @@
+"""What ``tcplinger history`` shows, as plain data (also its JSON
+document): the series of the watch database (by state, owner or
+namespace), their growth, and the ones that reach a limit (the owner's fd
+limit, tcp_max_tw_buckets, the ephemeral port range; track/trends.py)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..model.states import name as state_name
+from ..track import trends
+from ..track.growth import fit
+from ..track.store import Store
+from .watchdb import owned_series
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    db: Path
+    since: float  # seconds back
+    states: frozenset | None
+    by: str  # "state", "owner" or "netns"
+
+
+def history(query: HistoryQuery, now: float | None = None) -> dict:
+    """The document of ``query``; FileNotFoundError without a database."""
+    store = Store(query.db, readonly=True)
+    try:
+        return analyse(store, query, time.time() if now is None else now)
+    finally:
+        store.db.close()
+
+
+def _label(by: str, key, labels: dict) -> str:
+    if by == "state":
+        return state_name(int(key))
+    if by == "netns":
+        return labels.get(key) or str(key)
+    return {"": "(not attributed)", "-": "(no process)"}.get(key, key)
+
+
+def analyse(store: Store, query: HistoryQuery, now: float) -> dict:
+    """Everything history shows from an open ``store``."""
+    start = now - query.since
+    states = None if query.states is None else sorted(int(s) for s in query.states)
+    series = store.series(start, by=query.by, states=states)
+    labels = store.netns_labels()
+    found = trends.growing(owned_series(store.series(start, by="state_owner", states=states)),
+                           owners=store.owner_info())
+    found += trends.namespace_limits(store.counts_by_netns_state(start), store.kernel_latest())
+    if states is not None:
+        found = [f for f in found if f.state is None or f.state in states]
+    n = store.db.execute("SELECT COUNT(*) FROM samples WHERE t >= ?", (start,)).fetchone()[0]
+    out = {"since": start, "until": now, "by": query.by, "samples": n, "series": [],
+           "growing": []}
+    for key, (t, v) in sorted(series.items(), key=lambda kv: -kv[1][1][-1] if len(kv[1][1])
+                              else 0):
+        g = fit(t, v)
+        out["series"].append({"key": key if query.by != "state" else state_name(int(key)),
+                              "label": _label(query.by, key, labels),
+                              "times": [round(x, 3) for x in t.tolist()],
+                              "values": v.tolist(), "now": float(v[-1]) if len(v) else 0.0,
+                              "max": float(v.max()) if len(v) else 0.0,
+                              "per_minute": round(g.per_minute, 4), "growing": g.growing})
+    out["growing"] = [_growing(f, labels) for f in found]
+    return out
+
+
+def _growing(f, labels: dict) -> dict:
+    what = f.key
+    if f.state is not None and f.owner:
+        what = f"{state_name(f.state)} of {f.owner}"
+    elif f.netns is not None:
+        what = (f"{state_name(f.state)} in {labels.get(f.netns, f.netns)}" if f.state
+                else f"connections in {labels.get(f.netns, f.netns)}")
+    return {"what": what, "state": state_name(f.state) if f.state else None,
+            "owner": f.owner, "netns": f.netns,
+            "per_minute": round(f.growth.per_minute, 4),
+            "span_s": round(f.growth.span, 1), "r2": round(f.growth.r2, 4),
+            "current": f.current, "limit_name": f.limit_name,
+            "limit": f.limit, "time_to_limit_s": None if f.ttl is None else round(f.ttl, 1)}

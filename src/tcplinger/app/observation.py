@@ -1,0 +1,219 @@
+"""Observe a scope: everything the diagnosis reads, gathered once for
+``report``, ``check``, ``tune``, the exporter and the lab.
+
+1. one snapshot of the scope, with tcp_info for the teardown states (ages,
+   RTO); when the scope has at most IDLE_INFO_MAX established sockets, a
+   second dump of those with tcp_info (idle times, keepalive rule);
+2. owners, by the one policy (collect/owners.py), only for the sockets
+   rules attribute to a process (owned teardown sockets, long-idle
+   established ones);
+3. ages and trends from the watch database when it is fresh;
+4. fd usage of the processes holding CLOSE_WAIT;
+5. sysctl configuration files, for settings this kernel does not have;
+6. kernel counters of an earlier moment (app/counters.py), paired by
+   namespace.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..collect import owners as owners_mod
+from ..collect import snapshot as snap_mod
+from ..collect.owners import OwnerPolicy
+from ..collect.roots import Roots
+from ..collect.snapshot import Scope
+from ..diagnose.inputs import NamespaceInput
+from ..diagnose.metadata import BY_ID
+from ..diagnose.sysctl_files import LEGACY, REMOVED, SysctlSetting, parse, proc_path
+from ..model.states import TcpState
+from ..model.table import SocketTable
+from . import counters, watchdb
+from .view import NsView, View, take
+
+#: Below this many established sockets in scope, they are dumped a second
+#: time with tcp_info (280 bytes each) for their idle times.
+IDLE_INFO_MAX = 50_000
+#: States whose owned sockets rules attribute to a process.
+OWNED_STATES = (TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2, TcpState.FIN_WAIT1, TcpState.LAST_ACK,
+                TcpState.CLOSING)
+SYSCTL_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d",
+               "/lib/sysctl.d")
+
+
+@dataclass(frozen=True)
+class ObserveOptions:
+    scope: Scope
+    owners: OwnerPolicy = OwnerPolicy()
+    interval: float | None = None  # seconds between two counter samples
+    db: Path | None = None  # a watch database (None: the default one, when fresh)
+    #: ages and trends from the watch database (the lab has its own ages)
+    history: bool = True
+    #: the second dump of ESTABLISHED sockets with tcp_info, when few
+    idle_info: bool = True
+    #: what only the rules read: fd usage of CLOSE_WAIT holders ...
+    fd_usage: bool = True
+    #: ... and the host's sysctl.d files
+    sysctl_files: bool = True
+
+
+@dataclass
+class Observation:
+    view: View
+    inputs: list[NamespaceInput]
+    owners_skipped: int | None  # open files the owner walk would have read when skipped
+    sysctl_files: list[SysctlSetting]
+    phases: dict = field(default_factory=dict)  # seconds per step
+    errors: list = field(default_factory=list)  # steps that failed (strict=False)
+
+
+def observe(opts: ObserveOptions, roots: Roots = Roots(), *, previous: dict | None = None,
+            extra_scopes: tuple[Scope, ...] = (), ages: Callable | None = None,
+            strict: bool = True, log=lambda step, text: None) -> Observation:
+    """The diagnosis inputs of ``opts.scope`` (and ``extra_scopes``: rules
+    that look across namespaces, such as conntrack-mismatch, see them all).
+
+    ``previous`` are earlier counter readings (app/counters.py);
+    ``opts.interval`` takes one here and waits. ``ages(ns_snapshot, table)``
+    gives the ages of a namespace's rows (the lab's recorder) instead of
+    the snapshot's and the watch database's. With ``strict`` False an
+    owner walk that fails is logged and left out (the exporter's other
+    metrics still count).
+    """
+    scopes = (opts.scope,) + tuple(extra_scopes)
+    before = dict(previous or {})
+    if opts.interval:
+        before = counters.sample(scopes, roots)
+        time.sleep(opts.interval)
+    phases: dict = {}
+    t = time.perf_counter()
+    view = None
+    for scope in scopes:
+        part = take(scope, tcp_info=True, roots=roots)
+        if opts.idle_info:
+            _add_idle_info(part, scope, roots)
+        if view is None:
+            view = part
+        else:
+            view.merge(part)
+    phases["snapshot"] = time.perf_counter() - t
+    t = time.perf_counter()
+    errors, skipped = [], None
+    try:
+        skipped = attach_owners(view, opts.owners, roots)
+    except OSError as exc:
+        if strict:
+            raise
+        errors.append("owners")
+        log("owners", f"{exc.strerror or exc}")
+    phases["owners"] = time.perf_counter() - t
+    trends = None
+    if opts.history:
+        watchdb.attach_ages(view, opts.db)  # ages from a fresh `tcplinger watch` database
+        trends = watchdb.watch_trends(opts.db)  # and what grows, from the same database
+    inputs = [_input(part, roots, before, opts, ages, trends) for part in view.parts]
+    settings = read_sysctl_files(roots) if opts.sysctl_files else []
+    return Observation(view, inputs, skipped, settings, phases, errors)
+
+
+def _input(part: NsView, roots: Roots, before: dict, opts: ObserveOptions, ages,
+           trends) -> NamespaceInput:
+    inode = part.ns.netns.inode
+    prev = interval = None
+    if inode in before:
+        prev, when = before[inode]
+        interval = max(part.ns.taken_at - when, 0.0)
+    if ages is not None:
+        known = ages(part.ns, part.table)
+    else:  # None: the rules take them from the snapshot itself
+        known = part.tracked.to_ages() if part.tracked is not None else None
+    return NamespaceInput(
+        netns=part.ns.netns, kernel=part.ns.kernel, table=part.table, owners=part.owners,
+        processes=fd_usage(part, roots) if opts.fd_usage else {},
+        previous=prev, interval=interval, ages=known,
+        trends=trends.of(inode) if trends is not None else None)
+
+
+def _add_idle_info(view: View, scope: Scope, roots: Roots) -> None:
+    """Dump established sockets again with tcp_info when there are few."""
+    est = int(TcpState.ESTABLISHED)
+    n = sum(int(np.count_nonzero(p.table.rows["state"] == est)) for p in view.parts)
+    if n == 0 or n > IDLE_INFO_MAX:
+        return
+    try:
+        again = snap_mod.take(scope, states={TcpState.ESTABLISHED},
+                              info_states={TcpState.ESTABLISHED}, roots=roots)
+    except OSError:
+        return
+    fresh = {ns.netns.inode: ns.table for ns in again.namespaces}
+    for part in view.parts:
+        table = fresh.get(part.ns.netns.inode)
+        if table is None:
+            continue
+        keep = part.table.select(part.table.rows["state"] != est)
+        part.table = SocketTable.concat([keep, table])
+
+
+def wanted_inodes(part: NsView) -> set[int]:
+    """Inodes whose owners the rules use: owned teardown sockets, and
+    established ones idle longer than keepalive-vs-idle-timeout's bound."""
+    rows = part.table.rows
+    mask = np.isin(rows["state"], [int(s) for s in OWNED_STATES]) & (rows["inode"] != 0)
+    info = part.table.info
+    if info is not None:
+        est = (rows["state"] == int(TcpState.ESTABLISHED)) & info["present"]
+        idle = np.minimum(np.minimum(info["last_data_sent"], info["last_data_recv"]),
+                          info["last_ack_recv"])
+        timeout = BY_ID["keepalive-vs-idle-timeout"].defaults()["idle_timeout"] or 0
+        mask |= est & (idle >= timeout * 1000) & (rows["inode"] != 0)
+    return set(rows["inode"][mask].tolist())
+
+
+def attach_owners(view: View, policy: OwnerPolicy, roots: Roots) -> int | None:
+    """Owners of the inodes the rules need, by ``policy``. Returns the open
+    files the walk would have read when the policy left it out, else None."""
+    return view.attach_owners(policy, roots, wanted_of=wanted_inodes).skipped_files
+
+
+def fd_usage(part: NsView, roots: Roots) -> dict:
+    """RLIMIT_NOFILE and open fds of the processes holding CLOSE_WAIT."""
+    if not part.owners:
+        return {}
+    rows = part.table.rows
+    inodes = rows["inode"][(rows["state"] == int(TcpState.CLOSE_WAIT)) & (rows["inode"] != 0)]
+    pids = {o.pid for ino in set(inodes.tolist()) for o in part.owners.get(ino, ())}
+    out = {}
+    for pid in sorted(pids):
+        try:
+            out[pid] = owners_mod.fd_usage(pid, roots.proc)
+        except OSError:
+            continue
+    return out
+
+
+def read_sysctl_files(roots: Roots = Roots(), etc: Path = Path("/")) -> list[SysctlSetting]:
+    """Settings of removed or legacy keys in sysctl.d(5) files, with whether
+    the key exists on the running kernel."""
+    paths = [etc / "etc/sysctl.conf"]
+    for d in SYSCTL_DIRS:
+        try:
+            paths += sorted((etc / d.lstrip("/")).glob("*.conf"))
+        except OSError:
+            continue
+    out = []
+    watched = set(REMOVED) | set(LEGACY)
+    for path in paths:
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        for s in parse(str(path), text):
+            if s.key in watched:
+                exists = (roots.proc / "sys" / proc_path(s.key)).exists()
+                out.append(replace(s, exists=exists))
+    return out

@@ -1,0 +1,175 @@
+"""What the one-shot commands take from the watch daemon's database
+(track/store.py) when it is fresh: the ages of the sockets it tracks
+(source ``trace`` or ``first_seen``, merged with what the snapshot itself
+tells by track.tracker.merge_ages) and what grows (track/trends.py).
+
+sqlite3, the store and the tracker are imported only when a database is
+there: 11-23 ms that every ls/stats/report would pay otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..diagnose.inputs import NamespaceTrends, Trend
+from ..model.states import TcpState
+
+#: How far back the diagnosis fits growth in the watch database (the raw
+#: samples' retention, and history's default).
+TREND_WINDOW_S = 6 * 3600.0
+
+
+def db_path(given: Path | None) -> Path:
+    """``--db``, else where ``watch`` writes for this user."""
+    from ..track.paths import default_path
+
+    return given if given is not None else default_path(os.geteuid(), dict(os.environ))
+
+
+@dataclass(frozen=True)
+class Attached:
+    """What :func:`attach_ages` did: ``ok`` when the parts got tracked ages;
+    else ``error`` (the database could not be read) or ``stale`` with the
+    seconds since its last sample (None: it has none)."""
+
+    ok: bool
+    path: Path
+    error: str | None = None
+    stale: bool = False
+    ago: float | None = None
+
+
+def attach_ages(view, given: Path | None, now: float | None = None) -> Attached:
+    """Give each part of ``view`` tracked ages when the database is fresh.
+    A missing database is not an error: most hosts run no daemon."""
+    path = db_path(given)
+    try:
+        # A default path under another user's home (HOME kept by sudo -u,
+        # or a dropped-privilege run) raises EACCES rather than "missing".
+        if not path.exists():
+            return Attached(False, path)
+    except OSError as exc:
+        return Attached(False, path, error=exc.strerror or str(exc))
+    import sqlite3
+
+    from ..track.store import Store
+    from ..track.tracker import merge_ages
+
+    try:
+        store = Store(path, readonly=True)
+    except (OSError, sqlite3.Error) as exc:
+        return Attached(False, path, error=getattr(exc, "strerror", None) or str(exc))
+    try:
+        now = time.time() if now is None else now
+        if not store.is_fresh(now):
+            last = store.last_sample()
+            return Attached(False, path, stale=True, ago=None if last is None else now - last.t)
+        for part in view.parts:
+            rows = part.table.rows
+            since, code, low = store.live_since(part.ns.netns.inode, rows["cookie"],
+                                                rows["state"])
+            timer, bound = part.age_arrays()
+            part.tracked = merge_ages(now, since, code, low, timer, bound)
+        return Attached(True, path)
+    except sqlite3.Error as exc:
+        return Attached(False, path, error=str(exc))
+    finally:
+        store.db.close()
+
+
+def oldest(view) -> list[dict]:
+    """Per state, the oldest tracked socket: what ``stats`` adds when a
+    fresh watch database gave ages."""
+    import numpy as np
+
+    from ..model.states import name as state_name
+    from ..track.tracker import SOURCE_CODES
+    best: dict[int, tuple] = {}
+    for part in view.parts:
+        t = part.tracked
+        if t is None or not len(t):
+            continue
+        st = part.table.rows["state"]
+        secs = np.where(np.isnan(t.seconds), -1.0, t.seconds)
+        for s in np.unique(st).tolist():
+            idx = np.flatnonzero(st == s)
+            i = idx[np.argmax(secs[idx])]
+            if secs[i] < 0:
+                continue
+            cand = (float(secs[i]), bool(t.at_least[i]), SOURCE_CODES[int(t.source[i])].value,
+                    part.ns.netns.label())
+            if s not in best or cand[0] > best[s][0]:
+                best[s] = cand
+    return [{"state": state_name(s), "seconds": round(v[0], 3), "at_least": v[1],
+             "source": v[2], "netns": v[3]} for s, v in sorted(best.items())]
+
+
+# ---- trends ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WatchTrends:
+    """What grows in the watch database: per (pid, state), and per
+    namespace (``track.trends``, the same fits as ``tcplinger history``)."""
+
+    by_owner: dict
+    by_netns: dict  # inode -> (by_state {state: Trend}, connections Trend | None)
+
+    def of(self, inode: int) -> NamespaceTrends:
+        by_state, conns = self.by_netns.get(inode, ({}, None))
+        return NamespaceTrends(self.by_owner, by_state, conns)
+
+
+def watch_trends(given: Path | None, now: float | None = None,
+                 window: float = TREND_WINDOW_S) -> WatchTrends | None:
+    """Trends from the watch database when it is fresh, else None (a
+    missing, stale or unreadable database: the diagnosis goes without)."""
+    import sqlite3
+
+    from ..track.store import Store
+    path = db_path(given)
+    try:
+        if not path.exists():
+            return None
+        store = Store(path, readonly=True)
+    except (OSError, sqlite3.Error):
+        return None
+    try:
+        now = time.time() if now is None else now
+        return trends_of(store, now - window) if store.is_fresh(now) else None
+    except sqlite3.Error:
+        return None
+    finally:
+        store.db.close()
+
+
+def owned_series(series: dict) -> dict:
+    """The per (state, owner) series that name a process: keys of
+    unattributed sockets end in " " (no owner looked up) or " -" (no
+    process: TIME_WAIT, orphans; track/series.py)."""
+    return {k: v for k, v in series.items() if not k.endswith((" ", " -"))}
+
+
+def trends_of(store, start: float) -> WatchTrends:
+    """The growing series of ``store`` since ``start``, as diagnosis input."""
+    from ..track import trends as trends_mod
+
+    cw = int(TcpState.CLOSE_WAIT)
+    series = store.series(start, by="state_owner", states=[cw])
+    owned = trends_mod.growing(owned_series(series), owners=store.owner_info())
+    by_owner = {}
+    for f in owned:
+        pid = f.owner.partition("/")[0]  # owner keys are "pid/comm" (track.series)
+        if pid.isdigit():
+            by_owner[(int(pid), f.state)] = Trend.of(f)
+    by_netns: dict = {}
+    for f in trends_mod.namespace_limits(store.counts_by_netns_state(start), store.kernel_latest()):
+        by_state, conns = by_netns.get(f.netns, ({}, None))
+        if f.state is None:
+            conns = Trend.of(f)
+        else:
+            by_state[f.state] = Trend.of(f)
+        by_netns[f.netns] = (by_state, conns)
+    return WatchTrends(by_owner, by_netns)
