@@ -11,7 +11,7 @@ from ...collect.capture import CaptureFailed, CaptureToolMissing
 from ...i18n import Messages, lang_from_env
 from ..errors import CliError, Exit
 from ..options import add_scope, positive_float, scope_from
-from .pcap import add_output_flags, analyse_and_render, pcap_options
+from ..wire_output import add_output_flags, analyse_and_render, pcap_options
 
 NAME = "capture"
 
