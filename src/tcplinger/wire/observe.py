@@ -71,7 +71,7 @@ class Side:
     """One endpoint's observed facts (times are capture times)."""
 
     __slots__ = ("ttl", "syn_t", "synack_t", "estab_t", "fin_t", "fin_end", "fin_sent",
-                 "fin_acked_t", "peer_fin_acked_t", "rst_t", "rst_foreign", "window",
+                 "fin_acked_t", "peer_fin_acked_t", "fin_ack", "rst_t", "rst_foreign", "window",
                  "zero_t", "zero_open", "ka", "ka_answered", "ka_foreign", "ka_pending",
                  "ka_unanswered", "probes", "foreign", "last_t", "data_t")
 
@@ -80,6 +80,7 @@ class Side:
         self.syn_t = self.synack_t = self.estab_t = None
         self.fin_t = self.fin_end = self.fin_acked_t = self.peer_fin_acked_t = None
         self.fin_sent = 0
+        self.fin_ack = None  # the ACK field of its first FIN (or None: no ACK bit)
         self.rst_t = None
         self.rst_foreign = False
         self.window = None
@@ -124,7 +125,7 @@ class Observer:
         tag = ""
         ctl = flags & (SYN | FIN | RST)
         if not ctl:
-            if plen <= 1 and seq == (ep.last - 1) & M32 and ep.last > ep.start + 1:
+            if plen <= 1 and seq == (ep.last - 1) & M32:
                 zero = other is not None and other.window == 0
                 tag = "window-probe" if zero else "keepalive"
             elif plen == 1 and other is not None and other.window == 0 and seq == ep.last & M32:
@@ -143,6 +144,7 @@ class Observer:
             end = (seq + plen + 1) & M32
             if side.fin_end is None:
                 side.fin_end, side.fin_t = end, t
+                side.fin_ack = ack if flags & ACK else None
             elif end == side.fin_end:
                 tag = "retransmission"
             side.fin_sent += 1

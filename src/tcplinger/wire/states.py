@@ -16,9 +16,9 @@ stay open (``end_s`` None) up to the end of the capture.
 
 >>> from types import SimpleNamespace as NS
 >>> a = NS(syn_t=0.0, synack_t=None, estab_t=0.2, fin_t=1.0, fin_acked_t=1.1,
-...        peer_fin_acked_t=None, rst_t=None)
+...        peer_fin_acked_t=None, rst_t=None, fin_ack=None, fin_end=2)
 >>> b = NS(syn_t=None, synack_t=0.1, estab_t=None, fin_t=None, fin_acked_t=None,
-...        peer_fin_acked_t=1.1, rst_t=None)
+...        peer_fin_acked_t=1.1, rst_t=None, fin_ack=None, fin_end=None)
 >>> [(s.state, s.start_s, s.end_s) for s in endpoint_spans(a, b, True, t0=0.0)]
 [(2, 0.0, 0.1), (1, 0.1, 1.0), (4, 1.0, 1.1), (5, 1.1, None)]
 >>> [(s.state, s.start_s, s.end_s) for s in endpoint_spans(b, a, False, t0=0.0)]
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from ..model.states import TcpState
 from ..model.timeline import StateSpan
+from .zeek import seq_delta
 
 
 class S:
@@ -87,8 +88,13 @@ def endpoint_spans(me, peer, is_orig: bool, *, t0: float, first_t: float | None 
         events.append((me.fin_acked_t, "fin_acked"))
     if me.peer_fin_acked_t is not None:
         fin_t = peer.fin_t if peer.fin_t is not None else peer_fin_t
-        events.append((min(fin_t, me.peer_fin_acked_t) if fin_t is not None
-                       else me.peer_fin_acked_t, "fin_received"))
+        got = min(fin_t, me.peer_fin_acked_t) if fin_t is not None else me.peer_fin_acked_t
+        if (me.fin_t is not None and peer.fin_end is not None and me.fin_ack is not None
+                and seq_delta(me.fin_ack, peer.fin_end) < 0):
+            # its own FIN did not acknowledge the peer's: it was sent before
+            # that FIN arrived (a simultaneous close), whatever the capture saw
+            got = max(got, me.fin_t)
+        events.append((got, "fin_received"))
     rst = [t for t in (me.rst_t, peer.rst_t) if t is not None]
     if rst:
         events.append((min(rst), "rst"))
