@@ -25,7 +25,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get install -y -qq iproute2 nftables conntrack tcpdump procps net-tools \
         prometheus prometheus-node-exporter openssl util-linux python3 \
         apache2 nginx apache2-utils podman runc busybox-static chromium fonts-wqy-zenhei \
-        librsvg2-bin pipx python3-venv systemd >/dev/null
+        librsvg2-bin pipx python3-venv systemd tshark >/dev/null
     if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
 fi
 python3 -m pip install -q -e '.[test,exporter,webauth,tui]'

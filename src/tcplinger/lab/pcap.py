@@ -4,8 +4,9 @@ Pure: bytes in, segments out. The format is libpcap's (pcap-savefile(5)):
 a 24-byte file header (magic 0xa1b2c3d4 for microsecond, 0xa1b23c4d for
 nanosecond timestamps, in the writer's byte order; link type at offset 20),
 then per packet a 16-byte header (seconds, fraction, captured length,
-original length) and the bytes. Ethernet (link type 1) and Linux cooked
-captures (113, ``-i any``) are understood; IPv4 and IPv6, TCP only.
+original length) and the bytes. The decoding is wire/'s (pcap and pcapng,
+every link type it knows); this module turns its columns into the lab's
+:class:`Segment` records.
 
 A SYN from 198.18.0.2:40000 to 198.19.0.2:20000 (Ethernet, IPv4, a 20-byte
 TCP header), written by hand:
@@ -24,8 +25,6 @@ TCP header), written by hand:
 
 from __future__ import annotations
 
-import ipaddress
-import struct
 from dataclasses import dataclass
 
 _FLAG_LETTERS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "."))
@@ -64,78 +63,25 @@ class Segment:
                 self.flag_bits, self.length)
 
 
-def _ip_segment(t: float, data: bytes, off: int) -> Segment | None:
-    version = data[off] >> 4
-    if version == 4:
-        ihl = (data[off] & 0x0F) * 4
-        total = struct.unpack_from("!H", data, off + 2)[0]
-        if data[off + 9] != 6:
-            return None
-        src = str(ipaddress.IPv4Address(data[off + 12:off + 16]))
-        dst = str(ipaddress.IPv4Address(data[off + 16:off + 20]))
-        tcp_off, ip_end = off + ihl, off + total
-    elif version == 6:
-        if data[off + 6] != 6:  # extension headers are not followed
-            return None
-        plen = struct.unpack_from("!H", data, off + 4)[0]
-        src = str(ipaddress.IPv6Address(data[off + 8:off + 24]))
-        dst = str(ipaddress.IPv6Address(data[off + 24:off + 40]))
-        tcp_off, ip_end = off + 40, off + 40 + plen
-    else:
-        return None
-    if len(data) < tcp_off + 20:
-        return None
-    sport, dport, seq, ack, doff, flags, window = struct.unpack_from("!HHIIBBH", data, tcp_off)
-    hdr = (doff >> 4) * 4
-    # The IP length, not the captured length: a short snaplen still tells
-    # the payload size.
-    length = max(0, ip_end - tcp_off - hdr)
-    return Segment(t, src, sport, dst, dport, seq, ack, flags, window, length)
-
-
 def read_segments(blob: bytes) -> list[Segment]:
-    """Every TCP segment in a pcap file's bytes; a truncated last record
-    (a capture still being written) is ignored."""
-    if len(blob) < 24:
+    """Every TCP segment in a capture file's bytes (pcap or pcapng, read by
+    wire/, the one reader of the project); a truncated last record (a
+    capture still being written) is ignored."""
+    import io
+
+    from ..wire.decode import decode, format_addr
+    from ..wire.pcapfile import read_blocks
+
+    if not blob:
         return []
-    magic_le = struct.unpack_from("<I", blob)[0]
-    if magic_le in (0xA1B2C3D4, 0xA1B23C4D):
-        endian = "<"
-    elif struct.unpack_from(">I", blob)[0] in (0xA1B2C3D4, 0xA1B23C4D):
-        endian = ">"
-    else:
-        raise ValueError("not a pcap file (pcapng is not supported: use tcpdump -w)")
-    magic = struct.unpack_from(endian + "I", blob)[0]
-    scale = 1e-9 if magic == 0xA1B23C4D else 1e-6
-    linktype = struct.unpack_from(endian + "I", blob, 20)[0] & 0xFFFF
     out = []
-    off = 24
-    rec = struct.Struct(endian + "IIII")
-    while off + 16 <= len(blob):
-        sec, frac, caplen, _orig = rec.unpack_from(blob, off)
-        off += 16
-        if off + caplen > len(blob):
-            break
-        data = blob[off:off + caplen]
-        off += caplen
-        t = sec + frac * scale
-        if linktype == 1:  # Ethernet, maybe one 802.1Q tag
-            ethertype = struct.unpack_from("!H", data, 12)[0]
-            l3 = 14
-            if ethertype == 0x8100:
-                ethertype = struct.unpack_from("!H", data, 16)[0]
-                l3 = 18
-        elif linktype == 113:  # Linux cooked (SLL)
-            ethertype = struct.unpack_from("!H", data, 14)[0]
-            l3 = 16
-        elif linktype in (101, 12):  # raw IP
-            ethertype = 0x0800 if data[0] >> 4 == 4 else 0x86DD
-            l3 = 0
-        else:
-            continue
-        if ethertype not in (0x0800, 0x86DD) or len(data) < l3 + 20:
-            continue
-        seg = _ip_segment(t, data, l3)
-        if seg is not None:
-            out.append(seg)
+    for block in read_blocks(io.BytesIO(blob), []):
+        p = decode(block.data, block.start, block.caplen, block.linktype, block.ts,
+                   block.interface).packets
+        for t, sh, sl, sp, dh, dl, dp, seq, ack, fl, win, plen in zip(
+                p.ts.tolist(), p.src_hi.tolist(), p.src_lo.tolist(), p.sport.tolist(),
+                p.dst_hi.tolist(), p.dst_lo.tolist(), p.dport.tolist(), p.seq.tolist(),
+                p.ack.tolist(), p.flags.tolist(), p.win.tolist(), p.plen.tolist()):
+            out.append(Segment(t, format_addr(sh, sl), sp, format_addr(dh, dl), dp, seq, ack,
+                               fl & 0x3F, win, plen))
     return out

@@ -28,6 +28,7 @@ from . import diagnosis as diag_mod
 from . import merge as merge_mod
 from . import middlebox as mb_mod
 from . import packets as packets_mod
+from . import wireview
 from . import registry
 from .capture import Capture, pdeathsig_prefix
 from .checks import Observed, evaluate
@@ -347,6 +348,8 @@ class LabResult:
     failed_connects: list
     recorder: dict
     warnings: list = field(default_factory=list)
+    #: the captures as wire/ reads them (lab/wireview.py), by interface
+    wire: dict = field(default_factory=dict)
     tolerance: Tolerance | None = None
     #: what merge() was given (transitions, views, actions, t0): for fixtures
     raw: dict = field(default_factory=dict, repr=False)
@@ -415,6 +418,7 @@ class LabResult:
             "diagnosis": [f.to_json() for f in self.findings],
             "recorder": self.recorder,
             "warnings": self.warnings,
+            "wire": self.wire,
         }
 
 
@@ -536,6 +540,11 @@ def run(opts: RunOptions, scenario: Scenario, msg, progress=None) -> LabResult:
                              warnings, opts)
             result.slot = rec.slot
             result.registered_at = rec.created
+            if capture is not None and segs:
+                result.wire = wireview.view(
+                    {label: capture.dir / f"{label}.pcap" for label in segs},
+                    offset=capture.offset, t0=run_.t0,
+                    names={topo.addr.client: "client", topo.addr.server: "server"})
         finally:
             if run_ is not None:
                 for peer in run_.peers.values():

@@ -56,7 +56,9 @@ _NEXT = {
     (S.CLOSE_WAIT, "fin_sent"): S.LAST_ACK,
     (S.LAST_ACK, "fin_acked"): None,
 }
-_ORDER = {"fin_sent": 0, "fin_received": 1, "fin_acked": 2, "rst": 3}
+#: At equal times (one segment carrying both), the ACK is taken before the FIN
+#: (RFC 793, "SEGMENT ARRIVES": the ACK field is checked before the FIN bit).
+_ORDER = {"fin_sent": 0, "fin_acked": 1, "fin_received": 2, "rst": 3}
 
 
 def _opening(me, peer, is_orig: bool, first_t: float) -> list[tuple[int, float]]:
