@@ -24,6 +24,7 @@ class ReportOptions:
     diagnose: DiagnoseOptions
     json: bool
     sockets: int  # shown per finding in text
+    html: Path | None = None  # also write the self-contained HTML page there
 
 
 def register(sub) -> None:
@@ -36,8 +37,12 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="JSON output (docs/json.md)")
     p.add_argument("--sockets", type=int, default=5, metavar="N",
                    help="sockets shown per finding in text output (default 5)")
+    p.add_argument("--html", type=Path, default=None, metavar="FILE",
+                   help="also write the report as one self-contained HTML page (no scripts, "
+                        "nothing fetched) to attach to a ticket")
     p.set_defaults(run=lambda args, term, msg: run(
-        ReportOptions(diagnose_options(args), args.json, max(args.sockets, 0)), term, msg))
+        ReportOptions(diagnose_options(args), args.json, max(args.sockets, 0), args.html),
+        term, msg))
 
 
 def run(opts: ReportOptions, term, msg, roots: Roots = Roots()) -> int:
@@ -54,5 +59,59 @@ def run(opts: ReportOptions, term, msg, roots: Roots = Roots()) -> int:
             term.out(line)
         if d.owners_skipped:
             term.out(msg("report.owners_skipped", n=d.owners_skipped))
+    if opts.html is not None:
+        write_html(opts.html, d, summaries, opts.diagnose.db, msg)
+        term.err(msg("html.written", path=opts.html))
     report_problems(d.view, term, msg)
     return int(Exit.OK)
+
+
+def write_html(path: Path, d: Diagnosis, summaries, db, msg) -> None:
+    """The report as one HTML page (ui/html.py), written atomically."""
+    import socket
+
+    from ...fsutil import atomic_write
+    from ...ui import html
+
+    doc = findings_export.document(d.findings, summaries, msg, thresholds=d.thresholds)
+    doc.update(snapshot_meta(d.view))
+    page = html.render_page(doc, msg, generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                            host=socket.gethostname(), lang=msg.lang,
+                            ages=html.age_histograms(d.inputs), history=watch_plots(db))
+    try:
+        atomic_write(path, page.encode("utf-8"))
+    except OSError as exc:
+        code = Exit.PERMISSION if isinstance(exc, PermissionError) else Exit.NOT_FOUND
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}", code) from None
+
+
+def watch_plots(given: Path | None, window: float = TREND_WINDOW_S) -> dict | None:
+    """Counts per lingering state over the last ``window`` from a fresh
+    watch database, with the TIME_WAIT limit, for the HTML page."""
+    import sqlite3
+
+    from ...model.states import TEARDOWN
+    from ...model.states import name as state_name
+    from ...track.store import Store
+    path = watchdb.path_of(given)
+    try:
+        if not path.exists():
+            return None
+        store = Store(path, readonly=True)
+    except (OSError, sqlite3.Error):
+        return None
+    try:
+        now = time.time()
+        if not store.is_fresh(now):
+            return None
+        series = store.series(now - window, by="state", states=sorted(TEARDOWN))
+        tw = [v for (ns, name), v in store.kernel_latest().items() if name == "tcp_max_tw_buckets"]
+    except sqlite3.Error:
+        return None
+    finally:
+        store.db.close()
+    out = [{"label": state_name(int(k)), "times": t.tolist(), "values": v.tolist()}
+           for k, (t, v) in sorted(series.items()) if len(v) and v.max() > 0]
+    limits = [("tcp_max_tw_buckets", max(tw))] if tw and any(
+        s["label"] == "TIME_WAIT" for s in out) else []
+    return {"series": out, "limits": limits} if out else None

@@ -1,0 +1,276 @@
+"""``tcplinger report --html``: one self-contained page to attach to a ticket.
+
+Pure: it takes the report's JSON document (docs/json.md, the same data the
+terminal shows), the age histograms and, when a fresh watch database was
+there, the history series, and returns one HTML string.  Everything is
+inline (CSS in a <style>, charts as <svg>); there is no script, no web
+font and no link that loads anything, so the page reads the same offline,
+in a mail client, or with JavaScript off.  Commands sit in <pre> blocks
+whose text selects whole with one click (``user-select: all``).
+
+>>> from tcplinger.i18n import Messages
+>>> doc = {"worst": None, "totals": {"critical": 0, "warning": 0, "info": 0},
+...        "findings": [], "summary": [], "namespaces": []}
+>>> page = render_page(doc, Messages("en"), generated="2026-12-07 12:00:00", host="h")
+>>> page.startswith("<!DOCTYPE html>") and "<script" not in page and "No lingering" in page
+True
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+import numpy as np
+
+from ..model.states import TEARDOWN, name as state_name, parse_state
+from ..track.age import age_arrays
+from .report import workload_line
+from .svgchart import histogram_svg, series_svg
+from .ticks import time_label
+from .timeline import COLOUR, GREY
+from .table import duration
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI","Noto Sans","WenQuanYi Zen Hei",sans-serif;
+ color:#1d1d1f;background:#fafafa;margin:0}
+main{max-width:1100px;margin:0 auto;padding:18px 24px 40px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 10px;border-bottom:1px solid #ddd}
+h3{font-size:15px;margin:0 0 6px}.meta{color:#666;font-size:12px}
+.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:12px 16px;margin:12px 0}
+table{border-collapse:collapse;font-size:13px}td,th{padding:3px 10px 3px 0;text-align:left;
+ vertical-align:top}th{color:#555;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
+.grid{display:flex;flex-wrap:wrap;gap:18px}.bar{background:#eee;width:140px;height:9px;
+ display:inline-block;border-radius:3px;vertical-align:middle}.bar i{display:block;height:9px;
+ border-radius:3px;background:#4e79a7}.bar i.hot{background:#c0392b}
+.sev{display:inline-block;padding:1px 7px;border-radius:10px;color:#fff;font-size:12px;
+ font-weight:700;margin-right:6px}.sev-critical{background:#c0392b}.sev-warning{background:#d68910}
+.sev-info{background:#2e86c1}.finding{border-left:5px solid #bbb}.finding.critical{border-left-color:#c0392b}
+.finding.warning{border-left-color:#d68910}.finding.info{border-left-color:#2e86c1}
+ul{margin:4px 0 8px;padding-left:20px}li{margin:2px 0}.kind{color:#555;font-size:12px;
+ text-transform:uppercase;margin-right:4px}
+pre{background:#f1f3f5;border:1px solid #dde;border-radius:4px;padding:6px 8px;margin:4px 0;
+ white-space:pre-wrap;word-break:break-all;font:12.5px/1.4 ui-monospace,"DejaVu Sans Mono",monospace}
+pre.cmd{user-select:all;-webkit-user-select:all;cursor:text}.lbl{font-size:12px;color:#555}
+details summary{cursor:pointer;color:#2e5d8f}.sw{display:inline-block;width:10px;height:10px;
+ margin-right:4px;vertical-align:middle}
+"""
+
+SEVERITIES = ("critical", "warning", "info")
+#: Age buckets of the histograms (upper bounds, seconds): 60 s is TIME_WAIT
+#: and the default tcp_fin_timeout, 7200 s the default tcp_keepalive_time.
+AGE_BUCKETS = (1, 5, 15, 60, 300, 1800, 7200)
+
+
+def state_colour(name: str) -> str:
+    try:
+        return COLOUR.get(parse_state(name), GREY)[0]
+    except ValueError:
+        return GREY[0]
+
+
+def age_histograms(inputs) -> dict[int, dict[str, list[int]]]:
+    """``{netns inode: {state: [count per AGE_BUCKETS bucket, beyond, unknown]}}``
+    for the lingering states present; ages as the report knows them (a
+    watch database's, else timers exactly and tcp_info lower bounds)."""
+    out = {}
+    edges = np.array(AGE_BUCKETS, dtype=float)
+    for inp in inputs:
+        table = inp.table
+        if inp.ages is not None:
+            secs = np.array([np.nan if a.seconds is None else a.seconds for a in inp.ages],
+                            dtype=float)
+        else:
+            exact, lower = age_arrays(table, inp.kernel)
+            secs = np.where(np.isnan(exact), lower, exact)
+        states = table.rows["state"]
+        per = {}
+        for st in sorted(TEARDOWN):
+            mask = states == int(st)
+            if not mask.any():
+                continue
+            vals = secs[mask]
+            known = vals[~np.isnan(vals)]
+            counts = np.bincount(np.searchsorted(edges, known, side="right"),
+                                 minlength=len(edges) + 1).tolist()
+            per[state_name(int(st))] = counts + [int(np.isnan(vals).sum())]
+        if per:
+            out[inp.netns.inode] = per
+    return out
+
+
+def age_buckets() -> list[str]:
+    """Bucket labels by upper bound, short enough for narrow bars.
+
+    >>> age_buckets()
+    ['<1s', '<5s', '<15s', '<1m', '<5m', '<30m', '<2h', '≥2h']
+    """
+    return [f"<{time_label(hi)}" for hi in AGE_BUCKETS] + [f"≥{time_label(AGE_BUCKETS[-1])}"]
+
+
+def render_page(doc: dict, msg, *, generated: str, host: str, lang: str = "en",
+                ages: dict | None = None, history: dict | None = None) -> str:
+    """The whole page. ``ages``: ``{netns inode: {state: [count per bucket]}}``;
+    ``history``: ``{"series": [...], "limits": [...], "since": t, "until": t}``."""
+    out = [f'<!DOCTYPE html>\n<html lang="{escape(lang)}"><head><meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           # nothing may be fetched: a browser that is asked to load anything
+           # refuses and says so in its console (the test suite checks it is empty)
+           '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+           'style-src \'unsafe-inline\'; img-src data:">',
+           f'<title>{escape(msg("html.title", host=host))}</title><style>{CSS}</style>'
+           '</head><body><main>',
+           f'<h1>{escape(msg("html.title", host=host))}</h1>',
+           f'<div class="meta">{escape(msg("html.generated", when=generated))}</div>']
+    out += _overview(doc, msg)
+    out.append(f'<h2>{escape(msg("html.namespaces"))}</h2>')
+    for s in doc.get("summary", []):
+        out += _namespace(s, msg, (ages or {}).get(s["netns"]["inode"]))
+    out.append(f'<h2>{escape(msg("html.findings", n=len(doc.get("findings", []))))}</h2>')
+    if not doc.get("findings"):
+        out.append(f'<p>{escape(msg("report.no_findings"))}</p>')
+    for i, f in enumerate(doc.get("findings", [])):
+        out += _finding(f, msg, i)
+    if history and history.get("series"):
+        out += _history(history, msg)
+    out.append(f'<p class="meta">{escape(msg("html.footer"))}</p></main></body></html>\n')
+    return "\n".join(out)
+
+
+def _overview(doc: dict, msg) -> list[str]:
+    totals = doc.get("totals", {})
+    badges = " ".join(f'<span class="sev sev-{s}">{totals.get(s, 0)} '
+                      f'{escape(msg("report.severity." + s))}</span>' for s in SEVERITIES)
+    return [f'<div class="card">{badges}</div>']
+
+
+def _gauge(used, limit) -> str:
+    if not isinstance(used, (int, float)) or not limit:
+        return ""
+    frac = max(0.0, min(1.0, used / limit))
+    hot = " hot" if frac >= 0.8 else ""
+    return f'<span class="bar"><i class="{hot.strip()}" style="width:{frac * 100:.1f}%"></i></span>'
+
+
+def _limit_rows(s: dict, msg) -> list[list]:
+    rows = [[msg("html.limit.timewait"), s.get("timewait_type"), "tcp_max_tw_buckets",
+             s.get("tcp_max_tw_buckets")],
+            [msg("html.limit.orphans"), s.get("sockstat_orphans"), "tcp_max_orphans",
+             s.get("tcp_max_orphans")]]
+    ct = s.get("conntrack") or {}
+    if ct.get("max"):
+        rows.append([msg("html.limit.conntrack"), ct.get("count"), "nf_conntrack_max",
+                     ct.get("max")])
+    pr = s.get("ip_local_port_range")
+    if pr:
+        rows.append([msg("html.limit.ports"), None, "ip_local_port_range",
+                     f"{pr[0]}–{pr[1]} ({pr[1] - pr[0] + 1})"])
+    return rows
+
+
+def _namespace(s: dict, msg, ages: dict | None) -> list[str]:
+    head = msg("report.header", netns=s["label"], inode=s["netns"]["inode"], total=s["total"])
+    out = ['<section class="card">', f'<h3>{escape(head)}</h3>']
+    if s.get("workload"):
+        out.append(f'<div class="meta">{escape(workload_line(s["workload"], msg))}</div>')
+    out.append('<div class="grid"><table>')
+    out.append("<tr>" + "".join(f"<th>{escape(msg(k))}</th>" for k in
+                                ("report.col.state", "report.col.count", "report.col.limit"))
+               + "</tr>")
+    for st in s["states"]:
+        limit = "" if not st["limit"] or st["limit_value"] is None else \
+            f'{st["limit"]} {st["limit_value"]}'
+        out.append(f'<tr><td><span class="sw" style="background:{state_colour(st["state"])}">'
+                   f'</span>{escape(st["state"])}</td><td class="n">{st["count"]}</td>'
+                   f'<td>{escape(limit)}</td></tr>')
+    out.append("</table><table>")
+    out.append(f'<tr><th>{escape(msg("html.limit.what"))}</th><th>{escape(msg("html.limit.used"))}'
+               f'</th><th>{escape(msg("html.limit.name"))}</th><th></th></tr>')
+    for what, used, name, limit in _limit_rows(s, msg):
+        shown = "-" if used is None else used
+        out.append(f'<tr><td>{escape(what)}</td><td class="n">{shown}</td>'
+                   f'<td>{escape(name)} {escape(str(limit if limit is not None else "-"))}</td>'
+                   f'<td>{_gauge(used, limit if isinstance(limit, int) else None)}</td></tr>')
+    out.append("</table></div>")
+    if ages:
+        out.append(f'<p class="lbl">{escape(msg("html.ages"))}</p><div class="grid">')
+        labels = age_buckets()
+        for state, counts in ages.items():
+            bars = list(zip(labels, counts[:-1]))
+            if counts[-1]:
+                bars.append((msg("html.age_unknown"), counts[-1]))
+            out.append(histogram_svg(bars, state_colour(state), title=state,
+                                     unit=" " + msg("html.sockets_unit")))
+        out.append("</div>")
+    out.append("</section>")
+    return out
+
+
+def _finding(f: dict, msg, index: int) -> list[str]:
+    sev = f["severity"]
+    where = msg("report.where", rule=f["rule"], netns=f["netns"].get("name")
+                or f["netns"].get("container") or f"net:[{f['netns']['inode']}]")
+    out = [f'<section class="card finding {sev}" id="finding-{index + 1}">',
+           f'<h3><span class="sev sev-{sev}">{escape(msg("report.severity." + sev))}</span>'
+           f'{escape(f["title"])}</h3>', f'<div class="meta">{escape(where)}</div>']
+    for key, items in (("report.evidence", f.get("facts")), ("report.cause", f.get("cause")),
+                       ("report.lifetime", f.get("lifetime"))):
+        if items:
+            out.append(f'<div class="lbl">{escape(msg(key))}</div><ul>'
+                       + "".join(f"<li>{escape(t)}</li>" for t in items) + "</ul>")
+    if f.get("fixes"):
+        out.append(f'<div class="lbl">{escape(msg("report.fixes"))}</div><ul>')
+        for fix in f["fixes"]:
+            item = (f'<li><span class="kind">{escape(msg("report.fix." + fix["kind"]))}</span>'
+                    f'{escape(fix["text"])}')
+            for key in ("command", "persist"):
+                if fix.get(key):
+                    item += (f'<div class="lbl">{escape(msg("report.fix." + key))}</div>'
+                             f'<pre class="cmd">{escape(fix[key])}</pre>')
+            out.append(item + "</li>")
+        out.append("</ul>")
+    out.append(f'<p class="lbl">{escape(msg("report.confidence", level=msg("report.confidence." + f["confidence"]), reason=f.get("confidence_reason") or ""))}</p>')
+    if f.get("sockets"):
+        out += _sockets(f, msg)
+    refs = f.get("references") or []
+    if refs:
+        out.append(f'<div class="lbl">{escape(msg("report.explain.references"))} '
+                   + "; ".join(escape(r["label"]) + f' <span class="meta">{escape(r["url"])}</span>'
+                               for r in refs) + "</div>")
+    out.append(f'<pre class="cmd">tcplinger explain {escape(f["rule"])}</pre></section>')
+    return out
+
+
+def _sockets(f: dict, msg) -> list[str]:
+    rows = f["sockets"]
+    head = msg("report.sockets", shown=len(rows), total=f.get("sockets_total", len(rows)))
+    out = [f"<details><summary>{escape(head)}</summary><table>",
+           "<tr>" + "".join(f"<th>{escape(msg(k))}</th>" for k in
+                            ("col.state", "col.recvq", "col.local", "col.remote", "col.age",
+                             "col.owner")) + "</tr>"]
+    for s in rows:
+        age = s.get("age") or {}
+        secs = age.get("seconds")
+        age_text = "?" if secs is None else ("≥" if age.get("at_least") else "") + \
+            f"{duration(secs)} ({age.get('source')})"
+        owner = ", ".join(f"{o['comm']} ({o['pid']})" for o in s.get("owners") or []) or "-"
+        out.append(f'<tr><td>{escape(s["state"])}</td><td class="n">{s["recv_q"]}</td>'
+                   f'<td>{escape(_ep(s["local"]))}</td><td>{escape(_ep(s["remote"]))}</td>'
+                   f'<td>{escape(age_text)}</td><td>{escape(owner)}</td></tr>')
+    out.append("</table></details>")
+    return out
+
+
+def _ep(e: dict) -> str:
+    a = e["address"]
+    return f"[{a}]:{e['port']}" if ":" in a else f"{a}:{e['port']}"
+
+
+def _history(history: dict, msg) -> list[str]:
+    out = [f'<h2>{escape(msg("html.history"))}</h2>', '<section class="card">']
+    for part in history.get("plots", [history]):
+        out.append(series_svg([{"label": s["label"], "times": s["times"], "values": s["values"],
+                                "colour": state_colour(s["label"])} for s in part["series"]],
+                              limits=part.get("limits", []), title=part.get("title", ""),
+                              y_label=msg("html.sockets_unit")))
+    out.append(f'<p class="meta">{escape(msg("html.history_note"))}</p></section>')
+    return out
