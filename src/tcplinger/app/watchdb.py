@@ -173,3 +173,38 @@ def trends_of(store, start: float) -> WatchTrends:
             by_state[f.state] = Trend.of(f)
         by_netns[f.netns] = (by_state, conns)
     return WatchTrends(by_owner, by_netns)
+
+
+# ---- plots -------------------------------------------------------------------
+
+def state_plots(given: Path | None, now: float | None = None,
+                window: float = TREND_WINDOW_S) -> dict | None:
+    """Counts per lingering state over the last ``window`` from a fresh
+    watch database, with tcp_max_tw_buckets when TIME_WAIT is among them
+    (the report's HTML page draws them); None without a fresh database."""
+    import sqlite3
+
+    from ..model.states import TEARDOWN, name as state_name
+    from ..track.store import Store
+    path = db_path(given)
+    try:
+        if not path.exists():
+            return None
+        store = Store(path, readonly=True)
+    except (OSError, sqlite3.Error):
+        return None
+    try:
+        now = time.time() if now is None else now
+        if not store.is_fresh(now):
+            return None
+        series = store.series(now - window, by="state", states=sorted(TEARDOWN))
+        tw = [v for (_, name), v in store.kernel_latest().items() if name == "tcp_max_tw_buckets"]
+    except sqlite3.Error:
+        return None
+    finally:
+        store.db.close()
+    out = [{"label": state_name(int(k)), "times": t.tolist(), "values": v.tolist()}
+           for k, (t, v) in sorted(series.items()) if len(v) and v.max() > 0]
+    limits = [("tcp_max_tw_buckets", max(tw))] if tw and any(
+        s["label"] == "TIME_WAIT" for s in out) else []
+    return {"series": out, "limits": limits} if out else None

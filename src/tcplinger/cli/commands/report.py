@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from ...app.diagnosis import DiagnoseOptions, diagnose
 from ...collect.roots import Roots
 from ...diagnose.summary import namespace_summary
 from ...export import findings as findings_export
 from ...ui import report as report_view
-from ..errors import Exit
+from ..errors import CliError, Exit
 from ..options import add_diagnose_args, diagnose_options
 from ..output import report_problems, snapshot_meta
 
@@ -66,10 +67,12 @@ def run(opts: ReportOptions, term, msg, roots: Roots = Roots()) -> int:
     return int(Exit.OK)
 
 
-def write_html(path: Path, d: Diagnosis, summaries, db, msg) -> None:
+def write_html(path: Path, d, summaries, db, msg) -> None:
     """The report as one HTML page (ui/html.py), written atomically."""
     import socket
+    import time
 
+    from ...app.watchdb import state_plots
     from ...fsutil import atomic_write
     from ...ui import html
 
@@ -77,41 +80,10 @@ def write_html(path: Path, d: Diagnosis, summaries, db, msg) -> None:
     doc.update(snapshot_meta(d.view))
     page = html.render_page(doc, msg, generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                             host=socket.gethostname(), lang=msg.lang,
-                            ages=html.age_histograms(d.inputs), history=watch_plots(db))
+                            ages=html.age_histograms(d.inputs), history=state_plots(db))
     try:
         atomic_write(path, page.encode("utf-8"))
     except OSError as exc:
         code = Exit.PERMISSION if isinstance(exc, PermissionError) else Exit.NOT_FOUND
-        raise CliError(f"cannot write {path}: {exc.strerror or exc}", code) from None
-
-
-def watch_plots(given: Path | None, window: float = TREND_WINDOW_S) -> dict | None:
-    """Counts per lingering state over the last ``window`` from a fresh
-    watch database, with the TIME_WAIT limit, for the HTML page."""
-    import sqlite3
-
-    from ...model.states import TEARDOWN
-    from ...model.states import name as state_name
-    from ...track.store import Store
-    path = watchdb.path_of(given)
-    try:
-        if not path.exists():
-            return None
-        store = Store(path, readonly=True)
-    except (OSError, sqlite3.Error):
-        return None
-    try:
-        now = time.time()
-        if not store.is_fresh(now):
-            return None
-        series = store.series(now - window, by="state", states=sorted(TEARDOWN))
-        tw = [v for (ns, name), v in store.kernel_latest().items() if name == "tcp_max_tw_buckets"]
-    except sqlite3.Error:
-        return None
-    finally:
-        store.db.close()
-    out = [{"label": state_name(int(k)), "times": t.tolist(), "values": v.tolist()}
-           for k, (t, v) in sorted(series.items()) if len(v) and v.max() > 0]
-    limits = [("tcp_max_tw_buckets", max(tw))] if tw and any(
-        s["label"] == "TIME_WAIT" for s in out) else []
-    return {"series": out, "limits": limits} if out else None
+        raise CliError(msg("html.unwritable", path=path, reason=exc.strerror or str(exc)),
+                       code) from None
