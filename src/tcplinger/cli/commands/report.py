@@ -61,7 +61,7 @@ def run(opts: ReportOptions, term, msg, roots: Roots = Roots()) -> int:
         if d.owners_skipped:
             term.out(msg("report.owners_skipped", n=d.owners_skipped))
     if opts.html is not None:
-        write_html(opts.html, d, summaries, opts.diagnose.db, msg)
+        write_html(opts.html, d, summaries, opts.diagnose.observe.db, msg)
         term.err(msg("html.written", path=opts.html))
     report_problems(d.view, term, msg)
     return int(Exit.OK)
