@@ -519,7 +519,7 @@ RANGE_PROBES = {
     "net.ipv4.tcp_retries2": ["0", "255", "256"],
     "net.ipv4.tcp_syn_retries": ["0", "1", "127", "128"],
     "net.ipv4.tcp_tw_reuse": ["0", "2", "3"],
-    "net.ipv4.tcp_tw_reuse_delay": ["0", "1", "599999", "600000"],
+    "net.ipv4.tcp_tw_reuse_delay": ["0", "1", "60000", "60001"],  # 1..TCP_PAWS_MSL s in ms
     "net.ipv4.ip_local_port_range": ["1023 1024", "1024 1024", "40001 40000"],
 }
 SEED_SYSCTLS = ("net.ipv4.tcp_tw_recycle", "net.ipv4.tcp_tw_timeout", "net.ipv4.tcp_max_orphans",

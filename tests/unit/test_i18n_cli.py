@@ -93,7 +93,14 @@ def test_not_found_in_chinese(cli, argv, fragment):
     (options.port, "70000", "opt.invalid_port"),
     (options.pid, "abc", "opt.invalid_pid"),
     (options.states, "close-wiat", "opt.unknown_state"),
-    (options.positive_float, "-1", "opt.invalid_positive"),
+    (options.duration_type(maximum=60, positive=True), "-1", "value.negative"),
+    (options.duration_type(maximum=60, positive=True), "0", "value.not_positive"),
+    (options.duration_type(maximum=60, minimum=1), "0.5", "value.below"),
+    (options.duration_type(maximum=60), "2m", "value.above"),
+    (options.duration_type(maximum=60), "5 minutes", "value.invalid_duration"),
+    (options.duration_type(maximum=60), "nan", "value.not_finite"),
+    (options.count_type(maximum=60), "1.5", "value.invalid_count"),
+    (options.count_type(maximum=60), "", "value.empty"),
 ])
 def test_option_errors_render_the_english_text_from_the_catalog(func, text, key):
     with pytest.raises(options.OptionError) as info:

@@ -13,10 +13,12 @@ import pytest
 from tcplinger.act import audit, kill_exec, kill_plan, selection
 from tcplinger.act.kernel_support import Kind, Probe, Status, Support, kinds, peer_sees
 from tcplinger.act.kill_plan import PlanPart, Refusal, plan
-from tcplinger.act.selection import KillCriteria, parse_duration, parse_peer
+from tcplinger.act.selection import KillCriteria, parse_peer
 from tcplinger.cli.commands import kill as kill_cmd
+from tcplinger.cli.options import LONGEST
 from tcplinger.diagnose.builder import SocketBuilder, owners_for
 from tcplinger.i18n import Messages
+from tcplinger.model import units
 from tcplinger.model.socket import NetnsRef
 from tcplinger.model.states import TcpState, parse_states
 
@@ -212,13 +214,13 @@ def test_ss_kill_lines():
 @pytest.mark.parametrize("text,value", [("90", 90), ("90s", 90), ("5m", 300), ("2h", 7200),
                                         ("1d", 86400), ("1h30m", 5400), ("1.5h", 5400)])
 def test_durations(text, value):
-    assert parse_duration(text) == value
+    assert units.parse_duration(text, maximum=LONGEST) == value
 
 
 @pytest.mark.parametrize("text", ["", "m", "5x", "-5", "5m3", "inf", "nan", "1 h"])
 def test_bad_durations(text):
-    with pytest.raises(selection.BadValue):
-        parse_duration(text)
+    with pytest.raises(units.BadValue):
+        units.parse_duration(text, maximum=LONGEST)
 
 
 def test_has_filter():
@@ -301,7 +303,7 @@ def test_cli_needs_a_filter(cli):
 
 @pytest.mark.parametrize("argv,fragment", [
     (["kill", "--older-than", "5 minutes"], "invalid duration"),
-    (["kill", "--max", "0", "--state", "close-wait"], "invalid --max"),
+    (["kill", "--max", "0", "--state", "close-wait"], "--max: invalid value '0' (at least 1)"),
     (["kill", "--peer", "10.0.0.300"], "invalid peer"),
     (["kill", "--cookie", "abc"], "invalid cookie"),
 ])

@@ -43,7 +43,8 @@ def test_list_json(cli):
 @pytest.mark.parametrize("argv,code,fragment", [
     (["lab", "run", "no-such-scenario"], 3, "no scenario named 'no-such-scenario'"),
     (["lab", "run", "orphan-fin-wait-2", "--set", "colour=blue"], 2, "colour: no such"),
-    (["lab", "run", "orphan-fin-wait-2", "--set", "tcp_fin_timeout=-5"], 2, "out of range"),
+    (["lab", "run", "orphan-fin-wait-2", "--set", "tcp_fin_timeout=-5"], 2,
+     "tcp_fin_timeout: invalid value '-5' (must not be negative)"),
     (["lab", "run", "close-wait-leak", "--set", "peer=asleep"], 2, "expected one of"),
     (["lab", "run", "orphan-fin-wait-2", "--set", "tcp_fin_timeout"], 2, "NAME=VALUE"),
     (["lab", "run", "orphan-fin-wait-2", "--interval", "0.2"], 2, "--interval"),

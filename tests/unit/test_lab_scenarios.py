@@ -12,7 +12,8 @@ from tcplinger.lab import middlebox
 from tcplinger.lab.checks import Diagnosed, Fact, Held, Never, Observed, Reaches, Sent, evaluate
 from tcplinger.lab.diagnosis import LabFinding
 from tcplinger.lab.merge import SocketTimeline
-from tcplinger.lab.params import ParamError, parse_sets, resolve_sysctl
+from tcplinger.lab.params import parse_sets, resolve_sysctl
+from tcplinger.model.params import ParamError
 from tcplinger.lab.runner import Tolerance
 from tcplinger.lab.scenario import prepare
 from tcplinger.lab.scenarios import ALL, get
@@ -72,10 +73,10 @@ def test_set_parameters_and_sysctls():
 
 @pytest.mark.parametrize("pair,why", [
     (("nope", "1"), "no such parameter"),
-    (("tcp_fin_timeout", "3601"), "out of range"),
-    (("linger2", "x"), "not a number"),
+    (("tcp_fin_timeout", "3601"), r"tcp_fin_timeout: invalid value '3601' \(at most 1h\)"),
+    (("linger2", "x"), "linger2: invalid duration 'x'"),
     (("net.ipv6.tcp_fin_timeout", "1"), "no such parameter"),
-    (("tcp_tw_reuse", "3"), "out of range"),
+    (("tcp_tw_reuse", "3"), r"tcp_tw_reuse: invalid value '3' \(at most 2\)"),
 ])
 def test_bad_settings(pair, why):
     with pytest.raises(ParamError, match=why):

@@ -113,7 +113,7 @@ def test_sweep_progress_on_a_terminal(cli):
     (["sim", "run", str(DATA / "bad_unknown_key.toml")], 2, "tcp_fin_timout"),
     (["sim", "run", str(DATA / "bad_syntax.toml")], 2, "TOML"),
     (["sim", "sweep", "--preset", "linux-close-wait", "--vary", "keepidle=a,b"], 2,
-     "not a number"),
+     "--vary keepidle: invalid duration 'a'"),
     (["sim", "sweep", "--preset", "linux-close-wait", "--vary", "nothing.here=1"], 2,
      "no such parameter"),
     (["sim"], 2, "choose an action"),

@@ -7,7 +7,8 @@ import pytest
 
 from tcplinger.model.states import TcpState
 from tcplinger.sim import presets
-from tcplinger.sim.params import ParamError, parse_duration
+from tcplinger.model.params import ParamError
+from tcplinger.model.units import BadValue, parse_duration
 from tcplinger.sim.scenario import from_document, param_for, parse_toml, set_path, with_values
 from tcplinger.sim.simulation import simulate
 from tcplinger.sim.verdict import judge
@@ -45,7 +46,7 @@ def test_errors_name_the_problem():
                       ({"middlebox": [{"profile": "ipfw", "name": "client"}]}, "taken"),
                       ({"drop": [{"flags": "Q"}]}, "flag"),
                       ({"horizon": "soon"}, "duration"),
-                      ({"client": {"tcp_keepalive_probes": 0}}, "minimum"),
+                      ({"client": {"tcp_keepalive_probes": 0}}, r"at least 1\)"),
                       ({"extra": 1}, "top-level")]:
         with pytest.raises(ParamError, match=text):
             from_document(doc)
@@ -76,11 +77,14 @@ def test_param_for_resolves_documented_parameters():
 
 
 def test_durations():
-    assert parse_duration("1h30m") == 5400 and parse_duration("250ms") == 0.25
-    assert parse_duration("inf") == math.inf and parse_duration(7) == 7.0
-    for bad in ("5 parsecs", "", "m5", True):
-        with pytest.raises(ParamError):
-            parse_duration(bad)
+    top = 86400
+    assert parse_duration("1h30m", maximum=top) == 5400
+    assert parse_duration("250ms", maximum=top) == 0.25
+    assert parse_duration("inf", maximum=top, never=True) == math.inf
+    assert parse_duration(7, maximum=top) == 7.0
+    for bad in ("5 parsecs", "", "m5", True, "inf"):
+        with pytest.raises(BadValue):
+            parse_duration(bad, maximum=top)
 
 
 def test_preset_knobs_are_checked():
@@ -88,7 +92,7 @@ def test_preset_knobs_are_checked():
         presets.build("linux-close-wait", {"keepidel": 3})
     with pytest.raises(ParamError, match="one of"):
         presets.build("linux-close-wait", {"peer": "asleep"})
-    with pytest.raises(ParamError, match="maximum"):
+    with pytest.raises(ParamError, match=r"keepcnt: invalid value 1000 \(at most 127\)"):
         presets.build("linux-close-wait", {"keepcnt": 1000})
 
 

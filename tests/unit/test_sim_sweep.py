@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tcplinger.sim import presets
-from tcplinger.sim.params import ParamError
+from tcplinger.model.params import ParamError
 from tcplinger.sim.sweep import parse_vary, run_sweep
 
 

@@ -25,6 +25,8 @@ DEFAULT_STATES = members("lingering")
 OPEN_STATES = frozenset({TcpState.ESTABLISHED, TcpState.SYN_SENT, TcpState.SYN_RECV,
                          TcpState.NEW_SYN_RECV})
 DEFAULT_MAX = 1000
+#: the largest --max: more sockets than a host holds (each takes memory)
+MAX_MAX = 10**8
 
 
 class BadValue(ValueError):
@@ -78,42 +80,6 @@ class KillCriteria:
 
 # ---- parsers (argparse types call them) -------------------------------------
 
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from ``90``, ``90s``, ``5m``, ``2h``, ``1d``, ``1h30m``, ``250ms``.
-
-    >>> parse_duration("90"), parse_duration("5m"), parse_duration("1h30m")
-    (90.0, 300.0, 5400.0)
-    >>> parse_duration("250ms")
-    0.25
-    >>> parse_duration("5 minutes")
-    Traceback (most recent call last):
-    ...
-    tcplinger.act.selection.BadValue: invalid duration '5 minutes' (like 90s, 5m, 2h, 1d or 1h30m)
-    """
-    s = text.strip().lower()
-    try:
-        value = float(s)
-    except ValueError:
-        value = None
-    if value is None:
-        pos, total = 0, 0.0
-        for m in _PART.finditer(s):
-            if m.start() != pos:
-                break
-            total += float(m.group(1)) * _UNITS[m.group(2)]
-            pos = m.end()
-        if pos != len(s) or not s:
-            raise BadValue(f"invalid duration {text!r} (like 90s, 5m, 2h, 1d or 1h30m)")
-        value = total
-    if not value >= 0 or value == float("inf"):
-        raise BadValue(f"invalid duration {text!r} (like 90s, 5m, 2h, 1d or 1h30m)")
-    return value
-
-
 def parse_peer(text: str):
     """An address or network the remote end must be in.
 
@@ -135,24 +101,12 @@ def parse_cookie(text: str) -> int:
     >>> parse_cookie("4242"), parse_cookie("0x1092")
     (4242, 4242)
     """
-    try:
-        value = int(text, 16) if text.lower().startswith("0x") else int(text, 10)
-    except ValueError:
-        value = -1
+    # ASCII digits only: int() would also take other scripts' digits
+    m = re.fullmatch(r"0x([0-9a-f]{1,16})|([0-9]{1,20})", text.strip().lower(), re.ASCII)
+    value = -1 if m is None else int(m.group(1), 16) if m.group(1) else int(m.group(2))
     if not 0 <= value < (1 << 64) - 1:
         raise BadValue(f"invalid cookie {text!r} (the number `tcplinger ls --json` shows)")
     return value
-
-
-def parse_max(text: str) -> int:
-    """``--max``: a positive count.
-
-    >>> parse_max("10")
-    10
-    """
-    if not re.fullmatch(r"[0-9]+", text.strip()) or int(text) <= 0:
-        raise BadValue(f"invalid --max {text!r} (a positive number)")
-    return int(text)
 
 
 # ---- masks ---------------------------------------------------------------------

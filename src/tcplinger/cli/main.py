@@ -78,6 +78,15 @@ class _Parser(argparse.ArgumentParser):
     #: 3, UNKNOWN, as the monitoring-plugin guidelines ask)
     usage_exit_code = Exit.USAGE
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # argparse reads a value only if it looks like a negative number
+        # (r'^-\d+$|^-\d*\.\d+$', Lib/argparse.py), so `--older-than -3s`
+        # said "expected one argument": here anything from "-" and a digit
+        # (or -inf, -nan) is a value, and the option's type judges it
+        # (model/units.py: "must not be negative"). No option is spelt -<digit>.
+        self._negative_number_matcher = re.compile(r"^-(\.?[0-9]|inf|nan)", re.IGNORECASE)
+
     def error(self, message):
         raise UsageError(f"{self.prog}: {message}", self.usage_exit_code,
                          _usage_render(self.prog, message))

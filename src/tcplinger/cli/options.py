@@ -4,11 +4,11 @@ the library (never the argparse namespace)."""
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 from ..app.view import Filters
 from ..collect.snapshot import Scope
+from ..model import units
 from ..model.states import TcpState, UnknownState, parse_states
 from .errors import CliError, Exit
 
@@ -31,6 +31,20 @@ class OptionError(argparse.ArgumentTypeError):
         self.fields = {"value": repr(value)}
         super().__init__(english.format(value=value))
 
+    @classmethod
+    def of(cls, bad: units.BadValue) -> "OptionError":
+        """The option error for a value model/units.py refused."""
+        exc = cls.__new__(cls)
+        exc.key, exc.fields = bad.key, dict(bad.fields)
+        argparse.ArgumentTypeError.__init__(exc, str(bad))
+        return exc
+
+
+#: pid_t is a signed 32-bit int; a pid above the kernel's PID_MAX_LIMIT
+#: (4194304, include/linux/threads.h) is well-formed and simply not found
+PID_MAX = 2**31 - 1
+DAY, LONGEST = units.DAY, units.LONGEST
+
 
 def port(text: str) -> int:
     """A TCP port, 0-65535.
@@ -39,19 +53,22 @@ def port(text: str) -> int:
     8080
     """
     try:
-        value = int(text, 10)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
+        return units.parse_count(text, maximum=65535)
+    except units.BadValue:
         raise OptionError("opt.invalid_port", "invalid port {value!r} (a number 0-65535)",
-                          value=text)
-    return value
+                          value=text) from None
 
 
 def pid(text: str) -> int:
-    if not re.fullmatch(r"[0-9]+", text) or int(text) <= 0:
-        raise OptionError("opt.invalid_pid", "invalid pid {value!r}", value=text)
-    return int(text)
+    """A process id (digits 0-9 only: ``int()`` would take other scripts').
+
+    >>> pid("42")
+    42
+    """
+    try:
+        return units.parse_count(text, minimum=1, maximum=PID_MAX)
+    except units.BadValue:
+        raise OptionError("opt.invalid_pid", "invalid pid {value!r}", value=text) from None
 
 
 def states(text: str) -> frozenset[TcpState]:
@@ -64,45 +81,43 @@ def states(text: str) -> frozenset[TcpState]:
             " passive-close)", value=str(exc)) from None
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise OptionError("opt.invalid_positive", "invalid value {value!r} (a positive number)",
-                          value=text)
-    return value
+def _typed(name: str, parse):
+    def typed(text: str):
+        try:
+            return parse(text)
+        except units.BadValue as exc:
+            raise OptionError.of(exc) from None
+    typed.__name__ = name
+    return typed
 
 
-def duration(text: str) -> float:
-    """``90s``, ``10m``, ``6h``, ``30d``, ``2w`` or seconds.
+def duration_type(*, maximum: float, minimum: float = 0.0, positive: bool = False):
+    """An argparse type: seconds, in the one grammar of model/units.py.
 
-    >>> duration("6h"), duration("30d"), duration("45")
-    (21600.0, 2592000.0, 45.0)
+    >>> every = duration_type(maximum=DAY, positive=True)
+    >>> every("90"), every("1.5m"), every("1h30m"), every("250ms")
+    (90.0, 90.0, 5400.0, 0.25)
+    >>> every("1e308")
+    Traceback (most recent call last):
+    ...
+    tcplinger.cli.options.OptionError: invalid duration '1e308' (like 90, 90s, 1.5m, 2h, 1h30m or 250ms)
     """
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    try:
-        if text and text[-1] in units:
-            value = float(text[:-1]) * units[text[-1]]
-        else:
-            value = float(text)
-    except ValueError:
-        value = -1
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 90s, 10m, 6h, 30d)")
-    return value
+    return _typed("duration", lambda text: units.parse_duration(
+        text, maximum=maximum, minimum=minimum, positive=positive))
 
 
-def duration_or_zero(text: str) -> float:
-    """:func:`duration`, or 0.
+def count_type(*, maximum: int, minimum: int = 0):
+    """An argparse type: a whole number within bounds.
 
-    >>> duration_or_zero("0"), duration_or_zero("10s")
-    (0.0, 10.0)
+    >>> count_type(maximum=10, minimum=1)("3")
+    3
+    >>> count_type(maximum=10)("-1")
+    Traceback (most recent call last):
+    ...
+    tcplinger.cli.options.OptionError: invalid value '-1' (must not be negative)
     """
-    if text.strip() in ("0", "0s"):
-        return 0.0
-    return duration(text)
+    return _typed("count", lambda text: units.parse_count(text, maximum=maximum,
+                                                           minimum=minimum))
 
 
 # ---- shared flag groups ----
@@ -184,7 +199,8 @@ def add_diagnose_args(p: argparse.ArgumentParser) -> None:
                    help="override a rule threshold (see `tcplinger rules`); repeatable")
     p.add_argument("--rule", action="append", default=None, metavar="RULE",
                    help="run only this rule (repeatable)")
-    p.add_argument("--interval", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--interval", type=duration_type(maximum=3600, positive=True), default=None,
+                   metavar="SECONDS",
                    help="sample the kernel counters twice, SECONDS apart, to see which are rising")
     add_db(p)
 
@@ -216,7 +232,5 @@ def diagnose_options(args):
         if unknown:
             raise CliError(f"unknown rule {unknown[0]!r} (see `tcplinger rules`)", Exit.USAGE)
         rules = tuple(args.rule)
-    if args.interval is not None and not 0 < args.interval <= 3600:
-        raise CliError("--interval must be between 0 and 3600 seconds", Exit.USAGE)
     seen = ObserveOptions(scope_from(args), owner_policy(args.owners), args.interval, args.db)
     return DiagnoseOptions(seen, overrides, rules)

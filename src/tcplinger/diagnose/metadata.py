@@ -15,12 +15,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from ..model import units
+
 
 @dataclass(frozen=True)
 class Threshold:
     name: str
     default: float | None
     unit: str  # "count", "s" (seconds), "ratio" (0..1)
+
+    def parse(self, text: str) -> float:
+        """An override's value in the one number grammar (model/units.py);
+        seconds take a duration (``5m``). Raises units.BadValue.
+
+        >>> Threshold("warning_age", 300, "s").parse("5m")
+        300.0
+        """
+        if self.unit == "s":
+            return units.parse_duration(text, maximum=units.LONGEST)
+        return float(units.parse_number(text, maximum=THRESHOLD_MAX[self.unit]))
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,11 @@ MIDDLEBOX_IDLE_TIMEOUTS: tuple[tuple[str, int], ...] = (
     ("AWS Network Firewall (default)", 350),
     ("Google Cloud NAT (established, default)", 1200),
 )
+
+
+#: the largest override of a count (more sockets than a host holds) and of a
+#: ratio (a fill level: 1 is full)
+THRESHOLD_MAX = {"count": 1e9, "ratio": 1.0}
 
 
 def _t(name: str, default: float | None, unit: str) -> Threshold:
@@ -215,13 +233,11 @@ def parse_override(text: str) -> tuple[str, str, float | None]:
     value = value.strip()
     if value.lower() in ("off", "none"):
         return rule, name, None
+    threshold = next(t for t in meta.thresholds if t.name == name)
     try:
-        number = float(value)
-    except ValueError:
-        raise BadThreshold(f"{text!r}: {value!r} is not a number") from None
-    if number < 0:
-        raise BadThreshold(f"{text!r}: must not be negative")
-    return rule, name, number
+        return rule, name, threshold.parse(value)
+    except units.BadValue as exc:
+        raise BadThreshold(f"{text!r}: {exc}") from None
 
 
 def merge(overrides: Thresholds | None = None) -> dict[str, dict[str, float | None]]:

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .params import Param, ParamError, resolve_sysctl
+from ..model.params import Param, ParamError
+from .params import resolve_sysctl
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from .params import Param, ParamError, coerce
+from ..model.params import Param, ParamError
 
 LOOPBACK_RTT = 0.0001  # what the calibration measured on (docs/kernel-behaviour.md)
 OS_PROFILES = ("linux", "freebsd", "windows", "solaris", "hpux", "bsd-legacy")
@@ -130,7 +130,7 @@ _PRESETS: list[Preset] = [
     Preset("linux-half-close",
            (FIN_TIMEOUT, _k("close_at", math.inf, "seconds",
                             "when the client finally closes its fd (inf: never)", "",
-                            minimum=1)),
+                            minimum=1, never=True)),
            _linux_half_close, tags=("linux", "calibrated")),
     Preset("linux-close-wait", KEEPALIVE, lambda v: _close_wait_doc("linux-close-wait", v),
            tags=("linux", "calibrated")),
@@ -176,7 +176,7 @@ def knob_values(preset: Preset, given: dict) -> dict:
     """Every knob's value: given (coerced and checked) or its default."""
     out = {}
     for k in preset.knobs:
-        out[k.name] = coerce(k, given[k.name]) if k.name in given else k.default
+        out[k.name] = k.parse(given[k.name]) if k.name in given else k.default
     unknown = set(given) - set(out)
     if unknown:
         raise ParamError(f"preset {preset.name}: unknown knob(s) {', '.join(sorted(unknown))} "

@@ -47,9 +47,10 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 
+from ..model import units
+from ..model.params import Param, ParamError
 from . import middleboxes, profiles
 from .endpoint import App, Host
-from .params import Param, ParamError, coerce, parse_duration
 from .path import DropRule
 from .segment import parse_flags
 
@@ -57,9 +58,9 @@ BEHAVIOURS = ("graceful", "never-fin", "never-close", "shutdown-only", "vanish")
 
 APP_PARAMS = (
     Param("close_at", None, "seconds", "close() at this time (or the process exits)",
-          "close(2)", minimum=0),
+          "close(2)", minimum=0, never=True),
     Param("shutdown_at", None, "seconds", "shutdown(SHUT_WR) at this time; the fd stays open",
-          "shutdown(2)", minimum=0),
+          "shutdown(2)", minimum=0, never=True),
     Param("on_eof", "close", "choice",
           "what the application does when read() returns 0 (the peer's FIN arrived)",
           "read(2)", choices=("close", "shutdown", "ignore")),
@@ -69,29 +70,30 @@ APP_PARAMS = (
     Param("reads", 1, "bool", "the application reads what arrives (0: data piles up unread; "
           "close() with unread data sends RST)", "RFC 2525 2.17; tcp_close()"),
     Param("send_at", None, "seconds", "write send_bytes bytes at this time", "write(2)",
-          minimum=0),
+          minimum=0, never=True),
     Param("send_bytes", 1000, "count", "bytes written at send_at", "write(2)", minimum=1),
 )
 HOST_PARAMS = (
     Param("vanish_at", None, "seconds",
           "the host disappears from the network: nothing gets in or out, no FIN, no RST "
-          "(a dial-up user hanging up)", "", minimum=0),
+          "(a dial-up user hanging up)", "", minimum=0, never=True),
     Param("forget_at", None, "seconds",
           "the host loses the connection (crash, reboot) and answers RST from then on", "",
-          minimum=0),
+          minimum=0, never=True),
 )
 DROP_PARAMS = (
     Param("sender", "any", "choice", "whose segments are dropped", "",
           choices=("client", "server", "any")),
     Param("flags", "", "text", "only segments carrying any of these flags (S F R P A)", ""),
     Param("from_s", 0.0, "seconds", "from this time", "", minimum=0),
-    Param("until_s", math.inf, "seconds", "until this time", "", minimum=0),
+    Param("until_s", math.inf, "seconds", "until this time", "", minimum=0, never=True),
     Param("count", 0, "count", "at most this many (0: all)", "", minimum=0),
 )
 TOP_PARAMS = (
     Param("name", "scenario", "text", "name shown in the output", ""),
     Param("description", "", "text", "one line", ""),
-    Param("horizon", 3600.0, "seconds", "simulated time", "", minimum=0.001),
+    Param("horizon", 3600.0, "seconds", "simulated time", "", minimum=0.001,
+          maximum=units.LONGEST),
     Param("rtt", 0.05, "seconds", "round-trip time of the path", "", minimum=0),
 )
 
@@ -146,7 +148,7 @@ def _values(specs: tuple[Param, ...], table: dict, where: str) -> dict:
         spec = by_name.get(key)
         if spec is None:
             raise ParamError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(by_name))})")
-        out[key] = coerce(spec, value)
+        out[key] = spec.parse(value)
     return out
 
 
@@ -274,10 +276,6 @@ def with_values(doc: dict, values: dict) -> dict:
     for k, v in values.items():
         set_path(out, k, v)
     return out
-
-
-def horizon(text) -> float:
-    return parse_duration(text)
 
 
 def param_for(doc: dict, path: str) -> Param | None:

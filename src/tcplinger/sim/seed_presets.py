@@ -127,9 +127,11 @@ def _register() -> None:
     register(Preset("seed-002-buggy-client",
                     (SERVER_OS,
                      _k("client_exit_at", math.inf, "seconds",
-                        "when the user exits the client (inf: never)", "", minimum=0),
+                        "when the user exits the client (inf: never)", "", minimum=0,
+                        never=True),
                      _k("client_vanish_at", math.inf, "seconds",
-                        "when a dial-up client hangs up (inf: never)", "", minimum=0)),
+                        "when a dial-up client hangs up (inf: never)", "", minimum=0,
+                        never=True)),
                     _seed_002, seed="002", tags=("per-os",)))
     register(Preset("seed-003-orphan-vs-shutdown",
                     (_k("mode", "close", "choice", "close: close(); shutdown: shutdown(SHUT_WR) "

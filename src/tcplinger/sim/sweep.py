@@ -28,16 +28,22 @@ from typing import Callable
 
 import numpy as np
 
+from ..model import units
+from ..model.params import ParamError
 from ..model.states import name as state_name
 from ..model.timeline import TEARDOWN_STATES
 from .fork import fork
 from .num import OrderSplit, Split, scalar
-from .params import ParamError
 from .scenario import from_document
 from .simulation import Run
 
 #: Grid points simulated together at most (memory and split cost).
 CHUNK = 16384
+#: Grid points of one sweep at most: 100 000 take ~8 s and 60 MB here, a
+#: million ~90 s and 200 MB (`sim sweep --preset linux-orphan-fin-wait-2
+#: --vary tcp_fin_timeout=1..1000000:1`); bench/sim_speed.py's largest grid
+#: is 100 000.
+MAX_POINTS = 200_000
 
 
 @dataclass(frozen=True)
@@ -53,15 +59,15 @@ def _range(text: str) -> list[float] | None:
     head, _, step = text.partition(":")
     a, _, b = head.partition("..")
     try:
-        start, stop = float(a), float(b)
-        step_v = float(step) if step else 1.0
-    except ValueError:
-        raise ParamError(f"bad range {text!r} (START..STOP:STEP)") from None
+        start, stop = (units.parse_number(x, minimum=None, maximum=units.LONGEST) for x in (a, b))
+        step_v = units.parse_number(step, maximum=units.LONGEST) if step else 1.0
+    except units.BadValue as exc:
+        raise ParamError(f"bad range {text!r} (START..STOP:STEP): {exc}") from None
     if step_v <= 0 or stop < start:
         raise ParamError(f"bad range {text!r} (START <= STOP, STEP > 0)")
     n = int(math.floor((stop - start) / step_v + 1e-9)) + 1
-    if n > 10_000_000:
-        raise ParamError(f"range {text!r} has {n} points (at most 10 000 000)")
+    if n > MAX_POINTS:
+        raise ParamError(f"range {text!r} has {n} points (at most {MAX_POINTS})")
     return [start + i * step_v for i in range(n)]
 
 
@@ -199,18 +205,16 @@ def run_sweep(make_document: Callable[[dict], dict], axes: list[Axis], kinds: di
     """
     keys = [a.key for a in axes]
     shape = tuple(len(a.values) for a in axes)
-    total = int(np.prod(shape)) if shape else 1
+    total = math.prod(shape)
+    if total > MAX_POINTS:
+        raise ParamError(f"the grid has {total} points (at most {MAX_POINTS})")
     numeric = [k for k in keys if kinds.get(k) in ("seconds", "count")]
     # one index array per axis: point i uses axis value idx[k][i]
     idx = dict(zip(keys, np.unravel_index(np.arange(total), shape)))
     axis_values, values = {}, {}
     for a in axes:
         if a.key in numeric:
-            try:
-                arr = np.array([float(v) for v in a.values])
-            except ValueError:
-                bad = next(v for v in a.values if not _is_number(v))
-                raise ParamError(f"--vary {a.key}: {bad!r} is not a number") from None
+            arr = np.array([_axis_number(a.key, kinds[a.key], v) for v in a.values])
             if kinds[a.key] == "count":
                 arr = arr.astype(np.int64)
             axis_values[a.key] = arr
@@ -272,9 +276,14 @@ def run_sweep(make_document: Callable[[dict], dict], axes: list[Axis], kinds: di
     return result
 
 
-def _is_number(v) -> bool:
+def _axis_number(key: str, kind: str, value) -> float:
+    """A numeric axis value in the one grammar (model/units.py): seconds
+    take durations; the parameter's own bounds are checked later, on the
+    whole column (Param.check)."""
     try:
-        float(v)
-        return True
-    except ValueError:
-        return False
+        if kind == "seconds":
+            return units.parse_duration(value, minimum=-math.inf, maximum=math.inf, never=True)
+        return float(units.parse_number(value, minimum=None, maximum=math.inf,
+                                        integer=kind == "count"))
+    except units.BadValue as exc:
+        raise ParamError(f"--vary {key}: {exc}") from None

@@ -10,7 +10,7 @@ from ...app.pcap import CaptureOptions, capture_scope
 from ...collect.capture import CaptureFailed, CaptureToolMissing
 from ...i18n import Messages, lang_from_env
 from ..errors import CliError, Exit
-from ..options import add_scope, positive_float, scope_from
+from ..options import DAY, add_scope, duration_type, scope_from
 from ..wire_output import add_output_flags, analyse_and_render, pcap_options
 
 NAME = "capture"
@@ -20,7 +20,8 @@ def register(sub) -> None:
     h = Messages(lang_from_env())
     p = sub.add_parser(NAME, help=h("wire.help.capture"), description=h("wire.help.capture_long"))
     add_scope(p)
-    p.add_argument("--seconds", type=positive_float, required=True, metavar="N",
+    p.add_argument("--seconds", type=duration_type(maximum=DAY, positive=True), required=True,
+                   metavar="N",
                    help=h("wire.help.seconds"))
     p.add_argument("--write", type=Path, metavar="FILE", help=h("wire.help.write"))
     p.add_argument("--interface", default="any", metavar="IFACE", help=h("wire.help.interface"))

@@ -15,12 +15,17 @@ from pathlib import Path
 from ...app.scrape import ScrapeOptions, ScrapeSource
 from ...collect import snapshot as snap_mod
 from ...collect.roots import Roots
+from ...model import units
 from ..errors import CliError, Exit
-from ..options import add_owners, add_scope, owner_policy, scope_from, thresholds
+from ..options import (DAY, add_owners, add_scope, count_type, duration_type, owner_policy,
+                       scope_from, thresholds)
 
 NAME = "exporter"
 DEFAULT_PORT = 9469
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+#: --top-owners / --top-destinations at most: each one is a label set per
+#: namespace and state, and Prometheus pays for every series
+TOP_MAX = 10000
 
 
 @dataclass(frozen=True)
@@ -48,26 +53,14 @@ def listen_address(text: str) -> tuple[str, int]:
         host = host[1:-1]
     elif ":" in host:
         sep = ""  # an IPv6 address needs brackets
-    if not sep or not port.isdigit() or not 0 < int(port) <= 65535:
+    try:
+        number = units.parse_count(port, minimum=1, maximum=65535) if sep else None
+    except units.BadValue:
+        number = None
+    if number is None:
         raise argparse.ArgumentTypeError(
             f"invalid listen address {text!r} (HOST:PORT, [IPv6]:PORT or :PORT)")
-    return host, int(port)
-
-
-def _count(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"invalid number {text!r} (0 or more)")
-    return int(text)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 1 <= value <= 86400:
-        raise argparse.ArgumentTypeError(f"invalid interval {text!r} (1 to 86400 seconds)")
-    return value
+    return host, number
 
 
 def register(sub) -> None:
@@ -87,12 +80,12 @@ def register(sub) -> None:
                           "instead of serving")
     p.add_argument("--web-config", type=Path, metavar="FILE",
                    help="TLS and basic auth, in the Prometheus exporter-toolkit format")
-    p.add_argument("--interval", type=_seconds, metavar="SECONDS",
+    p.add_argument("--interval", type=duration_type(minimum=1, maximum=DAY), metavar="SECONDS",
                    help="with --textfile: rewrite the file every SECONDS (default: once)")
-    p.add_argument("--top-owners", type=_count, default=10, metavar="K",
+    p.add_argument("--top-owners", type=count_type(maximum=TOP_MAX), default=10, metavar="K",
                    help="processes per namespace and state with their own owner label; the "
                         "rest are summed as owner=\"other\" (default 10)")
-    p.add_argument("--top-destinations", type=_count, default=5, metavar="N",
+    p.add_argument("--top-destinations", type=count_type(maximum=TOP_MAX), default=5, metavar="N",
                    help="busiest destinations per namespace in tcplinger_ephemeral_ports_used "
                         "(default 5)")
     p.add_argument("--no-age-histograms", dest="age_histograms", action="store_false",

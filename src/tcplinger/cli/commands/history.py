@@ -13,8 +13,7 @@ from ...app.watchdb import db_path
 from ...ui.sparkline import sparkline
 from ...ui.table import duration, render
 from ..errors import CliError, Exit
-from ..options import add_db, states as states_arg
-from ..options import duration as duration_arg
+from ..options import LONGEST, add_db, duration_type, states as states_arg
 
 NAME = "history"
 
@@ -31,7 +30,8 @@ def register(sub) -> None:
                        description="Show how socket counts evolved (from `tcplinger watch`), which "
                                    "grow, at what rate, and when they reach their limit (fd limit "
                                    "of the owner, tcp_max_tw_buckets, the ephemeral port range).")
-    p.add_argument("--since", type=duration_arg, default=6 * 3600.0, metavar="DURATION",
+    p.add_argument("--since", type=duration_type(maximum=LONGEST, positive=True),
+                   default=6 * 3600.0, metavar="DURATION",
                    help="how far back (default 6h)")
     p.add_argument("--state", dest="states", type=states_arg, default=None, metavar="LIST",
                    help="only these states (close-wait, time-wait, lingering, ...)")

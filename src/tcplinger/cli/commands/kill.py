@@ -24,7 +24,8 @@ from ...model.states import BY_STATE, TcpState
 from ...ui.sockets import age_text
 from ...ui.table import duration, render as render_table
 from ..errors import CliError, Exit
-from ..options import add_scope, pid, port, scope_from, states
+from ..options import (LONGEST, add_scope, count_type, duration_type, pid, port, scope_from,
+                       states)
 from ..output import report_problems, snapshot_meta
 
 NAME = "kill"
@@ -70,14 +71,15 @@ def register(sub) -> None:
     p.add_argument("--dport", type=port, help="remote (destination) port")
     p.add_argument("--peer", type=_typed(selection.parse_peer), action="append", default=[],
                    metavar="ADDR[/PREFIX]", help="remote address or network (repeatable)")
-    p.add_argument("--older-than", type=_typed(selection.parse_duration), metavar="DURATION",
+    p.add_argument("--older-than", type=duration_type(maximum=LONGEST), metavar="DURATION",
                    help="only sockets known to be in their state at least this long "
                         "(90s, 5m, 2h); unknown ages are left out, never guessed")
     p.add_argument("--cookie", type=_typed(selection.parse_cookie), action="append", default=[],
                    help="sock_diag cookie, as `tcplinger ls --json` shows it (repeatable)")
     p.add_argument("--include-established", action="store_true",
                    help="allow ending ESTABLISHED (and SYN_SENT/SYN_RECV) connections")
-    p.add_argument("--max", type=_typed(selection.parse_max), default=selection.DEFAULT_MAX,
+    p.add_argument("--max", type=count_type(minimum=1, maximum=selection.MAX_MAX),
+                   default=selection.DEFAULT_MAX,
                    metavar="N", help=f"end at most N sockets (default {selection.DEFAULT_MAX})")
     p.add_argument("--yes", action="store_true", help="act: end the sockets (default: dry run)")
     p.add_argument("--json", action="store_true", help="JSON output (docs/act.md)")

@@ -17,10 +17,13 @@ from pathlib import Path
 from ...i18n import Messages, lang_from_env
 from ...lab import registry
 from ...lab import runner as lab_runner
-from ...lab.params import SYSCTLS, ParamError, parse_sets
+from ...lab.params import SYSCTLS, parse_sets
+from ...model.params import ParamError
+from ...lab.recorder import MAX_INTERVAL_S
 from ...lab.scenarios import ALL, get
 from ...ui import timeline as tl_view
 from ..errors import CliError, Exit
+from ..options import DAY, duration_type
 
 NAME = "lab"
 
@@ -54,10 +57,12 @@ def register(sub) -> None:
     pr.add_argument("scenario", metavar="SCENARIO", help=h("lab.help.scenario"))
     pr.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
                     help=h("lab.help.set"))
-    pr.add_argument("--duration", type=float, metavar="S", help=h("lab.help.duration"))
+    pr.add_argument("--duration", type=duration_type(maximum=DAY, positive=True), metavar="S",
+                    help=h("lab.help.duration"))
     pr.add_argument("--json", action="store_true", help=h("lab.help.json"))
     pr.add_argument("--svg", type=Path, metavar="FILE", help=h("lab.help.svg"))
-    pr.add_argument("--interval", type=float, default=lab_runner.DEFAULT_INTERVAL_S,
+    pr.add_argument("--interval", type=duration_type(maximum=MAX_INTERVAL_S, positive=True),
+                    default=lab_runner.DEFAULT_INTERVAL_S,
                     metavar="S", help=h("lab.help.interval"))
     pr.add_argument("--no-tracefs", dest="tracefs", action="store_false",
                     help=h("lab.help.no_tracefs"))
@@ -82,10 +87,6 @@ def _run_options(args, msg) -> RunOptions:
         sets = tuple(parse_sets(args.sets))
     except ParamError as exc:
         raise CliError(f"lab: {exc}", Exit.USAGE) from None
-    if not 0 < args.interval <= 0.05:
-        raise CliError("lab: " + msg("lab.error.interval"), Exit.USAGE)
-    if args.duration is not None and args.duration <= 0:
-        raise CliError("lab: " + msg("lab.error.duration"), Exit.USAGE)
     return RunOptions(args.scenario, sets, args.duration, args.json, args.svg, args.interval,
                       args.tracefs, args.capture, args.diagnose)
 

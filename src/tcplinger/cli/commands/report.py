@@ -14,7 +14,7 @@ from ...diagnose.summary import namespace_summary
 from ...export import findings as findings_export
 from ...ui import report as report_view
 from ..errors import CliError, Exit
-from ..options import add_diagnose_args, diagnose_options
+from ..options import add_diagnose_args, count_type, diagnose_options
 from ..output import report_problems, snapshot_meta
 
 NAME = "report"
@@ -36,14 +36,13 @@ def register(sub) -> None:
                                    "severe first, each with evidence, cause, lifetime and fixes.")
     add_diagnose_args(p)
     p.add_argument("--json", action="store_true", help="JSON output (docs/json.md)")
-    p.add_argument("--sockets", type=int, default=5, metavar="N",
+    p.add_argument("--sockets", type=count_type(maximum=10**6), default=5, metavar="N",
                    help="sockets shown per finding in text output (default 5)")
     p.add_argument("--html", type=Path, default=None, metavar="FILE",
                    help="also write the report as one self-contained HTML page (no scripts, "
                         "nothing fetched) to attach to a ticket")
     p.set_defaults(run=lambda args, term, msg: run(
-        ReportOptions(diagnose_options(args), args.json, max(args.sockets, 0), args.html),
-        term, msg))
+        ReportOptions(diagnose_options(args), args.json, args.sockets, args.html), term, msg))
 
 
 def run(opts: ReportOptions, term, msg, roots: Roots = Roots()) -> int:

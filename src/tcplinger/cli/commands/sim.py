@@ -19,7 +19,7 @@ from pathlib import Path
 from ...i18n import Messages, lang_from_env
 from ...model.states import name as state_name
 from ...sim import presets as presets_mod
-from ...sim.params import ParamError, parse_duration
+from ...model.params import ParamError
 from ...sim.scenario import from_document, param_for, parse_toml, with_values
 from ...sim.sweep import parse_vary, run_sweep
 from ...sim.verdict import judge
@@ -27,6 +27,7 @@ from ...sim.simulation import simulate
 from ...ui import timeline as tl_view
 from ...ui.table import render
 from ..errors import CliError, Exit
+from ..options import LONGEST, duration_type
 
 NAME = "sim"
 
@@ -60,16 +61,6 @@ class SweepOptions:
     svg: Path | None
 
 
-def _duration(text: str) -> float:
-    try:
-        value = parse_duration(text)
-    except ParamError as exc:
-        raise argparse.ArgumentTypeError(str(exc))
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (must be positive)")
-    return value
-
-
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
@@ -82,7 +73,8 @@ def _add_source(p, h) -> None:
     p.add_argument("--preset", metavar="NAME", help=h("sim.help.preset"))
     p.add_argument("--set", dest="sets", action="append", type=_key_value, default=[],
                    metavar="KEY=VALUE", help=h("sim.help.set"))
-    p.add_argument("--horizon", type=_duration, metavar="DURATION", help=h("sim.help.horizon"))
+    p.add_argument("--horizon", type=duration_type(maximum=LONGEST, positive=True),
+                   metavar="DURATION", help=h("sim.help.horizon"))
     p.add_argument("--json", action="store_true", help=h("sim.help.json"))
     p.add_argument("--svg", type=Path, metavar="FILE", help=h("sim.help.svg"))
 

@@ -12,7 +12,7 @@ from ...app import kill as kill_app
 from ...app.live_view import LiveOptions, live_view
 from ...collect.snapshot import Scope
 from ...ui import top as top_ui
-from ..options import add_db, add_scope, positive_float, scope_from
+from ..options import add_db, add_scope, duration_type, scope_from
 
 NAME = "top"
 
@@ -40,7 +40,8 @@ def register(sub) -> None:
                                    "screen as text.")
     add_scope(p)
     add_db(p)
-    p.add_argument("--refresh", type=positive_float, default=2.0, metavar="S",
+    p.add_argument("--refresh", type=duration_type(maximum=3600, positive=True), default=2.0,
+                   metavar="S",
                    help="seconds between refreshes (default 2)")
     p.add_argument("--once", action="store_true", help="print one screen as text and exit")
     p.set_defaults(run=lambda args, term, msg: run(TopOptions(

@@ -27,7 +27,7 @@ from ...app.watchdb import db_path
 from ...app.watcher import Watcher, WatchOptions
 from ...track.store import Store
 from ..errors import CliError, Exit
-from ..options import add_db, add_scope, duration, duration_or_zero, positive_float, scope_from
+from ..options import DAY, LONGEST, add_db, add_scope, count_type, duration_type, scope_from
 
 NAME = "watch"
 
@@ -40,21 +40,26 @@ def register(sub) -> None:
                                    "SQLite database that ls, stats, report, history and top "
                                    "read (docs/watch.md).")
     add_scope(p)
-    p.add_argument("--interval", type=positive_float, default=10.0, metavar="S",
+    p.add_argument("--interval", type=duration_type(maximum=DAY, positive=True), default=10.0,
+                   metavar="S",
                    help="seconds between samples (default 10)")
     add_db(p, daemon=True)
     p.add_argument("--no-trace", action="store_true",
                    help="do not use the tracepoint: ages from sampling only")
     p.add_argument("--no-owners", action="store_true",
                    help="do not attribute lingering sockets to processes")
-    p.add_argument("--samples", type=int, default=None, metavar="N",
+    p.add_argument("--samples", type=count_type(minimum=1, maximum=10**9), default=None,
+                   metavar="N",
                    help="stop after N samples (default: run until SIGTERM)")
-    p.add_argument("--full-every", type=duration_or_zero, default=10.0, metavar="DURATION",
+    p.add_argument("--full-every", type=duration_type(maximum=DAY), default=10.0,
+                   metavar="DURATION",
                    help="dump ESTABLISHED sockets this often; the samples between dump the "
                         "other states only (default 10s; 0: every sample)")
-    p.add_argument("--keep", type=duration, default=30 * 24 * 3600.0, metavar="DURATION",
+    p.add_argument("--keep", type=duration_type(maximum=LONGEST, positive=True),
+                   default=30 * 24 * 3600.0, metavar="DURATION",
                    help="how long history is kept (default 30d)")
-    p.add_argument("--raw-keep", type=duration, default=6 * 3600.0, metavar="DURATION",
+    p.add_argument("--raw-keep", type=duration_type(maximum=LONGEST, positive=True),
+                   default=6 * 3600.0, metavar="DURATION",
                    help="how long every sample is kept before 5-minute roll-ups (default 6h)")
     p.set_defaults(run=lambda args, term, msg: run(WatchOptions(
         scope_from(args), args.interval, db_path(args.db), not args.no_trace, args.samples,

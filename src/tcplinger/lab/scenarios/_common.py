@@ -4,7 +4,7 @@ and small measurements on recorded timelines."""
 from __future__ import annotations
 
 from ...model.states import TcpState
-from ..params import Param
+from ...model.params import Param
 
 FIN_WAIT1, FIN_WAIT2, TIME_WAIT = int(TcpState.FIN_WAIT1), int(TcpState.FIN_WAIT2), \
     int(TcpState.TIME_WAIT)
@@ -19,7 +19,7 @@ LINGER2_MAX_S = 120
 
 
 def fin_timeout(role: str, default: int = 5) -> Param:
-    return Param("tcp_fin_timeout", default, "int", 0, 3600, unit="s",
+    return Param("tcp_fin_timeout", default, "int", minimum=0, maximum=3600, unit="s",
                  sysctl="net.ipv4.tcp_fin_timeout", roles=(role,))
 
 

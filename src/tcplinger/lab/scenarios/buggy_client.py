@@ -12,7 +12,7 @@ buggy client keeps CLOSE_WAIT for as long as it runs.
 from __future__ import annotations
 
 from ..checks import Diagnosed, Held, Never, Reaches, Sent
-from ..params import Param
+from ...model.params import Param
 from ..scenario import Scenario
 from ._common import fin_timeout
 
@@ -60,7 +60,7 @@ def checks(p: dict, tol) -> list:
 SCENARIO = Scenario(
     name=NAME, seeds=("001", "002"),
     params=(Param("client", "buggy", "choice", choices=("buggy", "proper")),
-            Param("keepalive_timeout", 1.0, "float", 0, 3600, unit="s"),
+            Param("keepalive_timeout", 1.0, "float", minimum=0, maximum=3600, unit="s"),
             fin_timeout("server", 3)),
     script=script, checks=checks, horizon=horizon,
     moments=("idle_closed", "end"))

@@ -14,7 +14,7 @@ by nftables on the router) gives the seed's idle + intvl x probes.
 from __future__ import annotations
 
 from ..checks import Diagnosed, Held, Sent
-from ..params import Param
+from ...model.params import Param
 from ..scenario import Scenario
 from ._common import CLOSE_WAIT, fin_timeout, first, time_in
 
@@ -107,9 +107,9 @@ def derive(observed, p: dict) -> dict:
 SCENARIO = Scenario(
     name=NAME, seeds=("004",),
     params=(Param("keepalive", 1, "bool"),
-            Param("keepidle", 2, "int", 1, 32767, unit="s"),
-            Param("keepintvl", 1, "int", 1, 32767, unit="s"),
-            Param("keepcnt", 3, "int", 1, 127, unit="count"),
+            Param("keepidle", 2, "int", minimum=1, maximum=32767, unit="s"),
+            Param("keepintvl", 1, "int", minimum=1, maximum=32767, unit="s"),
+            Param("keepcnt", 3, "int", minimum=1, maximum=127, unit="count"),
             Param("peer", "gone", "choice", choices=("alive", "gone", "silent")),
             fin_timeout("client", 1)),
     script=script, checks=checks, horizon=horizon, derive=derive,

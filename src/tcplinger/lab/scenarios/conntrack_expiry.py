@@ -18,7 +18,7 @@ conntrack table is in use, as a real firewall's is.
 from __future__ import annotations
 
 from ..checks import Diagnosed, Fact, Held, Sent
-from ..params import Param
+from ...model.params import Param
 from ..scenario import Scenario
 from ._common import CLOSE_WAIT, fin_timeout, retry_bounds
 
@@ -97,14 +97,15 @@ def derive(observed, p: dict) -> dict:
 
 SCENARIO = Scenario(
     name=NAME, seeds=("004",),
-    params=(Param("nf_conntrack_tcp_timeout_close_wait", 2, "int", 1, 1 << 30, unit="s",
-                  sysctl="net.netfilter.nf_conntrack_tcp_timeout_close_wait",
+    params=(Param("nf_conntrack_tcp_timeout_close_wait", 2, "int", minimum=1, maximum=1 << 30,
+                  unit="s", sysctl="net.netfilter.nf_conntrack_tcp_timeout_close_wait",
                   roles=("router",)),
-            Param("nf_conntrack_tcp_timeout_fin_wait", 2, "int", 1, 1 << 30, unit="s",
-                  sysctl="net.netfilter.nf_conntrack_tcp_timeout_fin_wait", roles=("router",)),
-            Param("hold", 4.0, "float", 0, 3600, unit="s"),
+            Param("nf_conntrack_tcp_timeout_fin_wait", 2, "int", minimum=1, maximum=1 << 30,
+                  unit="s", sysctl="net.netfilter.nf_conntrack_tcp_timeout_fin_wait",
+                  roles=("router",)),
+            Param("hold", 4.0, "float", minimum=0, maximum=3600, unit="s"),
             Param("client", "half", "choice", choices=("half", "orphan")),
-            Param("tcp_orphan_retries", 2, "int", 0, 255, unit="count",
+            Param("tcp_orphan_retries", 2, "int", minimum=0, maximum=255, unit="count",
                   sysctl="net.ipv4.tcp_orphan_retries", roles=("server",)),
             fin_timeout("client", 3)),
     script=script, checks=checks, horizon=horizon, derive=derive,

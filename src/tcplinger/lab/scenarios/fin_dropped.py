@@ -18,7 +18,7 @@ meanwhile ends after its own tcp_fin_timeout.
 from __future__ import annotations
 
 from ..checks import Diagnosed, Held, Never, Sent
-from ..params import Param
+from ...model.params import Param
 from ..scenario import Scenario
 from ._common import fin_timeout, retry_bounds
 
@@ -99,9 +99,9 @@ SCENARIO = Scenario(
     name=NAME, seeds=("003",),
     params=(Param("state", "fin_wait_1", "choice", choices=("fin_wait_1", "last_ack")),
             Param("owner", "orphan", "choice", choices=("orphan", "owned")),
-            Param("tcp_orphan_retries", 2, "int", 0, 255, unit="count",
+            Param("tcp_orphan_retries", 2, "int", minimum=0, maximum=255, unit="count",
                   sysctl="net.ipv4.tcp_orphan_retries", roles=("client", "server")),
-            Param("tcp_retries2", 2, "int", 0, 255, unit="count",
+            Param("tcp_retries2", 2, "int", minimum=0, maximum=255, unit="count",
                   sysctl="net.ipv4.tcp_retries2", roles=("client", "server")),
             fin_timeout("client", 2)),
     script=script, checks=checks, horizon=horizon,

@@ -24,7 +24,7 @@ import json
 import sys
 
 from ..checks import Diagnosed, Held, Sent
-from ..params import Param
+from ...model.params import Param
 from ..scenario import Scenario
 from ._common import fin_timeout
 
@@ -107,13 +107,13 @@ def checks(p: dict, tol) -> list:
 SCENARIO = Scenario(
     name=NAME, seeds=("000",),
     params=(Param("dyn_keepalive", 1, "bool"),
-            Param("dyn_ack_lifetime", 12, "int", 1, 86400, unit="s"),
-            Param("dyn_syn_lifetime", 20, "int", 1, 86400, unit="s"),
-            Param("dyn_fin_lifetime", 1, "int", 0, 86400, unit="s"),
-            Param("dyn_rst_lifetime", 1, "int", 0, 86400, unit="s"),
-            Param("dyn_keepalive_interval", 8, "int", 1, 86400, unit="s"),
-            Param("dyn_keepalive_period", 2, "int", 1, 86400, unit="s"),
-            Param("keepalive_timeout", 1.0, "float", 0, 3600, unit="s"),
+            Param("dyn_ack_lifetime", 12, "int", minimum=1, maximum=86400, unit="s"),
+            Param("dyn_syn_lifetime", 20, "int", minimum=1, maximum=86400, unit="s"),
+            Param("dyn_fin_lifetime", 1, "int", minimum=0, maximum=86400, unit="s"),
+            Param("dyn_rst_lifetime", 1, "int", minimum=0, maximum=86400, unit="s"),
+            Param("dyn_keepalive_interval", 8, "int", minimum=1, maximum=86400, unit="s"),
+            Param("dyn_keepalive_period", 2, "int", minimum=1, maximum=86400, unit="s"),
+            Param("keepalive_timeout", 1.0, "float", minimum=0, maximum=3600, unit="s"),
             fin_timeout("server", 5)),
     script=script, checks=checks, horizon=horizon, router="ipfw",
     moments=("idle_closed", "end"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from ..checks import Diagnosed, Fact, Held, Never
-from ..params import Param
+from ...model.params import Param
 from ..scenario import Scenario
 from ._common import FIN_WAIT2, fin_timeout, first, time_in
 
@@ -68,6 +68,6 @@ def derive(observed, p: dict) -> dict:
 SCENARIO = Scenario(
     name=NAME, seeds=("003",),
     params=(fin_timeout("client", 3),
-            Param("hold", 6.0, "float", 0.5, 3600, unit="s")),
+            Param("hold", 6.0, "float", minimum=0.5, maximum=3600, unit="s")),
     script=script, checks=checks, horizon=horizon, derive=derive,
     moments=("half_closed", "after_exit", "end"))

@@ -8,7 +8,7 @@ by tcp_reset()). With linger off, the closer ends in TIME_WAIT.
 from __future__ import annotations
 
 from ..checks import Diagnosed, Fact, Held, Never, Reaches, Sent
-from ..params import Param
+from ...model.params import Param
 from ..scenario import Scenario
 
 NAME = "linger-abort"

@@ -14,7 +14,7 @@ above 120 s are capped (TCP_FIN_TIMEOUT_MAX).
 from __future__ import annotations
 
 from ..checks import Diagnosed, Fact, Held, Never, Sent
-from ..params import Param
+from ...model.params import Param
 from ..scenario import Scenario
 from ._common import (FIN_WAIT2, LINGER2_MAX_S, fin_timeout, first, time_in)
 
@@ -116,6 +116,6 @@ def derive(observed, p: dict) -> dict:
 SCENARIO = Scenario(
     name=NAME, seeds=("003",),
     params=(fin_timeout("client", 5),
-            Param("linger2", 0, "int", -1, 600, unit="s")),
+            Param("linger2", 0, "int", minimum=-1, maximum=600, unit="s")),
     script=script, checks=checks, horizon=horizon, derive=derive,
     moments=("fin_wait2", "after", "end"))

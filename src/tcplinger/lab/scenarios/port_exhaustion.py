@@ -11,7 +11,7 @@ loopback only, so it behaves like 0 on the lab's veths.
 from __future__ import annotations
 
 from ..checks import Diagnosed, Fact
-from ..params import Param
+from ...model.params import Param
 from ..scenario import Scenario
 from ._common import TIME_WAIT
 
@@ -71,11 +71,11 @@ def derive(observed, p: dict) -> dict:
 
 SCENARIO = Scenario(
     name=NAME, seeds=("004",),
-    params=(Param("ip_local_port_range", "40000 40003", "range", 1024, 65535,
+    params=(Param("ip_local_port_range", "40000 40003", "range", minimum=1024, maximum=65535,
                   sysctl="net.ipv4.ip_local_port_range", roles=("client",)),
-            Param("tcp_tw_reuse", 0, "int", 0, 2, sysctl="net.ipv4.tcp_tw_reuse",
-                  roles=("client",)),
-            Param("connections", 6, "int", 1, 5000, unit="count"),
-            Param("gap", 0.5, "float", 0, 60, unit="s")),
+            Param("tcp_tw_reuse", 0, "int", minimum=0, maximum=2,
+                  sysctl="net.ipv4.tcp_tw_reuse", roles=("client",)),
+            Param("connections", 6, "int", minimum=1, maximum=5000, unit="count"),
+            Param("gap", 0.5, "float", minimum=0, maximum=60, unit="s")),
     script=script, checks=checks, horizon=horizon, derive=derive,
     moments=("exhausted", "end"))

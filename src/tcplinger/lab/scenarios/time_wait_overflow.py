@@ -10,7 +10,7 @@ TCPTimeWaitOverflow counts it ("TCP: time wait bucket table overflow").
 from __future__ import annotations
 
 from ..checks import Diagnosed, Fact, Reaches
-from ..params import Param
+from ...model.params import Param
 from ..scenario import Scenario
 from ._common import TIME_WAIT
 
@@ -67,8 +67,8 @@ def derive(observed, p: dict) -> dict:
 
 SCENARIO = Scenario(
     name=NAME, seeds=("004",),
-    params=(Param("connections", 12, "int", 1, 5000, unit="count"),
-            Param("tcp_max_tw_buckets", 4, "int", 0, 1 << 30, unit="count",
+    params=(Param("connections", 12, "int", minimum=1, maximum=5000, unit="count"),
+            Param("tcp_max_tw_buckets", 4, "int", minimum=0, maximum=1 << 30, unit="count",
                   sysctl="net.ipv4.tcp_max_tw_buckets", roles=("client",))),
     script=script, checks=checks, horizon=horizon, derive=derive,
     moments=("after_burst", "end"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...model.states import TcpState
-from ..params import Param
+from ...model.params import Param
 from ..segment import Segment
 
 

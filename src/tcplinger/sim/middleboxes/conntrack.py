@@ -18,7 +18,7 @@ Documentation/networking/nf_conntrack-sysctl.rst.
 from __future__ import annotations
 
 from ...model.states import TcpState
-from ..params import Param
+from ...model.params import Param
 from ..segment import ACK, FIN, RST, SYN, Segment
 from . import Middlebox, MiddleboxProfile
 

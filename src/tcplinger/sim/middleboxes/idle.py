@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from ...model.states import TcpState
 from ..num import truth
-from ..params import Param
+from ...model.params import Param
 from ..segment import ACK, FIN, RST, SYN, Segment
 from . import Middlebox, MiddleboxProfile
 

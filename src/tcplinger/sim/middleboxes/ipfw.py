@@ -41,7 +41,7 @@ from ...model.states import TcpState
 import numpy as np
 
 from ..num import floor, maximum, minimum, truth
-from ..params import Param
+from ...model.params import Param
 from ..segment import ACK, FIN, RST, SYN, Segment
 from . import Middlebox, MiddleboxProfile
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..params import Param
+from ...model.params import Param
 
 
 @dataclass(frozen=True)

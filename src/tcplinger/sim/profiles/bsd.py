@@ -29,7 +29,7 @@ fin_wait_2.html lists systems without a FIN_WAIT_2 timeout).
 from __future__ import annotations
 
 from ..num import floor, maximum, truth
-from ..params import Param
+from ...model.params import Param
 from . import Profile
 from .classic import FIN_WAIT2, ClassicEndpoint
 

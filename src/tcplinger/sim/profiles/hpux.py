@@ -19,7 +19,7 @@ March 2008; "Installing and Administering LAN/9000 Software").
 from __future__ import annotations
 
 from ..num import truth
-from ..params import Param
+from ...model.params import Param
 from . import Profile
 from .classic import CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, ClassicEndpoint
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..endpoint import FIN_WAIT2, SYN_RECV, SYN_SENT, TIME_WAIT, WINDOW, Endpoint
 from ..num import ceil, is_batch, maximum, minimum, truth, where
-from ..params import Param
+from ...model.params import Param
 from ..segment import ACK, FIN, RST, SYN
 from . import Profile
 

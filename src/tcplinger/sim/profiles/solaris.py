@@ -17,7 +17,7 @@ Parameters Reference Manual).
 from __future__ import annotations
 
 from ..num import ceil, where
-from ..params import Param
+from ...model.params import Param
 from . import Profile
 from .classic import FIN_WAIT2, ClassicEndpoint
 

@@ -21,7 +21,7 @@ registry values).
 from __future__ import annotations
 
 from ..num import truth
-from ..params import Param
+from ...model.params import Param
 from . import Profile
 from .classic import FIN_WAIT2, ClassicEndpoint
 
