@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tcplinger.act import audit, kill_exec, kill_plan, selection
+from tcplinger.act import audit, kill_exec, kill_plan
 from tcplinger.act.kernel_support import Kind, Probe, Status, Support, kinds, peer_sees
 from tcplinger.act.kill_plan import PlanPart, Refusal, plan
 from tcplinger.act.selection import KillCriteria, parse_peer

@@ -16,24 +16,101 @@ def test_every_state_has_one_row():
     assert sorted(r.state for r in st.STATE_TABLE) == sorted(TcpState)
 
 
-@pytest.mark.parametrize("group,expected", [
-    ("active-close", {"FIN_WAIT1", "FIN_WAIT2", "CLOSING", "TIME_WAIT"}),
-    ("passive-close", {"CLOSE_WAIT", "LAST_ACK"}),
-    ("lingering", {"FIN_WAIT1", "FIN_WAIT2", "CLOSING", "TIME_WAIT", "CLOSE_WAIT", "LAST_ACK"}),
-    ("opening", {"SYN_SENT", "SYN_RECV", "NEW_SYN_RECV"}),
-    ("open", {"ESTABLISHED"}),
-    ("listening", {"LISTEN"}),
-    ("closed", {"CLOSE", "BOUND_INACTIVE"}),
-    ("connected", {"ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",
-                   "CLOSE_WAIT", "LAST_ACK", "CLOSING"}),
-])
-def test_group(group, expected):
-    assert {s.name for s in st.members(group)} == expected
+def _names(group):
+    return {s.name for s in st.members(group)}
+
+
+def test_group_active_close():
+    """The side that sent the first FIN: FIN_WAIT1 until it is acked,
+    FIN_WAIT2 waiting for the peer's FIN, CLOSING when both FINs crossed,
+    TIME_WAIT after (RFC 9293 3.3.2)."""
+    assert _names("active-close") == {"FIN_WAIT1", "FIN_WAIT2", "CLOSING", "TIME_WAIT"}
+
+
+def test_group_passive_close():
+    """The side that received the first FIN: CLOSE_WAIT until its
+    application closes, LAST_ACK until its own FIN is acked."""
+    assert _names("passive-close") == {"CLOSE_WAIT", "LAST_ACK"}
+
+
+def test_group_lingering():
+    """Every teardown state, both sides: what tcplinger exists for."""
+    assert _names("lingering") == _names("active-close") | _names("passive-close")
+    assert st.LINGERING == st.members("lingering")
+
+
+def test_group_opening():
+    """The handshake: SYN sent, SYN received (a full socket, e.g. with Fast
+    Open), and request sockets (NEW_SYN_RECV, shown as SYN_RECV)."""
+    assert _names("opening") == {"SYN_SENT", "SYN_RECV", "NEW_SYN_RECV"}
+
+
+def test_group_open():
+    assert _names("open") == {"ESTABLISHED"}
+
+
+def test_group_listening():
+    assert _names("listening") == {"LISTEN"}
+
+
+def test_group_closed():
+    """No connection: TCP_CLOSE (unconnected, or done) and a bound socket
+    that never listened or connected (BOUND_INACTIVE, 6.10)."""
+    assert _names("closed") == {"CLOSE", "BOUND_INACTIVE"}
+
+
+def test_group_connected():
+    """States of a full socket with a peer (request sockets and TIME_WAIT
+    minisocks are not full sockets)."""
+    assert _names("connected") == {"ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1",
+                                   "FIN_WAIT2", "CLOSE_WAIT", "LAST_ACK", "CLOSING"}
+
+
+def test_group_ownable():
+    """Lingering states a process can still hold an fd to: all but
+    TIME_WAIT, which only a timewait minisock (inode 0) holds
+    (tcp_time_wait(), net/ipv4/tcp_minisocks.c)."""
+    assert _names("ownable") == {"CLOSE_WAIT", "FIN_WAIT1", "FIN_WAIT2", "LAST_ACK", "CLOSING"}
+    assert st.OWNABLE == st.LINGERING - {TcpState.TIME_WAIT}
+
+
+def test_group_after_close():
+    """What close() leads to (tcp_close_state(): ESTABLISHED -> FIN_WAIT1,
+    CLOSE_WAIT -> LAST_ACK) and what follows: inode 0 here is an orphan.
+    Not CLOSE_WAIT: inode 0 there is a socket not yet accept()ed."""
+    assert _names("after-close") == {"FIN_WAIT1", "FIN_WAIT2", "CLOSING", "LAST_ACK",
+                                     "TIME_WAIT"}
+    assert TcpState.CLOSE_WAIT not in st.AFTER_CLOSE
+
+
+def test_group_can_send():
+    """SEND is allowed in ESTABLISHED and CLOSE_WAIT (RFC 9293 3.10.2); after
+    our own FIN (FIN_WAIT*, CLOSING, LAST_ACK, TIME_WAIT) it fails."""
+    assert _names("can-send") == {"ESTABLISHED", "CLOSE_WAIT"}
+
+
+def test_group_peer_closed():
+    """The peer's FIN has arrived (RFC 9293 3.10.7.4): read() returns 0."""
+    assert _names("peer-closed") == {"CLOSE_WAIT", "LAST_ACK", "CLOSING", "TIME_WAIT"}
+
+
+def test_group_reset_on_abort():
+    """tcp_need_reset() (include/net/tcp.h): tcp_abort() sends a RST from
+    these; from LAST_ACK, CLOSING or TIME_WAIT the peer hears nothing."""
+    assert _names("reset-on-abort") == {"ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT1", "FIN_WAIT2",
+                                        "SYN_RECV"}
+
+
+def test_derived_sets():
+    assert st.IN_USE == st.members("open") | st.members("opening")
+    assert st.NOT_CONNECTION == {TcpState.LISTEN, TcpState.CLOSE, TcpState.BOUND_INACTIVE}
+    # no outgoing connection's local port: listener, unconnected, request socket
+    assert st.NOT_OUTGOING == {TcpState.LISTEN, TcpState.CLOSE, TcpState.NEW_SYN_RECV}
 
 
 def test_every_group_is_tested():
-    tested = {"active-close", "passive-close", "lingering", "opening", "open", "listening",
-              "closed", "connected"}
+    tested = {name[len("test_group_"):].replace("_", "-")
+              for name in globals() if name.startswith("test_group_")}
     assert st.GROUPS == tested
 
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..model.states import TcpState
+from ..model.states import AFTER_CLOSE, PEER_CLOSED, RESET_ON_ABORT
 from ..model.table import SocketTable
 
 
@@ -52,13 +52,10 @@ class Kind(str, enum.Enum):
 
 
 #: Full-socket states in which a socket without an inode is an orphan.
-_ORPHANABLE = (int(TcpState.FIN_WAIT1), int(TcpState.FIN_WAIT2), int(TcpState.CLOSING),
-               int(TcpState.LAST_ACK), int(TcpState.TIME_WAIT))
+_ORPHANABLE = tuple(sorted(int(s) for s in AFTER_CLOSE))
 
 #: tcp_need_reset(): tcp_abort() sends a RST from these states.
-RST_STATES = frozenset(int(s) for s in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT,
-                                        TcpState.FIN_WAIT1, TcpState.FIN_WAIT2,
-                                        TcpState.SYN_RECV))
+RST_STATES = frozenset(int(s) for s in RESET_ON_ABORT)
 
 #: The commits behind each kind's row in the table above (docs/act.md).
 HISTORY = {
@@ -114,7 +111,7 @@ def owner_sees(state: int, has_owner: bool) -> str:
     """
     if not has_owner:
         return "none"
-    if state in (int(TcpState.CLOSE_WAIT), int(TcpState.LAST_ACK), int(TcpState.CLOSING)):
+    if state in PEER_CLOSED:
         return "close_wait"
     return "open"
 

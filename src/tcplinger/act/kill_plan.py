@@ -33,7 +33,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..model.socket import Age, AgeSource, NetnsRef, Owner, SocketRecord, UNKNOWN_AGE
-from ..model.states import BY_STATE, TcpState
+from ..model.states import BY_STATE, NOT_CONNECTION, TcpState
 from ..model.table import SocketTable
 from .kernel_support import NOT_PROBED, Kind, Support, kinds, owner_sees, peer_sees
 from .selection import OPEN_STATES, KillCriteria, peer_mask
@@ -214,7 +214,7 @@ def _match(part: PlanPart, c: KillCriteria) -> tuple[np.ndarray, np.ndarray]:
     return keep, unknown
 
 
-_POLICY_REFUSED = (TcpState.LISTEN, TcpState.CLOSE, TcpState.BOUND_INACTIVE)
+_POLICY_REFUSED = NOT_CONNECTION
 
 
 def _states(c: KillCriteria):
@@ -229,7 +229,7 @@ def _refusal(rec: SocketRecord, kind: Kind, c: KillCriteria, support: Support,
     state = rec.state
     if state == TcpState.LISTEN:
         return Refusal.LISTEN
-    if state in (TcpState.CLOSE, TcpState.BOUND_INACTIVE):
+    if state in NOT_CONNECTION:
         return Refusal.NOT_CONNECTION
     if state in OPEN_STATES and not c.include_established:
         return Refusal.ESTABLISHED

@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..model.states import TcpState, members
+from ..model.states import IN_USE, LINGERING, TcpState
 from ..model.table import SocketTable
 
 #: States ended when ``--state`` is not given: the lingering ones.
-DEFAULT_STATES = members("lingering")
+DEFAULT_STATES = LINGERING
 #: States of connections still in use; ended only with --include-established.
-OPEN_STATES = frozenset({TcpState.ESTABLISHED, TcpState.SYN_SENT, TcpState.SYN_RECV,
-                         TcpState.NEW_SYN_RECV})
+OPEN_STATES = IN_USE
 DEFAULT_MAX = 1000
 #: the largest --max: more sockets than a host holds (each takes memory)
 MAX_MAX = 10**8

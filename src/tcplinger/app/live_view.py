@@ -13,14 +13,12 @@ import numpy as np
 
 from ..collect.roots import Roots
 from ..collect.snapshot import Scope
-from ..model.states import TcpState, name as state_name
+from ..model.states import LINGERING, TcpState, name as state_name
 from ..ui import top as top_ui
 from ..ui.table import duration
 from . import watchdb
 from .view import NsView, take
 
-LINGERING = frozenset({TcpState.CLOSE_WAIT, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2,
-                       TcpState.LAST_ACK, TcpState.CLOSING, TcpState.TIME_WAIT})
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from ..collect.snapshot import Scope
 from ..diagnose.inputs import NamespaceInput
 from ..diagnose.metadata import BY_ID
 from ..diagnose.sysctl_files import LEGACY, REMOVED, SysctlSetting, parse, proc_path
-from ..model.states import TcpState
+from ..model.states import OWNABLE, TcpState
 from ..model.table import SocketTable
 from . import counters, watchdb
 from .view import NsView, View, take
@@ -39,9 +39,6 @@ from .view import NsView, View, take
 #: Below this many established sockets in scope, they are dumped a second
 #: time with tcp_info (280 bytes each) for their idle times.
 IDLE_INFO_MAX = 50_000
-#: States whose owned sockets rules attribute to a process.
-OWNED_STATES = (TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2, TcpState.FIN_WAIT1, TcpState.LAST_ACK,
-                TcpState.CLOSING)
 SYSCTL_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d",
                "/lib/sysctl.d")
 
@@ -163,7 +160,7 @@ def wanted_inodes(part: NsView) -> set[int]:
     """Inodes whose owners the rules use: owned teardown sockets, and
     established ones idle longer than keepalive-vs-idle-timeout's bound."""
     rows = part.table.rows
-    mask = np.isin(rows["state"], [int(s) for s in OWNED_STATES]) & (rows["inode"] != 0)
+    mask = np.isin(rows["state"], [int(s) for s in OWNABLE]) & (rows["inode"] != 0)
     info = part.table.info
     if info is not None:
         est = (rows["state"] == int(TcpState.ESTABLISHED)) & info["present"]

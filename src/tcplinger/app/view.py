@@ -16,15 +16,14 @@ from ..collect.roots import Roots
 from ..collect.snapshot import Scope
 from ..model.snapshot import NetnsSnapshot, Snapshot
 from ..model.socket import Age, Owner, SocketRecord
-from ..model.states import TcpState
+from ..model.states import OWNABLE
 from ..model.table import SocketTable, iter_records
 from ..track import age as age_mod
 
 #: tcp_info is fetched for these states only: their age lower bound and
 #: retransmission counters matter, and there are few of them on a healthy
 #: host (a million ESTABLISHED sockets would add 280 MB of tcp_info).
-INFO_STATES = frozenset({TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2, TcpState.FIN_WAIT1,
-                         TcpState.LAST_ACK, TcpState.CLOSING})
+INFO_STATES = OWNABLE
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from ..collect import snapshot as snap_mod
 from ..collect import tracefs
 from ..collect.owners import OwnerPolicy
 from ..collect.roots import Roots
-from ..model.states import REPORTED, TEARDOWN, TcpState
+from ..model.states import LINGERING, REPORTED, TcpState
 from ..track import series, tracelines
 from ..track.store import SampleInfo, Store
 from ..track.tracker import Tracker
@@ -43,7 +43,7 @@ from ..track.tracker import Tracker
 #: Transitions worth a row in ``events``: into or out of these states.
 #: TIME_WAIT is left out: every closed connection passes through it; its
 #: count is in the time series.
-EVENT_STATES = frozenset(int(s) for s in TEARDOWN) - {int(TcpState.TIME_WAIT)}
+EVENT_STATES = frozenset(int(s) for s in LINGERING) - {int(TcpState.TIME_WAIT)}
 #: Kernel-side filter of sock:inet_sock_set_state (filter syntax:
 #: Documentation/trace/events.rst, "Event filtering"). The tracepoint fires
 #: for every namespace of the host, about 12 times per connection (with

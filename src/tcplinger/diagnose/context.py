@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..model.socket import Age, AgeSource, Owner, UNKNOWN_AGE
-from ..model.states import TcpState
+from ..model.states import OWNABLE, TcpState
 from ..model.table import SocketTable
 from ..track import age as age_mod
 from .finding import OwnerRef, SocketSample
@@ -193,8 +193,7 @@ class World:
     def _peer_index(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per namespace: hashed connection keys of its connected sockets,
         sorted, and the rows they belong to (for :meth:`peers`)."""
-        teardown = [int(s) for s in (TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2, TcpState.FIN_WAIT1,
-                                     TcpState.LAST_ACK, TcpState.CLOSING)]
+        teardown = sorted(int(s) for s in OWNABLE)
         est = sum(int(np.count_nonzero(c.state == int(TcpState.ESTABLISHED)))
                   for c in self.contexts)
         # ESTABLISHED peers (of a FIN_WAIT1 behind a zero window) are worth

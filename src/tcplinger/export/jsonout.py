@@ -47,7 +47,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..model.socket import TIMER_NAMES, Age, AgeSource, UNKNOWN_AGE, format_address, is_orphan
-from ..model.states import TcpState, name as state_name
+from ..model.states import AFTER_CLOSE, name as state_name
 from ..model.table import TCP_INFO_FIELDS, SocketTable, address_codes
 
 _STATE = [json.dumps(state_name(i)) for i in range(256)]
@@ -183,9 +183,7 @@ BLOCK = 1 << 14
 
 _SPACE = 32
 _SEP = b",\n"  # before every object but the first of the array
-_ORPHAN_STATES = np.array([int(s) for s in (TcpState.FIN_WAIT1, TcpState.FIN_WAIT2,
-                                            TcpState.CLOSING, TcpState.LAST_ACK,
-                                            TcpState.TIME_WAIT)])
+_ORPHAN_STATES = np.array(sorted(int(s) for s in AFTER_CLOSE))
 #: Ages the matrix writes as digits: round(x, 3) of such an x prints as
 #: its milliseconds with trailing zeros dropped (repr() gives the shortest
 #: round-tripping string, and below 1e12 no shorter one than that exists).

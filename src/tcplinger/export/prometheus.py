@@ -49,7 +49,7 @@ from ..diagnose.inputs import NamespaceInput
 from ..diagnose.rules.ephemeral_ports import destination_hash
 from ..model.kernel import SYSCTLS, TCPEXT_COUNTERS
 from ..model.socket import AgeSource, Endpoint, NetnsRef, format_address
-from ..model.states import TEARDOWN, TcpState, name as state_name
+from ..model.states import LINGERING, NOT_OUTGOING, OWNABLE, TcpState, name as state_name
 from ..track import age as age_mod
 from . import stats as stats_export
 
@@ -58,13 +58,12 @@ OWNER_UNKNOWN = "unknown"  # held by a process that was not looked up
 OWNER_OTHER = "other"  # beyond the top-K owners of the state
 
 #: States whose sockets are attributed to processes: those a process can
-#: still hold while tearing down (report's OWNED_STATES).
-OWNER_STATES = frozenset({TcpState.CLOSE_WAIT, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2,
-                          TcpState.LAST_ACK, TcpState.CLOSING})
+#: still hold while tearing down.
+OWNER_STATES = OWNABLE
 #: Age histograms are kept for the lingering states only: an ESTABLISHED
 #: socket's age (tcp_info last_ack_recv) is an idle time, and only a
 #: second tcp_info dump that is skipped on large hosts would give it.
-AGE_STATES = tuple(sorted(TEARDOWN))
+AGE_STATES = tuple(sorted(LINGERING))
 #: Seconds: 1 s to a day; 60 s is TIME_WAIT's length and the default
 #: tcp_fin_timeout, 7200 s the default tcp_keepalive_time.
 AGE_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
@@ -74,7 +73,6 @@ SYSCTL_NAMES = tuple(s.name for s in SYSCTLS
                      if s.unit != "range" and s.name not in ("tcp_mem", "nf_conntrack_count",
                                                              "nf_conntrack_max"))
 NS_LABELS = ("netns", "container", "pod")
-_NOT_CLIENT = (int(TcpState.LISTEN), int(TcpState.CLOSE), int(TcpState.NEW_SYN_RECV))
 
 
 @dataclass(frozen=True)
@@ -231,7 +229,7 @@ def busiest_destinations(table, port_range: tuple[int, int] | None,
     rows = table.rows
     lo, hi = int(port_range[0]), int(port_range[1])
     st, sport = rows["state"], rows["sport"]
-    cand = (sport >= lo) & (sport <= hi) & ~np.isin(st, _NOT_CLIENT)
+    cand = (sport >= lo) & (sport <= hi) & ~np.isin(st, [int(s) for s in NOT_OUTGOING])
     listening = np.unique(sport[st == int(TcpState.LISTEN)])
     if len(listening):
         cand &= ~np.isin(sport, listening)

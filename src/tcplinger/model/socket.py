@@ -12,7 +12,7 @@ import enum
 from socket import AF_INET, AF_INET6, inet_ntop  # pure formatting, no I/O
 from dataclasses import dataclass
 
-from .states import TcpState, name as state_name
+from .states import AFTER_CLOSE, TcpState, name as state_name
 from .workload import Workload
 
 
@@ -174,9 +174,7 @@ class SocketRecord:
         return out
 
 
-_ORPHAN_STATES = frozenset(int(s) for s in (
-    TcpState.FIN_WAIT1, TcpState.FIN_WAIT2, TcpState.CLOSING,
-    TcpState.LAST_ACK, TcpState.TIME_WAIT))
+_ORPHAN_STATES = frozenset(int(s) for s in AFTER_CLOSE)
 
 
 def is_orphan(state: int, inode: int) -> bool:

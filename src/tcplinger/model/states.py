@@ -7,7 +7,24 @@ column) and the ``sock:inet_sock_set_state`` tracepoint all use them.
 Groups name what a person asks about: *active-close* is the side that
 closed first (FIN_WAIT1, FIN_WAIT2, CLOSING, TIME_WAIT), *passive-close*
 the side that was closed on (CLOSE_WAIT, LAST_ACK); together they are the
-*lingering* states tcplinger exists for.
+*lingering* states tcplinger exists for. Groups the code asks about:
+
+* *ownable*: the lingering states of a full socket, the ones a process can
+  still hold a file descriptor to (all but TIME_WAIT, which only a
+  timewait minisock holds: ``tcp_time_wait()`` in net/ipv4/tcp_minisocks.c;
+  it has no inode and no tcp_info).
+* *after-close*: the states ``close()`` leads to (``tcp_close_state()`` in
+  net/ipv4/tcp.c: ESTABLISHED -> FIN_WAIT1, CLOSE_WAIT -> LAST_ACK) and
+  what follows them (FIN_WAIT2, CLOSING, TIME_WAIT); a socket in one of
+  them with inode 0 is an orphan. CLOSE_WAIT with inode 0 is a socket not
+  yet accept()ed, never an orphan: close() sends the FIN and leaves it.
+* *can-send*: the application may still write (RFC 9293 3.10.2, SEND:
+  ESTABLISHED and CLOSE_WAIT).
+* *peer-closed*: the peer's FIN has arrived (RFC 9293 3.10.7.4, eighth
+  step: CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT); a read() returns 0.
+* *reset-on-abort*: ``tcp_abort()`` (SOCK_DESTROY) sends a RST to the peer
+  (``tcp_need_reset()`` in include/net/tcp.h: ESTABLISHED, CLOSE_WAIT,
+  FIN_WAIT1, FIN_WAIT2, SYN_RECV); from the others the peer hears nothing.
 """
 
 from __future__ import annotations
@@ -47,30 +64,29 @@ def _row(state: TcpState, ss_name: str, *groups: str) -> StateInfo:
 
 # The one table. A state's groups are listed here and nowhere else.
 STATE_TABLE: tuple[StateInfo, ...] = (
-    _row(TcpState.ESTABLISHED, "ESTAB", "open", "connected"),
+    _row(TcpState.ESTABLISHED, "ESTAB", "open", "connected", "can-send", "reset-on-abort"),
     _row(TcpState.SYN_SENT, "SYN-SENT", "opening", "connected"),
-    _row(TcpState.SYN_RECV, "SYN-RECV", "opening", "connected"),
-    _row(TcpState.FIN_WAIT1, "FIN-WAIT-1", "active-close", "lingering", "connected"),
-    _row(TcpState.FIN_WAIT2, "FIN-WAIT-2", "active-close", "lingering", "connected"),
-    _row(TcpState.TIME_WAIT, "TIME-WAIT", "active-close", "lingering"),
+    _row(TcpState.SYN_RECV, "SYN-RECV", "opening", "connected", "reset-on-abort"),
+    _row(TcpState.FIN_WAIT1, "FIN-WAIT-1", "active-close", "lingering", "connected", "ownable",
+         "after-close", "reset-on-abort"),
+    _row(TcpState.FIN_WAIT2, "FIN-WAIT-2", "active-close", "lingering", "connected", "ownable",
+         "after-close", "reset-on-abort"),
+    _row(TcpState.TIME_WAIT, "TIME-WAIT", "active-close", "lingering", "after-close",
+         "peer-closed"),
     _row(TcpState.CLOSE, "UNCONN", "closed"),
-    _row(TcpState.CLOSE_WAIT, "CLOSE-WAIT", "passive-close", "lingering", "connected"),
-    _row(TcpState.LAST_ACK, "LAST-ACK", "passive-close", "lingering", "connected"),
+    _row(TcpState.CLOSE_WAIT, "CLOSE-WAIT", "passive-close", "lingering", "connected", "ownable",
+         "can-send", "reset-on-abort", "peer-closed"),
+    _row(TcpState.LAST_ACK, "LAST-ACK", "passive-close", "lingering", "connected", "ownable",
+         "after-close", "peer-closed"),
     _row(TcpState.LISTEN, "LISTEN", "listening"),
-    _row(TcpState.CLOSING, "CLOSING", "active-close", "lingering", "connected"),
+    _row(TcpState.CLOSING, "CLOSING", "active-close", "lingering", "connected", "ownable",
+         "after-close", "peer-closed"),
     _row(TcpState.NEW_SYN_RECV, "SYN-RECV", "opening"),
     _row(TcpState.BOUND_INACTIVE, "UNCONN", "closed"),
 )
 
 BY_STATE: dict[TcpState, StateInfo] = {row.state: row for row in STATE_TABLE}
 GROUPS: frozenset[str] = frozenset(g for row in STATE_TABLE for g in row.groups)
-
-#: States that only exist as timewait-type minisockets when orphaned (see
-#: ``tcp_time_wait()`` in net/ipv4/tcp_minisocks.c).
-TIMEWAIT_SUBSTATES = frozenset({TcpState.TIME_WAIT, TcpState.FIN_WAIT2})
-#: States in which an inode of 0 means "orphan" (the socket was close()d
-#: but the kernel still holds it).
-TEARDOWN = frozenset(s for s in TcpState if "lingering" in BY_STATE[s].groups)
 
 #: States reported by sock_diag/procfs that a user can ask for.
 REPORTED = tuple(s for s in TcpState if s not in (TcpState.NEW_SYN_RECV, TcpState.BOUND_INACTIVE))
@@ -81,6 +97,24 @@ def members(group: str) -> frozenset[TcpState]:
     if group not in GROUPS:
         raise KeyError(group)
     return frozenset(row.state for row in STATE_TABLE if group in row.groups)
+
+
+#: The groups the code asks about, by name (the module docstring says why
+#: each holds what it holds).
+LINGERING = members("lingering")
+OWNABLE = members("ownable")
+AFTER_CLOSE = members("after-close")
+RESET_ON_ABORT = members("reset-on-abort")
+CAN_SEND = members("can-send")
+PEER_CLOSED = members("peer-closed")
+#: Connections still in use (not torn down): ended by kill only when asked.
+IN_USE = members("open") | members("opening")
+#: Not a connection at all (LISTEN, an unconnected or bound socket).
+NOT_CONNECTION = members("listening") | members("closed")
+#: Sockets whose local port is not an outgoing connection's (ephemeral
+#: port accounting): a listener, an unconnected socket, and a request
+#: socket (the server side of a handshake, on the listener's port).
+NOT_OUTGOING = frozenset({TcpState.LISTEN, TcpState.CLOSE, TcpState.NEW_SYN_RECV})
 
 
 def _key(text: str) -> str:

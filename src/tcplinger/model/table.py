@@ -14,7 +14,7 @@ import numpy as np
 
 from .socket import (UNKNOWN_AGE, Age, Endpoint, NetnsRef, Owner, SocketRecord,
                      Timer, TimerKind, format_address)
-from .states import TcpState
+from .states import AFTER_CLOSE
 
 SOCKET_DTYPE = np.dtype([
     ("family", "u1"),
@@ -49,8 +49,7 @@ TCP_INFO_DTYPE = np.dtype([("present", "?")] + list(TCP_INFO_FIELDS))
 
 
 _ORPHAN_STATE = np.zeros(256, bool)
-_ORPHAN_STATE[[int(TcpState.FIN_WAIT1), int(TcpState.FIN_WAIT2), int(TcpState.CLOSING),
-               int(TcpState.LAST_ACK), int(TcpState.TIME_WAIT)]] = True
+_ORPHAN_STATE[[int(s) for s in AFTER_CLOSE]] = True
 
 
 def empty(n: int = 0) -> np.ndarray:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .states import TcpState, name as state_name, parse_state
+from .states import LINGERING, name as state_name, parse_state
 
 
 @dataclass(frozen=True)
@@ -182,8 +182,7 @@ class Timeline:
 
 
 #: States drawn as "the connection is being torn down" (for lifetimes).
-TEARDOWN_STATES = frozenset({TcpState.FIN_WAIT1, TcpState.FIN_WAIT2, TcpState.TIME_WAIT,
-                             TcpState.CLOSE_WAIT, TcpState.LAST_ACK, TcpState.CLOSING})
+TEARDOWN_STATES = LINGERING
 
 
 def lingering_time(party: PartyTimeline, horizon_s: float | None = None) -> float | None:

@@ -7,7 +7,7 @@ documentation (docs/simulator.md) is written from these tables.
 
 from __future__ import annotations
 
-from ..model.params import ParamError
+from ..model.params import Param, ParamError
 
 
 class Values:

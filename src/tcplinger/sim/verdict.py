@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..model.states import TcpState, name as state_name
+from ..model.states import CAN_SEND, TcpState, name as state_name
 from ..model.timeline import Timeline, lingering_time
 from .scenario import Scenario
 from .simulation import simulate
@@ -94,8 +94,7 @@ def judge(scenario: Scenario, tl: Timeline | None = None) -> Verdict:
         candidates = [n for n in ("client", "server") if n != first and n not in gone
                       and _holds_at(tl, n, t_probe) is not None]
         # prefer a side whose application can still write
-        candidates.sort(key=lambda n: _holds_at(tl, n, t_probe) not in
-                        (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT))
+        candidates.sort(key=lambda n: _holds_at(tl, n, t_probe) not in CAN_SEND)
         if candidates:
             sender = candidates[0]
             probe_sc = replace(scenario, horizon_s=max(scenario.horizon_s, t_probe + 10.0))

@@ -21,12 +21,11 @@ from collections import Counter
 import numpy as np
 
 from ..model.kernel import KernelContext
-from ..model.states import TcpState
+from ..model.states import OWNABLE, TcpState
 from ..model.table import SocketTable
 from .store import CountRow
 
-OWNED_STATES = (int(TcpState.CLOSE_WAIT), int(TcpState.FIN_WAIT1), int(TcpState.FIN_WAIT2),
-                int(TcpState.LAST_ACK), int(TcpState.CLOSING))
+OWNED_STATES = tuple(sorted(int(s) for s in OWNABLE))
 #: A socket with no process (inode 0: TIME_WAIT, orphans).
 NO_PROCESS = "-"
 

@@ -33,7 +33,6 @@ from dataclasses import dataclass, replace
 from .sparkline import sparkline
 from .table import duration, render
 
-LINGERING = ("CLOSE_WAIT", "FIN_WAIT1", "FIN_WAIT2", "LAST_ACK", "CLOSING", "TIME_WAIT")
 
 
 @dataclass(frozen=True)

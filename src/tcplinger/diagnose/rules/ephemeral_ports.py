@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...model.socket import format_address
-from ...model.states import TcpState
+from ...model.states import NOT_OUTGOING, TcpState
 from ..context import address_words, mix64
 from .. import sysctl_proposals as propose
 from ..evidence import duration, percent
@@ -53,8 +53,7 @@ def evaluate(ctx, th, world, limit):
                  if v is not None)
     rows = ctx.rows
     sport = rows["sport"]
-    cand = (sport >= lo) & (sport <= hi) & ~ctx.in_state(TcpState.LISTEN, TcpState.CLOSE,
-                                                          TcpState.NEW_SYN_RECV)
+    cand = (sport >= lo) & (sport <= hi) & ~ctx.in_state(*NOT_OUTGOING)
     if int(np.count_nonzero(cand)) < lowest * size:
         return []  # no group can reach the lowest threshold: skip the grouping
     if ctx.listen_ports:
