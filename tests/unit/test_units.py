@@ -1,15 +1,12 @@
 """The one number and duration grammar (model/units.py), and every option
 that takes a number or a duration refusing bad values in one line."""
 
-import io
 import math
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tcplinger.cli.main import main
-from tcplinger.cli.terminal import Terminal
 from tcplinger.i18n import Messages
 from tcplinger.model import units
 from tcplinger.model.params import Param, ParamError
@@ -206,18 +203,12 @@ NUMERIC_OPTIONS = [
 BAD = ["nan", "inf", "-inf", "-3s", "-1", "1e308", "1" * 40, "", "\u0661\u0662", "5 parsecs"]
 
 
-def _run(argv):
-    out, err = io.StringIO(), io.StringIO()
-    term = Terminal(stdout=out, stderr=err, env={"LANG": "C"}, is_tty=False)
-    return main(argv, term=term), out.getvalue(), err.getvalue()
-
-
 @pytest.mark.parametrize("command,option", NUMERIC_OPTIONS)
 @pytest.mark.parametrize("value", BAD)
-def test_every_numeric_option_refuses_bad_values_in_one_line(command, option, value):
+def test_every_numeric_option_refuses_bad_values_in_one_line(cli, command, option, value):
     if option == "--listen":
         value = "127.0.0.1:" + value
-    code, out, err = _run(command.split() + [option, value])
+    code, out, err = cli(*command.split(), option, value)
     assert code == (3 if command == "check" else 2), err  # check: UNKNOWN, as plugins say
     assert out == "" and err.count("\n") == 1 and option in err, err
     assert "Traceback" not in err and "expected one argument" not in err
@@ -238,8 +229,8 @@ def test_every_numeric_option_refuses_bad_values_in_one_line(command, option, va
     (["lab", "run", "port-exhaustion", "--set", "tcp_tw_reuse_delay=60001"],
      "tcp_tw_reuse_delay: invalid value '60001' (at most 60000)"),
 ])
-def test_refusals_say_why(argv, fragment):
-    code, out, err = _run(argv)
+def test_refusals_say_why(cli, argv, fragment):
+    code, out, err = cli(*argv)
     assert code == 2 and out == "" and err.count("\n") == 1 and fragment in err, err
 
 
