@@ -199,6 +199,7 @@ NUMERIC_OPTIONS = [
     ("sim run --preset linux-time-wait", "--horizon"),
     ("sim sweep --preset linux-time-wait --vary tw_in_use=1", "--horizon"),
     ("lab run orphan-fin-wait-2", "--duration"), ("lab run orphan-fin-wait-2", "--interval"),
+    ("capture", "--seconds"), ("capture --seconds 1", "--show"), ("pcap x.pcap", "--show"),
 ]
 BAD = ["nan", "inf", "-inf", "-3s", "-1", "1e308", "1" * 40, "", "\u0661\u0662", "5 parsecs"]
 

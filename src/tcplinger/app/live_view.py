@@ -13,7 +13,7 @@ import numpy as np
 
 from ..collect.roots import Roots
 from ..collect.snapshot import Scope
-from ..model.states import LINGERING, TcpState, name as state_name
+from ..model.states import LINGERING, name as state_name
 from ..ui import top as top_ui
 from ..ui.table import duration
 from . import watchdb

@@ -16,7 +16,7 @@ from ..collect.roots import Roots
 from ..collect.snapshot import Scope
 from ..model.snapshot import NetnsSnapshot, Snapshot
 from ..model.socket import Age, Owner, SocketRecord
-from ..model.states import OWNABLE
+from ..model.states import OWNABLE, TcpState
 from ..model.table import SocketTable, iter_records
 from ..track import age as age_mod
 

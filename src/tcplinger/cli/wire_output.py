@@ -12,6 +12,7 @@ from ..ui import timeline as tl_view
 from ..ui import wire as wire_view
 from ..wire.filter import FilterError, compile_filter
 from .errors import CliError, Exit
+from .options import count_type
 
 
 def add_output_flags(p, h) -> None:
@@ -20,7 +21,8 @@ def add_output_flags(p, h) -> None:
     p.add_argument("--filter", metavar="EXPR", help=h("wire.help.filter"))
     p.add_argument("--svg", type=Path, metavar="FILE", help=h("wire.help.svg"))
     p.add_argument("--uid", metavar="UID", help=h("wire.help.uid"))
-    p.add_argument("--show", type=int, default=20, metavar="N", help=h("wire.help.show"))
+    p.add_argument("--show", type=count_type(maximum=10**6), default=20, metavar="N",
+                   help=h("wire.help.show"))
 
 
 def pcap_options(files, filter_text: str | None, keep: int, msg) -> PcapOptions:

@@ -12,7 +12,7 @@ import enum
 from socket import AF_INET, AF_INET6, inet_ntop  # pure formatting, no I/O
 from dataclasses import dataclass
 
-from .states import AFTER_CLOSE, TcpState, name as state_name
+from .states import AFTER_CLOSE, name as state_name
 from .workload import Workload
 
 
