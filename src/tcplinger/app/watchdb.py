@@ -184,7 +184,7 @@ def state_plots(given: Path | None, now: float | None = None,
     (the report's HTML page draws them); None without a fresh database."""
     import sqlite3
 
-    from ..model.states import TEARDOWN, name as state_name
+    from ..model.states import LINGERING, name as state_name
     from ..track.store import Store
     path = db_path(given)
     try:
@@ -197,7 +197,7 @@ def state_plots(given: Path | None, now: float | None = None,
         now = time.time() if now is None else now
         if not store.is_fresh(now):
             return None
-        series = store.series(now - window, by="state", states=sorted(TEARDOWN))
+        series = store.series(now - window, by="state", states=sorted(LINGERING))
         tw = [v for (_, name), v in store.kernel_latest().items() if name == "tcp_max_tw_buckets"]
     except sqlite3.Error:
         return None

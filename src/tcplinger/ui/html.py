@@ -22,7 +22,7 @@ from html import escape
 
 import numpy as np
 
-from ..model.states import TEARDOWN, name as state_name, parse_state
+from ..model.states import LINGERING, name as state_name, parse_state
 from ..track.age import age_arrays
 from .report import workload_line
 from .svgchart import histogram_svg, series_svg
@@ -84,7 +84,7 @@ def age_histograms(inputs) -> dict[int, dict[str, list[int]]]:
             secs = np.where(np.isnan(exact), lower, exact)
         states = table.rows["state"]
         per = {}
-        for st in sorted(TEARDOWN):
+        for st in sorted(LINGERING):
             mask = states == int(st)
             if not mask.any():
                 continue
