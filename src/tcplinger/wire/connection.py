@@ -51,9 +51,9 @@ class Connection:
     def process(self, low: bool, t, flags, seq, ack, win, plen, iplen, ttl) -> None:
         is_orig = low == self.orig_low
         ep, peer = (self.orig, self.resp) if is_orig else (self.resp, self.orig)
-        if (flags & 23 == ACK and win and ep.state == E.ESTABLISHED
-                and peer.state == E.ESTABLISHED and self._quick(ep, peer, t, seq, ack, win,
-                                                                plen, iplen, ttl)):
+        if (flags & 23 == ACK and win and ep.state == 4 and peer.state == 4  # ESTABLISHED
+                and self.hist.seen & ((H_DATA if plen else H_ACK) << (0 if is_orig else 16))
+                and self._quick(ep, peer, t, seq, ack, win, plen, iplen, ttl)):
             return
         seg = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
         if flags & RST:
@@ -99,7 +99,12 @@ class Connection:
                 self.hist.scaled(peer, "G", "gap")
         if close:
             self._closed(ep, peer)
-        self.obs.after(ep, peer, t, flags, seq, ack, plen)
+        if flags & ACK and not flags & RST:
+            side, other = ep.obs, peer.obs
+            if other is not None and ((side.estab_t is None and other.synack_t is not None)
+                                      or (other.fin_end is not None
+                                          and other.fin_acked_t is None)):
+                self.obs.after(ep, peer, t, flags, seq, ack, plen)
 
     def _quick(self, ep: Endpoint, peer: Endpoint, t, seq, ack, win, plen, iplen, ttl) -> bool:
         """The common packet (ACK, maybe data, both sides established, an

@@ -21,7 +21,7 @@ most :data:`KEEP` per connection (the first half and the last half).
 
 from __future__ import annotations
 
-from collections import deque
+import struct
 from dataclasses import dataclass
 
 from .zeek import ACK, FIN, M32, RST, SYN, seq_delta
@@ -92,27 +92,45 @@ class Side:
         self.last_t = self.data_t = None
 
 
+#: A kept packet, packed (a capture holds tens of thousands of connections
+#: within Zeek's close delay; Python objects for each of their packets
+#: would cost kilobytes per connection): time, sent by the low side,
+#: flags, seq, ack, window, payload length, TTL, tag, foreign.
+_REC = struct.Struct("<d?BIIHIBB?")
+TAGS = ("", "keepalive", "keepalive-ack", "window-probe", "retransmission", "reset",
+        "zero-window", "window-open")
+_TAG = {t: i for i, t in enumerate(TAGS)}
+
+
+def unpack(raw: bytes) -> list[tuple]:
+    """The kept packets' fields, in order (see :data:`_REC`)."""
+    return [r[:8] + (TAGS[r[8]], r[9]) for r in _REC.iter_unpack(raw)]
+
+
 class Observer:
     __slots__ = ("conn", "head", "tail", "seen")
 
     def __init__(self, conn):
         self.conn = conn
-        self.head: list[WirePacket] = []
-        self.tail: deque = deque(maxlen=KEEP // 2)
+        self.head = bytearray()
+        self.tail = None  # bytearray of the last KEEP // 2, once the head is full
         self.seen = 0
 
-    def _keep(self, raw: tuple) -> None:
-        # kept raw (WirePacket's fields in order): most are never looked at,
-        # and building a frozen dataclass for each costs more than the rest
-        # of the packet's processing
+    def _keep(self, t, low, flags, seq, ack, win, plen, ttl, tag, foreign) -> None:
         self.seen += 1
-        if len(self.head) < KEEP // 2:
-            self.head.append(raw)
-        else:
-            self.tail.append(raw)
+        rec = _REC.pack(t, low, flags, seq, ack, win, plen, ttl, _TAG[tag], foreign)
+        if len(self.head) < KEEP // 2 * _REC.size:
+            self.head += rec
+            return
+        if self.tail is None:
+            self.tail = bytearray()
+        elif len(self.tail) >= KEEP // 2 * _REC.size:
+            del self.tail[:_REC.size]
+        self.tail += rec
 
-    def raw(self) -> tuple:
-        return tuple(self.head) + tuple(self.tail)
+    def raw(self) -> bytes:
+        return bytes(self.head) + bytes(self.tail or b"")
+
 
     def before(self, ep, peer, t, flags, seq, ack, win, plen, ttl) -> None:
         """Classify a packet before Zeek's bookkeeping moves ``ep.last``."""
@@ -179,8 +197,8 @@ class Observer:
         if tag or ctl or foreign or zero_news:
             if tag == "" and zero_news:
                 tag = "zero-window" if win == 0 else "window-open"
-            self._keep((t, ep.is_orig == self.conn.orig_low, flags, seq, ack, win, plen, ttl,
-                        tag, foreign))
+            self._keep(t, ep.is_orig == self.conn.orig_low, flags, seq, ack, win, plen, ttl,
+                       tag, foreign)
 
     def after(self, ep, peer, t, flags, seq, ack, plen) -> None:
         """Acknowledgements: of the other side's SYN-ACK and FIN."""

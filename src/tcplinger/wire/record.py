@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ..model.states import name as state_name
 from ..model.timeline import Packet, PartyTimeline, StateSpan, Timeline
 from .decode import format_addr
-from .observe import Side, WirePacket, materialise
+from .observe import Side, WirePacket, materialise, unpack
 from .states import endpoint_spans
 
 
@@ -85,7 +85,7 @@ class ConnRecord:
     interface: int
     orig_side: Side = field(repr=False, compare=False)
     resp_side: Side = field(repr=False, compare=False)
-    raw_packets: tuple = field(repr=False, compare=False)
+    raw_packets: bytes = field(repr=False, compare=False)  # observe.unpack() reads it
     packets_seen: int = 0  # notable packets, of which the first and last are kept
     orig_low: bool = True
 
@@ -109,7 +109,7 @@ class ConnRecord:
 
     @property
     def packets(self) -> tuple[WirePacket, ...]:
-        return tuple(materialise(r, self.orig_low) for r in self.raw_packets)
+        return tuple(materialise(r, self.orig_low) for r in unpack(self.raw_packets))
 
     def tuple_text(self) -> str:
         def ep(h, p):
