@@ -24,6 +24,8 @@ class PcapOptions:
     keep: int = 20  # connections kept for display per file
     inactivity_s: float | None = None
     by_interface: bool = True
+    #: when the capture stopped (live captures know; a file ends at its last packet)
+    end_t: float | None = None
 
 
 @dataclass
@@ -57,7 +59,7 @@ def analyse_file(path: Path, opts: PcapOptions,
         try:
             counts = analyse_stream(read_blocks(stream, notices), emit, notices,
                                     keep=opts.filter, inactivity_s=opts.inactivity_s,
-                                    by_interface=opts.by_interface)
+                                    by_interface=opts.by_interface, end_t=opts.end_t)
         except CaptureError as exc:
             raise CaptureFileError(path, exc) from None
     return FileResult(path, counts, summary, notices)

@@ -43,6 +43,8 @@ class CaptureStats:
     seconds: float
     captured: int | None  # tcpdump's "packets captured"
     dropped: int | None  # "packets dropped by kernel"
+    end_t: float | None = None  # when the capture stopped (time.time())
+    start_t: float | None = None  # when tcpdump said it was listening
 
 
 def _prefix() -> list[str]:
@@ -76,9 +78,11 @@ def capture(netns_path: str, out: Path, seconds: float, filter_text: str | None 
             raise CaptureFailed(seen.strip().splitlines()[-1] if seen.strip()
                                 else f"exit {proc.returncode}")
         t0 = time.monotonic()
+        start_t = time.time()
         while proc.poll() is None and time.monotonic() - t0 < seconds:
             time.sleep(min(0.2, max(0.0, seconds - (time.monotonic() - t0))))
         elapsed = time.monotonic() - t0
+        end_t = time.time()
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=10)
@@ -90,7 +94,7 @@ def capture(netns_path: str, out: Path, seconds: float, filter_text: str | None 
             proc.stderr.close()
     text = err.decode(errors="replace")
     return CaptureStats(out, netns_path, round(elapsed, 3), _count(text, "captured"),
-                        _count(text, "dropped by kernel"))
+                        _count(text, "dropped by kernel"), end_t, start_t)
 
 
 def _count(text: str, what: str) -> int | None:

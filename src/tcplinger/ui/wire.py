@@ -39,6 +39,8 @@ def evidence_line(p, ts: float, names: dict, msg) -> str:
 
 
 def render_finding(f, names: dict, msg, indent: str = "") -> list[str]:
+    if not names and " → " in f.conn:
+        names = dict(zip(("orig", "resp"), f.conn.split(" → ", 1)))
     lines = [indent + f"[{msg('wire.severity.' + f.severity)}] {finding_text(f, names, msg)}"]
     lines.append(indent + "  " + msg("wire.finding_conn", uid=f.uid, conn=f.conn))
     for p in f.evidence:
@@ -102,3 +104,50 @@ def render_result(res, msg, *, width: int = 100, timelines: int = 3) -> list[str
                                          title=msg("wire.timeline_title", uid=r.uid,
                                                    state=r.conn_state, history=r.history))
     return lines
+
+
+# ---- report --capture ----
+
+def _socket_line(sw, msg) -> list[str]:
+    story = msg(sw.key, **sw.field_dict())
+    out = [msg("wire.join.socket", local=sw.local, remote=sw.remote, story=story)]
+    if sw.uid is not None:
+        out.append("  " + msg("wire.join.conn", uid=sw.uid, conn_state=sw.conn_state,
+                              history=sw.history, side=sw.side, held=sw.held or "-"))
+    return out
+
+
+def render_join(joined, msg, sockets: int = 5) -> list[str]:
+    """After the report: each finding's sockets next to their packets, then
+    the findings the packets alone support."""
+    lines = []
+    for cap in joined.captures:
+        lines += ["", msg("wire.join.heading", seconds=joined.seconds,
+                          packets=f"{cap.result.counts.tcp:,}", netns=cap.label)]
+        for i, f in enumerate(joined.diagnosis.findings):
+            rows = joined.sockets.get(i)
+            if not rows or f.netns.inode != cap.inode:
+                continue
+            lines.append("  " + msg("wire.join.finding", title=f.title.render(msg)))
+            for sw in rows[:sockets]:
+                lines += ["    " + x for x in _socket_line(sw, msg)]
+        found = cap.result.summary.sorted_findings()
+        if found:
+            lines.append("  " + msg("wire.join.packet_findings"))
+            for f in found[:10]:
+                lines += render_finding(f, {}, msg, "    ")
+    return lines
+
+
+def join_json(joined, msg) -> dict:
+    return {"seconds": joined.seconds,
+            "captures": [{"netns_inode": c.inode, "netns": c.label,
+                          "packets": c.result.counts.tcp, "captured": c.captured,
+                          "summary": c.result.summary.to_json(),
+                          "findings": [{**f.to_json(), "text": finding_text(f, {}, msg)}
+                                       for f in c.result.summary.sorted_findings()]}
+                         for c in joined.captures],
+            "sockets": [{"finding": i, "rule": joined.diagnosis.findings[i].rule,
+                         "sockets": [{**s.to_json(), "text": msg(s.key, **s.field_dict())}
+                                     for s in rows]}
+                        for i, rows in sorted(joined.sockets.items())]}

@@ -88,11 +88,13 @@ class Tracker:
     every finished :class:`ConnRecord`."""
 
     def __init__(self, emit: Callable[[ConnRecord], None], *, keep=None,
-                 inactivity_s: float | None = None, by_interface: bool = True):
+                 inactivity_s: float | None = None, by_interface: bool = True,
+                 end_t: float | None = None):
         self.emit = emit
         self.keep = keep  # a filter: Packets -> bool mask, or None
         self.inactivity_s = inactivity_s
         self.by_interface = by_interface
+        self.end_t = end_t  # the capture's end when known (else its last packet)
         self.slots: dict[tuple, _Slot] = {}
         self.counts = Counts()
         self.uid = 0
@@ -177,6 +179,8 @@ class Tracker:
 
     def close(self) -> None:
         """The end of the capture: finish everything still open, in start order."""
+        if self.end_t is not None:
+            self.counts.last_t = max(self.counts.last_t or self.end_t, self.end_t)
         left = sorted((s.conn for s in self.slots.values() if s.conn is not None),
                       key=lambda c: (c.start, c.uid))
         for conn in left:

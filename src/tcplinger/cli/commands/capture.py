@@ -4,6 +4,7 @@ namespace(s), then the analysis of ``tcplinger pcap`` (docs/wire.md)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ...app.pcap import CaptureOptions, capture_scope
@@ -48,6 +49,8 @@ def run(opts: CaptureOptions, as_json: bool, svg, uid, show: int, term, msg) -> 
         # tcpdump already applied the filter: the analysis reads everything
         popts = pcap_options([s.path for _, s in captured.files], None,
                              show if uid is None else 10**9, msg)
+        ends = [s.end_t for _, s in captured.files if s.end_t is not None]
+        popts = replace(popts, end_t=max(ends) if ends else None)
         return analyse_and_render(popts, as_json, svg, uid, term, msg)
     finally:
         captured.cleanup()

@@ -12,9 +12,11 @@ from ...app.diagnosis import DiagnoseOptions, diagnose
 from ...collect.roots import Roots
 from ...diagnose.summary import namespace_summary
 from ...export import findings as findings_export
+from ...i18n import Messages, lang_from_env
 from ...ui import report as report_view
+from ...ui import wire as wire_view
 from ..errors import CliError, Exit
-from ..options import add_diagnose_args, count_type, diagnose_options
+from ..options import DAY, add_diagnose_args, count_type, diagnose_options, duration_type
 from ..output import report_problems, snapshot_meta
 
 NAME = "report"
@@ -26,6 +28,7 @@ class ReportOptions:
     json: bool
     sockets: int  # shown per finding in text
     html: Path | None = None  # also write the self-contained HTML page there
+    capture: float | None = None  # seconds of packets to put next to the sockets
 
 
 def register(sub) -> None:
@@ -41,17 +44,28 @@ def register(sub) -> None:
     p.add_argument("--html", type=Path, default=None, metavar="FILE",
                    help="also write the report as one self-contained HTML page (no scripts, "
                         "nothing fetched) to attach to a ticket")
+    p.add_argument("--capture", type=duration_type(maximum=DAY, positive=True),
+                   metavar="SECONDS",
+                   help=Messages(lang_from_env())("wire.help.report_capture"))
     p.set_defaults(run=lambda args, term, msg: run(
-        ReportOptions(diagnose_options(args), args.json, args.sockets, args.html), term, msg))
+        ReportOptions(diagnose_options(args), args.json, args.sockets, args.html, args.capture),
+        term, msg))
 
 
 def run(opts: ReportOptions, term, msg, roots: Roots = Roots()) -> int:
-    d = diagnose(opts.diagnose, roots)
+    joined = None
+    if opts.capture is not None:
+        joined = capture_join(opts, msg, roots)
+        d = joined.diagnosis
+    else:
+        d = diagnose(opts.diagnose, roots)
     summaries = [namespace_summary(i) for i in d.inputs]
     if opts.json:
         doc = findings_export.document(d.findings, summaries, msg, thresholds=d.thresholds)
         doc.update(snapshot_meta(d.view))
         doc["owners_skipped_open_files"] = d.owners_skipped
+        if joined is not None:
+            doc["wire"] = wire_view.join_json(joined, msg)
         term.out(json.dumps(doc, indent=1))
     else:
         for line in report_view.render(summaries, d.findings, msg, width=term.width or 100,
@@ -59,6 +73,9 @@ def run(opts: ReportOptions, term, msg, roots: Roots = Roots()) -> int:
             term.out(line)
         if d.owners_skipped:
             term.out(msg("report.owners_skipped", n=d.owners_skipped))
+        if joined is not None:
+            for line in wire_view.render_join(joined, msg, sockets=opts.sockets):
+                term.out(line)
     if opts.html is not None:
         write_html(opts.html, d, summaries, opts.diagnose.observe.db, msg)
         term.err(msg("html.written", path=opts.html))
@@ -86,3 +103,17 @@ def write_html(path: Path, d, summaries, db, msg) -> None:
         code = Exit.PERMISSION if isinstance(exc, PermissionError) else Exit.NOT_FOUND
         raise CliError(msg("html.unwritable", path=path, reason=exc.strerror or str(exc)),
                        code) from None
+
+
+def capture_join(opts: ReportOptions, msg, roots: Roots):
+    """``--capture``: packets first, then the diagnosis, joined by 4-tuple."""
+    from ...app.wire_join import JoinOptions, report_with_capture
+    from ...collect.capture import CaptureFailed, CaptureToolMissing
+
+    try:
+        return report_with_capture(JoinOptions(opts.diagnose, opts.capture), roots)
+    except CaptureToolMissing:
+        raise CliError(msg("wire.error.capture_tool"), Exit.UNSUPPORTED) from None
+    except CaptureFailed as exc:
+        raise CliError(msg("wire.error.capture_failed", netns="-", text=str(exc)),
+                       Exit.ERROR) from None
