@@ -15,7 +15,6 @@ import sys
 from typing import Callable
 
 from .. import __version__
-from ..collect.netns import NetnsNotFound
 from ..i18n import Messages, lang_from_env
 from .commands import BY_NAME, COMMANDS, DEFAULT_COMMAND
 from .errors import CliError, Exit
@@ -185,7 +184,7 @@ def main(argv: list[str] | None = None, term: Terminal | None = None) -> int:
         return int(exc.code)
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)
-    except (NetnsNotFound, ProcessLookupError) as exc:
+    except _not_found_errors() as exc:
         say("", text=_not_found_text(str(exc), msg or _early_messages(argv, term.env)))
         return int(Exit.NOT_FOUND)
     except KeyboardInterrupt:
@@ -209,6 +208,15 @@ def main(argv: list[str] | None = None, term: Terminal | None = None) -> int:
 
 
 COMMAND_NAMES = set(BY_NAME)
+
+
+def _not_found_errors() -> tuple:
+    """The "not found" exceptions (exit 3). An ``except`` clause evaluates
+    this only when an exception reaches it, so ``--version``, ``--help``,
+    ``rules`` and ``explain`` never import the collectors (issue 16)."""
+    from ..collect.netns import NetnsNotFound
+
+    return (NetnsNotFound, ProcessLookupError)
 
 
 def _selected(argv: list[str]) -> str | None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..app.view import Filters
-from ..collect.snapshot import Scope
 from ..model import units
 from ..model.states import TcpState, UnknownState, parse_states
 from .errors import CliError, Exit
+
+if TYPE_CHECKING:  # imported when called: --version, --help, rules and explain need no numpy
+    from ..app.view import Filters
+    from ..collect.snapshot import Scope
 
 
 # ---- argument types (argparse calls them; their errors become one line) ----
@@ -138,6 +141,8 @@ def add_scope(parser: argparse.ArgumentParser) -> None:
 
 
 def scope_from(args) -> Scope:
+    from ..collect.snapshot import Scope
+
     return Scope(netns=args.netns, netns_pid=args.netns_pid, all_netns=args.all_netns,
                  container=args.container, pod=args.pod)
 
@@ -153,6 +158,8 @@ def add_filters(parser: argparse.ArgumentParser) -> None:
 
 
 def filters_from(args) -> Filters:
+    from ..app.view import Filters
+
     return Filters(states=args.state, port=args.port, sport=args.sport,
                    dport=args.dport, pid=args.pid)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import errno
 import os
+from typing import TYPE_CHECKING
 
-from ..app.view import View
+if TYPE_CHECKING:
+    from ..app.view import View
 
 #: errno values whose strerror the catalogs hold ("errno.<NAME>")
 ERRNO_NAMES = ("EPERM", "EACCES", "ENOENT", "ESRCH", "EOPNOTSUPP", "EPROTONOSUPPORT",

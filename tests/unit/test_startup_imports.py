@@ -1,0 +1,50 @@
+"""The light commands start light (issue 16): ``--version``, ``--help``,
+``rules`` and ``explain RULE`` import neither numpy (~0.1 s of start-up
+here) nor any collector, so they cost at most ~3x ``python3 -c pass``
+(bench/startup.py measures it). Each runs in a fresh interpreter, whose
+``sys.modules`` is read back after the command returned."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+PROBE = r"""
+import io, json, sys, contextlib
+from tcplinger.cli.main import main
+with contextlib.redirect_stdout(io.StringIO()):
+    code = main(sys.argv[1:])
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+
+def modules_after(*argv: str) -> tuple[int, list[str]]:
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    out = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,
+                         env=env, timeout=60, check=True)
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    return doc["code"], doc["modules"]
+
+
+@pytest.mark.parametrize("argv", [("--version",), ("--help",), ("rules",), ("rules", "--json"),
+                                  ("explain", "close-wait-leak"), ("--lang", "zh", "rules")])
+def test_light_commands_import_no_numpy_and_no_collector(argv):
+    code, modules = modules_after(*argv)
+    assert code == 0
+    heavy = [m for m in modules if m == "numpy" or m.startswith(("numpy.", "tcplinger.collect",
+                                                                "tcplinger.app", "tcplinger.sim",
+                                                                "tcplinger.wire"))]
+    assert heavy == []
+
+
+def test_a_snapshot_command_still_imports_what_it_needs():
+    """The probe sees what a run imports (the check above is not vacuous):
+    ``ls --help`` loads the ls command's module."""
+    code, modules = modules_after("ls", "--help")
+    assert code == 0
+    assert "tcplinger.cli.commands.ls" in modules
