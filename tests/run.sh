@@ -28,5 +28,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         librsvg2-bin pipx python3-venv systemd tshark >/dev/null
     if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
 fi
-python3 -m pip install -q -e '.[test,exporter,webauth,tui]'
+python3 -m pip install -q -e '.[test,exporter,webauth,tui,plot]'
 exec python3 -m pytest "$@" tests src/tcplinger

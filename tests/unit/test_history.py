@@ -85,3 +85,60 @@ def test_png_without_matplotlib_is_a_clear_error(cli, tmp_path):
 def test_sparkline_scales_to_width():
     assert len(sparkline(range(1000), width=30)) == 30
     assert sparkline([1, 1, 9]) == "▁▁█"
+
+
+def build_with_gap(path, now):
+    """Samples every 60 s for an hour, none for the next 13 minutes (the
+    daemon was stopped), then another half hour."""
+    with Store(path) as s:
+        for i in range(91):
+            t = now - 90 * 60 + i * 60
+            if 60 <= i < 73:
+                continue
+            s.write_sample(SampleInfo(t, 60, 60, 0, "trace"),
+                           [CountRow(1, 6, "", 30 + i), CountRow(1, 8, "1234/java", 20)],
+                           [(1, "tcp_max_tw_buckets", 150), (1, "ephemeral_ports", 28232)],
+                           owners=[("1234/java", 1234, "java", 64, 40)],
+                           netns_labels={1: "tl-web"})
+
+
+def test_png_title_limits_gap_and_legend_outside(cli, tmp_path):
+    """The figure (ui/plot_png.py) checked through matplotlib's own objects,
+    then the file through matplotlib's PNG reader."""
+    pytest.importorskip("matplotlib", reason="the plot extra")
+    import math
+
+    import matplotlib.image as mpimg
+
+    from tcplinger.i18n import Messages
+    from tcplinger.ui import plot_png
+
+    now = time.time()
+    build_with_gap(tmp_path / "w.db", now)
+    code, out, err = cli("history", "--db", str(tmp_path / "w.db"), "--json",
+                         "--png", str(tmp_path / "h.png"))
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["namespaces"] == ["tl-web"]
+    assert {(lim["name"], lim["value"]) for lim in doc["limits"]} == {
+        ("tcp_max_tw_buckets", 150), ("ip_local_port_range", 28232)}
+    fig = plot_png.figure(doc, Messages("en"))
+    ax = fig.axes[0]
+    title = ax.get_title(loc="left")
+    assert title.startswith("tcplinger history, tl-web: ") and " to " in title
+    tw = [ln for ln in ax.lines if ln.get_label() == "TIME_WAIT"][0]
+    ys = list(tw.get_ydata())
+    assert sum(1 for y in ys if math.isnan(y)) == 1  # the 13-minute gap, not a straight line
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "tcp_max_tw_buckets 150" in labels  # drawn: close to the data
+    assert "ip_local_port_range 28232 (above the chart)" in labels  # named only
+    fig.canvas.draw()
+    legend_box = ax.get_legend().get_window_extent()
+    assert legend_box.x0 >= ax.get_window_extent().x1  # outside the data
+    img = mpimg.imread(tmp_path / "h.png")
+    assert img.shape[:2] == (460, 1100)
+    assert (img[:, :, :3].min(axis=2) < 0.9).mean() > 0.02  # not blank
+    # by owner: the owner's RLIMIT_NOFILE
+    code, out, _ = cli("history", "--db", str(tmp_path / "w.db"), "--by", "owner", "--json")
+    assert json.loads(out)["limits"] == [{"name": "RLIMIT_NOFILE java (1234)", "value": 64,
+                                          "for": "1234/java"}]

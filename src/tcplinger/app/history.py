@@ -65,6 +65,36 @@ def analyse(store: Store, query: HistoryQuery, now: float) -> dict:
                               "max": float(v.max()) if len(v) else 0.0,
                               "per_minute": round(g.per_minute, 4), "growing": g.growing})
     out["growing"] = [_growing(f, labels) for f in found]
+    out["namespaces"] = sorted(set(labels.values()))
+    out["limits"] = _limits(store, query.by, out["series"])
+    return out
+
+
+def _limits(store: Store, by: str, series: list[dict]) -> list[dict]:
+    """The limits the plotted series run into (``for``: the series label):
+    tcp_max_tw_buckets for TIME_WAIT and the ephemeral port range for
+    connections (the largest value across namespaces: the first one any
+    namespace reaches is in ``growing``), each owner's RLIMIT_NOFILE."""
+    kernel = store.kernel_latest()
+
+    def top(name):
+        values = [v for (_, n), v in kernel.items() if n == name]
+        return max(values) if values else None
+
+    out = []
+    labels = {s["label"] for s in series}
+    if by == "state":
+        if "TIME_WAIT" in labels and top("tcp_max_tw_buckets"):
+            out.append({"name": "tcp_max_tw_buckets", "value": top("tcp_max_tw_buckets"),
+                        "for": "TIME_WAIT"})
+        if labels & {"ESTABLISHED", "TIME_WAIT"} and top("ephemeral_ports"):
+            out.append({"name": "ip_local_port_range", "value": top("ephemeral_ports"),
+                        "for": None})
+    elif by == "owner":
+        for key, (pid, comm, fd_limit, _fds) in store.owner_info().items():
+            if key in labels and fd_limit:
+                out.append({"name": f"RLIMIT_NOFILE {comm} ({pid})", "value": fd_limit,
+                            "for": key})
     return out
 
 

@@ -88,20 +88,13 @@ def _num(v: float) -> str:
 
 
 def write_png(doc: dict, path: Path, msg) -> None:
-    """matplotlib when installed: a plot needs axes, dates and a legend,
-    which a hand-made PNG would only imitate badly."""
+    """ui/plot_png.py, with matplotlib from the ``plot`` extra."""
+    from ...ui import plot_png
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plot_png.write(doc, path, msg)
     except ImportError as exc:
-        raise CliError(msg("history.error.png", text=str(exc)), Exit.UNSUPPORTED)
-    import datetime as dt
-    fig, ax = plt.subplots(figsize=(10, 4))
-    for s in doc["series"]:
-        ax.plot([dt.datetime.fromtimestamp(t) for t in s["times"]], s["values"], label=s["label"])
-    ax.set_ylabel("sockets")
-    ax.legend(loc="upper left", fontsize="small")
-    fig.autofmt_xdate()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        raise CliError(msg("history.error.png", text=str(exc)), Exit.UNSUPPORTED) from None
+    except OSError as exc:
+        raise CliError(msg("html.unwritable", path=path, reason=exc.strerror or str(exc)),
+                       Exit.PERMISSION if isinstance(exc, PermissionError) else Exit.NOT_FOUND
+                       ) from None
