@@ -10,7 +10,8 @@ import pytest
 from tcplinger.i18n import Messages, catalog
 from tcplinger.lab import middlebox
 from tcplinger.lab.checks import Diagnosed, Fact, Held, Never, Observed, Reaches, Sent, evaluate
-from tcplinger.lab.diagnosis import LabFinding
+from tcplinger.diagnose.finding import Confidence, Finding, Severity, Text
+from tcplinger.lab.diagnosis import RunFinding
 from tcplinger.lab.merge import SocketTimeline
 from tcplinger.lab.params import parse_sets, resolve_sysctl
 from tcplinger.model.params import ParamError
@@ -20,6 +21,7 @@ from tcplinger.lab.scenarios import ALL, get
 from tcplinger.lab.scenarios._common import model_timeout, retry_bounds
 from tcplinger.lab.scenarios.orphan_fin_wait2 import phases
 from tcplinger.lab.slack import granule_s
+from tcplinger.model.socket import NetnsRef
 from tcplinger.model.states import parse_state
 from tcplinger.model.timeline import Packet, StateSpan
 
@@ -107,6 +109,12 @@ def test_kernel_models():
     assert granule_s(60, 250) == pytest.approx(2.048) and granule_s(0.1, 250) == 0.004
 
 
+def _finding(rule: str) -> Finding:
+    """A diagnose Finding with nothing but its rule (what the checks read)."""
+    return Finding(rule, Severity.INFO, NetnsRef(4026532000, "tl-x"), 1, Text("t"), {}, (), (),
+                   (), (), Confidence.HIGH, Text("r"))
+
+
 def _obs(**kw):
     client = SocketTimeline("client", ("a", 1), ("b", 2), [
         StateSpan(1, 0.0, 1.0), StateSpan(4, 1.0, 1.2, orphan=True),
@@ -116,7 +124,7 @@ def _obs(**kw):
     base = dict(sockets=[client, server], horizon_s=9.0,
                 packets=[Packet(1.0, "client", "server", "F.", 0),
                          Packet(1.3, "client", "server", "F.", 0, "retransmission", "nftables")],
-                findings=[LabFinding("x", 2.0, "server", "close-wait-leak", "info", 1, "t", {})],
+                findings=[RunFinding("x", 2.0, "server", _finding("close-wait-leak"), "t")],
                 facts={"n": 3})
     base.update(kw)
     return Observed(**base)

@@ -53,6 +53,9 @@ class ObserveOptions:
     history: bool = True
     #: the second dump of ESTABLISHED sockets with tcp_info, when few
     idle_info: bool = True
+    #: tcp_info for these states in the one dump (the lab's handful of
+    #: sockets: all of them, at once), instead of the teardown states
+    info_states: frozenset | None = None
     #: what only the rules read: fd usage of CLOSE_WAIT holders ...
     fd_usage: bool = True
     #: ... and the host's sysctl.d files
@@ -89,15 +92,15 @@ def observe(opts: ObserveOptions, roots: Roots = Roots(), *, previous: dict | No
         time.sleep(opts.interval)
     phases: dict = {}
     t = time.perf_counter()
-    view = None
-    for scope in scopes:
-        part = take(scope, tcp_info=True, roots=roots)
-        if opts.idle_info:
+    # Every scope's dump first, the second dumps after: the namespaces are
+    # seen as close to one moment as can be (a lab run's sockets live seconds).
+    parts = [take(scope, info_states=opts.info_states, roots=roots) for scope in scopes]
+    if opts.idle_info:
+        for scope, part in zip(scopes, parts):
             _add_idle_info(part, scope, roots)
-        if view is None:
-            view = part
-        else:
-            view.merge(part)
+    view = parts[0]
+    for part in parts[1:]:
+        view.merge(part)
     phases["snapshot"] = time.perf_counter() - t
     t = time.perf_counter()
     errors, skipped = [], None

@@ -109,15 +109,17 @@ class View:
 
 
 def take(scope: Scope, filters: Filters = Filters(), *, tcp_info: bool = True,
-         roots: Roots = Roots()) -> View:
+         info_states: frozenset | None = None, roots: Roots = Roots()) -> View:
     """One snapshot of ``scope``, filtered, without owners or tracked ages.
 
-    With ``filters.pid`` only that process's sockets are kept (read before
-    the dump, so that a missing pid fails before any work).
+    tcp_info comes for INFO_STATES (``tcp_info``), or for ``info_states``
+    when given. With ``filters.pid`` only that process's sockets are kept
+    (read before the dump, so that a missing pid fails before any work).
     """
-    info_states = frozenset()
-    if tcp_info:
-        info_states = INFO_STATES if filters.states is None else INFO_STATES & filters.states
+    if info_states is None:
+        info_states = frozenset()
+        if tcp_info:
+            info_states = INFO_STATES if filters.states is None else INFO_STATES & filters.states
     pid_inodes = None
     if filters.pid is not None:
         pid_inodes = files_mod.socket_inodes(filters.pid, roots.proc)

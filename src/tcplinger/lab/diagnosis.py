@@ -1,122 +1,99 @@
-"""What tcplinger diagnoses at a moment of a lab run: a snapshot of the
-run's namespaces, owners and fd usage of their processes, the ages the
-recorder knows exactly (it saw each transition), and the rules
-(diagnose/engine.py) over all of them at once, so rules that look across
-namespaces (conntrack-mismatch: the router tracks the endpoints' flows)
-see the whole path."""
+"""What tcplinger diagnoses at a moment of a lab run: the real diagnosis
+(app/diagnosis.py, as ``report``) over the run's namespaces at once, so
+rules that look across namespaces (conntrack-mismatch: the router tracks
+the endpoints' flows) see the whole path. The lab adds what it knows
+better: the ages its recorder saw exactly (every transition), and the
+kernel counters at the run's start (for the rules about rising ones).
+Host-wide findings (tcp_max_orphans) are about the host, not the
+scenario, and are left out; so are the host's sysctl.d files and watch
+database."""
 
 from __future__ import annotations
 
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ..collect import kernel as kernel_reader
-from ..collect import owners as owners_mod
-from ..collect.netlink import dump as nl
-from ..collect.setns import run_in_netns
-from ..diagnose import engine
-from ..diagnose.inputs import NamespaceInput
+from ..app.diagnosis import DiagnoseOptions, diagnose as app_diagnose
+from ..app.observation import ObserveOptions
+from ..collect.owners import OwnerPolicy
+from ..collect.roots import Roots
+from ..collect.snapshot import ALL_STATES, Scope
+from ..diagnose.finding import Finding
 from ..diagnose.metadata import BY_ID
-from ..model.socket import Age, AgeSource, NetnsRef, UNKNOWN_AGE, format_address
-from . import registry
+from ..model.socket import Age, AgeSource, UNKNOWN_AGE, format_address
 
 
 @dataclass(frozen=True)
-class LabFinding:
-    at: str  # the moment's name
+class RunFinding:
+    """A finding of the diagnosis at a moment (``at``, ``t_s`` seconds into
+    the run) on one side of the path (client, server, router)."""
+
+    at: str
     t_s: float
     side: str
-    rule: str
-    severity: str
-    count: int
-    title: str
-    evidence: dict
+    finding: Finding
+    title: str  # the finding's title in the run's language
+
+    @property
+    def rule(self) -> str:
+        return self.finding.rule
+
+    @property
+    def severity(self) -> str:
+        return self.finding.severity.label
+
+    @property
+    def count(self) -> int:
+        return self.finding.count
 
     def to_json(self) -> dict:
         return {"at": self.at, "t_s": round(self.t_s, 3), "side": self.side, "rule": self.rule,
                 "severity": self.severity, "count": self.count, "title": self.title,
-                "evidence": self.evidence}
+                "evidence": _plain(self.finding.evidence)}
+
+
+def diagnose(namespaces: dict[str, str], *, at: str, t0: float, msg, age_of=None,
+             previous: dict | None = None, roots: Roots = Roots()) -> list[RunFinding]:
+    """Findings for the run's namespaces (``side -> namespace name``).
+    ``age_of(side, key, state)`` gives the recorder's seconds in state (or
+    None); without it the snapshot's own estimates count. ``previous``
+    (``side -> (KernelContext, time.time())``) is an earlier reading of the
+    counters."""
+    inode = {side: os.stat(roots.run_netns / name).st_ino for side, name in namespaces.items()}
+    side_of = {ino: side for side, ino in inode.items()}
+    scopes = [Scope(netns=name) for name in namespaces.values()]
+    # One dump a namespace, tcp_info for every socket (a lab namespace holds
+    # a handful): the sockets of a run live seconds, the snapshot must be quick.
+    opts = DiagnoseOptions(ObserveOptions(scopes[0], OwnerPolicy(walk=True), history=False,
+                                          idle_info=False, info_states=ALL_STATES,
+                                          sysctl_files=False))
+    before = {inode[side]: reading for side, reading in (previous or {}).items()
+              if side in inode}
+    ages = None
+    if age_of is not None:
+        def ages(ns, table):
+            side = side_of.get(ns.netns.inode, "?")
+            states = table.rows["state"]
+            out = []
+            for i in range(len(table)):
+                secs = age_of(side, _key(table, i), int(states[i]))
+                out.append(UNKNOWN_AGE if secs is None else Age(secs, False, AgeSource.TRACE))
+            return out
+    d = app_diagnose(opts, roots, previous=before, extra_scopes=tuple(scopes[1:]), ages=ages)
+    t = time.monotonic() - t0
+    return [RunFinding(at, t, side_of.get(f.netns.inode, "?"), f, f.title.render(msg))
+            for f in d.findings if not BY_ID[f.rule].host_wide]
 
 
 def _key(table, i: int):
+    """The row's (local, remote) endpoints, as the recorder keys them."""
     r = table.rows[i]
     fam = int(r["family"])
     return ((format_address(fam, r["saddr"].tobytes()), int(r["sport"])),
             (format_address(fam, r["daddr"].tobytes()), int(r["dport"])))
-
-
-def diagnose(namespaces: dict[str, str], *, at: str, t0: float, msg,
-             age_of=None, previous: dict | None = None) -> list[LabFinding]:
-    """Findings for the run's namespaces (``side -> namespace name``).
-    ``age_of(side, key, state)`` gives the recorder's seconds in state (or
-    None); other sockets get the snapshot's own estimate. ``previous``
-    (``side -> (KernelContext, time.time())``) is an earlier reading of the
-    counters, for the rules about rising ones."""
-    inputs, sides = [], {}
-    host = kernel_reader.read_global_sysctls(Path("/proc"))
-    for side, name in namespaces.items():
-        ns = _snapshot(name, host)
-        pids = registry.netns_pids(name)
-        rows = ns.table.rows
-        wanted = set(rows["inode"][rows["inode"] != 0].tolist())
-        owners = owners_mod.find_owners(wanted, Path("/proc"), pids=pids) if wanted else {}
-        processes = {}
-        for pid in {o.pid for os_ in owners.values() for o in os_}:
-            try:
-                processes[pid] = owners_mod.fd_usage(pid)
-            except OSError:
-                continue
-        ages = None
-        if age_of is not None:
-            ages = []
-            for i in range(len(ns.table)):
-                secs = age_of(side, _key(ns.table, i), int(rows["state"][i]))
-                ages.append(UNKNOWN_AGE if secs is None else Age(secs, False, AgeSource.TRACE))
-        prev, interval = None, None
-        if previous and side in previous:
-            prev, when = previous[side]
-            interval = max(time.time() - when, 0.0)
-        inputs.append(NamespaceInput(ns.netns, ns.kernel, ns.table, owners=owners,
-                                     processes=processes, ages=ages, previous=prev,
-                                     interval=interval))
-        sides[ns.netns.inode] = side
-    t = time.monotonic() - t0
-    out = []
-    for f in engine.diagnose(inputs):
-        if BY_ID[f.rule].host_wide:
-            continue  # about the host (tcp_max_orphans), not the scenario
-        out.append(LabFinding(at, t, sides.get(f.netns.inode, "?"), f.rule, f.severity.label,
-                              f.count, f.title.render(msg), _plain(f.evidence)))
-    return out
-
-
-@dataclass
-class _Ns:
-    netns: NetnsRef
-    kernel: object
-    table: object
-
-
-def _snapshot(name: str, host: dict) -> _Ns:
-    """One sock_diag dump of every socket of the namespace, with tcp_info
-    for all of them (a lab namespace holds a handful), and its kernel
-    context, read from inside it (collect/snapshot.py does the same for
-    any scope; this is the one-namespace, all-tcp_info case)."""
-    path = f"/run/netns/{name}"
-    ref = NetnsRef(os.stat(path).st_ino, name)
-
-    def inside():
-        table = nl.dump(nl.ALL, tcp_info=True)
-        kctx = kernel_reader.read_kernel_context(Path("/proc"),
-                                                 proc_net=Path("/proc/thread-self/net"),
-                                                 global_sysctls=host)
-        return table, kctx
-    table, kctx = run_in_netns(path, inside)
-    return _Ns(ref, kctx, table)
 
 
 def _plain(obj):
