@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tcplinger.collect import probe
-from tcplinger.collect.probe import COSTS, Feature, probe_all
+from tcplinger.collect import features as probe
+from tcplinger.collect.features import COSTS, Feature, probe_all
 
 
 def _by_name(features):
@@ -31,7 +31,7 @@ def _own_tracefs_instances() -> set[str]:
 
 def _probe_mounts() -> set[str]:
     """The mounts a probe could leave: a tracefs anywhere, or anything on a
-    ``tl-probe-`` directory (the temporary tracefs, collect/probe.py).
+    ``tl-probe-`` directory (the temporary tracefs, collect/features.py).
     Not the whole mount table: ``ip netns add`` by any other process
     bind-mounts /run/netns/NAME on the host, so host-wide equality fails
     whenever anything else creates a namespace."""

@@ -32,8 +32,10 @@ pytestmark = pytest.mark.privileged
 P = nlpopulation.load()
 
 from tcplinger.collect.netlink import wire  # noqa: E402
-from tcplinger.collect.netlink.destroy import destroy, probe_destroy  # noqa: E402
+from tcplinger.collect.netlink import destroy as destroy_mod  # noqa: E402
+from tcplinger.collect.netlink.destroy import destroy  # noqa: E402
 from tcplinger.collect.netlink.dump import DiagSocket, lookup  # noqa: E402
+from tcplinger.model.sock_destroy import Kind, Status  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -131,33 +133,53 @@ def test_destroy_refuses_without_cookie(world):
         destroy(diag, e.family, *e.local, *e.remote, wire.NO_COOKIE)
 
 
-def test_probe_destroy_in_namespace():
+def test_probe_in_namespace():
+    """The probe kill and doctor share: every kind ends on 6.18, probed in a
+    namespace of its own that leaves nothing behind in the caller's."""
     with P.Netns("probe") as ns:
-        ok, why = ns.run(probe_destroy)
-        assert ok, why
-        assert "CONFIG_INET_DIAG_DESTROY" in why
+        support = ns.run(destroy_mod.probe)
         left = P.parse_ss(ns.exec("ss", "-tanoe"))
-    # Its own sockets are closed again (a TIME_WAIT may remain from close()).
-    assert all(line.state in ("TIME_WAIT", "FIN_WAIT2") for line in left)
+    assert support.where == "private", support
+    assert {k: support.get(k).status for k in Kind} == {k: Status.WORKS for k in Kind}, support
+    assert left == []
 
 
-def test_probe_destroy_without_privilege():
-    """Root without capabilities (setpriv drops them all; uid 0 keeps the
-    Python installation readable): the probe answers EPERM."""
-    code = ("from tcplinger.collect.netlink.destroy import probe_destroy; "
-            "ok, why = probe_destroy(); print(ok); print(why)")
-    with P.Netns("probeuser") as ns:
-        out = subprocess.run(
-            ["ip", "netns", "exec", ns.name, "setpriv", "--bounding-set=-all", "--inh-caps=-all",
-             sys.executable, "-c", code],
-            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+PROBE_CODE = ("from tcplinger.collect.netlink import destroy; s = destroy.probe(); "
+              "print(s.where); print(s.get('full').status.value); print(s.get('full').detail)")
+
+
+def _probe_with_caps(ns, caps: str) -> list[str]:
+    out = subprocess.run(
+        ["ip", "netns", "exec", ns.name, "setpriv", f"--bounding-set={caps}", "--inh-caps=-all",
+         sys.executable, "-c", PROBE_CODE],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
     assert out.returncode == 0, out.stderr
-    ok, why = out.stdout.splitlines()[:2]
-    assert ok == "False" and "EPERM" in why
+    return out.stdout.splitlines()[:3]
 
 
-def test_probe_destroy_without_loopback():
+def test_probe_without_privilege():
+    """Root without capabilities (setpriv drops them all; uid 0 keeps the
+    Python installation readable): no private namespace (unshare needs
+    CAP_SYS_ADMIN), and in the current one the kernel answers EPERM."""
+    with P.Netns("probeuser") as ns:
+        where, status, why = _probe_with_caps(ns, "-all")
+    assert (where, status) == ("current", "denied") and "EPERM" in why
+
+
+def test_probe_without_loopback():
+    """CAP_NET_ADMIN but no CAP_SYS_ADMIN: the probe runs in the current
+    namespace, whose loopback is down, and says it could not build its
+    connection (instead of claiming anything about the kernel)."""
     with P.Netns("nolo") as ns:
         subprocess.run(["ip", "-n", ns.name, "link", "set", "lo", "down"], check=True)
-        ok, why = ns.run(probe_destroy)
-    assert not ok and "loopback" in why
+        where, status, why = _probe_with_caps(ns, "-all,+net_admin")
+    assert (where, status) == ("current", "unknown") and "loopback" in why
+
+def test_doctor_reports_the_probe_kill_runs():
+    """doctor's SOCK_DESTROY line is destroy.probe()'s answer: they cannot
+    disagree."""
+    from tcplinger.collect import features
+    with P.Netns("doctor") as ns:
+        [feature] = ns.run(features._sock_destroy)
+    assert feature.ok and feature.reason == "destroy_ok", feature
+    assert feature.fields == {"full": "works", "timewait": "works", "orphan": "works"}

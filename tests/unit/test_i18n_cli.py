@@ -28,7 +28,7 @@ def _english_sentences(text):
 
 
 def test_doctor_in_chinese(cli):
-    from tcplinger.collect.probe import probe_all
+    from tcplinger.collect.features import probe_all
     code, out, err = cli("doctor", env=ZH)
     assert code == 0 and err == ""
     assert CJK.search(out)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tcplinger.act import audit, kill_exec, kill_plan
-from tcplinger.act.kernel_support import Kind, Probe, Status, Support, kinds, peer_sees
+from tcplinger.model.sock_destroy import Kind, Probe, Status, Support, kinds, peer_sees
 from tcplinger.act.kill_plan import PlanPart, Refusal, plan
 from tcplinger.act.selection import KillCriteria, parse_peer
 from tcplinger.cli.commands import kill as kill_cmd
@@ -322,8 +322,7 @@ def test_cli_refuses_to_act_without_an_audit_log(cli, tmp_path):
 
 # ---- planning is pure ----------------------------------------------------------------
 
-PURE_MODULES = ("selection.py", "kill_plan.py", "kernel_support.py", "tune_plan.py",
-                "tune_bounds.py")
+PURE_MODULES = ("selection.py", "kill_plan.py", "tune_plan.py", "tune_bounds.py")
 IO = {"socket", "subprocess", "ctypes", "os", "fcntl", "pathlib", "threading"}
 
 

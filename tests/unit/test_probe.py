@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tcplinger.collect import probe
-from tcplinger.collect.probe import COSTS, Feature, probe_all
+from tcplinger.collect import features as probe
+from tcplinger.collect.features import COSTS, Feature, probe_all
 
 STATUS = """Name:\tpython
 Uid:\t1000\t{euid}\t1000\t1000

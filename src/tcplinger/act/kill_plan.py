@@ -35,7 +35,7 @@ import numpy as np
 from ..model.socket import Age, AgeSource, NetnsRef, Owner, SocketRecord, UNKNOWN_AGE
 from ..model.states import BY_STATE, NOT_CONNECTION, TcpState
 from ..model.table import SocketTable
-from .kernel_support import NOT_PROBED, Kind, Support, kinds, owner_sees, peer_sees
+from ..model.sock_destroy import NOT_PROBED, Kind, Support, kinds, owner_sees, peer_sees
 from .selection import OPEN_STATES, KillCriteria, peer_mask
 
 
@@ -72,7 +72,7 @@ class Target:
     socket: SocketRecord
     kind: Kind
     peer_sees: str  # "rst" | "nothing"
-    owner_sees: str  # catalog key suffix, kernel_support.owner_sees()
+    owner_sees: str  # catalog key suffix, model/sock_destroy.owner_sees()
     ss_kill: str  # the equivalent ss -K line, for reference
 
     def to_json(self) -> dict:

@@ -3,7 +3,7 @@
 The sockets of the scope that match the kernel-side criteria, with owners
 (the one policy, always walking: the plan names who holds each socket) and
 ages; the plan (act/kill_plan.py: targets, refusals, what each side will
-see) against what this kernel can end (act/probe.py); then, when asked,
+see) against what this kernel can end (collect/netlink/destroy.probe); then, when asked,
 SOCK_DESTROY in each socket's own namespace, written to the audit log
 before and after (docs/act.md).
 """
@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from ..act import audit as audit_mod
-from ..act import kill_exec, kill_plan, probe as probe_mod
-from ..act.kernel_support import Support
+from ..act import kill_exec, kill_plan
 from ..act.selection import KillCriteria
 from ..collect import snapshot as snap_mod
 from ..collect.owners import OwnerPolicy
+from ..collect.netlink import destroy
 from ..collect.roots import Roots
+from ..model.sock_destroy import Support
 from ..collect.snapshot import Scope
 from .view import Filters, NsView, View, take
 
@@ -72,7 +73,7 @@ def plan(scope: Scope, c: KillCriteria, roots: Roots = Roots()) -> KillRun:
     view = candidates(scope, c, roots)
     parts = [_plan_part(p) for p in view.parts]
     kinds = kill_plan.candidate_kinds([p for p in parts if p.source == "netlink"], c)
-    support = probe_mod.probe(kinds) if kinds else Support()
+    support = destroy.probe(kinds) if kinds else Support()
     planned = kill_plan.plan(parts, c, support)
     return KillRun(view, planned, fds=kill_exec.owner_fds(planned, roots.proc))
 

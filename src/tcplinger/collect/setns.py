@@ -1,4 +1,5 @@
-"""Run a function inside another network namespace, on a thread of its own.
+"""The namespace toolkit: run a function inside another network namespace,
+or inside a new private one, on a thread of its own.
 
 setns(2) with CLONE_NEWNET moves only the calling thread (a thread's
 namespaces live in its own ``task->nsproxy``; kernel/nsproxy.c).  So
@@ -27,12 +28,21 @@ Checked on Linux 6.18 (tests/privileged/test_netns_enter.py), inside ``fn``:
 
 Entering needs CAP_SYS_ADMIN over the namespace's user namespace (EPERM
 otherwise); a path that is not a network namespace gives EINVAL.
+
+:func:`run_in_new_netns` does the same in a namespace made for the call:
+``unshare(CLONE_NEWNET)`` on the worker thread (it too moves only that
+thread, kernel/nsproxy.c), loopback brought up. The namespace lives as long
+as something holds it: the thread, its sockets, a bind mount. Nothing else
+in tcplinger calls setns(2) or unshare(2).
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
+import socket
+import struct
 import threading
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -41,22 +51,65 @@ from .netns import own_ns_path
 from .roots import PROC
 
 CLONE_NEWNET = 0x40000000  # include/uapi/linux/sched.h
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1  # linux/sockios.h, linux/if.h
+_IFREQ = struct.Struct("16sH14x")  # struct ifreq: name, ifr_flags, padding to 32 bytes
 
 T = TypeVar("T")
 
-_libc: ctypes.CDLL | None = None
+_LIBC: ctypes.CDLL | None = None
 
 
-def _setns(fd: int, path: str) -> None:
-    # os.setns arrived in Python 3.12; this package supports 3.10+.
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        reason = {1: "permission denied (needs CAP_SYS_ADMIN, i.e. root)",
-                  22: "not a network namespace"}.get(err, os.strerror(err))
-        raise OSError(err, f"cannot enter network namespace {path}: {reason}")
+class NewNetnsUnavailable(OSError):
+    """unshare(CLONE_NEWNET) failed (EPERM without CAP_SYS_ADMIN): no
+    private namespace could be made; ``fn`` did not run."""
+
+
+def _libc() -> ctypes.CDLL:
+    # os.setns/os.unshare arrived in Python 3.12; this package supports 3.10+.
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    return _LIBC
+
+
+def enter(path: str | os.PathLike) -> None:
+    """Move the calling thread into the network namespace at ``path``.
+
+    Only for a thread of its own that then ends (:func:`run_on_thread`):
+    the thread does not come back.
+    """
+    path = os.fspath(path)
+    # Opened here, not in the caller: an interrupted join() in the caller
+    # can then never close an fd this thread still uses.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc().setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            reason = {1: "permission denied (needs CAP_SYS_ADMIN, i.e. root)",
+                      22: "not a network namespace"}.get(err, os.strerror(err))
+            raise OSError(err, f"cannot enter network namespace {path}: {reason}")
+    finally:
+        os.close(fd)
+
+
+def run_on_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` on a new thread; its result, or its exception
+    raised in the caller. Whatever namespace the thread enters ends with it."""
+    outcome: dict[str, Any] = {}
+
+    def worker() -> None:
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            outcome["error"] = e
+
+    thread = threading.Thread(target=worker, name=f"tcplinger {getattr(fn, '__name__', fn)}",
+                              daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def is_current(path: str | os.PathLike, proc_root: Path = PROC) -> bool:
@@ -81,24 +134,41 @@ def run_in_netns(path: str | os.PathLike, fn: Callable[..., T], /,
     if is_current(path):  # also raises FileNotFoundError early
         return fn(*args, **kwargs)
 
-    outcome: dict[str, Any] = {}
+    def inside() -> T:
+        enter(path)
+        return fn(*args, **kwargs)
 
-    def worker() -> None:
-        try:
-            # Opened here, not in the caller: an interrupted join() in the
-            # caller can then never close an fd this thread still uses.
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _setns(fd, path)
-            finally:
-                os.close(fd)
-            outcome["value"] = fn(*args, **kwargs)
-        except BaseException as e:  # noqa: BLE001 - handed to the caller
-            outcome["error"] = e
+    return run_on_thread(inside)
 
-    thread = threading.Thread(target=worker, name=f"netns {path}", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+
+def run_in_new_netns(fn: Callable[..., T], /, *args: Any, loopback: bool = True,
+                     **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` inside a new network namespace of its own.
+
+    The namespace is made on the worker thread (``unshare(CLONE_NEWNET)``),
+    so it starts from the caller's thread's namespace (its
+    ``tcp_child_ehash_entries`` applies, net/ipv4/tcp_ipv4.c) and
+    disappears with the thread and fn's sockets unless fn pins it (a bind
+    mount). ``loopback`` brings ``lo`` up first (a new namespace's is down).
+    Raises :class:`NewNetnsUnavailable` when the namespace cannot be made.
+    """
+    def inside() -> T:
+        if _libc().unshare(CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise NewNetnsUnavailable(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
+        if loopback:
+            loopback_up()
+        return fn(*args, **kwargs)
+
+    return run_on_thread(inside)
+
+
+def loopback_up() -> None:
+    """``ip link set lo up`` in the calling thread's namespace (SIOCSIFFLAGS)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        got = fcntl.ioctl(s, SIOCGIFFLAGS, _IFREQ.pack(b"lo", 0))
+        flags = _IFREQ.unpack(got)[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, _IFREQ.pack(b"lo", flags | IFF_UP))
+    finally:
+        s.close()

@@ -16,11 +16,13 @@ port.
 
 from __future__ import annotations
 
+import ctypes
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..collect.setns import run_in_netns
+from ..collect.setns import run_in_netns, run_in_new_netns
 from . import registry
 
 
@@ -86,8 +88,7 @@ def _read_sysctls(names) -> dict[str, str]:
     return out
 
 
-CLONE_NEWNET = 0x40000000
-MS_BIND = 4096
+MS_BIND = 4096  # include/uapi/linux/mount.h
 
 
 def child_ehash_entries(proc: Path = Path("/proc")) -> int | None:
@@ -113,27 +114,26 @@ def child_ehash_entries(proc: Path = Path("/proc")) -> int | None:
 
 
 def _add_child_netns(name: str) -> None:
-    """`ip netns add NAME` done by hand from inside the current thread's
-    namespace, so that the new one is its child (runs in run_in_netns'
-    worker thread; unshare(CLONE_NEWNET) moves only this thread).
-    Mirrors iproute2's netns_add(): an empty file in /run/netns with the
-    namespace bind-mounted on it (ip/ipnetns.c)."""
-    import ctypes
-    import os
-
-    libc = ctypes.CDLL(None, use_errno=True)
+    """`ip netns add NAME`, the new namespace a child of the calling
+    thread's (this runs in run_in_netns' worker thread, and
+    run_in_new_netns' thread starts from its namespace). Mirrors iproute2's
+    netns_add(): an empty file in /run/netns with the namespace
+    bind-mounted on it (ip/ipnetns.c)."""
     path = f"/run/netns/{name}"
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
-    os.close(fd)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
     try:
-        if libc.unshare(CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"unshare(CLONE_NEWNET) for {name}")
-        src = f"/proc/self/task/{threading_native_id()}/ns/net".encode()
-        if libc.mount(src, path.encode(), b"none", MS_BIND, None) != 0:
-            raise OSError(ctypes.get_errno(), f"bind-mounting the namespace on {path}")
+        run_in_new_netns(_pin_here, path, loopback=False)
     except OSError:
         os.unlink(path)
         raise
+
+
+def _pin_here(path: str) -> None:
+    """Bind-mount the calling thread's namespace on ``path``: it then
+    outlives the thread, as `ip netns add` leaves it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None) != 0:
+        raise OSError(ctypes.get_errno(), f"bind-mounting the namespace on {path}")
 
 
 def _try(fn, *args) -> bool:
@@ -142,11 +142,6 @@ def _try(fn, *args) -> bool:
     except OSError:
         return False
     return True
-
-
-def threading_native_id() -> int:
-    import threading
-    return threading.get_native_id()
 
 
 @dataclass

@@ -21,14 +21,14 @@ def register(sub) -> None:
 
 
 def run(as_json: bool, term, msg) -> int:
-    from ...collect import probe  # lazily: probing imports the netlink code
+    from ...collect import features  # lazily: probing imports the netlink code
 
-    features = probe.probe_all()
+    found = features.probe_all()
     if as_json:
-        term.out(json.dumps({"features": [f.to_json() for f in features]}, indent=1))
+        term.out(json.dumps({"features": [f.to_json() for f in found]}, indent=1))
         return 0
     rows = [[msg("doctor.ok") if f.ok else msg("doctor.missing"), f.name, detail(f, msg),
-             "" if f.ok else cost(f, msg)] for f in features]
+             "" if f.ok else cost(f, msg)] for f in found]
     for line in render_table([msg("col.status"), msg("col.feature"), msg("col.detail"),
                               msg("col.cost")], rows):
         term.out(line)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ...act import kill_exec, kill_plan, selection
 from ...act.audit import AuditError
-from ...act.kernel_support import Kind, Status, Support
+from ...model.sock_destroy import Kind, Status, Support
 from ...app import kill as kill_app
 from ...collect.roots import Roots
 from ...collect.snapshot import Scope

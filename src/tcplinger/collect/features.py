@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from ..model.sock_destroy import Kind, Status
 from ..model.states import TcpState
+from .feature_texts import COSTS, DETAILS, FEATURE_KEYS
+from .setns import enter, run_on_thread
 
 
 @dataclass(frozen=True)
@@ -45,93 +48,7 @@ class Feature:
                 "key": self.key, "reason": self.reason, "fields": dict(self.fields)}
 
 
-#: What each missing feature costs the user (a catalog: user-facing text).
-COSTS = {
-    "root": "only what this user may see: other users' processes cannot be named as"
-            " owners, other namespaces cannot be entered, nothing can be traced",
-    "CAP_NET_ADMIN": "sockets cannot be ended (SOCK_DESTROY needs CAP_NET_ADMIN) and"
-                     " sysctl plans cannot be applied",
-    "CAP_SYS_ADMIN": "other network namespaces cannot be entered (setns) and tracefs"
-                     " cannot be mounted",
-    "CAP_SYS_PTRACE": "sockets held by other users' processes show no owner"
-                      " (/proc/PID/fd is unreadable)",
-    "sock_diag": "falls back to /proc/net/tcp: no socket cookies (identity by 4-tuple"
-                 " only), no tcp_info, no shutdown state, slower on large hosts",
-    "tcp_info": "no RTT, retransmission or last-data ages: sockets first seen have no"
-                " lower bound on their age",
-    "SOCK_DESTROY": "`tcplinger kill` cannot end sockets; the owner must close them or"
-                    " be restarted",
-    "tracefs": "no state-change tracing: ages come only from timers and first-seen"
-               " times",
-    "tracepoint sock:inet_sock_set_state": "no exact time of entering a state",
-    "tracepoint tcp:tcp_destroy_sock": "no record of when a socket was destroyed",
-    "tracefs instance": "tracing would need the global buffer other tools share;"
-                        " tcplinger does not trace then",
-    "setns": "other network namespaces are read through /proc/PID/net only: no"
-             " cookies, no tcp_info, no sysctls of that namespace",
-    "/run/netns": "namespaces are found through /proc/*/ns/net only and have no"
-                  " `ip netns` names",
-    "conntrack": "",  # without conntrack there is no table whose timeouts can cut a connection
-    "kernel": "",
-}
-
-#: Stable keys of the features (catalog keys ``doctor.cost.<key>``; JSON "key").
-FEATURE_KEYS = {
-    "root": "root", "CAP_NET_ADMIN": "cap_net_admin", "CAP_SYS_ADMIN": "cap_sys_admin",
-    "CAP_SYS_PTRACE": "cap_sys_ptrace", "sock_diag": "sock_diag", "tcp_info": "tcp_info",
-    "SOCK_DESTROY": "sock_destroy", "tracefs": "tracefs",
-    "tracepoint sock:inet_sock_set_state": "tp_inet_sock_set_state",
-    "tracepoint tcp:tcp_destroy_sock": "tp_tcp_destroy_sock",
-    "tracefs instance": "tracefs_instance", "setns": "setns", "/run/netns": "run_netns",
-    "conntrack": "conntrack", "kernel": "kernel",
-}
-
-#: English detail texts by reason (the catalog's ``doctor.detail.<reason>``
-#: holds the same placeholders; tests/unit/test_probe.py checks).
-DETAILS = {
-    "probe_failed": "probe failed: {error}",
-    "effective_uid": "effective uid {uid}",
-    "cap_in": "in CapEff {capeff}",
-    "cap_not_in": "not in CapEff {capeff}",
-    "import_failed": "{module} cannot be imported: {error}",
-    "dump_failed": "dump failed: {error}",
-    "needs_sock_diag": "needs sock_diag",
-    "own_listener_missing": "a dump did not list this process's own listener",
-    "dump_lists": "dump lists {n} IPv4 listener(s), this probe's among them",
-    "info_returned": "INET_DIAG_INFO returned",
-    "info_missing": "no INET_DIAG_INFO attribute in the reply",
-    "destroy_ok": "ended a loopback connection this probe opened",
-    "destroy_said": "{text}",
-    "tracefs_mounted": "mounted at {path}",
-    "tracefs_mountable": "not mounted at {path}; mountable (mounted for this probe and"
-                         " unmounted)",
-    "no_tracefs": "kernel has no tracefs (not in /proc/filesystems)",
-    "mount_failed": "not mounted, and mounting failed: {error}",
-    "tracefs_unavailable": "tracefs not available",
-    "event_present": "events/{event} present",
-    "event_absent": "events/{event} absent",
-    "instance_failed": "cannot create {path}: {error}",
-    "instance_ok": "created and removed a private instance",
-    "instance_no_event": "created and removed a private instance, but it has no {event}"
-                         " event",
-    "setns_open_failed": "cannot open {path}: {error}",
-    "setns_failed": "setns({path}) failed: {error}",
-    "setns_no_return": "entered but could not switch back (thread discarded)",
-    "setns_ok": "entered {path} and back",
-    "setns_ok_same": "entered {path} and back (it is this namespace: no other one found)",
-    "setns_timeout": "setns probe did not finish",
-    "run_netns_error": "{path}: {error}",
-    "run_netns_count": "{n} named namespace(s)",
-    "conntrack_unloaded": "nf_conntrack not loaded: no connection tracking table can"
-                          " expire lingering connections here",
-    "conntrack_unreadable": "unreadable: {error}",
-    "conntrack_loaded": "loaded: {count} of {max} entries in this namespace",
-    "kernel_release": "Linux {release} (informational: features are probed, not"
-                      " inferred from the version)",
-}
-
 CAP_BITS = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_SYS_PTRACE": 19}
-CLONE_NEWNET = 0x40000000
 MNT_DETACH = 2
 TRACEPOINTS = ("sock/inet_sock_set_state", "tcp/tcp_destroy_sock")
 
@@ -238,15 +155,21 @@ def _sock_diag() -> list[Feature]:
 
 
 def _sock_destroy() -> list[Feature]:
+    """The probe ``kill`` runs (netlink/destroy.py): a socket of each kind
+    of its own, in a private namespace when it can make one. Ok when a
+    process's socket (kind full) can be ended."""
     try:
-        from .netlink.destroy import probe_destroy
+        from .netlink import destroy
     except ImportError as exc:
         return [_feature("SOCK_DESTROY", False, "import_failed",
                          module="tcplinger.collect.netlink.destroy", error=exc)]
-    ok, detail = probe_destroy()
-    # probe_destroy (netlink/destroy.py) explains a failure in English text only
-    return [_feature("SOCK_DESTROY", bool(ok), "destroy_said", text=detail) if detail
-            else _feature("SOCK_DESTROY", bool(ok), "destroy_ok")]
+    support = destroy.probe()
+    full = support.get(Kind.FULL)
+    if full.status is Status.WORKS:
+        return [_feature("SOCK_DESTROY", True, "destroy_ok",
+                         **{k.value: support.get(k).status.value for k in Kind})]
+    # the probe explains a failure in English text only
+    return [_feature("SOCK_DESTROY", False, "destroy_said", text=full.detail)]
 
 
 # --------------------------------------------------------------------------
@@ -341,45 +264,24 @@ def _instance(root: Path) -> Feature:
 # namespaces, conntrack, kernel
 
 def _setns(proc_root: Path, run_netns: Path) -> Feature:
-    """setns() into another namespace and back, in a throwaway thread
-    (setns changes only the calling thread: KERNEL-NOTES)."""
+    """setns() into another namespace, on a throwaway thread (collect/setns.py:
+    setns changes only the calling thread, KERNEL-NOTES)."""
     own = os.stat(proc_root / "self" / "ns" / "net").st_ino
     targets = []
     with contextlib.suppress(OSError):
         targets += sorted(run_netns.iterdir())
     targets.append(proc_root / "1" / "ns" / "net")
     target = next((t for t in targets if _ino(t) not in (None, own)), targets[-1])
-    result: list[tuple[bool, str, dict]] = []
-
-    def attempt():
-        libc = ctypes.CDLL(None, use_errno=True)
-        try:
-            back = os.open(proc_root / "thread-self" / "ns" / "net", os.O_RDONLY)
-            fd = os.open(target, os.O_RDONLY)
-        except OSError as exc:
-            result.append((False, "setns_open_failed",
-                           {"path": target, "error": exc.strerror or exc}))
-            return
-        try:
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                result.append((False, "setns_failed",
-                               {"path": target, "error": os.strerror(err)}))
-                return
-            if libc.setns(back, CLONE_NEWNET) != 0:
-                result.append((False, "setns_no_return", {}))
-                return
-            same = _ino(target) == own
-            result.append((True, "setns_ok_same" if same else "setns_ok", {"path": target}))
-        finally:
-            os.close(fd)
-            os.close(back)
-
-    t = threading.Thread(target=attempt, name="tl-probe-setns", daemon=True)
-    t.start()
-    t.join(10)
-    ok, reason, fields = result[0] if result else (False, "setns_timeout", {})
-    return _feature("setns", ok, reason, **fields)
+    try:
+        run_on_thread(enter, target)
+    except OSError as exc:
+        if exc.filename is not None:  # os.open() of the namespace file
+            return _feature("setns", False, "setns_open_failed", path=target,
+                            error=exc.strerror or exc)
+        return _feature("setns", False, "setns_failed", path=target,
+                        error=os.strerror(exc.errno) if exc.errno else exc)
+    return _feature("setns", True, "setns_ok_same" if _ino(target) == own else "setns_ok",
+                    path=target)
 
 
 def _ino(path: Path) -> int | None:

@@ -23,9 +23,10 @@ orphan     full sockets no process holds: FIN_WAIT1,    before bac76cf89816 "tcp
                                                         forever (no timer was re-armed)
 =========  ===========================================  ==========================================
 
-Version strings are never compared: :mod:`tcplinger.act.probe` builds a
-socket of each kind of its own and destroys it, and a :class:`Support`
-records what happened. This module is pure.
+Version strings are never compared: ``probe()`` in
+collect/netlink/destroy.py builds a socket of each kind of its own and
+destroys it, and a :class:`Support` records what happened; ``kill`` and
+``doctor`` both ask it. This module is pure.
 
 What the peer sees follows ``tcp_need_reset()`` (include/net/tcp.h): a RST
 from ESTABLISHED, CLOSE_WAIT, FIN_WAIT1, FIN_WAIT2 and SYN_RECV full
@@ -41,8 +42,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..model.states import AFTER_CLOSE, PEER_CLOSED, RESET_ON_ABORT
-from ..model.table import SocketTable
+from .states import AFTER_CLOSE, PEER_CLOSED, RESET_ON_ABORT
+from .table import SocketTable
 
 
 class Kind(str, enum.Enum):
