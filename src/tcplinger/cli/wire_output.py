@@ -90,7 +90,7 @@ def _svg(results, path: Path, uid: str | None, msg) -> None:
         raise CliError(msg("wire.error.no_uid", uid=uid or "-"), Exit.NOT_FOUND)
     names = (wire_view.side_name(rec, "orig"), wire_view.side_name(rec, "resp"))
     title = msg("wire.timeline_title", uid=rec.uid, state=rec.conn_state, history=rec.history)
-    path.write_text(tl_view.render_svg(rec.timeline(names), title=title), "utf-8")
+    path.write_text(tl_view.render_svg(rec.timeline(names), title=title, msg=msg), "utf-8")
 
 
 class _JsonWriter:

@@ -21,6 +21,7 @@ from xml.sax.saxutils import escape
 from ..model.states import TcpState, name as state_name
 from ..model.timeline import PartyTimeline, Timeline
 from .table import duration, render
+from .ticks import count_ticks, time_label, time_ticks
 
 #: One letter per state for text bars (legend printed with them).
 LETTER = {
@@ -142,95 +143,146 @@ def _svg_text(x, y, text, size=12, anchor="start", weight="normal", fill="#222")
             f'font-weight="{weight}" fill="{fill}">{escape(str(text))}</text>')
 
 
-def _ticks(horizon_s: float, n: int = 6) -> list[float]:
-    """Round tick positions for an axis from 0 to ``horizon_s``.
-
-    >>> _ticks(100)
-    [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]
-    """
-    if horizon_s <= 0:
-        return [0.0]
-    raw = horizon_s / n
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
-    out, t = [], 0.0
-    while t <= horizon_s + 1e-9:
-        out.append(round(t, 9))
-        t += step
-    return out
+def visible_states(tl: Timeline) -> list[int]:
+    """States some party holds for a visible time (a span of zero length,
+    as a state passed through within one sample, gets no legend entry)."""
+    out = set()
+    for p in tl.parties:
+        for s in p.spans:
+            d = s.duration(tl.horizon_s)
+            if d is None or d > tl.horizon_s * 1e-4:
+                out.add(s.state)
+    return sorted(out)
 
 
-def render_svg(tl: Timeline, title: str = "", width: int = 960, packets: bool = True) -> str:
+def _legend_texts(msg) -> dict:
+    if msg is None:
+        from ..i18n import Messages
+        msg = Messages("en")
+    keys = ("hatched", "open", "packet", "dropped", "note", "axis")
+    return {k: msg(f"timeline.legend.{k}") for k in keys}
+
+
+def render_svg(tl: Timeline, title: str = "", width: int = 960, packets: bool = True,
+               msg=None) -> str:
     """A standalone SVG: a band per party, spans coloured by state (hatched
-    for minisockets), packets as marks, a time axis and a legend."""
-    left, right, top, band, gap = 110, 20, 40 if title else 16, 26, 14
+    when no process holds the socket: orphans and timewait minisockets; a
+    span still held at the end runs into an arrow at the right edge),
+    segments as ticks under the band (red: dropped), events (``notes``) as
+    marks above it, a time axis at round values, and a legend of what is
+    drawn and nothing else."""
+    text = _legend_texts(msg)
+    left, right, top, band, gap = 110, 24, 40 if title else 16, 26, 16
     plot_w = width - left - right
     n = len(tl.parties)
     axis_y = top + n * (band + gap)
-    height = axis_y + 70
     h = tl.horizon_s or 1.0
 
     def x(t):
         return left + plot_w * min(max(t, 0.0), h) / h
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="sans-serif">',
-           '<defs><pattern id="mini" width="6" height="6" patternUnits="userSpaceOnUse" '
-           'patternTransform="rotate(45)"><rect width="3" height="6" fill="#ffffff" '
-           'opacity="0.45"/></pattern></defs>',
-           f'<rect width="{width}" height="{height}" fill="#ffffff"/>']
-    if title:
-        out.append(_svg_text(left, 22, title, 15, weight="bold"))
-    rows = {}
+    body, rows = [], {}
+    used = {"hatched": False, "open": False, "packet": False, "dropped": False, "note": False}
     for i, p in enumerate(tl.parties):
         y = top + i * (band + gap)
         rows[p.name] = y
-        out.append(_svg_text(left - 8, y + band * 0.68, p.name, 12, anchor="end"))
-        out.append(f'<rect x="{left}" y="{y}" width="{plot_w}" height="{band}" fill="#f4f4f4"/>')
+        body.append(_svg_text(left - 8, y + band * 0.68, p.name, 12, anchor="end"))
+        body.append(f'<rect x="{left}" y="{y}" width="{plot_w}" height="{band}" fill="#f4f4f4"/>')
         for s in p.spans:
-            end = h if s.end_s is None else s.end_s
-            x0, x1 = x(s.start_s), x(end)
-            w = max(x1 - x0, 0.8)
-            fill = _colour(s.state)[0]
-            tip = f"{state_name(s.state)} {fmt_s(s.start_s)} → " + \
-                  (fmt_s(s.end_s) if s.end_s is not None else "…") + \
-                  (" (" + s.label + ")" if s.label else "")
-            out.append(f'<rect x="{x0:.2f}" y="{y}" width="{w:.2f}" height="{band}" '
-                       f'fill="{fill}"><title>{escape(tip)}</title></rect>')
-            if s.minisock:
-                out.append(f'<rect x="{x0:.2f}" y="{y}" width="{w:.2f}" height="{band}" '
-                           f'fill="url(#mini)"/>')
-            if w > 60:
-                out.append(_svg_text(x0 + 4, y + band * 0.68, state_name(s.state), 10,
-                                     fill="#ffffff"))
+            body += _span(s, x, y, band, h, used)
     if packets:
         for pk in tl.packets:
             y = rows.get(pk.src)
             if y is None:
                 continue
+            used["dropped" if pk.dropped_by else "packet"] = True
             colour = "#c00" if pk.dropped_by else "#222"
             px = x(pk.t_s)
-            out.append(f'<line x1="{px:.2f}" y1="{y + band}" x2="{px:.2f}" y2="{y + band + 5}" '
-                       f'stroke="{colour}" stroke-width="1"><title>{escape(pk.flags)} '
-                       f'{escape(pk.src)}→{escape(pk.dst)} {escape(pk.tag)}'
-                       f'{" dropped by " + escape(pk.dropped_by) if pk.dropped_by else ""}'
-                       f'</title></line>')
-    out.append(f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" '
-               'stroke="#444"/>')
-    for t in _ticks(h):
+            body.append(f'<line x1="{px:.2f}" y1="{y + band}" x2="{px:.2f}" y2="{y + band + 5}" '
+                        f'stroke="{colour}" stroke-width="1"><title>{escape(pk.flags)} '
+                        f'{escape(pk.src)}→{escape(pk.dst)} {escape(pk.tag)}'
+                        f'{" dropped by " + escape(pk.dropped_by) if pk.dropped_by else ""}'
+                        f'</title></line>')
+    for note in tl.notes:
+        y = rows.get(note.party)
+        if y is None:
+            continue
+        used["note"] = True
+        px = x(note.t_s)
+        tip = note.key + (" " + ", ".join(f"{k}={v}" for k, v in note.fields) if note.fields
+                          else "")
+        body.append(f'<path d="M{px:.1f},{y - 1} l-3,-4 h6 z" fill="#555">'
+                    f'<title>{escape(fmt_s(note.t_s))} {escape(tip)}</title></path>')
+    body.append(f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" '
+                'stroke="#444"/>')
+    for t in time_ticks(h):
         tx = x(t)
-        out.append(f'<line x1="{tx:.1f}" y1="{axis_y}" x2="{tx:.1f}" y2="{axis_y + 5}" '
-                   'stroke="#444"/>')
-        out.append(_svg_text(tx, axis_y + 18, fmt_s(t), 10, anchor="middle"))
-    used = sorted({s.state for p in tl.parties for s in p.spans})
-    lx = left
-    for st in used:
-        out.append(f'<rect x="{lx}" y="{axis_y + 32}" width="12" height="12" '
-                   f'fill="{_colour(st)[0]}"/>')
-        out.append(_svg_text(lx + 16, axis_y + 42, state_name(st), 10))
-        lx += 30 + 7 * len(state_name(st))
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+        body.append(f'<line x1="{tx:.1f}" y1="{axis_y}" x2="{tx:.1f}" y2="{axis_y + 5}" '
+                    'stroke="#444"/>')
+        body.append(_svg_text(tx, axis_y + 18, time_label(t), 10, anchor="middle"))
+    body.append(_svg_text(left + plot_w, axis_y + 32, text["axis"], 10, anchor="end",
+                          fill="#666"))
+    legend, height = _legend(visible_states(tl), used, text, left, plot_w, axis_y + 44)
+    head = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="sans-serif">',
+            '<defs><pattern id="mini" width="6" height="6" patternUnits="userSpaceOnUse" '
+            'patternTransform="rotate(45)"><rect width="3" height="6" fill="#ffffff" '
+            'opacity="0.45"/></pattern></defs>',
+            f'<rect width="{width}" height="{height}" fill="#ffffff"/>']
+    if title:
+        head.append(_svg_text(left, 22, title, 15, weight="bold"))
+    return "\n".join(head + body + legend + ["</svg>"]) + "\n"
+
+
+def _span(s, x, y, band: int, h: float, used: dict) -> list[str]:
+    d = s.duration(h)
+    if d is not None and d <= h * 1e-4:
+        return []  # passed through within one sample: nothing to see (visible_states)
+    end = h if s.end_s is None else s.end_s
+    x0, x1 = x(s.start_s), x(end)
+    w = max(x1 - x0, 0.8)
+    fill = _colour(s.state)[0]
+    tip = f"{state_name(s.state)} {fmt_s(s.start_s)} → " + \
+          (fmt_s(s.end_s) if s.end_s is not None else "…") + \
+          (" (" + s.label + ")" if s.label else "")
+    out = [f'<rect x="{x0:.2f}" y="{y}" width="{w:.2f}" height="{band}" '
+           f'fill="{fill}"><title>{escape(tip)}</title></rect>']
+    if s.minisock or s.orphan:
+        used["hatched"] = True
+        out.append(f'<rect x="{x0:.2f}" y="{y}" width="{w:.2f}" height="{band}" '
+                   f'fill="url(#mini)"/>')
+    if s.end_s is None:  # still held at the end: the band runs on past the axis
+        used["open"] = True
+        out.append(f'<path d="M{x1:.1f},{y} l9,{band / 2:.1f} l-9,{band / 2:.1f} z" '
+                   f'fill="{fill}"><title>{escape(tip)}</title></path>')
+    if w > 60:
+        out.append(_svg_text(x0 + 4, y + band * 0.68, state_name(s.state), 10, fill="#ffffff"))
+    return out
+
+
+def _legend(states, used: dict, text: dict, left: int, plot_w: int, y0: int):
+    """Legend items (states first, then what the marks mean), wrapped to
+    the plot's width; returns the SVG and the total height."""
+    items = [(f'<rect x="{{x}}" y="{{y}}" width="12" height="12" fill="{_colour(st)[0]}"/>',
+              state_name(st)) for st in states]
+    marks = {
+        "hatched": '<rect x="{x}" y="{y}" width="12" height="12" fill="#999"/>'
+                   '<rect x="{x}" y="{y}" width="12" height="12" fill="url(#mini)"/>',
+        "open": '<path d="M{x},{y} l9,6 l-9,6 z" fill="#999"/>',
+        "packet": '<line x1="{x6}" y1="{y}" x2="{x6}" y2="{y12}" stroke="#222"/>',
+        "dropped": '<line x1="{x6}" y1="{y}" x2="{x6}" y2="{y12}" stroke="#c00"/>',
+        "note": '<path d="M{x6},{y12} l-4,-6 h8 z" fill="#555"/>',
+    }
+    items += [(marks[k], text[k]) for k in marks if used[k]]
+    out, lx, ly = [], left, y0
+    for shape, label in items:
+        w = 22 + 6.5 * len(label)
+        if lx + w > left + plot_w and lx > left:
+            lx, ly = left, ly + 18
+        out.append(shape.format(x=lx, y=ly, x6=lx + 6, y12=ly + 12))
+        out.append(_svg_text(lx + 17, ly + 10, label, 10))
+        lx += w + 10
+    return out, ly + 26
 
 
 def render_chart_svg(xs: list[float], series: dict[str, list[float | None]], x_label: str,
@@ -267,13 +319,14 @@ def render_chart_svg(xs: list[float], series: dict[str, list[float | None]], x_l
         out.append(_svg_text(left, 22, title, 14, weight="bold"))
     out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" '
                'stroke="#999"/>')
-    for t in _ticks(y_max / 1.08 if finite else 1.0, 5):
+    for t in time_ticks(y_max / 1.08 if finite else 1.0, 5):
         out.append(f'<line x1="{left - 4}" y1="{py(t):.1f}" x2="{left + pw}" y2="{py(t):.1f}" '
                    'stroke="#eee"/>')
-        out.append(_svg_text(left - 6, py(t) + 4, fmt_s(t), 10, anchor="end"))
-    for t in _ticks(x_max - x_min, 6):
+        out.append(_svg_text(left - 6, py(t) + 4, time_label(t), 10, anchor="end"))
+    for t in count_ticks(x_max - x_min, 6):
         v = x_min + t
-        out.append(_svg_text(px(v), top + ph + 16, f"{v:g}", 10, anchor="middle"))
+        if v <= x_max + 1e-9:
+            out.append(_svg_text(px(v), top + ph + 16, f"{v:g}", 10, anchor="middle"))
     out.append(_svg_text(left + pw / 2, height - 10, x_label, 12, anchor="middle"))
     out.append(f'<text x="16" y="{top + ph / 2:.1f}" font-size="12" text-anchor="middle" '
                f'transform="rotate(-90 16 {top + ph / 2:.1f})">{escape(y_label)}</text>')

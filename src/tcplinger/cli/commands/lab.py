@@ -186,7 +186,7 @@ def run(opts: RunOptions, term, msg) -> int:
     title = msg("lab.title", scenario=scenario.name, kernel=result.kernel, run_id=result.run_id,
                 duration=tl_view.fmt_s(result.horizon_s))
     if opts.svg is not None:
-        opts.svg.write_text(tl_view.render_svg(timeline, title=title), "utf-8")
+        opts.svg.write_text(tl_view.render_svg(timeline, title=title, msg=msg), "utf-8")
     if opts.json:
         term.out(json.dumps(result.to_json(msg), indent=2, ensure_ascii=False))
         return 0

@@ -221,7 +221,7 @@ def run(opts: RunOptions, term, msg) -> int:
     except ParamError as exc:
         raise CliError(f"sim: {exc}", Exit.USAGE) from None
     if opts.svg is not None:
-        opts.svg.write_text(tl_view.render_svg(timeline, title=sc.name), "utf-8")
+        opts.svg.write_text(tl_view.render_svg(timeline, title=sc.name, msg=msg), "utf-8")
     if opts.json:
         doc = {"scenario": sc.name, "horizon_s": _r(sc.horizon_s),
                "parties": {p.name: {"role": p.role, "profile": p.profile,
