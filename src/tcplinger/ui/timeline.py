@@ -143,14 +143,19 @@ def _svg_text(x, y, text, size=12, anchor="start", weight="normal", fill="#222")
             f'font-weight="{weight}" fill="{fill}">{escape(str(text))}</text>')
 
 
+#: Spans shorter than this share of the horizon (about one pixel of the
+#: plot) are not drawn and get no legend entry; the text view lists them.
+VISIBLE = 1e-3
+
+
 def visible_states(tl: Timeline) -> list[int]:
-    """States some party holds for a visible time (a span of zero length,
-    as a state passed through within one sample, gets no legend entry)."""
+    """States some party holds long enough to be seen (a state passed
+    through within a sample gets no legend entry)."""
     out = set()
     for p in tl.parties:
         for s in p.spans:
             d = s.duration(tl.horizon_s)
-            if d is None or d > tl.horizon_s * 1e-4:
+            if d is None or d > tl.horizon_s * VISIBLE:
                 out.add(s.state)
     return sorted(out)
 
@@ -236,7 +241,7 @@ def render_svg(tl: Timeline, title: str = "", width: int = 960, packets: bool = 
 
 def _span(s, x, y, band: int, h: float, used: dict) -> list[str]:
     d = s.duration(h)
-    if d is not None and d <= h * 1e-4:
+    if d is not None and d <= h * VISIBLE:
         return []  # passed through within one sample: nothing to see (visible_states)
     end = h if s.end_s is None else s.end_s
     x0, x1 = x(s.start_s), x(end)
