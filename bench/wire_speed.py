@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -135,7 +134,12 @@ def tl_totals(path: Path) -> dict:
             "conn_states": f["summary"]["conn_states"]}
 
 
+def _raise(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _raise)  # so that the namespace and files go too
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--packets", type=count, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=1)
@@ -150,9 +154,10 @@ def main() -> int:
             result["load"] = build(path, args.packets)
         py = os.path.realpath(sys.executable)
         env_pp = str(ROOT / "src")
+        tl = ["env", f"PYTHONPATH={env_pp}", py, "-m", "tcplinger", "pcap"]
         cmds = {"tshark": ["tshark", "-n", "-r", str(path), "-q", "-z", "conv,tcp"],
-                "tcplinger": ["env", f"PYTHONPATH={env_pp}", py, "-m", "tcplinger", "pcap",
-                              "--json", str(path)]}
+                "tcplinger": tl + [str(path)],
+                "tcplinger-json": tl + ["--json", str(path)]}
         runs = {k: [] for k in cmds}
         for _ in range(args.repeat):
             for name, argv in cmds.items():
@@ -160,9 +165,9 @@ def main() -> int:
                 print(name, runs[name][-1], file=sys.stderr)
         result["runs"] = runs
         result["tshark"] = tshark_totals(tmp / "tshark.out")
-        result["tcplinger"] = tl_totals(tmp / "tcplinger.out")
+        result["tcplinger"] = tl_totals(tmp / "tcplinger-json.out")
         med = {k: sorted(r["wall_s"] for r in v)[len(v) // 2] for k, v in runs.items()}
-        result["ratio_wall"] = round(med["tcplinger"] / med["tshark"], 3)
+        result["ratio_wall"] = {k: round(med[k] / med["tshark"], 3) for k in med}
         result["load_average"] = os.getloadavg()
         result["file_bytes"] = path.stat().st_size
         print(json.dumps(result, indent=1))
