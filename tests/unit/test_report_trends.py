@@ -93,3 +93,16 @@ def test_database_trend_reaches_the_finding(tmp_path):
     assert g["limit"] == 4096 and g["limit_name"] == "RLIMIT_NOFILE"
     assert g["time_to_limit_s"] == pytest.approx(7680, rel=0.01)
     assert f.severity == Severity.WARNING  # within warning_ttl (24 h), beyond critical_ttl (1 h)
+
+
+def test_state_plots_from_a_fresh_database(tmp_path):
+    """The report's HTML plots: the lingering states with samples, and
+    tcp_max_tw_buckets beside TIME_WAIT; nothing from a stale database."""
+    build(tmp_path / "w.db")
+    plots = watchdb.state_plots(tmp_path / "w.db", now=NOW + 5)
+    assert [s["label"] for s in plots["series"]] == ["TIME_WAIT", "CLOSE_WAIT"]
+    cw = plots["series"][1]
+    assert cw["values"][-1] == 100 + 12 * 180 + 7 and len(cw["times"]) == len(cw["values"])
+    assert plots["limits"] == [("tcp_max_tw_buckets", 20000)]
+    assert watchdb.state_plots(tmp_path / "w.db", now=NOW + 3600) is None
+    assert watchdb.state_plots(tmp_path / "absent.db", now=NOW) is None

@@ -150,6 +150,26 @@ class AuditLog:
         self.close()
 
 
+class AuditedRun:
+    """One act in the log: ``ACT.start`` before anything is changed and
+    ``ACT.result`` after, under one run id and one caller (kill, tune's
+    apply and revert)."""
+
+    def __init__(self, log: AuditLog, act: str, env: Mapping[str, str]):
+        self.log, self.act = log, act
+        self.id = new_run_id()
+        self.who = who_am_i(env)
+
+    def start(self, **fields) -> str:
+        """Record the intent; returns its time."""
+        when = now_iso()
+        self.log.append(record(f"{self.act}.start", self.id, self.who, when, **fields))
+        return when
+
+    def result(self, **fields) -> None:
+        self.log.append(record(f"{self.act}.result", self.id, self.who, now_iso(), **fields))
+
+
 def open_log(path: Path | None, env: Mapping[str, str]) -> AuditLog:
     """The log at ``path``, or this user's default (:func:`default_path`);
     raises AuditError: an act that could not be recorded must not happen."""

@@ -85,19 +85,17 @@ def execute(run: KillRun, scope: Scope, log: audit_mod.AuditLog, env: Mapping[st
     if not p.targets:
         run.results = []
         return run
-    run.run_id = audit_mod.new_run_id()
-    who = audit_mod.who_am_i(env)
-    log.append(audit_mod.record("kill.start", run.run_id, who, audit_mod.now_iso(),
-                                criteria=p.criteria.to_json(), kernel=p.support.to_json(),
-                                sockets=[t.to_json() for t in p.targets]))
+    audited = audit_mod.AuditedRun(log, "kill", env)
+    run.run_id = audited.id
+    audited.start(criteria=p.criteria.to_json(), kernel=p.support.to_json(),
+                  sockets=[t.to_json() for t in p.targets])
     targets, _ = snap_mod.resolve(scope, roots)
     paths = {info.inode: kill_exec.NetnsPath(info.path, info.current) for info in targets}
     run.results = kill_exec.execute(p, paths)
     run.fds = kill_exec.remeasure(run.fds, roots.proc)
     run.audit_log = log.path
-    log.append(audit_mod.record("kill.result", run.run_id, who, audit_mod.now_iso(),
-                                summary=kill_exec.summary(run.results),
-                                results=[r.to_json() for r in run.results]))
+    audited.result(summary=kill_exec.summary(run.results),
+                   results=[r.to_json() for r in run.results])
     return run
 
 

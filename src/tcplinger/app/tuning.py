@@ -107,25 +107,20 @@ def apply(target: Target, props: Sequence, where: Paths, env: Mapping[str, str])
     state = st.StateFile(where.state)
     changes = [st.Change(p.sysctl, p.path, tune_plan.format_value(p.proposed)) for p in props]
     with audit_mod.open_log(where.audit_log, env) as log:
-        run_id = audit_mod.new_run_id()
-        who = audit_mod.who_am_i(env)
-        when = audit_mod.now_iso()
+        audited = audit_mod.AuditedRun(log, "tune.apply", env)
         current = st.in_netns(target.path, st.read_values, [c.path for c in changes])
-        log.append(audit_mod.record("tune.apply.start", run_id, who, when,
-                                    netns=target.ref.to_json(), state_file=str(where.state),
-                                    changes=[{"sysctl": c.sysctl, "from": current.get(c.path),
-                                              "to": c.value, "rules": list(p.rules)}
-                                             for c, p in zip(changes, props)]))
+        when = audited.start(netns=target.ref.to_json(), state_file=str(where.state),
+                             changes=[{"sysctl": c.sysctl, "from": current.get(c.path),
+                                       "to": c.value, "rules": list(p.rules)}
+                                      for c, p in zip(changes, props)])
         try:
-            st.record_intent(state, target.ref, changes, current, when, run_id)
+            st.record_intent(state, target.ref, changes, current, when, audited.id)
         except (OSError, ValueError) as exc:
             raise StateError(where.state, str(exc)) from None
         outcomes = st.in_netns(target.path, st.write_values, changes)
         st.record_applied(state, target.ref, outcomes)
-        log.append(audit_mod.record("tune.apply.result", run_id, who, audit_mod.now_iso(),
-                                    netns=target.ref.to_json(),
-                                    results=[o.to_json() for o in outcomes]))
-    return Written(outcomes, run_id)
+        audited.result(netns=target.ref.to_json(), results=[o.to_json() for o in outcomes])
+    return Written(outcomes, audited.id)
 
 
 def revert_items(target: Target, where: Paths) -> tuple[dict | None, list[st.RevertItem]]:
@@ -144,16 +139,12 @@ def revert(target: Target, todo: Sequence[st.RevertItem], where: Paths,
     """Put back the previous values of ``todo``, audited; forget them in
     the state file once written."""
     with audit_mod.open_log(where.audit_log, env) as log:
-        run_id = audit_mod.new_run_id()
-        who = audit_mod.who_am_i(env)
+        audited = audit_mod.AuditedRun(log, "tune.revert", env)
         changes = [st.Change(i.sysctl, i.path, i.previous) for i in todo]
-        log.append(audit_mod.record("tune.revert.start", run_id, who, audit_mod.now_iso(),
-                                    netns=target.ref.to_json(), state_file=str(where.state),
-                                    changes=[{"sysctl": c.sysctl, "from": i.current,
-                                              "to": c.value} for c, i in zip(changes, todo)]))
+        audited.start(netns=target.ref.to_json(), state_file=str(where.state),
+                      changes=[{"sysctl": c.sysctl, "from": i.current, "to": c.value}
+                               for c, i in zip(changes, todo)])
         outcomes = st.in_netns(target.path, st.write_values, changes)
         st.forget(st.StateFile(where.state), target.ref, [o.sysctl for o in outcomes if o.ok])
-        log.append(audit_mod.record("tune.revert.result", run_id, who, audit_mod.now_iso(),
-                                    netns=target.ref.to_json(),
-                                    results=[o.to_json() for o in outcomes]))
-    return Written(outcomes, run_id)
+        audited.result(netns=target.ref.to_json(), results=[o.to_json() for o in outcomes])
+    return Written(outcomes, audited.id)

@@ -122,10 +122,9 @@ class WatchTrends:
         return NamespaceTrends(self.by_owner, by_state, conns)
 
 
-def watch_trends(given: Path | None, now: float | None = None,
-                 window: float = TREND_WINDOW_S) -> WatchTrends | None:
-    """Trends from the watch database when it is fresh, else None (a
-    missing, stale or unreadable database: the diagnosis goes without)."""
+def _read_fresh(given: Path | None, now: float | None, read):
+    """``read(store, now)`` on the watch database when it is fresh; None when
+    it is missing, stale or unreadable (the callers go without)."""
     import sqlite3
 
     from ..track.store import Store
@@ -138,11 +137,17 @@ def watch_trends(given: Path | None, now: float | None = None,
         return None
     try:
         now = time.time() if now is None else now
-        return trends_of(store, now - window) if store.is_fresh(now) else None
+        return read(store, now) if store.is_fresh(now) else None
     except sqlite3.Error:
         return None
     finally:
         store.db.close()
+
+
+def watch_trends(given: Path | None, now: float | None = None,
+                 window: float = TREND_WINDOW_S) -> WatchTrends | None:
+    """Trends from the watch database when it is fresh, else None."""
+    return _read_fresh(given, now, lambda store, now: trends_of(store, now - window))
 
 
 def owned_series(series: dict) -> dict:
@@ -182,27 +187,16 @@ def state_plots(given: Path | None, now: float | None = None,
     """Counts per lingering state over the last ``window`` from a fresh
     watch database, with tcp_max_tw_buckets when TIME_WAIT is among them
     (the report's HTML page draws them); None without a fresh database."""
-    import sqlite3
-
     from ..model.states import LINGERING, name as state_name
-    from ..track.store import Store
-    path = db_path(given)
-    try:
-        if not path.exists():
-            return None
-        store = Store(path, readonly=True)
-    except (OSError, sqlite3.Error):
-        return None
-    try:
-        now = time.time() if now is None else now
-        if not store.is_fresh(now):
-            return None
+
+    def read(store, now):
         series = store.series(now - window, by="state", states=sorted(LINGERING))
         tw = [v for (_, name), v in store.kernel_latest().items() if name == "tcp_max_tw_buckets"]
-    except sqlite3.Error:
+        return series, tw
+    got = _read_fresh(given, now, read)
+    if got is None:
         return None
-    finally:
-        store.db.close()
+    series, tw = got
     out = [{"label": state_name(int(k)), "times": t.tolist(), "values": v.tolist()}
            for k, (t, v) in sorted(series.items()) if len(v) and v.max() > 0]
     limits = [("tcp_max_tw_buckets", max(tw))] if tw and any(

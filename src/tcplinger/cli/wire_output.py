@@ -5,6 +5,7 @@ rendering of the analysis (text, streaming JSON, an SVG timeline)."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..app.pcap import CaptureFileError, PcapOptions, analyse_file
@@ -13,6 +14,21 @@ from ..ui import wire as wire_view
 from ..wire.filter import FilterError, compile_filter
 from .errors import CliError, Exit
 from .options import count_type
+
+
+@contextmanager
+def capture_errors(msg):
+    """A live capture that cannot run (no tcpdump) or fails, as one line
+    and an exit code (``capture``, ``report --capture``)."""
+    from ..collect.capture import CaptureFailed, CaptureToolMissing
+
+    try:
+        yield
+    except CaptureToolMissing:
+        raise CliError(msg("wire.error.capture_tool"), Exit.UNSUPPORTED) from None
+    except CaptureFailed as exc:
+        raise CliError(msg("wire.error.capture_failed", netns="-", text=str(exc)),
+                       Exit.ERROR) from None
 
 
 def add_output_flags(p, h) -> None:

@@ -8,11 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from ...app.pcap import CaptureOptions, capture_scope
-from ...collect.capture import CaptureFailed, CaptureToolMissing
 from ...i18n import Messages, lang_from_env
-from ..errors import CliError, Exit
 from ..options import DAY, add_scope, duration_type, scope_from
-from ..wire_output import add_output_flags, analyse_and_render, pcap_options
+from ..wire_output import add_output_flags, analyse_and_render, capture_errors, pcap_options
 
 NAME = "capture"
 
@@ -35,13 +33,8 @@ def register(sub) -> None:
 def run(opts: CaptureOptions, as_json: bool, svg, uid, show: int, term, msg) -> int:
     if opts.filter_text is not None:
         pcap_options((), opts.filter_text, show, msg)  # a bad filter fails before capturing
-    try:
+    with capture_errors(msg):
         captured = capture_scope(opts)
-    except CaptureToolMissing:
-        raise CliError(msg("wire.error.capture_tool"), Exit.UNSUPPORTED) from None
-    except CaptureFailed as exc:
-        raise CliError(msg("wire.error.capture_failed", netns="-", text=str(exc)),
-                       Exit.ERROR) from None
     try:
         for ns, stats in captured.files:
             term.err(msg("wire.notice.captured", packets=stats.captured, netns=ns.label(),

@@ -108,12 +108,7 @@ def write_html(path: Path, d, summaries, db, msg) -> None:
 def capture_join(opts: ReportOptions, msg, roots: Roots):
     """``--capture``: packets first, then the diagnosis, joined by 4-tuple."""
     from ...app.wire_join import JoinOptions, report_with_capture
-    from ...collect.capture import CaptureFailed, CaptureToolMissing
+    from ..wire_output import capture_errors
 
-    try:
+    with capture_errors(msg):
         return report_with_capture(JoinOptions(opts.diagnose, opts.capture), roots)
-    except CaptureToolMissing:
-        raise CliError(msg("wire.error.capture_tool"), Exit.UNSUPPORTED) from None
-    except CaptureFailed as exc:
-        raise CliError(msg("wire.error.capture_failed", netns="-", text=str(exc)),
-                       Exit.ERROR) from None

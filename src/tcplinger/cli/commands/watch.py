@@ -1,23 +1,7 @@
-"""``tcplinger watch``: the daemon that remembers. Every interval it takes
-a snapshot, tells the tracker (track/tracker.py) what it saw and what the
-state-change tracepoint reported in between, and writes counts, kernel
-limits, transitions and the live ages into the watch database
-(track/store.py).
-
-Ages come from ``sock:inet_sock_set_state`` through a private tracefs
-instance (collect/tracefs.py) when tracefs is there and the user is root;
-otherwise from sampling, which it says once at start.
-
-SIGTERM and SIGINT end the loop after the sample in progress is written;
-the database is in WAL mode so a ``kill -9`` leaves it readable.
-
-Between full dumps (every ``--full-every`` seconds) a sample dumps every
-state but ESTABLISHED, the bulk of a busy host (100k sockets: 0.040 s
-against 0.093 s a dump): ESTABLISHED sockets stay in the tracker as last
-seen and their count is sockstat's ``inuse`` minus the other full sockets
-(track/series.established_between). Every sample is a full dump without
-tracing, or after the tracepoint lost events (docs/watch.md).
-"""
+"""``tcplinger watch``: the daemon that remembers (docs/watch.md). The
+loop is app/watcher.py's; this module parses, starts the tracepoint,
+turns SIGTERM and SIGINT into the end of the loop after the sample in
+progress, and says what it does on stderr."""
 
 from __future__ import annotations
 
