@@ -44,7 +44,7 @@ NAME_STRICT = NAME - {"--comm", "--filter", "--uid"} | {"--lang"}  # an empty fi
 KEYVALUE = {"--threshold": "close-wait-leak.warning_count", "--set": "tcp_fin_timeout",
             "--vary": "tcp_fin_timeout"}
 #: options that write a file; "state" ones keep tcplinger's own data (refuse foreign files)
-WRITES = {"--svg", "--png", "--write", "--textfile"}
+WRITES = {"--svg", "--png", "--write", "--textfile", "--html"}
 STATE = {("check", "--state"), ("watch", "--db")}
 NEVER = {"--yes", "--apply", "--revert", "--force", "--help", "--version"}  # not on this host
 STATES = {("ls", "--state"), ("kill", "--state"), ("history", "--state")}
@@ -64,7 +64,7 @@ VALID = {
     "--netns-pid": ["{pid}"], "--pid": ["{pid}"], "--interval": ["0.1"], "--sockets": ["5"],
     "--port": ["80"], "--sport": ["80"], "--dport": ["80"], "--older-than": ["5m"],
     "--cookie": ["12345"], "--max": ["3"], "--horizon": ["120"], "--show": ["3"],
-    "--seconds": ["0.2"], "--duration": ["1"], "--top-owners": ["5"], "--web-config":
+    "--seconds": ["0.2"], "--capture": ["0.2"], "--duration": ["1"], "--top-owners": ["5"], "--web-config":
     ["{tmp}/web.yml"],
     "--top-destinations": ["5"], "--samples": ["1"], "--full-every": ["10s"], "--keep": ["1h"],
     "--raw-keep": ["1h"], "--since": ["1h"], "--refresh": ["1"], "--netns": ["tl-fuzz-none"],
@@ -153,7 +153,15 @@ def _classes(command: str, option: str) -> dict:
         return NUMBER_CLASSES
     if (command, option) in STATES or option in NAME or option == "--lang":
         return NAME_CLASSES
-    return FILE_CLASSES  # every other value is a path
+    # an option this table does not know yet: by the type its parser converts to
+    kind = TYPES.get((command, option), "")
+    if kind == "Path":
+        return FILE_CLASSES
+    return NAME_CLASSES if kind in ("", "str") else NUMBER_CLASSES
+
+
+#: (command, option) -> the name of the parser's type function ("" for none)
+TYPES: dict[tuple[str, str], str] = {}
 
 
 def items() -> list[Item]:
@@ -167,6 +175,7 @@ def items() -> list[Item]:
             option = a.option_strings[0] if a.option_strings else a.dest
             if option in NEVER:
                 continue
+            TYPES[command, option] = getattr(a.type, "__name__", "") if a.type else ""
             for cls in [*_classes(command, option), "valid"]:
                 out.append(Item(command, option, cls))
         # the global option anywhere on the line (issue 13): after the command's own
