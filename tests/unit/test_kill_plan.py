@@ -322,7 +322,7 @@ def test_cli_refuses_to_act_without_an_audit_log(cli, tmp_path):
 
 # ---- planning is pure ----------------------------------------------------------------
 
-PURE_MODULES = ("selection.py", "kill_plan.py", "tune_plan.py", "tune_bounds.py")
+PURE_MODULES = ("selection.py", "kill_plan.py", "tune_plan.py")
 IO = {"socket", "subprocess", "ctypes", "os", "fcntl", "pathlib", "threading"}
 
 

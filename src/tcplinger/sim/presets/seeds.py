@@ -1,4 +1,4 @@
-"""Presets for the seed documents (shared/seeds) and the middleboxes.
+"""The presets of the seed documents (shared/seeds) and the middleboxes.
 
 Each seed's claim, and what the simulator says about it:
 
@@ -23,28 +23,28 @@ from __future__ import annotations
 
 import math
 
-from .presets import (KEEPALIVE, LOOPBACK_RTT, SERVER_OS, Preset, _close_wait_doc, _k,
-                      horizon_above, register)
+from .parts import (KEEPALIVE, LOOPBACK_RTT, SERVER_OS, Preset, close_wait_doc, horizon_above,
+                    knob)
 
 WAN_RTT = 0.05
 
 _IPFW_KNOBS = (
-    _k("dyn_keepalive", 1, "bool", "net.inet.ip.fw.dyn_keepalive", "ipfw(8)"),
-    _k("dyn_ack_lifetime", 300.0, "seconds", "net.inet.ip.fw.dyn_ack_lifetime", "ipfw(8)",
-       minimum=1),
-    _k("dyn_syn_lifetime", 20.0, "seconds", "net.inet.ip.fw.dyn_syn_lifetime", "ipfw(8)",
-       minimum=1),
-    _k("dyn_fin_lifetime", 1.0, "seconds", "net.inet.ip.fw.dyn_fin_lifetime", "ipfw(8)",
-       minimum=0),
-    _k("dyn_rst_lifetime", 1.0, "seconds", "net.inet.ip.fw.dyn_rst_lifetime", "ipfw(8)",
-       minimum=0),
-    _k("refresh", "any", "choice",
-       "any: the ipfw2 of the seed (2003, FreeBSD <= 9); both: FreeBSD 10 and later", "",
-       choices=("any", "both")),
-    _k("client", "vanish", "choice",
-       "the client after the server's FIN: vanish (a dial-up user hanging up, or a host whose "
-       "firewall drops everything unsolicited), buggy (never closes, answers)", "",
-       choices=("vanish", "buggy")),
+    knob("dyn_keepalive", 1, "bool", "net.inet.ip.fw.dyn_keepalive", "ipfw(8)"),
+    knob("dyn_ack_lifetime", 300.0, "seconds", "net.inet.ip.fw.dyn_ack_lifetime", "ipfw(8)",
+         minimum=1),
+    knob("dyn_syn_lifetime", 20.0, "seconds", "net.inet.ip.fw.dyn_syn_lifetime", "ipfw(8)",
+         minimum=1),
+    knob("dyn_fin_lifetime", 1.0, "seconds", "net.inet.ip.fw.dyn_fin_lifetime", "ipfw(8)",
+         minimum=0),
+    knob("dyn_rst_lifetime", 1.0, "seconds", "net.inet.ip.fw.dyn_rst_lifetime", "ipfw(8)",
+         minimum=0),
+    knob("refresh", "any", "choice",
+         "any: the ipfw2 of the seed (2003, FreeBSD <= 9); both: FreeBSD 10 and later", "",
+         choices=("any", "both")),
+    knob("client", "vanish", "choice",
+         "the client after the server's FIN: vanish (a dial-up user hanging up, or a host whose "
+         "firewall drops everything unsolicited), buggy (never closes, answers)", "",
+         choices=("vanish", "buggy")),
 )
 
 
@@ -116,49 +116,47 @@ def _cloud_idle(v) -> dict:
             "middlebox": [mb]}
 
 
-def _register() -> None:
-    register(Preset("seed-000-freebsd-ipfw", _IPFW_KNOBS, _seed_000, seed="000",
-                    tags=("freebsd", "ipfw")))
-    register(Preset("seed-001-fin-wait-2-per-os",
-                    (SERVER_OS, _k("client", "buggy", "choice",
-                                   "buggy: never closes but answers; vanish: disappears", "",
-                                   choices=("buggy", "vanish"))),
-                    _seed_001, seed="001", tags=("per-os",)))
-    register(Preset("seed-002-buggy-client",
-                    (SERVER_OS,
-                     _k("client_exit_at", math.inf, "seconds",
-                        "when the user exits the client (inf: never)", "", minimum=0,
-                        never=True),
-                     _k("client_vanish_at", math.inf, "seconds",
-                        "when a dial-up client hangs up (inf: never)", "", minimum=0,
-                        never=True)),
-                    _seed_002, seed="002", tags=("per-os",)))
-    register(Preset("seed-003-orphan-vs-shutdown",
-                    (_k("mode", "close", "choice", "close: close(); shutdown: shutdown(SHUT_WR) "
-                        "and keep the fd", "", choices=("close", "shutdown")),
-                     _k("tcp_fin_timeout", 60.0, "seconds", "net.ipv4.tcp_fin_timeout",
-                        "ip-sysctl.rst", minimum=0)),
-                    _seed_003, seed="003", tags=("linux",)))
-    register(Preset("seed-004-close-wait", KEEPALIVE,
-                    lambda v: {**_close_wait_doc("seed-004-close-wait", v)}, seed="004",
-                    tags=("linux",)))
-    register(Preset("conntrack-late-fin",
-                    (_k("close_wait_timeout", 60.0, "seconds",
-                        "net.netfilter.nf_conntrack_tcp_timeout_close_wait",
-                        "nf_conntrack-sysctl.rst", minimum=0),
-                     _k("server_close_at", 200.0, "seconds",
-                        "when the server finally closes", "", minimum=1),
-                     _k("invalid", "drop", "choice", "the ruleset's verdict on INVALID", "",
-                        choices=("drop", "pass"))),
-                    _conntrack_late_fin, tags=("conntrack",)))
-    register(Preset("cloud-idle-timeout",
-                    (_k("provider", "aws-nlb", "choice", "the middlebox",
-                        "", choices=("aws-nlb", "aws-nat", "gcp-nat", "azure-lb", "pf",
-                                     "stateful-fw")),
-                     _k("send_at", 600.0, "seconds", "when the client writes again", "",
-                        minimum=1),
-                     _k("tcp_reset", 0, "bool", "Azure: TCP reset on idle", "")),
-                    _cloud_idle, tags=("cloud",)))
-
-
-_register()
+PRESETS: tuple[Preset, ...] = (
+    Preset("seed-000-freebsd-ipfw", _IPFW_KNOBS, _seed_000, seed="000",
+           tags=("freebsd", "ipfw")),
+    Preset("seed-001-fin-wait-2-per-os",
+           (SERVER_OS, knob("client", "buggy", "choice",
+                            "buggy: never closes but answers; vanish: disappears", "",
+                            choices=("buggy", "vanish"))),
+           _seed_001, seed="001", tags=("per-os",)),
+    Preset("seed-002-buggy-client",
+           (SERVER_OS,
+            knob("client_exit_at", math.inf, "seconds",
+                 "when the user exits the client (inf: never)", "", minimum=0,
+                 never=True),
+            knob("client_vanish_at", math.inf, "seconds",
+                 "when a dial-up client hangs up (inf: never)", "", minimum=0,
+                 never=True)),
+           _seed_002, seed="002", tags=("per-os",)),
+    Preset("seed-003-orphan-vs-shutdown",
+           (knob("mode", "close", "choice", "close: close(); shutdown: shutdown(SHUT_WR) "
+                 "and keep the fd", "", choices=("close", "shutdown")),
+            knob("tcp_fin_timeout", 60.0, "seconds", "net.ipv4.tcp_fin_timeout",
+                 "ip-sysctl.rst", minimum=0)),
+           _seed_003, seed="003", tags=("linux",)),
+    Preset("seed-004-close-wait", KEEPALIVE,
+           lambda v: {**close_wait_doc("seed-004-close-wait", v)}, seed="004",
+           tags=("linux",)),
+    Preset("conntrack-late-fin",
+           (knob("close_wait_timeout", 60.0, "seconds",
+                 "net.netfilter.nf_conntrack_tcp_timeout_close_wait",
+                 "nf_conntrack-sysctl.rst", minimum=0),
+            knob("server_close_at", 200.0, "seconds",
+                 "when the server finally closes", "", minimum=1),
+            knob("invalid", "drop", "choice", "the ruleset's verdict on INVALID", "",
+                 choices=("drop", "pass"))),
+           _conntrack_late_fin, tags=("conntrack",)),
+    Preset("cloud-idle-timeout",
+           (knob("provider", "aws-nlb", "choice", "the middlebox",
+                 "", choices=("aws-nlb", "aws-nat", "gcp-nat", "azure-lb", "pf",
+                 "stateful-fw")),
+            knob("send_at", 600.0, "seconds", "when the client writes again", "",
+                 minimum=1),
+            knob("tcp_reset", 0, "bool", "Azure: TCP reset on idle", "")),
+           _cloud_idle, tags=("cloud",)),
+)
