@@ -149,3 +149,21 @@ def test_console_check_catches_a_page_that_logs(tmp_path):
                    '<img src="http://127.0.0.1:9/x.png"></body></html>')
     _, console = render(bad, tmp_path / "bad.png")
     assert console, "a blocked fetch must show in the console"
+
+
+def test_lab_run_page_in_a_real_browser(tmp_path):
+    """``lab run --html``: the timeline picture and the run's report on one page."""
+    pytest.importorskip("matplotlib", reason="the PNG reader (tcplinger[plot])")
+    page, shot = tmp_path / "lab.html", tmp_path / "lab.png"
+    p = subprocess.run(harness.tcplinger_argv("lab", "run", "orphan-fin-wait-2", "--set",
+                                              "tcp_fin_timeout=2", "--html", str(page)),
+                       capture_output=True, text=True, timeout=180,
+                       env={**os.environ, "LANG": "C"})
+    assert p.returncode == 0, p.stderr
+    dom, console = render(page, shot)
+    assert console == [], console
+    non_white, colours = not_blank(shot)
+    assert non_white > 0.01 and colours > 50  # a short page in a 1280x4800 window
+    text = " ".join(text_of(dom).split())
+    assert "Lab orphan-fin-wait-2 on Linux" in text and "Expected outcome" in text
+    assert dom.count("<svg") == 1 and "FIN_WAIT2" in dom

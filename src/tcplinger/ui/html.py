@@ -274,3 +274,19 @@ def _history(history: dict, msg) -> list[str]:
                               y_label=msg("html.sockets_unit")))
     out.append(f'<p class="meta">{escape(msg("html.history_note"))}</p></section>')
     return out
+
+
+def render_timeline_page(title: str, svg: str, lines: list[str], msg, *, generated: str,
+                         lang: str = "en") -> str:
+    """A lab run (or any timeline) as one self-contained page: the picture,
+    then the text report as the terminal shows it."""
+    return "\n".join([
+        f'<!DOCTYPE html>\n<html lang="{escape(lang)}"><head><meta charset="utf-8">',
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        'style-src \'unsafe-inline\'; img-src data:">',
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>",
+        f"<h1>{escape(title)}</h1>",
+        f'<div class="meta">{escape(msg("html.generated", when=generated))}</div>',
+        f'<section class="card" style="overflow-x:auto">{svg}</section>',
+        f'<section class="card"><pre>{escape(chr(10).join(lines))}</pre></section>',
+        "</main></body></html>\n"])

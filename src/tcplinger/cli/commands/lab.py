@@ -42,6 +42,7 @@ class RunOptions:
     tracefs: bool
     capture: bool
     diagnose: bool
+    html: Path | None = None
 
 
 def register(sub) -> None:
@@ -61,6 +62,7 @@ def register(sub) -> None:
                     help=h("lab.help.duration"))
     pr.add_argument("--json", action="store_true", help=h("lab.help.json"))
     pr.add_argument("--svg", type=Path, metavar="FILE", help=h("lab.help.svg"))
+    pr.add_argument("--html", type=Path, metavar="FILE", help=h("lab.help.html"))
     pr.add_argument("--interval", type=duration_type(maximum=MAX_INTERVAL_S, positive=True),
                     default=lab_runner.DEFAULT_INTERVAL_S,
                     metavar="S", help=h("lab.help.interval"))
@@ -88,7 +90,7 @@ def _run_options(args, msg) -> RunOptions:
     except ParamError as exc:
         raise CliError(f"lab: {exc}", Exit.USAGE) from None
     return RunOptions(args.scenario, sets, args.duration, args.json, args.svg, args.interval,
-                      args.tracefs, args.capture, args.diagnose)
+                      args.tracefs, args.capture, args.diagnose, args.html)
 
 
 def param_doc(msg, scenario: str, name: str) -> str:
@@ -187,6 +189,8 @@ def run(opts: RunOptions, term, msg) -> int:
                 duration=tl_view.fmt_s(result.horizon_s))
     if opts.svg is not None:
         opts.svg.write_text(tl_view.render_svg(timeline, title=title, msg=msg), "utf-8")
+    if opts.html is not None:
+        _write_html(opts.html, result, timeline, title, msg)
     if opts.json:
         term.out(json.dumps(result.to_json(msg), indent=2, ensure_ascii=False))
         return 0
@@ -200,6 +204,25 @@ def run(opts: RunOptions, term, msg) -> int:
         term.err("tcplinger: " + msg("lab.warn.checks_failed", n=len(failed),
                                      total=len(result.checks)))
     return 0
+
+
+def _write_html(path: Path, result, timeline, title: str, msg) -> None:
+    """The run as one self-contained page: the timeline picture and the text report."""
+    import time as time_mod
+
+    from ...fsutil import atomic_write
+    from ...ui.html import render_timeline_page
+
+    page = render_timeline_page(title, tl_view.render_svg(timeline, msg=msg),
+                                text_report(result, timeline, title, msg, width=110), msg,
+                                generated=time_mod.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                                lang=msg.lang)
+    try:
+        atomic_write(path, page.encode("utf-8"))
+    except OSError as exc:
+        raise CliError(msg("html.unwritable", path=path, reason=exc.strerror or str(exc)),
+                       Exit.PERMISSION if isinstance(exc, PermissionError) else Exit.NOT_FOUND
+                       ) from None
 
 
 def text_report(result, timeline, title: str, msg, *, width: int = 100,
