@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 
 from tcplinger.model.socket import AgeSource  # noqa: E402
 from tcplinger.track.store import CountRow, SampleInfo, Store  # noqa: E402
-from tcplinger.track.tracker import Transition  # noqa: E402
+from tcplinger.track.events import Transition  # noqa: E402
 
 
 def _count(text: str) -> int:

@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.privileged(needs=("tracefs",))
 
-from tcplinger.collect import tracefs  # noqa: E402
+from tcplinger.collect import trace_events, tracefs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_private_instance_sees_state_changes_and_goes_away(root):
     srv.bind(("127.0.0.1", 0))
     srv.listen()
     port = srv.getsockname()[1]
-    with tracefs.TraceSession("t-lab", filter=tracefs.port_filter([port])) as ts:
+    with tracefs.TraceSession("t-lab", filter=trace_events.port_filter([port])) as ts:
         path = ts.path
         assert path.parent == root / "instances" and path.name == f"tl-t-lab-{os.getpid()}"
         assert (path / "trace_clock").read_text().count("[mono]") == 1

@@ -9,7 +9,7 @@ import pytest
 from tcplinger.model.socket import AgeSource
 from tcplinger.track.paths import default_path
 from tcplinger.track.store import CountRow, SampleInfo, Store
-from tcplinger.track.tracker import Transition
+from tcplinger.track.events import Transition
 
 
 def sample(store, t, n_cw, owner="42/java", live=None):

@@ -9,7 +9,7 @@ import numpy as np
 
 from tcplinger.export import jsonout
 from tcplinger.model.table import SocketTable, empty
-from tcplinger.track.tracker import FIRST_SEEN, LAST_RECV, TIMER, TRACE, UNKNOWN, TrackedAges
+from tcplinger.track.events import FIRST_SEEN, LAST_RECV, TIMER, TRACE, UNKNOWN, TrackedAges
 
 
 def table(n):

@@ -1,4 +1,4 @@
-"""The pure half of collect/tracefs.py: trace_pipe lines recorded on 6.18
+"""The pure half of collect/trace_events.py: trace_pipe lines recorded on 6.18
 (tests/data/tracefs/record.py) parse to the events they show."""
 
 import json
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tcplinger.collect import tracefs
+from tcplinger.collect import trace_events, tracefs
 from tcplinger.model.states import TcpState
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "tracefs"
@@ -18,7 +18,7 @@ def test_recorded_lines_parse_as_recorded(name):
     expected = json.loads((DATA / f"{name}.expected.json").read_text())
     assert len(lines) == len(expected) > 10
     for line, want in zip(lines, expected):
-        ev = tracefs.parse_line(line)
+        ev = trace_events.parse_line(line)
         assert ev is not None, line
         got = {"t": ev.t, "event": ev.event, "local": list(ev.local),
                "remote": list(ev.remote), "oldstate": ev.oldstate, "newstate": ev.newstate,
@@ -31,7 +31,7 @@ def test_recording_tells_the_known_story(name):
     """Client closes first: FIN_WAIT1 -> FIN_WAIT2 -> CLOSE (handed to a
     minisock, nothing more is traced), then the server's LAST_ACK; the
     connect's SYN_SENT is traced before the socket has a port."""
-    evs = [tracefs.parse_line(x) for x in (DATA / f"{name}.trace").read_text().splitlines()]
+    evs = [trace_events.parse_line(x) for x in (DATA / f"{name}.trace").read_text().splitlines()]
     states = [(e.local[1] == 20999, e.oldstate, e.newstate) for e in evs
               if e.event == "inet_sock_set_state"]
     assert (False, TcpState.CLOSE, TcpState.SYN_SENT) in states
@@ -50,7 +50,7 @@ def test_recording_tells_the_known_story(name):
 
 
 def test_fields_option_gives_the_socket_address():
-    ev = tracefs.parse_line((DATA / "fields.trace").read_text().splitlines()[1])
+    ev = trace_events.parse_line((DATA / "fields.trace").read_text().splitlines()[1])
     assert ev.fields["skaddr"].startswith("0xffff")
     assert ev.local == ("127.0.0.1", 0) and ev.remote == ("127.0.0.1", 20999)
 
@@ -72,12 +72,12 @@ def test_fields_option_gives_the_socket_address():
      "my proc-x", 99, 0),
 ])
 def test_headers(line, comm, pid, cpu):
-    ev = tracefs.parse_line(line)
+    ev = trace_events.parse_line(line)
     assert (ev.comm, ev.pid, ev.cpu, ev.event) == (comm, pid, cpu, "tcp_destroy_sock")
 
 
 def test_ipv6_addresses_come_from_the_v6_fields():
-    ev = tracefs.parse_line(
+    ev = trace_events.parse_line(
         " x-1 [000] ..... 1.0: inet_sock_set_state: family=AF_INET6 protocol=IPPROTO_TCP "
         "sport=443 dport=50000 saddr=0.0.0.0 daddr=0.0.0.0 saddrv6=2001:db8::1 "
         "daddrv6=2001:db8::2 oldstate=TCP_LAST_ACK newstate=TCP_CLOSE")
@@ -89,27 +89,27 @@ def test_ipv6_addresses_come_from_the_v6_fields():
 @pytest.mark.parametrize("line", ["", "# tracer: nop", "CPU:0 [LOST 3 EVENTS]",
                                   "garbage without structure"])
 def test_non_events(line):
-    assert tracefs.parse_line(line) is None
+    assert trace_events.parse_line(line) is None
 
 
 def test_lost_notes_and_stats():
-    assert tracefs.lost_events("CPU:3 [LOST 1234 EVENTS]") == 1234
-    assert tracefs.lost_events("python3-1 [000] ..... 1.0: x: y=1") == 0
-    stats = tracefs.parse_stats("entries: 0\noverrun: 7\ncommit overrun: 0\nbytes: 0\n"
+    assert trace_events.lost_events("CPU:3 [LOST 1234 EVENTS]") == 1234
+    assert trace_events.lost_events("python3-1 [000] ..... 1.0: x: y=1") == 0
+    stats = trace_events.parse_stats("entries: 0\noverrun: 7\ncommit overrun: 0\nbytes: 0\n"
                                 "oldest event ts:  2613.2\nnow ts:  2614.0\n"
                                 "dropped events: 1\nread events: 10\n")
     assert stats["overrun"] == 7 and stats["dropped events"] == 1 and "now ts" not in stats
 
 
 def test_unknown_state_names_are_none():
-    ev = tracefs.parse_line(" x-1 [000] ..... 1.0: inet_sock_set_state: family=AF_INET "
+    ev = trace_events.parse_line(" x-1 [000] ..... 1.0: inet_sock_set_state: family=AF_INET "
                             "protocol=IPPROTO_TCP sport=1 dport=2 saddr=1.1.1.1 daddr=2.2.2.2 "
                             "oldstate=TCP_WHATEVER newstate=TCP_CLOSE")
     assert ev.oldstate is None and ev.newstate == TcpState.CLOSE
 
 
 def test_filters_and_names():
-    assert tracefs.port_filter([80, 80, 8080]) == \
+    assert trace_events.port_filter([80, 80, 8080]) == \
         "sport == 80 || dport == 80 || sport == 8080 || dport == 8080"
     name = tracefs.instance_name("watch", 12)
     assert name == "tl-watch-12" and tracefs.instance_owner(name) == 12

@@ -8,8 +8,9 @@ from tcplinger.model.kernel import KernelContext
 from tcplinger.model.socket import AgeSource
 from tcplinger.model.table import SocketTable, empty
 from tcplinger.track import age as age_mod
-from tcplinger.track.tracker import (CLOSE, FIRST_SEEN, TRACE, StateEvent, Tracker,
-                                     event_from_trace, merge_ages)
+from tcplinger.track.events import (CLOSE, FIRST_SEEN, TRACE, StateEvent, event_from_trace,
+                                    merge_ages)
+from tcplinger.track.tracker import Tracker
 
 LO = np.void(bytes([127, 0, 0, 1]) + bytes(12))
 EST, FW1, FW2, TW, CW, LA = 1, 4, 5, 6, 8, 9
@@ -177,7 +178,7 @@ def test_ages_use_timer_of_timewait_sockets():
 
 
 def test_event_from_trace_converts_both_kinds():
-    from tcplinger.collect.tracefs import parse_line
+    from tcplinger.collect.trace_events import parse_line
     e = event_from_trace(parse_line(
         "  x-1 [000] ..s2.   10.5: inet_sock_set_state: family=AF_INET protocol=IPPROTO_TCP "
         "sport=80 dport=5000 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 "

@@ -5,7 +5,8 @@ import numpy as np
 
 from tcplinger.model.table import SocketTable, empty
 from tcplinger.track import series
-from tcplinger.track.tracker import FIRST_SEEN, Tracker
+from tcplinger.track.events import FIRST_SEEN
+from tcplinger.track.tracker import Tracker
 
 LO = np.void(bytes([127, 0, 0, 1]) + bytes(12))
 EST, SYN_SENT, SYN_RECV, FW1, FW2, TW, CW, LISTEN = 1, 2, 3, 4, 5, 6, 8, 10

@@ -91,7 +91,7 @@ def _recent(path: Path, history: float, msg) -> _Recent:
 
 def _oldest(part: NsView, label: str, limit: int) -> list[top_ui.OldSocket]:
     """The ``limit`` oldest lingering sockets of one namespace."""
-    from ..track.tracker import SOURCE_CODES
+    from ..track.events import SOURCE_CODES
 
     rows = part.table.rows
     idx = np.flatnonzero(np.isin(rows["state"], [int(s) for s in LINGERING]))

@@ -1,7 +1,7 @@
 """What the one-shot commands take from the watch daemon's database
 (track/store.py) when it is fresh: the ages of the sockets it tracks
 (source ``trace`` or ``first_seen``, merged with what the snapshot itself
-tells by track.tracker.merge_ages) and what grows (track/trends.py).
+tells by track.events.merge_ages) and what grows (track/trends.py).
 
 sqlite3, the store and the tracker are imported only when a database is
 there: 11-23 ms that every ls/stats/report would pay otherwise.
@@ -56,7 +56,7 @@ def attach_ages(view, given: Path | None, now: float | None = None) -> Attached:
     import sqlite3
 
     from ..track.store import Store
-    from ..track.tracker import merge_ages
+    from ..track.events import merge_ages
 
     try:
         store = Store(path, readonly=True)
@@ -86,7 +86,7 @@ def oldest(view) -> list[dict]:
     import numpy as np
 
     from ..model.states import name as state_name
-    from ..track.tracker import SOURCE_CODES
+    from ..track.events import SOURCE_CODES
     best: dict[int, tuple] = {}
     for part in view.parts:
         t = part.tracked

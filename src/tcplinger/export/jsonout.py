@@ -213,7 +213,7 @@ _BOOL_V = _Vocab(list(_BOOL))
 _FAMILY_V = _Vocab(['"ipv4"', '"ipv6"'])
 _SOURCE_V = _Vocab([json.dumps(s.value) for s in
                     (AgeSource.UNKNOWN, AgeSource.TIMER, AgeSource.LAST_RECV,
-                     AgeSource.TRACE, AgeSource.FIRST_SEEN)])  # track.tracker.SOURCE_CODES
+                     AgeSource.TRACE, AgeSource.FIRST_SEEN)])  # track.events.SOURCE_CODES
 
 
 def _digits(values: np.ndarray) -> np.ndarray:
@@ -346,7 +346,7 @@ class _Context:
         if ages is None:
             exact = bound = np.full(n, np.nan)
         elif len(ages) == 3:
-            # tracked ages (track.tracker.TrackedAges.as_tuple()): seconds,
+            # tracked ages (track.events.TrackedAges.as_tuple()): seconds,
             # at_least, source codes 0..4 (_SOURCE_V order)
             tracked = ages
             secs = np.where(ages[2] == 0, np.nan, ages[0])

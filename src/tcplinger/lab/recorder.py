@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..collect import tracefs
+from ..collect import trace_events, tracefs
 from ..collect.netlink import dump as nl
 from ..collect.setns import run_in_netns
 from ..model.socket import format_address
@@ -48,7 +48,7 @@ class Recorder:
         self.interval = min(interval, MAX_INTERVAL_S)
         self.use_tracefs = use_tracefs
         self.transitions: list[Transition] = []
-        self.trace_events: list[tracefs.TraceEvent] = []
+        self.trace_events: list[trace_events.TraceEvent] = []
         self.views: list[View] = []
         self.stats = RecorderStats()
         self._last: dict[str, View] = {}
@@ -63,7 +63,7 @@ class Recorder:
         if self.use_tracefs:
             try:
                 self._trace = tracefs.TraceSession(
-                    self.purpose, filter=tracefs.port_filter([self.port]),
+                    self.purpose, filter=trace_events.port_filter([self.port]),
                     on_event=self._on_trace).start()
             except (tracefs.TracefsUnavailable, OSError) as exc:
                 self._trace = None
@@ -99,7 +99,7 @@ class Recorder:
         return not self.stats.tracefs
 
     # ---- tracepoint ---------------------------------------------------------
-    def _on_trace(self, ev: tracefs.TraceEvent) -> None:
+    def _on_trace(self, ev: trace_events.TraceEvent) -> None:
         if ev.event != "inet_sock_set_state" or ev.fields.get("protocol") != "IPPROTO_TCP":
             with self._lock:
                 self.trace_events.append(ev)

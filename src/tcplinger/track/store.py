@@ -131,7 +131,7 @@ class Store:
         """One sample, one transaction.
 
         ``counts``: CountRow; ``kernel``: (netns, name, value);
-        ``events``: track.tracker.Transition with wall-clock ``t``;
+        ``events``: track.events.Transition with wall-clock ``t``;
         ``owners``: (key, pid, comm, fd_limit, fds); ``live``: {netns:
         (cookie, state, since_wall, code, at_least) arrays} replacing what
         is stored for those namespaces (only the differences are written);

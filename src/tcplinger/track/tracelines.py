@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 
 from ..model.states import TcpState
-from .tracker import StateEvent
+from .events import StateEvent
 
 _EVENT = re.compile(
     rb" (\d+\.\d+): inet_sock_set_state: family=AF_INET(6?) protocol=\S+ sport=(\d+) "

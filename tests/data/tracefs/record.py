@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tcplinger.collect import tracefs
+from tcplinger.collect import trace_events, tracefs
 from tcplinger.collect.setns import run_in_netns
 
 HERE = Path(__file__).resolve().parent
@@ -46,7 +46,7 @@ def traffic() -> None:
 
 
 def record(name: str, fields: bool, ns: str) -> None:
-    with tracefs.TraceSession(f"rec-{name}", filter=tracefs.port_filter([PORT]),
+    with tracefs.TraceSession(f"rec-{name}", filter=trace_events.port_filter([PORT]),
                               keep_raw=True, fields=fields) as ts:
         run_in_netns(f"/run/netns/{ns}", traffic)
         time.sleep(0.3)
@@ -54,7 +54,7 @@ def record(name: str, fields: bool, ns: str) -> None:
     (HERE / f"{name}.trace").write_text("\n".join(lines) + "\n")
     expected = []
     for ln in lines:
-        ev = tracefs.parse_line(ln)
+        ev = trace_events.parse_line(ln)
         expected.append(None if ev is None else {
             "t": ev.t, "event": ev.event, "local": list(ev.local), "remote": list(ev.remote),
             "oldstate": ev.oldstate, "newstate": ev.newstate, "cookie": ev.cookie})
