@@ -6,7 +6,7 @@ import socket
 import numpy as np
 from hypothesis import given, settings, strategies as hs
 
-from tcplinger.export import jsonout
+from tcplinger.export import jsonout, socket_array
 from tcplinger.model.socket import Age, AgeSource, NetnsRef, Owner, UNKNOWN_AGE
 from tcplinger.model.table import SocketTable, TCP_INFO_DTYPE, empty
 
@@ -140,7 +140,7 @@ fast_row = row.map(dict) | hs.fixed_dictionaries({
 def _fast(table, *, netns=None, owners=None, ages=None, block=3):
     import io
     out = io.BytesIO()
-    jsonout.SocketArray(out.write, block=block).add(table, netns=netns, owners=owners, ages=ages)
+    socket_array.SocketArray(out.write, block=block).add(table, netns=netns, owners=owners, ages=ages)
     text = out.getvalue().decode("ascii")
     return json.loads("[" + text + "]")
 
@@ -191,7 +191,7 @@ def test_columnar_writer_without_ages_and_across_calls():
     rows["saddr"] = [bytes([10, 0, 0, i]) + bytes(12) for i in range(5)]
     rows["cookie"] = [2**64 - 1, 0, 1, 10**10, 7]
     out = io.BytesIO()
-    array = jsonout.SocketArray(out.write, block=2)
+    array = socket_array.SocketArray(out.write, block=2)
     array.add(SocketTable(rows[:3]))
     array.add(SocketTable(empty(0)))
     array.add(SocketTable(rows[3:]), netns=NetnsRef(1, "x", "docker:abc"))

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from tcplinger.export import jsonout
+from tcplinger.export import jsonout, socket_array
 from tcplinger.model.table import SocketTable, empty
 from tcplinger.track.events import FIRST_SEEN, LAST_RECV, TIMER, TRACE, UNKNOWN, TrackedAges
 
@@ -41,7 +41,7 @@ WANT = [
 
 def fast(tab, ages, block):
     out = io.BytesIO()
-    jsonout.SocketArray(out.write, block=block).add(tab, ages=ages)
+    socket_array.SocketArray(out.write, block=block).add(tab, ages=ages)
     return json.loads("[" + out.getvalue().decode("ascii") + "]")
 
 

@@ -13,7 +13,7 @@ from ...app.view import Filters, take
 from ...collect.owners import OwnerPolicy
 from ...collect.roots import Roots
 from ...collect.snapshot import Scope
-from ...export import jsonout
+from ...export import socket_array
 from ...ui import sockets as sockets_view
 from ..options import add_db, add_filters, add_scope, filters_from, scope_from
 from ..output import report_problems, report_watch_db, snapshot_meta
@@ -54,7 +54,7 @@ def run(opts: LsOptions, term, msg, roots: Roots = Roots()) -> int:
     if opts.json:
         w = term.stdout.write
         w('{"sockets": [')
-        array = jsonout.SocketArray(_bytes_writer(term.stdout))
+        array = socket_array.SocketArray(_bytes_writer(term.stdout))
         for part in view.parts:
             array.add(part.table, netns=part.ns.netns, owners=part.owners,
                       ages=part.export_ages())
