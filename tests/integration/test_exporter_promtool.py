@@ -17,7 +17,8 @@ import yaml
 from tcplinger.diagnose.builder import SocketBuilder, namespace, owners_for
 from tcplinger.diagnose.engine import diagnose
 from tcplinger.diagnose.metadata import BY_ID
-from tcplinger.export.prometheus import Scrape, TcplingerCollector
+from tcplinger.export.collector import TcplingerCollector
+from tcplinger.export.prometheus import Scrape
 from tcplinger.model.kernel import SockStat
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,8 +22,8 @@ from tcplinger.collect import kernel as kernel_reader
 from tcplinger.collect import procfs
 from tcplinger.diagnose.builder import SocketBuilder, namespace, owners_for
 from tcplinger.diagnose.engine import diagnose
-from tcplinger.export.prometheus import (AGE_BUCKETS, Limits, Scrape, TcplingerCollector,
-                                         build)
+from tcplinger.export.collector import TcplingerCollector
+from tcplinger.export.prometheus import AGE_BUCKETS, Limits, Scrape, build
 from tcplinger.model.kernel import KernelContext, SockStat
 from tcplinger.model.workload import Workload
 from tcplinger.model.socket import Age, AgeSource, NetnsRef, Owner

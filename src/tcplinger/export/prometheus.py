@@ -1,9 +1,10 @@
 """Prometheus metrics, built at scrape time from one fresh snapshot.
 
-A custom collector (prometheus_client's ``Collector`` protocol): every
-scrape asks its *source* for a :class:`Scrape` (the namespaces' socket
-tables, kernel context, owners and the current findings), turns it into
-metric families and forgets it.  Nothing per socket outlives a scrape, so
+A custom collector (export/collector.py, prometheus_client's ``Collector``
+protocol): every scrape asks its *source* for a :class:`Scrape` (the
+namespaces' socket tables, kernel context, owners and the current
+findings); :func:`build` here turns it into metric families, and it is
+forgotten.  Nothing per socket outlives a scrape, so
 a socket that is gone leaves no series behind, and no gauge is ever kept
 per socket.  The source is given by the caller (``tcplinger exporter``
 reads the kernel; tests hand in built tables): this module does no I/O.
@@ -31,19 +32,15 @@ Metric names, labels and meanings are listed in docs/exporter.md.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
-from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from .. import __version__
 from ..diagnose.finding import Finding
 from ..diagnose.inputs import NamespaceInput
 from ..diagnose.rules.ephemeral_ports import destination_hash
@@ -254,7 +251,7 @@ def busiest_destinations(table, port_range: tuple[int, int] | None,
     return out[:n]
 
 
-class _Families:
+class Families:
     """Every family of one scrape, created up front so that each has HELP
     and TYPE even when it has no sample."""
 
@@ -301,7 +298,7 @@ class _Families:
 
 def build(scrape: Scrape, limits: Limits = Limits()) -> list:
     """The metric families of one scrape (without the exporter's own)."""
-    f = _Families()
+    f = Families()
     labels = namespace_labels(inp.netns for inp in scrape.namespaces)
     host_orphans = host_max = None
     for inp in scrape.namespaces:
@@ -339,13 +336,13 @@ def build(scrape: Scrape, limits: Limits = Limits()) -> list:
     return f.all()
 
 
-def _sockets(f: _Families, ns: list, inp: NamespaceInput, limits: Limits, counts) -> None:
+def _sockets(f: Families, ns: list, inp: NamespaceInput, limits: Limits, counts) -> None:
     for st, owners in sorted(owner_breakdown(inp, limits, counts).items()):
         for owner, n in sorted(owners.items()):
             f.sockets.add_metric(ns + [st, owner], n)
 
 
-def _ages(f: _Families, ns: list, inp: NamespaceInput, histograms: bool) -> None:
+def _ages(f: Families, ns: list, inp: NamespaceInput, histograms: bool) -> None:
     st = inp.table.rows["state"]
     columns = age_columns(inp)
     fin = inp.kernel.get("tcp_fin_timeout")
@@ -371,7 +368,7 @@ def _ages(f: _Families, ns: list, inp: NamespaceInput, histograms: bool) -> None
             f.oldest.add_metric(ns + [state.name, source], float(values.max()))
 
 
-def _findings(f: _Families, findings: Iterable[Finding], labels: Mapping) -> None:
+def _findings(f: Families, findings: Iterable[Finding], labels: Mapping) -> None:
     agg: dict[tuple, list[int]] = {}
     for x in findings:
         netns = labels.get(x.netns.inode, (x.netns.label(), ""))[0]
@@ -383,79 +380,3 @@ def _findings(f: _Families, findings: Iterable[Finding], labels: Mapping) -> Non
     for key, (n, sockets) in sorted(agg.items()):
         f.finding.add_metric(list(key), n)
         f.finding_sockets.add_metric(list(key), sockets)
-
-
-# ---- the collector -------------------------------------------------------------
-
-class TcplingerCollector(Collector):
-    """Registers with a ``CollectorRegistry``; every ``collect()`` (one per
-    scrape) calls ``source()`` for a fresh :class:`Scrape`.
-
-    Scrapes are serialised: two scrapers arriving together wait for each
-    other rather than dumping the kernel's tables twice at once. A failing
-    source costs one tcplinger_scrape_errors_total{phase="scrape"} and
-    tcplinger_scrape_success 0, not an HTTP error, and ``log`` gets one line.
-    """
-
-    def __init__(self, source: Callable[[], Scrape], limits: Limits = Limits(), *,
-                 log: Callable[[str], None] | None = None):
-        self._source = source
-        self._limits = limits
-        self._log = log
-        self._lock = threading.Lock()
-        self._errors: Counter = Counter()
-        self.last_ok: bool | None = None  # None: no scrape yet
-
-    def describe(self):
-        """The families, without samples: registering (and ``?name[]=``
-        filtering) must not take a snapshot."""
-        return _Families().all() + self._own(0.0, True, None)
-
-    def collect(self):
-        with self._lock:
-            t0 = time.perf_counter()
-            scrape, families, ok = None, [], True
-            try:
-                scrape = self._source()
-                t1 = time.perf_counter()
-                families = build(scrape, self._limits)
-                scrape.phases = {**scrape.phases, "build": time.perf_counter() - t1}
-            except Exception as exc:  # noqa: BLE001 - reported as a metric and a log line
-                ok = False
-                self._errors["scrape"] += 1
-                if self._log:
-                    self._log(f"{type(exc).__name__}: {exc}")
-            if scrape is not None:
-                for phase in scrape.errors:
-                    self._errors[phase] += 1
-            self.last_ok = ok
-            families += self._own(time.perf_counter() - t0, ok, scrape)
-        yield from families
-
-    def _own(self, seconds: float, ok: bool, scrape: Scrape | None) -> list:
-        g = GaugeMetricFamily
-        duration = g("tcplinger_scrape_duration_seconds", "Wall time of the last scrape")
-        duration.add_metric([], seconds)
-        success = g("tcplinger_scrape_success", "1 when the last scrape read the kernel")
-        success.add_metric([], 1 if ok else 0)
-        errors = CounterMetricFamily("tcplinger_scrape_errors", "Scrapes in which a phase "
-                                     "failed, by phase", labels=["phase"])
-        for phase in ("scrape", "owners", "diagnose"):
-            errors.add_metric([phase], self._errors.get(phase, 0))
-        for phase in sorted(set(self._errors) - {"scrape", "owners", "diagnose"}):
-            errors.add_metric([phase], self._errors[phase])
-        phases = g("tcplinger_scrape_phase_seconds", "Wall time of each phase of the last "
-                   "scrape", labels=["phase"])
-        namespaces = g("tcplinger_namespaces", "Network namespaces read by the last scrape")
-        skipped = g("tcplinger_namespaces_skipped", "Network namespaces that could not be read")
-        owners = g("tcplinger_owners_resolved", "1 when the last scrape looked up the "
-                   "processes owning sockets")
-        info = g("tcplinger_build_info", "tcplinger version", labels=["version"])
-        info.add_metric([__version__], 1)
-        if scrape is not None:
-            for phase, secs in sorted(scrape.phases.items()):
-                phases.add_metric([phase], secs)
-            namespaces.add_metric([], len(scrape.namespaces))
-            skipped.add_metric([], scrape.skipped)
-            owners.add_metric([], 1 if scrape.owners_resolved else 0)
-        return [duration, success, errors, phases, namespaces, skipped, owners, info]

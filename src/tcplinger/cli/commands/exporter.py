@@ -119,7 +119,7 @@ def _modules(msg):
     """export.prometheus and friends import prometheus_client: say how to
     install it rather than fail at import time for every command."""
     try:
-        from ...export import prometheus, server, textfile, webconfig
+        from ...export import collector, prometheus, server, textfile, webconfig
     except ImportError as exc:
         if exc.name and exc.name.startswith("prometheus_client"):
             raise CliError(msg("exporter.missing_module", feature="tcplinger exporter",
@@ -127,11 +127,11 @@ def _modules(msg):
                                pip="'tcplinger[exporter]'", deb="python3-prometheus-client"),
                            Exit.UNSUPPORTED) from None
         raise
-    return prometheus, textfile, webconfig, server
+    return prometheus, collector, textfile, webconfig, server
 
 
 def run(opts: ExporterOptions, term, msg, roots: Roots = Roots()) -> int:
-    prometheus, textfile, webconfig, server = _modules(msg)
+    prometheus, collector_mod, textfile, webconfig, server = _modules(msg)
     from prometheus_client import CollectorRegistry, ProcessCollector
 
     # Bad input first, before the first (possibly slow) snapshot: a
@@ -161,7 +161,7 @@ def run(opts: ExporterOptions, term, msg, roots: Roots = Roots()) -> int:
     limits = prometheus.Limits(top_owners=opts.top_owners,
                                top_destinations=opts.top_destinations,
                                age_histograms=opts.age_histograms)
-    collector = prometheus.TcplingerCollector(source, limits,
+    collector = collector_mod.TcplingerCollector(source, limits,
                                               log=lambda text: log("scrape", text))
     registry = CollectorRegistry()
     registry.register(collector)
