@@ -238,3 +238,61 @@ def test_large_dump_across_batches(bufsize):
     for cookie, state in zip(cookies.tolist(), table.rows["state"].tolist()):
         assert state_name(state) == states[cookie]
     assert len(again) == len(table)
+
+
+def _per_family(states_mask, tcp_info):
+    """What two SOCK_DIAG_BY_FAMILY dumps give, IPv4 then IPv6."""
+    with DiagSocket() as sock:
+        sink = codec.RowSink(64, tcp_info=tcp_info)
+        for family in (socket.AF_INET, socket.AF_INET6):
+            sock.dump_into(sink, family, states_mask, tcp_info=tcp_info)
+        return sink.finish()
+
+
+def _both(states_mask, tcp_info):
+    with DiagSocket() as sock:
+        sink = codec.RowSink(64, tcp_info=tcp_info)
+        sock.dump_both_into(sink, states_mask, tcp_info=tcp_info)
+        assert sock.both_families  # this kernel serves TCPDIAG_GETSOCK
+        return sink.finish()
+
+
+def _stable(table):
+    """Columns that cannot move between two dumps of a quiet population
+    (tcp_info's last_* times and timer expiries do)."""
+    cols = ["family", "state", "sport", "dport", "saddr", "daddr", "cookie", "inode", "uid",
+            "timewait", "shutdown"]
+    out = [table.rows[c].tolist() for c in cols]
+    if table.info is not None:
+        out += [table.info[c].tolist() for c in ("present", "state", "snd_mss", "rcv_mss")]
+    return out
+
+
+@pytest.mark.parametrize("tcp_info", [False, True])
+def test_both_families_in_one_walk_equals_two_dumps(world, tcp_info):
+    """TCPDIAG_GETSOCK (one walk, both families interleaved) gives the rows
+    of the two family dumps, in their order, with the same tcp_info."""
+    ns, pop = world
+    for mask in (ALL, state_mask([TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2])):
+        one, two = ns.run(_both, mask, tcp_info), ns.run(_per_family, mask, tcp_info)
+        assert {2, 10} <= set(two.rows["family"].tolist()) or mask != ALL
+        assert _stable(one) == _stable(two)
+    assert len(ns.run(_both, ALL, tcp_info)) == len(pop.expected)
+
+
+def test_snapshot_one_dump_equals_two_dumps(world):
+    """A small namespace is dumped once with tcp_info for every state
+    (collect/snapshot.py ONE_DUMP_MAX); the table equals the two dumps'
+    (plain states, then the tcp_info states), tcp_info cleared elsewhere."""
+    from tcplinger.collect import snapshot
+    from tcplinger.model.states import OWNABLE
+
+    ns, _ = world
+    wanted, info = snapshot.ALL_STATES, frozenset(OWNABLE)
+    once = ns.run(snapshot._dump_once, wanted, info, info)
+    twice = ns.run(snapshot._dump, wanted, info)
+    assert _stable(once) == _stable(twice)
+    assert twice.info["present"].any()
+    est = ns.run(snapshot._dump_once, wanted, info, info | {TcpState.ESTABLISHED})
+    is_est = est.rows["state"] == TcpState.ESTABLISHED
+    assert est.info["present"][is_est].all() and not once.info["present"][is_est].any()

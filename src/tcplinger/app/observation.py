@@ -94,7 +94,8 @@ def observe(opts: ObserveOptions, roots: Roots = Roots(), *, previous: dict | No
     t = time.perf_counter()
     # Every scope's dump first, the second dumps after: the namespaces are
     # seen as close to one moment as can be (a lab run's sockets live seconds).
-    parts = [take(scope, info_states=opts.info_states, roots=roots) for scope in scopes]
+    parts = [take(scope, info_states=opts.info_states, idle_info=opts.idle_info, roots=roots)
+             for scope in scopes]
     if opts.idle_info:
         for scope, part in zip(scopes, parts):
             _add_idle_info(part, scope, roots)
@@ -140,10 +141,28 @@ def _input(part: NsView, roots: Roots, before: dict, opts: ObserveOptions, ages,
 
 
 def _add_idle_info(view: View, scope: Scope, roots: Roots) -> None:
-    """Dump established sockets again with tcp_info when there are few."""
+    """Dump established sockets again with tcp_info when there are few.
+
+    Small namespaces got it with their one dump (take(idle_info=True)):
+    their established rows only move behind the others, as a second dump
+    puts them; with too many in scope it is cleared again, so that the
+    rules see the same inputs either way.
+    """
     est = int(TcpState.ESTABLISHED)
-    n = sum(int(np.count_nonzero(p.table.rows["state"] == est)) for p in view.parts)
-    if n == 0 or n > IDLE_INFO_MAX:
+    masks = [p.table.rows["state"] == est for p in view.parts]
+    n = sum(int(np.count_nonzero(m)) for m in masks)
+    if n == 0:
+        return
+    if n > IDLE_INFO_MAX:
+        for part, m in zip(view.parts, masks):
+            if part.table.info is not None and part.table.info["present"][m].any():
+                part.table.info.view(np.uint8).reshape(len(part.table), -1)[m] = 0
+        return
+    if all(p.table.info is not None and p.table.info["present"][m].all()
+           for p, m in zip(view.parts, masks)):
+        for part, m in zip(view.parts, masks):
+            if m.any():
+                part.table = SocketTable.concat([part.table.select(~m), part.table.select(m)])
         return
     try:
         again = snap_mod.take(scope, states={TcpState.ESTABLISHED},

@@ -109,12 +109,15 @@ class View:
 
 
 def take(scope: Scope, filters: Filters = Filters(), *, tcp_info: bool = True,
-         info_states: frozenset | None = None, roots: Roots = Roots()) -> View:
+         info_states: frozenset | None = None, idle_info: bool = False,
+         roots: Roots = Roots()) -> View:
     """One snapshot of ``scope``, filtered, without owners or tracked ages.
 
     tcp_info comes for INFO_STATES (``tcp_info``), or for ``info_states``
     when given. With ``filters.pid`` only that process's sockets are kept
     (read before the dump, so that a missing pid fails before any work).
+    ``idle_info``: tcp_info of ESTABLISHED sockets too where it comes with
+    the same dump (collect/snapshot.py ONE_DUMP_MAX; app/observation.py).
     """
     if info_states is None:
         info_states = frozenset()
@@ -123,7 +126,9 @@ def take(scope: Scope, filters: Filters = Filters(), *, tcp_info: bool = True,
     pid_inodes = None
     if filters.pid is not None:
         pid_inodes = files_mod.socket_inodes(filters.pid, roots.proc)
-    snap = snap_mod.take(scope, states=filters.states, info_states=info_states, roots=roots)
+    cheap = frozenset({TcpState.ESTABLISHED}) if idle_info else frozenset()
+    snap = snap_mod.take(scope, states=filters.states, info_states=info_states,
+                         cheap_info_states=cheap, roots=roots)
     view = View(snap)
     for ns in snap.namespaces:
         view.parts.append(NsView(ns, _filter(ns.table, filters, pid_inodes)))

@@ -41,10 +41,10 @@ from . import wire
 from .columns import FIXED, RowSink, decode_into
 from .frames import HDR as _HDR
 from .frames import DecodeError, as_u8, message_starts, scalar_starts
-from .wire import INET_DIAG_INFO, NLMSG_ERROR, SOCK_DIAG_BY_FAMILY
+from .wire import INET_DIAG_INFO, NLMSG_ERROR, SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK
 
 __all__ = ["DecodeError", "DumpChunk", "RowSink", "decode_ack", "decode_dump", "decode_into",
-           "encode_dump_request", "encode_exact_request", "message_starts"]
+           "encode_both_families_request", "encode_dump_request", "encode_exact_request", "message_starts"]
 
 _ERR = struct.Struct("=i")
 
@@ -86,6 +86,29 @@ def encode_dump_request(family: int, states_mask: int, *, tcp_info: bool = False
     req["states"] = states_mask & 0xFFFFFFFF
     body = req.tobytes()
     return _header(16 + len(body), SOCK_DIAG_BY_FAMILY,
+                   wire.NLM_F_REQUEST | wire.NLM_F_DUMP, seq) + body
+
+
+def encode_both_families_request(states_mask: int, *, tcp_info: bool = False,
+                                 seq: int = 1) -> bytes:
+    """TCPDIAG_GETSOCK dump of the TCP sockets of both families in
+    ``states_mask``: one walk of the kernel's hash tables instead of one per
+    family (the kernel turns it into an AF_UNSPEC inet_diag dump,
+    inet_diag_dump_compat() in net/ipv4/inet_diag.c). The replies are the
+    same inet_diag messages, of type TCPDIAG_GETSOCK; a socket's family is
+    in its own message.
+
+    >>> req = encode_both_families_request(1 << 8, tcp_info=True, seq=7)
+    >>> req[:16].hex(" ", 4)  # nlmsghdr: 76 bytes, type 18, REQUEST|DUMP, seq 7
+    '4c000000 12000103 07000000 00000000'
+    >>> req[16:20].hex(), req[20:68] == bytes(48), req[68:].hex(" ", 4)  # family 0, ext INFO; sockid; states, dbs
+    ('00000002', True, '00010000 00000000')
+    """
+    req = np.zeros(1, wire.INET_DIAG_REQ)
+    req["ext"] = wire.ext_bit(INET_DIAG_INFO) if tcp_info else 0
+    req["states"] = states_mask & 0xFFFFFFFF
+    body = req.tobytes()
+    return _header(16 + len(body), TCPDIAG_GETSOCK,
                    wire.NLM_F_REQUEST | wire.NLM_F_DUMP, seq) + body
 
 

@@ -29,7 +29,7 @@ from ...model.table import SOCKET_DTYPE, TCP_INFO_DTYPE, SocketTable
 from . import wire
 from .frames import DecodeError, message_starts
 from .wire import (DIAG_REPLY, INET_DIAG_INFO, INET_DIAG_SHUTDOWN, NLMSG_DONE, NLMSG_ERROR,
-                   SOCK_DIAG_BY_FAMILY, TCP_INFO_FIELD_END, TCP_INFO_WIRE)
+                   SOCK_DIAG_BY_FAMILY, TCP_INFO_FIELD_END, TCP_INFO_WIRE, TCPDIAG_GETSOCK)
 
 FIXED = DIAG_REPLY.itemsize  # 88: nlmsghdr + inet_diag_msg
 #: Bytes gathered per message: nlmsghdr + inet_diag_msg (88) + the first
@@ -195,7 +195,7 @@ def decode_into(buf: np.ndarray, nbytes: int, sink: RowSink, *,
         rows = _gather(data if buf.size == nbytes else buf, block)
         lens = _column(rows, 0, "=u4")
         types = _column(rows, 4, "=u2")
-        sock = types == SOCK_DIAG_BY_FAMILY
+        sock = (types == SOCK_DIAG_BY_FAMILY) | (types == TCPDIAG_GETSOCK)
         if not sock.all():
             other = np.flatnonzero(~sock)
             for i in other:

@@ -103,6 +103,8 @@ class DiagSocket:
         # A distinctive seq makes the decoder's seq search (frames.message_starts)
         # hit message headers only.
         self._seq = random.getrandbits(31) | 0x4000_0000
+        #: False once the kernel refused a both-families dump (dump_both_into)
+        self.both_families = True
 
     # -- plumbing ---------------------------------------------------------
     def next_seq(self) -> int:
@@ -171,7 +173,40 @@ class DiagSocket:
                   tcp_info: bool = False) -> None:
         """Append one family's dump to ``sink``."""
         seq = self.next_seq()
-        self.send(codec.encode_dump_request(family, states_mask, tcp_info=tcp_info, seq=seq))
+        self._receive(sink, codec.encode_dump_request(family, states_mask, tcp_info=tcp_info,
+                                                      seq=seq), tcp_info, f"family {family}")
+
+    def dump_both_into(self, sink: codec.RowSink, states_mask: int, *,
+                       tcp_info: bool = False) -> None:
+        """Append both families' sockets to ``sink``, IPv4 rows first.
+
+        One TCPDIAG_GETSOCK dump walks the kernel's hash tables once for
+        both families, where two SOCK_DIAG_BY_FAMILY dumps walk them twice
+        (the walk visits every socket of the table, which the namespace
+        shares with the host unless it has its own: an AF_INET6 dump of
+        an IPv4-only 1M-socket namespace took 0.12 s of system time just
+        to skip them all). A kernel that refuses it gets the two dumps.
+        The walk interleaves the families; a stable sort puts the rows in
+        the order of the two dumps (each family's in walk order).
+        """
+        start = sink.n
+        if self.both_families:
+            try:
+                self._receive(sink, codec.encode_both_families_request(
+                    states_mask, tcp_info=tcp_info, seq=self.next_seq()), tcp_info,
+                    "both families")
+            except DiagError as exc:
+                if sink.n != start or exc.errno not in _COMPAT_REFUSED:
+                    raise
+                self.both_families = False
+            else:
+                _ipv4_first(sink, start, tcp_info)
+                return
+        for family in (socket.AF_INET, socket.AF_INET6):
+            self.dump_into(sink, family, states_mask, tcp_info=tcp_info)
+
+    def _receive(self, sink: codec.RowSink, request: bytes, tcp_info: bool, what: str) -> None:
+        self.send(request)
         buf, view, recv_into = self._buf, self._view, self._sock.recv_into
         size = len(buf)
         room_needed = min(_MAX_DATAGRAM, size)
@@ -180,7 +215,7 @@ class DiagSocket:
         off = 0
         while True:
             if size - off < room_needed:
-                self._decode_batch(off, sink, tcp_info, family)
+                self._decode_batch(off, sink, tcp_info, what)
                 off = 0
             n = recv_into(view[off:], size - off, socket.MSG_TRUNC)
             if n > size - off:
@@ -194,18 +229,38 @@ class DiagSocket:
                 pass
             else:
                 continue
-            done = self._decode_batch(off, sink, tcp_info, family)
+            done = self._decode_batch(off, sink, tcp_info, what)
             off = 0
             if done:
                 break
         self.capacity_hint = max(self.capacity_hint, sink.n + sink.n // 4)
 
     def _decode_batch(self, nbytes: int, sink: codec.RowSink, tcp_info: bool,
-                      family: int) -> bool:
+                      what: str) -> bool:
         done, error = codec.decode_into(self._u8, nbytes, sink, tcp_info=tcp_info)
         if error:
-            raise _error(error, f"sock_diag dump of family {family}")
+            raise _error(error, f"sock_diag dump of {what}")
         return done
+
+
+#: errno of a kernel without the TCPDIAG_GETSOCK request (no inet_diag
+#: compat handler): dump family by family instead.
+_COMPAT_REFUSED = frozenset({errno.EINVAL, errno.ENOENT, errno.EOPNOTSUPP})
+
+
+def _ipv4_first(sink: codec.RowSink, start: int, tcp_info: bool) -> None:
+    """Put the rows from ``start`` on in the order of two family dumps:
+    IPv4 first, each family in walk order (a stable sort, done only when
+    an IPv6 row comes before an IPv4 one)."""
+    rows = sink.rows[start:sink.n]
+    v6 = rows["family"] == socket.AF_INET6
+    if not v6.any() or v6.all() or not (v6[:-1] & ~v6[1:]).any():
+        return
+    order = np.argsort(v6, kind="stable")
+    rows[...] = rows[order]
+    if tcp_info and sink.info is not None:
+        info = sink.info[start:sink.n]
+        info[...] = info[order]
 
 
 def dump(states_mask: int = ALL, families=(socket.AF_INET, socket.AF_INET6), *,
@@ -223,8 +278,11 @@ def dump(states_mask: int = ALL, families=(socket.AF_INET, socket.AF_INET6), *,
     try:
         # One sink for every family: the table is built in place, never concatenated.
         sink = codec.RowSink(sock.capacity_hint, tcp_info=tcp_info)
-        for fam in families:
-            sock.dump_into(sink, fam, states_mask, tcp_info=tcp_info)
+        if tuple(families) == (socket.AF_INET, socket.AF_INET6):
+            sock.dump_both_into(sink, states_mask, tcp_info=tcp_info)
+        else:
+            for fam in families:
+                sock.dump_into(sink, fam, states_mask, tcp_info=tcp_info)
     finally:
         if own:
             sock.close()

@@ -75,6 +75,11 @@ NETLINK_GET_STRICT_CHK = 12
 
 # --- sock_diag (linux/sock_diag.h) ---------------------------------------
 SOCK_DIAG_BY_FAMILY = 20
+#: The inet_diag request of before sock_diag (linux/inet_diag.h): the
+#: kernel still serves it (inet_diag_rcv_msg_compat(), net/ipv4/inet_diag.c)
+#: and dumps it with sdiag_family = AF_UNSPEC, i.e. both families in one
+#: walk of the hash tables; replies carry this type.
+TCPDIAG_GETSOCK = 18
 SOCK_DESTROY = 21
 
 IPPROTO_TCP = 6
@@ -147,6 +152,11 @@ INET_DIAG_REQ_V2 = np.dtype([
     ("states", "=u4"),
 ] + _SOCKID)
 
+#: struct inet_diag_req (60 bytes), the TCPDIAG_GETSOCK request.
+INET_DIAG_REQ = np.dtype([
+    ("family", "u1"), ("src_len", "u1"), ("dst_len", "u1"), ("ext", "u1"),
+] + _SOCKID + [("states", "=u4"), ("dbs", "=u4")])
+
 INET_DIAG_MSG = np.dtype([
     ("family", "u1"), ("state", "u1"), ("timer", "u1"), ("retrans", "u1"),
 ] + _SOCKID + [
@@ -161,6 +171,7 @@ DIAG_REPLY = np.dtype(
 
 assert NLMSGHDR.itemsize == NLMSG_HDRLEN
 assert INET_DIAG_REQ_V2.itemsize == 56
+assert INET_DIAG_REQ.itemsize == 60
 assert INET_DIAG_MSG.itemsize == 72
 assert DIAG_REPLY.itemsize == 88
 
