@@ -1,0 +1,73 @@
+"""``tcplinger pcap`` as a user meets it: text, JSON, SVG, zh, the filter,
+and one line with a documented exit code for everything that is not a
+capture (README, "Exit codes": 7)."""
+
+import json
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "wire"
+FIN = str(DATA / "retransmitted_fin.pcap")
+SEED000 = str(DATA / "seed000_ipfw_keepalives.pcap")
+
+
+def test_text_names_the_state_the_finding_and_the_timeline(cli):
+    code, out, err = cli("pcap", FIN)
+    assert code == 0 and not err
+    assert "S2" in out and "ShAF" in out
+    assert "[WARNING]" in out and "left 4 times" in out
+    assert "FIN_WAIT1" in out and "still held" in out  # the sender's timeline
+
+
+def test_json_has_every_connection_and_the_finding_evidence(cli):
+    code, out, _ = cli("pcap", "--json", FIN, SEED000)
+    assert code == 0
+    files = json.loads(out)["files"]
+    assert [f["summary"]["conn_states"] for f in files] == [{"S2": 1}, {"S3": 1}]
+    fin = files[0]["findings"][0]
+    assert fin["rule"] == "fin-unacked" and fin["facts"]["sent"] == 4
+    assert [e["flags"] for e in fin["evidence"]] == ["F."] * 4
+    rules = sorted(f["rule"] for f in files[1]["findings"])
+    assert rules == ["half-close-unanswered", "keepalive-foreign", "keepalive-foreign",
+                     "keepalive-one-sided"]
+    [one_sided] = [f for f in files[1]["findings"] if f["rule"] == "keepalive-one-sided"]
+    assert one_sided["severity"] == "critical"  # forged keepalives (foreign TTL)
+    assert one_sided["facts"]["answerer"] == "resp"  # the server answers, the client not
+
+
+def test_zh(cli):
+    code, out, _ = cli("--lang", "zh", "pcap", FIN)
+    assert code == 0 and "警告" in out and "始终未被确认" in out
+
+
+def test_svg_draws_the_connection_with_a_finding(cli, tmp_path):
+    svg = tmp_path / "c.svg"
+    code, _, _ = cli("pcap", "--svg", str(svg), FIN)
+    text = svg.read_text()
+    assert code == 0 and text.startswith("<svg") and "FIN_WAIT1" in text and "C1" in text
+
+
+def test_filter(cli):
+    code, out, _ = cli("pcap", "--json", "--filter", "port 9 or host 10.9.9.9", FIN)
+    f = json.loads(out)["files"][0]
+    assert code == 0 and f["counts"]["filtered_out"] == 7 and f["connections"] == []
+    code, out, _ = cli("pcap", "--json", "--filter", "src host 10.1.0.1 and dst port 8080", FIN)
+    f = json.loads(out)["files"][0]
+    assert f["counts"]["filtered_out"] == 1  # the SYN-ACK, from the server
+    code, _, err = cli("pcap", "--filter", "port eighty", FIN)
+    assert code == 2 and err.count("\n") == 1 and "not a port" in err
+
+
+def test_bad_input_is_one_line_and_exit_7(cli, tmp_path):
+    bad = tmp_path / "x.pcap"
+    bad.write_bytes(b"\x00" * 100)
+    code, out, err = cli("pcap", str(bad))
+    assert (code, out) == (7, "") and err.count("\n") == 1 and "not a pcap or pcapng" in err
+    code, _, err = cli("pcap", str(tmp_path / "missing.pcap"))
+    assert code == 3 and "no such capture file" in err
+
+
+def test_cut_file_is_read_with_a_notice(cli, tmp_path):
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(Path(FIN).read_bytes()[:-30])
+    code, out, err = cli("pcap", str(cut))
+    assert code == 0 and "ends in the middle of a record" in err and "S2" in out
