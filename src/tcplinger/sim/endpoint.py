@@ -2,9 +2,10 @@
 its application.
 
 :class:`Endpoint` implements what all stacks share (RFC 793/9293 segment
-processing: acceptability, RST, ACK of our FIN, in-order data and FIN,
-the handshake) and leaves the teardown timers -- the part where stacks
-differ -- to hooks that each OS profile overrides (sim/profiles/).
+processing, sim/segment_arrival.py: acceptability, RST, ACK of our FIN,
+in-order data and FIN, the handshake) and leaves the teardown timers --
+the part where stacks differ -- to hooks that each OS profile overrides
+(sim/profiles/).
 
 The application is scripted (:class:`App`): close() or shutdown() at a
 time, what to do when read() returns 0 (end of file), data to send. The
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from ..model.states import TcpState
 from .num import truth
 from .segment import ACK, FIN, RST, SYN, Segment
+from .segment_arrival import SegmentArrival
 
 ESTABLISHED = TcpState.ESTABLISHED
 SYN_SENT = TcpState.SYN_SENT
@@ -31,8 +33,6 @@ CLOSE_WAIT = TcpState.CLOSE_WAIT
 LAST_ACK = TcpState.LAST_ACK
 CLOSING = TcpState.CLOSING
 
-#: Receive window the simulated sockets advertise (bytes).
-WINDOW = 65535
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,9 @@ class Host:
     forget_at: float | None = None  # loses the connection (reboot), answers RST
 
 
-class Endpoint:
-    """Generic TCP. Profiles override the ``on_*`` hooks and timers."""
+class Endpoint(SegmentArrival):
+    """Generic TCP (segment processing: SegmentArrival). Profiles override
+    the ``on_*`` hooks and timers."""
 
     profile = "generic"
 
@@ -270,130 +271,6 @@ class Endpoint:
     def host_forget(self) -> None:
         self.note("sim.note.host_forget")
         self.forget("reboot")
-
-    # ---- receiving ----
-
-    def acceptable(self, seg: Segment) -> bool:
-        """RFC 9293 3.10.7.4: does the segment fall in the receive window?"""
-        seq, n = seg.seq, seg.end_seq - seg.seq
-        if n == 0:
-            return self.rcv_nxt <= seq < self.rcv_nxt + WINDOW
-        return (self.rcv_nxt <= seq < self.rcv_nxt + WINDOW) or \
-            (self.rcv_nxt <= seg.end_seq - 1 < self.rcv_nxt + WINDOW)
-
-    def no_socket(self, seg: Segment) -> None:
-        """A host without state for the connection answers RST (RFC 9293
-        3.10.7.1), unless the segment is itself a RST."""
-        if seg.flags & RST:
-            return
-        if seg.flags & ACK:
-            s = Segment(self.name, self.peer, seg.ack, 0, RST, tag="reset", cause=seg.sid)
-        else:
-            s = Segment(self.name, self.peer, 0, seg.end_seq, RST | ACK, tag="reset",
-                        cause=seg.sid)
-        self.path.send(s)
-
-    def receive(self, seg: Segment) -> None:
-        if self.state is None:
-            if self.name == "server" and seg.flags & SYN and not seg.flags & ACK \
-                    and self.snd_nxt == 0:
-                self.accept_syn(seg)
-            else:
-                self.no_socket(seg)
-            return
-        if self.mini:
-            self.minisock_receive(seg)
-            return
-        f = seg.flags
-        st = self.state
-        if st == SYN_SENT:
-            if f & RST:
-                if f & ACK and seg.ack == self.snd_nxt:
-                    self.forget("refused")
-                return
-            if f & SYN and f & ACK and seg.ack == self.snd_nxt:
-                self.rcv_nxt = seg.seq + 1
-                self.snd_una = seg.ack
-                self.last_rcv = self.engine.now
-                self.set_state(ESTABLISHED)
-                self.send_ack(cause=seg)
-                self.on_ack_advanced()
-                self.on_established()
-            return
-        if not self.acceptable(seg):
-            if not f & RST:
-                self.on_out_of_window(seg)
-            return
-        if f & RST:
-            if seg.seq == self.rcv_nxt:
-                self.note("sim.note.reset_received", state=st.name)
-                self.on_reset()
-            else:
-                self.send_ack(cause=seg, tag="challenge-ack")  # RFC 5961 3.2
-            return
-        if f & SYN:
-            self.send_ack(cause=seg, tag="challenge-ack")  # RFC 5961 4.2
-            return
-        if not f & ACK:
-            return
-        self.on_segment(seg)
-        if self.snd_una < seg.ack <= self.snd_nxt:
-            self.snd_una = seg.ack
-            self.on_ack_advanced()
-        fin_acked = self.fin_seq is not None and self.snd_una > self.fin_seq
-        if st == SYN_RECV:
-            self.set_state(ESTABLISHED)
-            self.on_established()
-            st = ESTABLISHED
-        elif st == FIN_WAIT1 and fin_acked:
-            self.set_state(FIN_WAIT2)
-            self.on_fin_acked(seg)
-            if self.state is None or self.mini:
-                return
-            st = self.state
-        elif st == CLOSING and fin_acked:
-            self.enter_time_wait()
-            return
-        elif st == LAST_ACK and fin_acked:
-            self.forget("last_ack")
-            return
-        if seg.length:
-            if self.orphan or st not in (ESTABLISHED, FIN_WAIT1, FIN_WAIT2):
-                if seg.seq + seg.length > self.rcv_nxt:
-                    self.on_data_after_close(seg)
-                    return
-            elif seg.seq == self.rcv_nxt:
-                self.rcv_nxt += seg.length
-                if not self.app.reads:
-                    self.unread += seg.length
-        if f & FIN and seg.seq + seg.length == self.rcv_nxt and not self.eof:
-            self.rcv_nxt += 1
-            self.eof = True
-            self.send_ack(cause=seg)
-            if st == ESTABLISHED:
-                self.set_state(CLOSE_WAIT)
-                self.note("sim.note.eof")
-                self.on_eof_reaction()
-            elif st == FIN_WAIT1:
-                self.set_state(CLOSING)
-            elif st == FIN_WAIT2:
-                self.enter_time_wait()
-            return
-        if f & FIN and self.eof:
-            self.send_ack(cause=seg)  # a retransmitted FIN
-            return
-        if seg.length:
-            self.send_ack(cause=seg)
-
-    def accept_syn(self, seg: Segment) -> None:
-        """A listening server gets a SYN: the connection's server socket is
-        born in SYN_RECV (the listener itself is not a party)."""
-        self.rcv_nxt = seg.seq + 1
-        self.snd_una, self.snd_nxt = 0, 1
-        self.last_rcv = self.engine.now
-        self.set_state(SYN_RECV)
-        self.emit(SYN | ACK, seq=0, cause=seg)
-        self.on_syn_sent()
 
     # ---- hooks for profiles ----
 

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..endpoint import FIN_WAIT2, SYN_RECV, SYN_SENT, TIME_WAIT, WINDOW, Endpoint
+from ..endpoint import FIN_WAIT2, SYN_RECV, SYN_SENT, TIME_WAIT, Endpoint
+from ..segment_arrival import WINDOW
 from ..num import ceil, is_batch, maximum, minimum, truth, where
 from ...model.params import Param
 from ..segment import ACK, FIN, RST, SYN
