@@ -5,7 +5,7 @@ import pytest
 
 from tcplinger.sim.engine import Engine
 from tcplinger.sim.num import Split, maximum, minimum, truth, where
-from tcplinger.sim.profiles.linux import model_timeout, wheel_lateness
+from tcplinger.sim.profiles.linux_timers import model_timeout, wheel_lateness
 
 
 def test_events_fire_in_time_then_schedule_order():
