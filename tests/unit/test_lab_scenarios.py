@@ -15,7 +15,7 @@ from tcplinger.lab.diagnosis import RunFinding
 from tcplinger.lab.merge import SocketTimeline
 from tcplinger.lab.params import parse_sets, resolve_sysctl
 from tcplinger.model.params import ParamError
-from tcplinger.lab.runner import Tolerance
+from tcplinger.lab.slack import Tolerance
 from tcplinger.lab.scenario import prepare
 from tcplinger.lab.scenarios import ALL, get
 from tcplinger.lab.scenarios._common import model_timeout, retry_bounds

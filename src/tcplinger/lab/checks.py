@@ -26,7 +26,7 @@ from ..model.states import parse_state
 
 @dataclass
 class Observed:
-    """What checks read (lab/runner.py fills it)."""
+    """What checks read (lab/result.py fills it)."""
 
     sockets: list
     horizon_s: float

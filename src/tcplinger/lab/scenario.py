@@ -3,7 +3,7 @@
 Each scenario names the seeds it comes from, declares its parameters
 (defaults and ranges; those that are sysctls say which namespaces they go
 to), its default duration, the router it needs, a short script of what
-its peers do (using :class:`~tcplinger.lab.runner.Run`), the expected
+its peers do (using :class:`~tcplinger.lab.script.Run`), the expected
 outcome as checks (lab/checks.py) built from the parameters, and the facts
 it derives from the recorded timeline. Its description and expected
 outcome are catalog messages: ``lab.scenario.<name>`` and

@@ -19,6 +19,8 @@ short ones (levels 0-2, granules of 4-256 ms at HZ=250).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gzip
 import math
 from functools import lru_cache
@@ -64,3 +66,24 @@ def late_by(seconds: float, hz: int | None = None) -> float:
     if hz is None:
         return max(granule_s(seconds, h) for h in (100, 250, 1000))
     return granule_s(seconds, hz)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a measured lifetime may be from the configured one: a
+    timer fires up to one wheel granule late (lab/slack.py), the recorder
+    places poll-seen changes within half a poll interval, and scheduling
+    of the lab's own processes adds a little."""
+
+    interval: float
+    hz: int | None
+    sched_s: float = 0.15
+
+    def lo(self, seconds: float) -> float:
+        return max(0.0, seconds - self.interval - 0.05)
+
+    def hi(self, seconds: float) -> float:
+        return seconds + late_by(seconds, self.hz) + self.interval + self.sched_s
+
+    def about(self, seconds: float) -> tuple[float, float]:
+        return self.lo(seconds), self.hi(seconds)

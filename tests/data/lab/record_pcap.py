@@ -19,7 +19,7 @@ from pathlib import Path
 from tcplinger.lab import packets, registry
 from tcplinger.lab.capture import Capture
 from tcplinger.lab.pcap import read_segments
-from tcplinger.lab.peers import PeerProcess
+from tcplinger.lab.peer_process import PeerProcess
 from tcplinger.lab.topology import Addressing, Topology
 
 HERE = Path(__file__).resolve().parent

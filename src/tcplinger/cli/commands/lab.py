@@ -19,7 +19,7 @@ from ...lab import registry
 from ...lab import runner as lab_runner
 from ...lab.params import SYSCTLS, parse_sets
 from ...model.params import ParamError
-from ...lab.recorder import MAX_INTERVAL_S
+from ...lab.recorder import DEFAULT_INTERVAL_S, MAX_INTERVAL_S
 from ...lab.scenarios import ALL, get
 from ...ui import timeline as tl_view
 from ..errors import CliError, Exit
@@ -64,7 +64,7 @@ def register(sub) -> None:
     pr.add_argument("--svg", type=Path, metavar="FILE", help=h("lab.help.svg"))
     pr.add_argument("--html", type=Path, metavar="FILE", help=h("lab.help.html"))
     pr.add_argument("--interval", type=duration_type(maximum=MAX_INTERVAL_S, positive=True),
-                    default=lab_runner.DEFAULT_INTERVAL_S,
+                    default=DEFAULT_INTERVAL_S,
                     metavar="S", help=h("lab.help.interval"))
     pr.add_argument("--no-tracefs", dest="tracefs", action="store_false",
                     help=h("lab.help.no_tracefs"))

@@ -1,7 +1,7 @@
 """A lab peer: a process inside a lab namespace that owns real sockets and
 does what the lab tells it, one JSON command per stdin line.
 
-Run as ``python -m tcplinger.lab.peer --parent PID`` (the lab starts it
+Run as ``python -m tcplinger.lab.peer_agent --parent PID`` (the lab starts it
 with ``ip netns exec``). Standard library only. It dies with its parent
 (prctl PR_SET_PDEATHSIG), so a lab killed with SIGKILL leaves no peer
 behind; ``lab clean`` ends any that remain by pid.

@@ -1,4 +1,4 @@
-"""The lab's side of a peer process (lab/peer.py): start it in a
+"""The lab's side of a peer process (lab/peer_agent.py): start it in a
 namespace, send it commands, collect its replies and events, end it by pid."""
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ class PeerProcess:
         self._cv = threading.Condition()
         self._next = 0
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", netns, sys.executable, "-m", "tcplinger.lab.peer",
+            ["ip", "netns", "exec", netns, sys.executable, "-m", "tcplinger.lab.peer_agent",
              "--parent", str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": _package_root()}, text=True, bufsize=1)
+            env={**os.environ, "PYTHONPATH": package_root()}, text=True, bufsize=1)
         self.pid = self.proc.pid
         self._reader = threading.Thread(target=self._read, daemon=True, name=f"peer {label}")
         self._reader.start()
@@ -148,7 +148,7 @@ class PeerProcess:
                 pass
 
 
-def _package_root() -> str:
+def package_root() -> str:
     """The directory holding the tcplinger package, for the peer's imports
     (``ip netns exec`` keeps the environment)."""
     here = os.path.dirname(os.path.abspath(__file__))
