@@ -23,6 +23,10 @@ from .inputs import NamespaceInput
 #: Established sockets in scope up to which they are candidates for "the
 #: other end" (hashing and sorting a million keys costs ~0.3 s here).
 PEER_ESTABLISHED_MAX = 200_000
+#: From this many namespaces on, :meth:`World.peers` searches one index of
+#: them all instead of each namespace's: 150 pods made 300 lookups of 150
+#: searches each (1.8 s of a 3 s scrape).
+MERGED_PEERS_MIN = 8
 
 
 def address_words(column: np.ndarray) -> np.ndarray:
@@ -222,6 +226,9 @@ class World:
         q = ctx.rows[rows]
         want = connection_hash(q, reverse=True)
         loop = loopback_mask(q)
+        if len(self.contexts) >= MERGED_PEERS_MIN:
+            self._peers_merged(ctx, rows, q, want, loop, found_ctx, found_row)
+            return found_ctx, found_row
         for k, (keys, where) in enumerate(self._peer_index):
             if len(keys) == 0:
                 continue
@@ -244,6 +251,51 @@ class World:
             found_ctx[idx] = k
             found_row[idx] = cand[exact]
         return found_ctx, found_row
+
+    @cached_property
+    def _merged_peer_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every namespace's peer index in one: keys, context, row, sorted
+        by (key, context), keeping of each (key, context) only the entry a
+        search of that context's own index finds first (searchsorted,
+        side left; lexsort is stable)."""
+        index = self._peer_index
+        keys = np.concatenate([k for k, _ in index])
+        ctx = np.concatenate([np.full(len(k), i, np.int64) for i, (k, _) in enumerate(index)])
+        rows = np.concatenate([w.astype(np.int64) for _, w in index])
+        order = np.lexsort((ctx, keys))
+        keys, ctx, rows = keys[order], ctx[order], rows[order]
+        first = np.ones(len(keys), bool)
+        first[1:] = (keys[1:] != keys[:-1]) | (ctx[1:] != ctx[:-1])
+        return keys[first], ctx[first], rows[first]
+
+    def _peers_merged(self, ctx, rows, q, want, loop, found_ctx, found_row) -> None:
+        """:meth:`peers` through the merged index, with the same answer:
+        of the contexts holding the key, in their order, the first whose
+        candidate is the exact other end (loopback only in ``ctx``)."""
+        me = next(i for i, c in enumerate(self.contexts) if c is ctx)
+        keys, kctx, krow = self._merged_peer_index
+        lo = np.searchsorted(keys, want, "left")
+        n = np.searchsorted(keys, want, "right") - lo
+        if not n.any():
+            return
+        q_of = np.repeat(np.arange(len(rows)), n)
+        pos = np.arange(int(n.sum())) + np.repeat(lo - (np.cumsum(n) - n), n)
+        k, cand = kctx[pos], krow[pos]
+        ok = (k == me) | ~loop[q_of]
+        exact = np.zeros(len(pos), bool)
+        for c in np.unique(k[ok]).tolist():
+            sel = np.flatnonzero(ok & (k == c))
+            other, mine = self.contexts[c].rows[cand[sel]], q[q_of[sel]]
+            e = ((other["family"] == mine["family"]) & (other["sport"] == mine["dport"])
+                 & (other["dport"] == mine["sport"])
+                 & (other["saddr"] == mine["daddr"]) & (other["daddr"] == mine["saddr"]))
+            if c == me:
+                e &= cand[sel] != rows[q_of[sel]]
+            exact[sel] = e
+        good = np.flatnonzero(exact)
+        hit, first = np.unique(q_of[good], return_index=True)
+        found_ctx[hit] = k[good[first]]
+        found_row[hit] = cand[good[first]]
 
     def peer_of(self, ctx: NsContext, i: int):
         """(context, row) of the other end of row ``i``, or None."""
