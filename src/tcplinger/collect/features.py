@@ -25,6 +25,7 @@ from typing import Callable, Iterator
 from ..model.sock_destroy import Kind, Status
 from ..model.states import TcpState
 from .feature_texts import COSTS, DETAILS, FEATURE_KEYS
+from .roots import PROC, RUN_NETNS
 from .setns import enter, run_on_thread
 
 
@@ -53,8 +54,8 @@ MNT_DETACH = 2
 TRACEPOINTS = ("sock/inet_sock_set_state", "tcp/tcp_destroy_sock")
 
 
-def probe_all(proc_root: Path = Path("/proc"), sys_root: Path = Path("/sys"), *,
-              run_netns: Path = Path("/run/netns")) -> list[Feature]:
+def probe_all(proc_root: Path = PROC, sys_root: Path = Path("/sys"), *,
+              run_netns: Path = RUN_NETNS) -> list[Feature]:
     """Every probe, in the order ``tcplinger doctor`` prints them."""
     out: list[Feature] = []
     steps: list[tuple[tuple[str, ...], Callable[[], list[Feature]]]] = [
