@@ -195,3 +195,52 @@ def test_owner_factory_makes_equal_owners():
     assert make(9) == Owner(pid=42, fd=9, **details)
     assert hash(make(9)) == hash(Owner(pid=42, fd=9, **details))
     assert make(3).fd == 3 and make(9).fd == 9
+
+
+# ---- the one owner policy ----------------------------------------------------
+
+def _ns(pids, current=False):
+    """What OwnerPolicy reads of a namespace (model.snapshot.NetnsSnapshot)."""
+    from types import SimpleNamespace
+    return SimpleNamespace(pids=tuple(pids), current=current)
+
+
+def _pids(found, inode):
+    return sorted({o.pid for o in found.owners[inode]})
+
+
+def test_policy_walks_only_the_namespaces_own_processes():
+    """LISTENER is held by 11552 and 11596; a namespace whose processes are
+    known (not the caller's) is walked alone, plus ``also`` (--pid)."""
+    policy = owners.OwnerPolicy(walk=True)
+    assert _pids(policy.find([LISTENER], [_ns([11596])], MIXED), LISTENER) == [11596]
+    assert _pids(policy.find([LISTENER], [_ns([11596])], MIXED, also=[11552]),
+                 LISTENER) == [11552, 11596]
+
+
+def test_policy_walks_everyone_when_the_callers_namespace_is_in_play():
+    policy = owners.OwnerPolicy(walk=True)
+    both = [_ns([11596]), _ns([11552], current=True)]
+    assert _pids(policy.find([LISTENER], both, MIXED), LISTENER) == [11552, 11596]
+    unknown = [_ns([])]  # a named namespace no process was seen in
+    assert _pids(policy.find([LISTENER], unknown, MIXED), LISTENER) == [11552, 11596]
+
+
+def test_policy_gate_counts_the_files_the_walk_would_read(tmp_path):
+    """Automatic mode leaves a full walk out from AUTO_OWNERS_MAX_FILES open
+    files on the host (file-nr); --owners walks anyway, --no-owners never."""
+    proc = tmp_path / "proc"
+    shutil.copytree(MIXED, proc, symlinks=True)
+    (proc / "sys" / "fs").mkdir(parents=True)
+    (proc / "sys" / "fs" / "file-nr").write_text("150000\t0\t9223372036854775807\n")
+    host = [_ns([11552], current=True)]
+    skipped = owners.OwnerPolicy().find([LISTENER], host, proc)
+    assert skipped.owners is None and skipped.skipped_files == 150000
+    # every process may be walked, the namespace's own first: 11552 owns it,
+    # so the others are not read (find_owners ``first``)
+    assert _pids(owners.OwnerPolicy(walk=True).find([LISTENER], host, proc), LISTENER) == [11552]
+    assert owners.OwnerPolicy(max_files=200_000).find([LISTENER], host, proc).owners
+    never = owners.OwnerPolicy(walk=False).find([LISTENER], host, proc)
+    assert never.owners is None and never.skipped_files is None
+    # nothing wanted (TIME_WAIT, orphans: inode 0): resolved, empty, no walk
+    assert owners.OwnerPolicy().find([0], host, proc).owners == {}
