@@ -59,9 +59,8 @@ def diagnose(namespaces: dict[str, str], *, at: str, t0: float, msg, age_of=None
              previous: dict | None = None, roots: Roots = Roots()) -> list[RunFinding]:
     """Findings for the run's namespaces (``side -> namespace name``).
     ``age_of(side, key, state)`` gives the recorder's seconds in state (or
-    None); without it the snapshot's own estimates count. ``previous``
-    (``side -> (KernelContext, time.time())``) is an earlier reading of the
-    counters."""
+    None); without it the snapshot's own estimates count. ``previous`` is
+    an earlier reading of the counters (app/counters.sample)."""
     inode = {side: os.stat(roots.run_netns / name).st_ino for side, name in namespaces.items()}
     side_of = {ino: side for side, ino in inode.items()}
     scopes = [Scope(netns=name) for name in namespaces.values()]
@@ -70,8 +69,6 @@ def diagnose(namespaces: dict[str, str], *, at: str, t0: float, msg, age_of=None
     opts = DiagnoseOptions(ObserveOptions(scopes[0], OwnerPolicy(walk=True), history=False,
                                           idle_info=False, info_states=ALL_STATES,
                                           sysctl_files=False))
-    before = {inode[side]: reading for side, reading in (previous or {}).items()
-              if side in inode}
     ages = None
     if age_of is not None:
         def ages(ns, table):
@@ -82,7 +79,8 @@ def diagnose(namespaces: dict[str, str], *, at: str, t0: float, msg, age_of=None
                 secs = age_of(side, _key(table, i), int(states[i]))
                 out.append(UNKNOWN_AGE if secs is None else Age(secs, False, AgeSource.TRACE))
             return out
-    d = app_diagnose(opts, roots, previous=before, extra_scopes=tuple(scopes[1:]), ages=ages)
+    d = app_diagnose(opts, roots, previous=previous, extra_scopes=tuple(scopes[1:]),
+                     ages=ages)
     t = time.monotonic() - t0
     return [RunFinding(at, t, side_of.get(f.netns.inode, "?"), f, f.title.render(msg))
             for f in d.findings if not BY_ID[f.rule].host_wide]

@@ -21,12 +21,14 @@ import sys
 import threading
 import time
 
+from ..app import counters
+from ..collect.snapshot import Scope
 from . import registry, wireview
 from .capture import Capture
 from .recorder import Recorder
 from .result import LabResult, result_of
 from .scenario import Scenario, prepare
-from .script import LabError, Run, RunOptions, kernel_context
+from .script import LabError, Run, RunOptions
 from .topology import Addressing, Topology
 
 #: Seconds the run goes on after a script's last step, so the last
@@ -91,10 +93,11 @@ def run(opts: RunOptions, scenario: Scenario, msg, progress=None) -> LabResult:
                 progress(msg("lab.progress.setup", scenario=scenario.name))
             _build(topo, scenario, prepared)
             capture = _start_recording(run_, rec.run_id, opts, warnings)
+            # the counters at the start, for the rules about rising ones
+            run_.baseline = counters.sample(tuple(Scope(netns=topo.ns(role))
+                                                  for role in ("client", "server", "router")))
             run_.t0 = time.monotonic()
             run_.horizon = horizon
-            run_.baseline = {role: (kernel_context(topo, role), time.time())
-                             for role in ("client", "server", "router")}
             scenario.script(run_)
             if opts.duration is not None:  # asked to watch this long: go on recording
                 run_.wait(run_.left() - TAIL_S, "lab.wait.duration")

@@ -10,7 +10,6 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..model.states import name as state_name
 from ..model.timeline import Note
@@ -283,16 +282,6 @@ class Run:
                 age_of=age_of if self.recorder.traced else None, previous=self.baseline)
         except Exception as exc:  # noqa: BLE001 - the lab goes on; the failure is reported
             self.note("lab", "lab.note.diagnosis_failed", error=f"{type(exc).__name__}: {exc}")
-
-
-def kernel_context(topo: Topology, role: str):
-    """Sysctls and counters of one of the run's namespaces, read inside it."""
-    from ..collect import kernel as kernel_reader
-    from ..collect.setns import run_in_netns
-
-    host = kernel_reader.read_global_sysctls(Path("/proc"))
-    return run_in_netns(topo.path(role), kernel_reader.read_kernel_context, Path("/proc"),
-                        proc_net=Path("/proc/thread-self/net"), global_sysctls=host)
 
 
 def _key(obj: dict):
