@@ -73,8 +73,8 @@ class Run:
         self.bridge_events: list[dict] = []
         self.ct_lines: list[str] = []
         self.recorder: Recorder | None = None
-        #: each namespace's kernel context when the script began, so that the
-        #: diagnosis sees which counters rose (TCPTimeWaitOverflow...)
+        #: the counters when the script began (app/counters.sample, by
+        #: namespace inode): the diagnosis sees which rose (TCPTimeWaitOverflow)
         self.baseline: dict = {}
         self._listening = False
         self._conns = 0
