@@ -299,7 +299,12 @@ ITEMS = items()
 
 def _param(item: Item):
     marks = []
-    if item.command in ("lab run", "capture") and item.cls == "valid":
+    slow_skip = item.command in SLOW and not DEEP and (
+        (_classes(item.command, item.option) is FILE_CLASSES and item.cls not in SLOW_FILE_CLASSES)
+        or (item.cls == "valid" and item.option not in ("scenario", "--seconds", "--db")))
+    if slow_skip:  # not a privileged skip: under CI as root it must stay a skip
+        marks.append(pytest.mark.skip(reason="a whole run per value: TCPLINGER_FUZZ_EXAMPLES"))
+    elif item.command in ("lab run", "capture") and item.cls == "valid":
         marks.append(pytest.mark.privileged(needs=("tcpdump",)))
     if item.cls == "devnull" and os.geteuid() != 0:
         marks.append(pytest.mark.skip(reason="a private null device needs root (mknod)"))
@@ -307,11 +312,6 @@ def _param(item: Item):
         # a runaway costs RUNAWAY_S, a lab run or capture seconds: only in the deep run
         run = DEEP or not (KNOWN[item.id].startswith("runaway") or item.command in SLOW)
         marks.append(pytest.mark.xfail(reason=KNOWN[item.id], strict=True, run=run))
-    if item.command in SLOW and not DEEP and (
-            (_classes(item.command, item.option) is FILE_CLASSES
-             and item.cls not in SLOW_FILE_CLASSES)
-            or (item.cls == "valid" and item.option not in ("scenario", "--seconds", "--db"))):
-        marks.append(pytest.mark.skip(reason="a whole run per value: TCPLINGER_FUZZ_EXAMPLES"))
     return pytest.param(item, id=item.id, marks=marks)
 
 
