@@ -1,9 +1,10 @@
-"""Small helpers every rule uses: severity from thresholds, finding assembly."""
+"""Small helpers every rule uses: severity from thresholds, texts, sysctl
+fixes, one finding per owner, the other ends of sockets (the finding's
+shape itself is diagnose/rule_finding.py's)."""
 
 from __future__ import annotations
 
-from ..finding import Confidence, Finding, Fix, FixKind, Severity, SysctlChange, Text
-from ..metadata import RuleMeta
+from ..finding import Finding, Fix, FixKind, Severity, SysctlChange, Text
 
 
 def at_least(value: float | None, threshold: float | None) -> bool:
@@ -31,15 +32,6 @@ def level(value: float | None, warning: float | None, critical: float | None,
 
 def T(key: str, /, **fields) -> Text:  # noqa: N802 - reads like a message
     return Text(key, fields)
-
-
-def finding(meta: RuleMeta, ctx, *, severity: Severity, count: int, title: Text,
-            evidence: dict, facts, cause, lifetime, fixes, confidence: Confidence,
-            confidence_reason: Text, owners=(), sample=None) -> Finding:
-    return Finding(rule=meta.id, severity=severity, netns=ctx.netns, count=int(count),
-                   title=title, evidence=evidence, facts=tuple(facts), cause=tuple(cause),
-                   lifetime=tuple(lifetime), fixes=tuple(fixes), confidence=confidence,
-                   confidence_reason=confidence_reason, owners=tuple(owners), sockets=sample)
 
 
 def sysctl_fix(text: Text, key: str, value, current, *, netns=None, requires=()) -> Fix:

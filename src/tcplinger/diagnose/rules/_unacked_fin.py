@@ -30,11 +30,14 @@ from ..evidence import duration, endpoint_text, top_remote
 from ..finding import Confidence, Fix, FixKind
 from ..lifetimes import (TYPICAL_RTO_S, effective_orphan_retries, retransmit_deadline,
                          retransmit_deadline_after, zero_window_orphan_deadline)
+from ..rule_finding import RuleFinding
 from ..sysctl_bounds import BOUNDS
-from ._common import T, finding, level, other_end_facts, other_ends, sysctl_fix
+from ._common import T, level, other_end_facts, other_ends, sysctl_fix
 
 TIMER_RETRANSMIT = 1
 TIMER_PROBE = 4
+#: the messages both rules share
+COMMON = "rule.common.unacked."
 
 
 def orphan_retries_fix(current: int | None, orphans: int) -> Fix | None:
@@ -74,7 +77,9 @@ def rto_seconds(ctx, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def evaluate_state(meta, prefix: str, state: int, ctx, th, world, limit):
+def evaluate_state(rule: type, state: int, ctx, th, world, limit):
+    """``rule`` (an :class:`UnackedFin` subclass) on the sockets of ``state``
+    whose FIN is being retransmitted or waits behind a zero window."""
     idx = ctx.indices(ctx.in_state(state))
     if len(idx) == 0:
         return []
@@ -85,100 +90,124 @@ def evaluate_state(meta, prefix: str, state: int, ctx, th, world, limit):
     stuck_mask = retrans | zero_win
     if not stuck_mask.any():
         return []
-    rows = idx[stuck_mask]
-    n = int(len(rows))
-    orphan = ctx.inode[rows] == 0
-    rs = ctx.rows[rows]
-    rto = rto_seconds(ctx, rows)
-    orphan_retries = effective_orphan_retries(ctx.sysctl("tcp_orphan_retries"))
-    retries2 = int(ctx.sysctl("tcp_retries2", 15))
-    is_rt = rs["timer"] == TIMER_RETRANSMIT
-    left = np.full(n, np.nan)
-    for k in range(n):
-        if is_rt[k]:
-            retries = orphan_retries if orphan[k] else retries2
-            left[k] = retransmit_deadline_after(retries, int(rs["retrans"][k]), rto[k])
-    n_rt, n_zw = int(np.count_nonzero(is_rt)), int(np.count_nonzero(~is_rt))
-    n_orphan = int(np.count_nonzero(orphan))
-    peers = top_remote(ctx, rows, with_port=True)
-    here = other_ends(ctx, world, rows)
-    send_q = rs["send_q"]
-    groups, _ = ctx.by_owner(rows[~orphan]) if (~orphan).any() else ({}, None)
+    return rule(ctx, th, world, limit, idx[stuck_mask], in_state=int(len(idx))).findings()
 
-    evidence = {
-        "stuck": n,
-        "in_state": int(len(idx)),
-        "retransmitting": n_rt,
-        "zero_window": n_zw,
-        "orphans": n_orphan,
-        "owned": n - n_orphan,
-        "max_retransmits": int(rs["retrans"][is_rt].max()) if n_rt else 0,
-        "send_q_bytes": int(send_q.sum()),
-        "tcp_orphan_retries": ctx.sysctl("tcp_orphan_retries"),
-        "effective_orphan_retries": orphan_retries,
-        "tcp_retries2": retries2,
-        "deadline_orphan_s": round(retransmit_deadline(orphan_retries, TYPICAL_RTO_S), 1),
-        "deadline_owned_s": round(retransmit_deadline(retries2, TYPICAL_RTO_S), 1),
-        "zero_window_orphan_deadline_s": round(zero_window_orphan_deadline(TYPICAL_RTO_S), 1),
-        "time_left_s": ({"min": round(float(np.nanmin(left)), 3),
-                         "max": round(float(np.nanmax(left)), 3)}
-                        if not np.isnan(left).all() else None),
-        "peers": peers,
-        "other_end": here,
-    }
-    title = T(prefix + "title", n=n, peers=endpoint_text(peers, 2))
-    facts = [T(prefix + "fact.count", n=n, total=int(len(idx)), rt=n_rt, zw=n_zw,
-               orphans=n_orphan, owned=n - n_orphan)]
-    if n_rt:
-        facts.append(T("rule.common.unacked.retrans", n=n_rt, max=evidence["max_retransmits"]))
-    if n_zw:
-        facts.append(T("rule.common.unacked.zero_window", n=n_zw, bytes=int(send_q[~is_rt].sum())))
-    facts.append(T("rule.common.unacked.peers", peers=endpoint_text(peers)))
-    for pid, (o, grp) in sorted(groups.items(), key=lambda kv: -len(kv[1][1]))[:3]:
-        facts.append(T("rule.common.unacked.owner", comm=o.comm, pid=pid, n=int(len(grp))))
-    facts += other_end_facts(here)
 
-    cause = []
-    if n_rt:
-        cause.append(T("rule.common.unacked.cause.retrans"))
-    if n_zw:
-        cause.append(T("rule.common.unacked.cause.zero_window"))
-    cause.append(T(prefix + "cause"))
+class UnackedFin(RuleFinding):
+    """Sockets whose FIN is not acknowledged (retransmitting, or stuck
+    behind a zero window); subclasses name the rule (``meta``)."""
 
-    lifetime = []
-    if n_rt and n_orphan:
-        lifetime.append(T("rule.common.unacked.life.orphan", retries=orphan_retries,
-                          sysctl=ctx.sysctl("tcp_orphan_retries", 0),
-                          deadline=duration(evidence["deadline_orphan_s"])))
-    if n_rt and n - n_orphan:
-        lifetime.append(T("rule.common.unacked.life.owned", retries=retries2,
-                          deadline=duration(evidence["deadline_owned_s"])))
-    if evidence["time_left_s"]:
-        lifetime.append(T("rule.common.unacked.life.left",
-                          lo=duration(evidence["time_left_s"]["min"]),
-                          hi=duration(evidence["time_left_s"]["max"])))
-    if n_zw:
-        lifetime.append(T("rule.common.unacked.life.zero_window",
-                          deadline=duration(evidence["zero_window_orphan_deadline_s"])))
+    def __init__(self, ctx, th, world, limit, rows, *, in_state: int):
+        super().__init__(ctx, th, world, limit, rows)
+        self.in_state = in_state
 
-    fixes = [Fix(FixKind.OPS, T("rule.common.unacked.fix.path"))]
-    if n_zw:
-        fixes.append(Fix(FixKind.APP, T("rule.common.unacked.fix.reader")))
-    retries_fix = orphan_retries_fix(ctx.sysctl("tcp_orphan_retries"), n_orphan) \
-        if n_orphan else None
-    if retries_fix is not None:
-        fixes.append(retries_fix)
-    if n - n_orphan:
-        fixes.append(Fix(FixKind.SOCKET, T("rule.common.unacked.fix.user_timeout")))
+    def measure(self) -> None:
+        ctx, rows = self.ctx, self.rows
+        n = self.n = int(len(rows))
+        self.orphan = orphan = ctx.inode[rows] == 0
+        self.rs = rs = ctx.rows[rows]
+        rto = rto_seconds(ctx, rows)
+        self.orphan_retries = effective_orphan_retries(ctx.sysctl("tcp_orphan_retries"))
+        self.retries2 = int(ctx.sysctl("tcp_retries2", 15))
+        self.is_rt = is_rt = rs["timer"] == TIMER_RETRANSMIT
+        self.left = np.full(n, np.nan)
+        for k in range(n):
+            if is_rt[k]:
+                retries = self.orphan_retries if orphan[k] else self.retries2
+                self.left[k] = retransmit_deadline_after(retries, int(rs["retrans"][k]), rto[k])
+        self.n_rt, self.n_zw = int(np.count_nonzero(is_rt)), int(np.count_nonzero(~is_rt))
+        self.n_orphan = int(np.count_nonzero(orphan))
+        self.peers = top_remote(ctx, rows, with_port=True)
+        self.here = other_ends(ctx, self.world, rows)
 
-    severity = level(n, th["warning_count"], th["critical_count"])
-    if here:
-        conf, reason = Confidence.HIGH, T("rule.common.unacked.conf.peer_here")
-    elif n_rt and int(rs["retrans"][is_rt].max()) >= 3:
-        conf, reason = Confidence.HIGH, T("rule.common.unacked.conf.retrans")
-    else:
-        conf, reason = Confidence.MEDIUM, T("rule.common.unacked.conf.young")
-    return [finding(meta, ctx, severity=severity, count=n, title=title, evidence=evidence,
-                    facts=facts, cause=cause, lifetime=lifetime, fixes=fixes, confidence=conf,
-                    confidence_reason=reason, owners=ctx.owner_refs(rows[~orphan]),
-                    sample=ctx.sample(rows, limit))]
+    def severity(self):
+        return level(self.n, self.th["warning_count"], self.th["critical_count"])
+
+    def evidence(self) -> dict:
+        ctx, n, rs, left = self.ctx, self.n, self.rs, self.left
+        return {
+            "stuck": n,
+            "in_state": self.in_state,
+            "retransmitting": self.n_rt,
+            "zero_window": self.n_zw,
+            "orphans": self.n_orphan,
+            "owned": n - self.n_orphan,
+            "max_retransmits": int(rs["retrans"][self.is_rt].max()) if self.n_rt else 0,
+            "send_q_bytes": int(rs["send_q"].sum()),
+            "tcp_orphan_retries": ctx.sysctl("tcp_orphan_retries"),
+            "effective_orphan_retries": self.orphan_retries,
+            "tcp_retries2": self.retries2,
+            "deadline_orphan_s": round(retransmit_deadline(self.orphan_retries, TYPICAL_RTO_S), 1),
+            "deadline_owned_s": round(retransmit_deadline(self.retries2, TYPICAL_RTO_S), 1),
+            "zero_window_orphan_deadline_s": round(zero_window_orphan_deadline(TYPICAL_RTO_S), 1),
+            "time_left_s": ({"min": round(float(np.nanmin(left)), 3),
+                             "max": round(float(np.nanmax(left)), 3)}
+                            if not np.isnan(left).all() else None),
+            "peers": self.peers,
+            "other_end": self.here,
+        }
+
+    def title(self):
+        return self.T("title", n=self.n, peers=endpoint_text(self.peers, 2))
+
+    def facts(self) -> list:
+        n, rows, orphan = self.n, self.rows, self.orphan
+        facts = [self.T("fact.count", n=n, total=self.in_state, rt=self.n_rt, zw=self.n_zw,
+                        orphans=self.n_orphan, owned=n - self.n_orphan)]
+        if self.n_rt:
+            facts.append(T(COMMON + "retrans", n=self.n_rt, max=self.ev["max_retransmits"]))
+        if self.n_zw:
+            facts.append(T(COMMON + "zero_window", n=self.n_zw,
+                           bytes=int(self.rs["send_q"][~self.is_rt].sum())))
+        facts.append(T(COMMON + "peers", peers=endpoint_text(self.peers)))
+        groups, _ = self.ctx.by_owner(rows[~orphan]) if (~orphan).any() else ({}, None)
+        for pid, (o, grp) in sorted(groups.items(), key=lambda kv: -len(kv[1][1]))[:3]:
+            facts.append(T(COMMON + "owner", comm=o.comm, pid=pid, n=int(len(grp))))
+        return facts + other_end_facts(self.here)
+
+    def cause(self) -> list:
+        cause = []
+        if self.n_rt:
+            cause.append(T(COMMON + "cause.retrans"))
+        if self.n_zw:
+            cause.append(T(COMMON + "cause.zero_window"))
+        return cause + [self.T("cause")]
+
+    def lifetime(self) -> list:
+        ev, lifetime = self.ev, []
+        if self.n_rt and self.n_orphan:
+            lifetime.append(T(COMMON + "life.orphan", retries=self.orphan_retries,
+                              sysctl=self.ctx.sysctl("tcp_orphan_retries", 0),
+                              deadline=duration(ev["deadline_orphan_s"])))
+        if self.n_rt and self.n - self.n_orphan:
+            lifetime.append(T(COMMON + "life.owned", retries=self.retries2,
+                              deadline=duration(ev["deadline_owned_s"])))
+        if ev["time_left_s"]:
+            lifetime.append(T(COMMON + "life.left", lo=duration(ev["time_left_s"]["min"]),
+                              hi=duration(ev["time_left_s"]["max"])))
+        if self.n_zw:
+            lifetime.append(T(COMMON + "life.zero_window",
+                              deadline=duration(ev["zero_window_orphan_deadline_s"])))
+        return lifetime
+
+    def fixes(self) -> list:
+        fixes = [Fix(FixKind.OPS, T(COMMON + "fix.path"))]
+        if self.n_zw:
+            fixes.append(Fix(FixKind.APP, T(COMMON + "fix.reader")))
+        retries_fix = orphan_retries_fix(self.ctx.sysctl("tcp_orphan_retries"), self.n_orphan) \
+            if self.n_orphan else None
+        if retries_fix is not None:
+            fixes.append(retries_fix)
+        if self.n - self.n_orphan:
+            fixes.append(Fix(FixKind.SOCKET, T(COMMON + "fix.user_timeout")))
+        return fixes
+
+    def confidence(self):
+        if self.here:
+            return Confidence.HIGH, T(COMMON + "conf.peer_here")
+        if self.n_rt and int(self.rs["retrans"][self.is_rt].max()) >= 3:
+            return Confidence.HIGH, T(COMMON + "conf.retrans")
+        return Confidence.MEDIUM, T(COMMON + "conf.young")
+
+    def owners(self) -> tuple:
+        return self.ctx.owner_refs(self.rows[~self.orphan])

@@ -32,136 +32,159 @@ from ..finding import Confidence, Fix, FixKind, Severity
 from ..inputs import within
 from ..lifetimes import DEFAULT_KEEPALIVE_TIME, keepalive_deadline
 from ..metadata import BY_ID
-from ._common import T, at_least, finding, level, other_end_facts, other_ends, per_owner
+from ..rule_finding import RuleFinding
+from ._common import at_least, level, other_end_facts, other_ends, per_owner
 
 META = BY_ID["close-wait-leak"]
-K = "rule.close-wait-leak."
 
 
 def evaluate(ctx, th, world, limit):
     idx = ctx.indices(ctx.in_state(TcpState.CLOSE_WAIT))
-    return per_owner(ctx, idx, lambda rows, owner: _one(ctx, th, world, limit, rows, owner))
+    def one(rows, owner):
+        return CloseWaitLeak(ctx, th, world, limit, rows, owner).finding()
+    return per_owner(ctx, idx, one)
 
 
-def _one(ctx, th, world, limit, rows: np.ndarray, owner):
-    n = int(len(rows))
-    stats = age_stats(ctx, rows)
-    recv_q = ctx.rows["recv_q"][rows]
-    eof_unread = int(np.count_nonzero(recv_q == 1))
-    eof_read = int(np.count_nonzero(recv_q == 0))
-    data_unread = int(np.count_nonzero(recv_q > 1))
-    ka = int(np.count_nonzero(keepalive_mask(ctx, rows)))
-    kt = ctx.sysctl("tcp_keepalive_time", DEFAULT_KEEPALIVE_TIME)
-    kintvl = ctx.sysctl("tcp_keepalive_intvl", 75)
-    kprobes = ctx.sysctl("tcp_keepalive_probes", 9)
-    old = count_older(ctx, rows, th["warning_age"]) if th["warning_age"] is not None else 0
-    fds = ctx.inp.processes.get(owner.pid) if owner is not None else None
-    fd_ratio = None
-    if fds is not None and fds.soft_limit:
-        fd_ratio = fds.open_fds / fds.soft_limit
-    peers = top_remote(ctx, rows)
-    ports = top_local_ports(ctx, rows)
-    here = other_ends(ctx, world, rows)
+class CloseWaitLeak(RuleFinding):
+    """One owning process's CLOSE_WAIT sockets."""
 
-    severity = level(n, th["warning_count"], th["critical_count"])
-    if severity < Severity.WARNING and old:
-        severity = Severity.WARNING
-    if at_least(fd_ratio, th["critical_fd_ratio"]):
-        severity = Severity.CRITICAL
-    growing = _growing(ctx, owner, fds)
-    ttl = growing["time_to_limit_s"] if growing is not None else None
-    if within(ttl, th["critical_ttl"]):
-        severity = Severity.CRITICAL
-    elif within(ttl, th["warning_ttl"]):
-        severity = max(severity, Severity.WARNING)
+    meta = META
 
-    evidence = {
-        "pid": owner.pid if owner else None,
-        "comm": owner.comm if owner else None,
-        "cmdline": owner.cmdline if owner else None,
-        "close_wait": n,
-        "age": stats,
-        "older_than_warning_age": old,
-        "recv_q": {"eof_unread": eof_unread, "eof_read": eof_read, "data_unread": data_unread},
-        "keepalive": {"with_so_keepalive": ka, "without": n - ka,
-                      "tcp_keepalive_time": kt, "tcp_keepalive_intvl": kintvl,
-                      "tcp_keepalive_probes": kprobes},
-        "fds": ({"open": fds.open_fds, "soft_limit": fds.soft_limit,
-                 "ratio": round(fd_ratio, 4) if fd_ratio is not None else None}
-                if fds is not None else None),
-        "peers": peers,
-        "local_ports": ports,
-        "other_end": here,
-        "owners_resolved": ctx.owners_resolved,
-        "growing": growing,
-    }
+    def measure(self) -> None:
+        ctx, rows, th, owner = self.ctx, self.rows, self.th, self.owner
+        self.n = int(len(rows))
+        self.stats = age_stats(ctx, rows)
+        recv_q = ctx.rows["recv_q"][rows]
+        self.eof_unread = int(np.count_nonzero(recv_q == 1))
+        self.eof_read = int(np.count_nonzero(recv_q == 0))
+        self.data_unread = int(np.count_nonzero(recv_q > 1))
+        self.ka = int(np.count_nonzero(keepalive_mask(ctx, rows)))
+        self.kt = ctx.sysctl("tcp_keepalive_time", DEFAULT_KEEPALIVE_TIME)
+        self.kintvl = ctx.sysctl("tcp_keepalive_intvl", 75)
+        self.kprobes = ctx.sysctl("tcp_keepalive_probes", 9)
+        self.old = count_older(ctx, rows, th["warning_age"]) if th["warning_age"] is not None \
+            else 0
+        self.fds = ctx.inp.processes.get(owner.pid) if owner is not None else None
+        self.fd_ratio = None
+        if self.fds is not None and self.fds.soft_limit:
+            self.fd_ratio = self.fds.open_fds / self.fds.soft_limit
+        self.peers = top_remote(ctx, rows)
+        self.ports = top_local_ports(ctx, rows)
+        self.here = other_ends(ctx, self.world, rows)
+        self.growing = _growing(ctx, owner, self.fds)
+        self.ttl = self.growing["time_to_limit_s"] if self.growing is not None else None
 
-    if owner is not None:
-        title = T(K + "title", comm=owner.comm, pid=owner.pid, n=n)
-    elif ctx.owners_resolved:
-        title = T(K + "title_unowned", n=n)
-    else:
-        title = T(K + "title_unresolved", n=n)
+    def severity(self) -> Severity:
+        th = self.th
+        severity = level(self.n, th["warning_count"], th["critical_count"])
+        if severity < Severity.WARNING and self.old:
+            severity = Severity.WARNING
+        if at_least(self.fd_ratio, th["critical_fd_ratio"]):
+            severity = Severity.CRITICAL
+        if within(self.ttl, th["critical_ttl"]):
+            severity = Severity.CRITICAL
+        elif within(self.ttl, th["warning_ttl"]):
+            severity = max(severity, Severity.WARNING)
+        return severity
 
-    facts = [T(K + "fact.count", n=n, age=age_text(stats), known=stats["known"])]
-    if eof_unread:
-        facts.append(T(K + "fact.eof_unread", n=eof_unread))
-    if eof_read:
-        facts.append(T(K + "fact.eof_read", n=eof_read))
-    if data_unread:
-        facts.append(T(K + "fact.data_unread", n=data_unread))
-    if fds is not None:
-        facts.append(T(K + "fact.fds", open=fds.open_fds,
-                       limit=fds.soft_limit if fds.soft_limit else "unlimited",
-                       pct=percent(fd_ratio) if fd_ratio is not None else "-"))
-    if growing is not None:
-        args = dict(rate=f"{growing['per_minute']:+.3g}", window=duration(growing["window_s"]))
-        if ttl is not None:
-            facts.append(T(K + "fact.growing", limit=growing["limit"], eta=duration(ttl),
-                           **args))
+    def evidence(self) -> dict:
+        owner, n, fds, fd_ratio = self.owner, self.n, self.fds, self.fd_ratio
+        return {
+            "pid": owner.pid if owner else None,
+            "comm": owner.comm if owner else None,
+            "cmdline": owner.cmdline if owner else None,
+            "close_wait": n,
+            "age": self.stats,
+            "older_than_warning_age": self.old,
+            "recv_q": {"eof_unread": self.eof_unread, "eof_read": self.eof_read,
+                       "data_unread": self.data_unread},
+            "keepalive": {"with_so_keepalive": self.ka, "without": n - self.ka,
+                          "tcp_keepalive_time": self.kt, "tcp_keepalive_intvl": self.kintvl,
+                          "tcp_keepalive_probes": self.kprobes},
+            "fds": ({"open": fds.open_fds, "soft_limit": fds.soft_limit,
+                     "ratio": round(fd_ratio, 4) if fd_ratio is not None else None}
+                    if fds is not None else None),
+            "peers": self.peers,
+            "local_ports": self.ports,
+            "other_end": self.here,
+            "owners_resolved": self.ctx.owners_resolved,
+            "growing": self.growing,
+        }
+
+    def title(self):
+        if self.owner is not None:
+            return self.T("title", comm=self.owner.comm, pid=self.owner.pid, n=self.n)
+        if self.ctx.owners_resolved:
+            return self.T("title_unowned", n=self.n)
+        return self.T("title_unresolved", n=self.n)
+
+    def facts(self) -> list:
+        T, n, fds, growing = self.T, self.n, self.fds, self.growing
+        facts = [T("fact.count", n=n, age=age_text(self.stats), known=self.stats["known"])]
+        if self.eof_unread:
+            facts.append(T("fact.eof_unread", n=self.eof_unread))
+        if self.eof_read:
+            facts.append(T("fact.eof_read", n=self.eof_read))
+        if self.data_unread:
+            facts.append(T("fact.data_unread", n=self.data_unread))
+        if fds is not None:
+            facts.append(T("fact.fds", open=fds.open_fds,
+                           limit=fds.soft_limit if fds.soft_limit else "unlimited",
+                           pct=percent(self.fd_ratio) if self.fd_ratio is not None else "-"))
+        if growing is not None:
+            args = dict(rate=f"{growing['per_minute']:+.3g}",
+                        window=duration(growing["window_s"]))
+            if self.ttl is not None:
+                facts.append(T("fact.growing", limit=growing["limit"], eta=duration(self.ttl),
+                               **args))
+            else:
+                facts.append(T("fact.growing_no_limit", **args))
+        facts.append(T("fact.peers", peers=endpoint_text(self.peers), ports=port_text(self.ports)))
+        facts.append(T("fact.keepalive", ka=self.ka, n=n, kt=self.kt))
+        return facts + other_end_facts(self.here)
+
+    def cause(self) -> list:
+        cause = [self.T("cause")]
+        if self.eof_unread >= max(self.eof_read, self.data_unread) and self.eof_unread:
+            cause.append(self.T("cause.eof_unread"))
+        elif self.eof_read >= self.data_unread and self.eof_read:
+            cause.append(self.T("cause.eof_read"))
         else:
-            facts.append(T(K + "fact.growing_no_limit", **args))
-    facts.append(T(K + "fact.peers", peers=endpoint_text(peers), ports=port_text(ports)))
-    facts.append(T(K + "fact.keepalive", ka=ka, n=n, kt=kt))
-    facts += other_end_facts(here)
+            cause.append(self.T("cause.data_unread"))
+        return cause
 
-    cause = [T(K + "cause")]
-    if eof_unread >= max(eof_read, data_unread) and eof_unread:
-        cause.append(T(K + "cause.eof_unread"))
-    elif eof_read >= data_unread and eof_read:
-        cause.append(T(K + "cause.eof_read"))
-    else:
-        cause.append(T(K + "cause.data_unread"))
+    def lifetime(self) -> list:
+        kt, kintvl, kprobes = self.kt, self.kintvl, self.kprobes
+        lifetime = [self.T("life.forever")]
+        if self.ka:
+            lifetime.append(self.T("life.keepalive", ka=self.ka, kt=duration(kt),
+                                   deadline=duration(keepalive_deadline(kt, kintvl, kprobes)),
+                                   probes=kprobes, intvl=duration(kintvl)))
+        if self.n - self.ka:
+            lifetime.append(self.T("life.no_keepalive", n=self.n - self.ka, kt=duration(kt)))
+        return lifetime
 
-    lifetime = [T(K + "life.forever")]
-    if ka:
-        lifetime.append(T(K + "life.keepalive", ka=ka, kt=duration(kt),
-                          deadline=duration(keepalive_deadline(kt, kintvl, kprobes)),
-                          probes=kprobes, intvl=duration(kintvl)))
-    if n - ka:
-        lifetime.append(T(K + "life.no_keepalive", n=n - ka, kt=duration(kt)))
+    def fixes(self) -> list:
+        T, owner = self.T, self.owner
+        fixes = [Fix(FixKind.APP, T("fix.close_on_eof")), Fix(FixKind.APP, T("fix.pool"))]
+        if owner is not None:
+            fixes.append(Fix(FixKind.OPS, T("fix.restart", comm=owner.comm, pid=owner.pid)))
+        if at_least(self.fd_ratio, 0.5) or within(self.ttl, self.th["warning_ttl"]):
+            fixes.append(Fix(FixKind.OPS, T("fix.nofile", pid=owner.pid)))
+        fixes.append(Fix(FixKind.SYSCTL, T("fix.no_sysctl")))
+        return fixes
 
-    fixes = [Fix(FixKind.APP, T(K + "fix.close_on_eof")),
-             Fix(FixKind.APP, T(K + "fix.pool"))]
-    if owner is not None:
-        fixes.append(Fix(FixKind.OPS, T(K + "fix.restart", comm=owner.comm, pid=owner.pid)))
-    if at_least(fd_ratio, 0.5) or within(ttl, th["warning_ttl"]):
-        fixes.append(Fix(FixKind.OPS, T(K + "fix.nofile", pid=owner.pid)))
-    fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.no_sysctl")))
+    def confidence(self):
+        if self.owner is None:
+            return Confidence.LOW, self.T("conf.no_owner")
+        if self.n >= (self.th["warning_count"] or self.n + 1) or self.old:
+            return Confidence.HIGH, self.T("conf.high")
+        if self.growing is not None:
+            return Confidence.HIGH, self.T("conf.growing")
+        return Confidence.MEDIUM, self.T("conf.young")
 
-    if owner is None:
-        conf, reason = Confidence.LOW, T(K + "conf.no_owner")
-    elif n >= (th["warning_count"] or n + 1) or old:
-        conf, reason = Confidence.HIGH, T(K + "conf.high")
-    elif growing is not None:
-        conf, reason = Confidence.HIGH, T(K + "conf.growing")
-    else:
-        conf, reason = Confidence.MEDIUM, T(K + "conf.young")
-
-    owners = ctx.owner_refs(rows)
-    return finding(META, ctx, severity=severity, count=n, title=title, evidence=evidence,
-                   facts=facts, cause=cause, lifetime=lifetime, fixes=fixes, confidence=conf,
-                   confidence_reason=reason, owners=owners, sample=ctx.sample(rows, limit))
+    def owners(self) -> tuple:
+        return self.ctx.owner_refs(self.rows)
 
 
 def _growing(ctx, owner, fds) -> dict | None:

@@ -30,10 +30,10 @@ from .. import sysctl_proposals as propose
 from ..evidence import (age_stats, age_text, duration, endpoint_text, percent, top_remote)
 from ..finding import Confidence, Fix, FixKind
 from ..metadata import BY_ID
-from ._common import T, at_least, finding, level, sysctl_fix
+from ..rule_finding import RuleFinding
+from ._common import at_least, level, sysctl_fix
 
 META = BY_ID["conntrack-mismatch"]
-K = "rule.conntrack-mismatch."
 DEFAULT_CLOSE_WAIT = 60
 
 
@@ -46,103 +46,171 @@ def evaluate(ctx, th, world, limit):
     out = []
     ct = ctx.kernel.conntrack
     if ct is not None and ct[1]:
-        fill = ct[0] / ct[1]
-        if at_least(fill, th["warning_fill"]):
-            out.append(_fullness(ctx, th, fill, ct))
+        out += ConntrackFull(ctx, th, world, limit, np.zeros(0, np.int64)).findings()
     trackers = [c for c in world.contexts if tracking(c)]
-    if not trackers:
-        return out
+    found = stale_rows(ctx, trackers) if trackers else None
+    if found is not None:
+        tracker, timeout, stale = found
+        out += StaleFlows(ctx, th, world, limit, stale, tracker=tracker, timeout=timeout,
+                          trackers=trackers).findings()
+    return out
+
+
+def stale_rows(ctx, trackers: list):
+    """(tracker, its close_wait timeout, rows of ``ctx``) for the CLOSE_WAIT
+    and FIN_WAIT2 sockets older than a tracking namespace's timeout (the
+    sockets' own namespace first: it surely sees its own flows), or None."""
     idx = ctx.indices(ctx.in_state(TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2))
     if len(idx) == 0:
-        return out
+        return None
     ages = ctx.age[idx]
     known = ~np.isnan(ages)
     if not known.any():
-        return out
-    # The sockets' own namespace first: it surely sees its own flows.
-    trackers.sort(key=lambda c: (c is not ctx,
-                                 c.sysctl("nf_conntrack_tcp_timeout_close_wait", DEFAULT_CLOSE_WAIT)))
-    best = None
+        return None
+    trackers.sort(key=lambda c: (c is not ctx, c.sysctl("nf_conntrack_tcp_timeout_close_wait",
+                                                         DEFAULT_CLOSE_WAIT)))
     for tr in trackers:
         timeout = tr.sysctl("nf_conntrack_tcp_timeout_close_wait", DEFAULT_CLOSE_WAIT)
         stale = idx[known & (ages > timeout)]
         if len(stale):
-            best = (tr, timeout, stale)
-            break
-    if best is None:
-        return out
-    tr, timeout, stale = best
-    n = int(len(stale))
-    if not at_least(n, th["warning_count"]):
-        return out
-    same = tr is ctx
-    stats = age_stats(ctx, stale)
-    st = np.bincount(ctx.state[stale], minlength=16)
-    peers = top_remote(ctx, stale, with_port=True)
-    evidence = {
-        "stale": n,
-        "close_wait": int(st[int(TcpState.CLOSE_WAIT)]),
-        "fin_wait2": int(st[int(TcpState.FIN_WAIT2)]),
-        "age": stats,
-        "conntrack_netns": tr.netns.label(),
-        "same_namespace": same,
-        "nf_conntrack_tcp_timeout_close_wait": timeout,
-        "nf_conntrack_tcp_timeout_fin_wait": tr.sysctl("nf_conntrack_tcp_timeout_fin_wait"),
-        "conntrack": ({"count": tr.kernel.conntrack[0], "max": tr.kernel.conntrack[1]}),
-        "trackers": [{"netns": c.netns.label(), "count": c.kernel.conntrack[0],
-                      "close_wait_timeout": c.sysctl("nf_conntrack_tcp_timeout_close_wait")}
-                     for c in trackers],
-        "peers": peers,
-    }
-    title = T(K + "title", n=n, timeout=duration(timeout), netns=tr.netns.label())
-    facts = [T(K + "fact.stale", n=n, cw=evidence["close_wait"], fw2=evidence["fin_wait2"],
-               age=age_text(stats), timeout=duration(timeout), netns=tr.netns.label()),
-             T(K + ("fact.same" if same else "fact.other"), netns=tr.netns.label(),
-               count=tr.kernel.conntrack[0]),
-             T(K + "fact.peers", peers=endpoint_text(peers))]
-    cause = [T(K + "cause", timeout=duration(timeout)), T(K + "cause.invalid")]
-    lifetime = [T(K + "life")]
-    fixes = [Fix(FixKind.APP, T(K + "fix.close"))]
-    # In the namespace that tracks (the router), not necessarily this one.
-    current = tr.sysctl("nf_conntrack_tcp_timeout_close_wait")
-    value = propose.ct_close_wait(current, tr.sysctl("nf_conntrack_tcp_timeout_established"))
-    if value is not None:
-        fixes.append(sysctl_fix(T(K + "fix.timeout", netns=tr.netns.label(), n=n,
-                                  timeout=current, value=value),
-                                "nf_conntrack_tcp_timeout_close_wait", value, current,
-                                netns=None if same else tr.netns))
-    fixes.append(Fix(FixKind.OPS, T(K + "fix.invalid")))
-    if same:
-        conf, reason = Confidence.HIGH, T(K + "conf.same")
-    else:
-        conf, reason = Confidence.LOW, T(K + "conf.other", netns=tr.netns.label())
-    owners = ctx.owner_refs(stale)
-    out.append(finding(META, ctx, severity=level(n, th["warning_count"], None), count=n,
-                       title=title, evidence=evidence, facts=facts, cause=cause,
-                       lifetime=lifetime, fixes=fixes, confidence=conf, confidence_reason=reason,
-                       owners=owners, sample=ctx.sample(stale, limit)))
-    return out
+            return tr, timeout, stale
+    return None
 
 
-def _fullness(ctx, th, fill, ct):
-    count, maximum = ct
-    evidence = {"conntrack": {"count": count, "max": maximum}, "fill": round(fill, 4),
+class StaleFlows(RuleFinding):
+    """Sockets older than the conntrack timeout of a namespace that tracks."""
+
+    meta = META
+
+    def __init__(self, ctx, th, world, limit, rows, *, tracker, timeout, trackers):
+        super().__init__(ctx, th, world, limit, rows)
+        self.tr, self.timeout, self.trackers = tracker, timeout, trackers
+
+    def measure(self) -> None:
+        self.n = int(len(self.rows))
+        self.same = self.tr is self.ctx
+        self.stats = age_stats(self.ctx, self.rows)
+        self.peers = top_remote(self.ctx, self.rows, with_port=True)
+
+    def severity(self):
+        if not at_least(self.n, self.th["warning_count"]):
+            return None
+        return level(self.n, self.th["warning_count"], None)
+
+    def evidence(self) -> dict:
+        tr, ctx = self.tr, self.ctx
+        st = np.bincount(ctx.state[self.rows], minlength=16)
+        return {
+            "stale": self.n,
+            "close_wait": int(st[int(TcpState.CLOSE_WAIT)]),
+            "fin_wait2": int(st[int(TcpState.FIN_WAIT2)]),
+            "age": self.stats,
+            "conntrack_netns": tr.netns.label(),
+            "same_namespace": self.same,
+            "nf_conntrack_tcp_timeout_close_wait": self.timeout,
+            "nf_conntrack_tcp_timeout_fin_wait": tr.sysctl("nf_conntrack_tcp_timeout_fin_wait"),
+            "conntrack": ({"count": tr.kernel.conntrack[0], "max": tr.kernel.conntrack[1]}),
+            "trackers": [{"netns": c.netns.label(), "count": c.kernel.conntrack[0],
+                          "close_wait_timeout": c.sysctl("nf_conntrack_tcp_timeout_close_wait")}
+                         for c in self.trackers],
+            "peers": self.peers,
+        }
+
+    def title(self):
+        return self.T("title", n=self.n, timeout=duration(self.timeout),
+                      netns=self.tr.netns.label())
+
+    def facts(self) -> list:
+        T, tr = self.T, self.tr
+        return [T("fact.stale", n=self.n, cw=self.ev["close_wait"], fw2=self.ev["fin_wait2"],
+                  age=age_text(self.stats), timeout=duration(self.timeout),
+                  netns=tr.netns.label()),
+                T("fact.same" if self.same else "fact.other", netns=tr.netns.label(),
+                  count=tr.kernel.conntrack[0]),
+                T("fact.peers", peers=endpoint_text(self.peers))]
+
+    def cause(self) -> list:
+        return [self.T("cause", timeout=duration(self.timeout)), self.T("cause.invalid")]
+
+    def lifetime(self) -> list:
+        return [self.T("life")]
+
+    def fixes(self) -> list:
+        T, tr = self.T, self.tr
+        fixes = [Fix(FixKind.APP, T("fix.close"))]
+        # In the namespace that tracks (the router), not necessarily this one.
+        current = tr.sysctl("nf_conntrack_tcp_timeout_close_wait")
+        value = propose.ct_close_wait(current, tr.sysctl("nf_conntrack_tcp_timeout_established"))
+        if value is not None:
+            fixes.append(sysctl_fix(T("fix.timeout", netns=tr.netns.label(), n=self.n,
+                                      timeout=current, value=value),
+                                    "nf_conntrack_tcp_timeout_close_wait", value, current,
+                                    netns=None if self.same else tr.netns))
+        fixes.append(Fix(FixKind.OPS, T("fix.invalid")))
+        return fixes
+
+    def confidence(self):
+        if self.same:
+            return Confidence.HIGH, self.T("conf.same")
+        return Confidence.LOW, self.T("conf.other", netns=self.tr.netns.label())
+
+    def owners(self) -> tuple:
+        return self.ctx.owner_refs(self.rows)
+
+
+class ConntrackFull(RuleFinding):
+    """This namespace's conntrack table filling up (no sockets to show)."""
+
+    meta = META
+
+    def measure(self) -> None:
+        self.entries, self.maximum = self.ctx.kernel.conntrack
+        self.fill = self.entries / self.maximum
+
+    def severity(self):
+        if not at_least(self.fill, self.th["warning_fill"]):
+            return None
+        return level(self.fill, self.th["warning_fill"], self.th["critical_fill"])
+
+    def evidence(self) -> dict:
+        ctx = self.ctx
+        return {"conntrack": {"count": self.entries, "max": self.maximum},
+                "fill": round(self.fill, 4),
                 "nf_conntrack_tcp_timeout_established":
                     ctx.sysctl("nf_conntrack_tcp_timeout_established"),
-                "nf_conntrack_tcp_timeout_time_wait": ctx.sysctl("nf_conntrack_tcp_timeout_time_wait")}
-    title = T(K + "title_full", pct=percent(fill), count=count, max=maximum)
-    facts = [T(K + "fact.full", count=count, max=maximum, pct=percent(fill))]
-    fixes = []
-    more = propose.ct_max(maximum)
-    if more is not None:  # host-wide: Fix.sysctl.per_netns is False
-        fixes.append(sysctl_fix(T(K + "fix.max", max=maximum, value=more),
-                                "nf_conntrack_max", more, maximum))
-    est = ctx.sysctl("nf_conntrack_tcp_timeout_established")
-    shorter = propose.ct_established(est)
-    if shorter is not None:
-        fixes.append(sysctl_fix(T(K + "fix.established", est=est, value=shorter),
-                                "nf_conntrack_tcp_timeout_established", shorter, est))
-    return finding(META, ctx, severity=level(fill, th["warning_fill"], th["critical_fill"]),
-                   count=count, title=title, evidence=evidence, facts=facts,
-                   cause=[T(K + "cause.full")], lifetime=[T(K + "life.full")], fixes=fixes,
-                   confidence=Confidence.HIGH, confidence_reason=T(K + "conf.full"))
+                "nf_conntrack_tcp_timeout_time_wait":
+                    ctx.sysctl("nf_conntrack_tcp_timeout_time_wait")}
+
+    def title(self):
+        return self.T("title_full", pct=percent(self.fill), count=self.entries, max=self.maximum)
+
+    def facts(self) -> list:
+        return [self.T("fact.full", count=self.entries, max=self.maximum, pct=percent(self.fill))]
+
+    def cause(self) -> list:
+        return [self.T("cause.full")]
+
+    def lifetime(self) -> list:
+        return [self.T("life.full")]
+
+    def fixes(self) -> list:
+        T, maximum, fixes = self.T, self.maximum, []
+        more = propose.ct_max(maximum)
+        if more is not None:  # host-wide: Fix.sysctl.per_netns is False
+            fixes.append(sysctl_fix(T("fix.max", max=maximum, value=more),
+                                    "nf_conntrack_max", more, maximum))
+        est = self.ctx.sysctl("nf_conntrack_tcp_timeout_established")
+        shorter = propose.ct_established(est)
+        if shorter is not None:
+            fixes.append(sysctl_fix(T("fix.established", est=est, value=shorter),
+                                    "nf_conntrack_tcp_timeout_established", shorter, est))
+        return fixes
+
+    def confidence(self):
+        return Confidence.HIGH, self.T("conf.full")
+
+    def count(self) -> int:
+        return self.entries
+
+    def sample(self):
+        return None

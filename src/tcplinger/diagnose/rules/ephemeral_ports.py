@@ -24,8 +24,9 @@ from .. import sysctl_proposals as propose
 from ..evidence import duration, percent
 from ..finding import Confidence, Fix, FixKind
 from ..metadata import BY_ID
+from ..rule_finding import RuleFinding
 from ..sysctl_bounds import BOUNDS
-from ._common import T, at_least, finding, level, sysctl_fix
+from ._common import at_least, level, sysctl_fix
 
 META = BY_ID["ephemeral-port-exhaustion"]
 
@@ -38,7 +39,8 @@ def destination_hash(rows) -> np.ndarray:
         for col in (sa[:, 0], sa[:, 1], da[:, 0], da[:, 1], rows["dport"].astype(np.uint64)):
             h = mix64(h ^ col)
     return h
-K = "rule.ephemeral-port-exhaustion."
+
+
 GROUPS_SHOWN = 5
 
 
@@ -48,9 +50,23 @@ def evaluate(ctx, th, world, limit):
             and th["critical_ratio"] is None:
         return []
     lo, hi = int(rng[0]), int(rng[1])
-    size = hi - lo + 1
     lowest = min(v for v in (th["info_ratio"], th["warning_ratio"], th["critical_ratio"])
                  if v is not None)
+    groups = destination_groups(ctx, lo, hi, lowest)
+    if not groups:
+        return []
+    members = groups[0].pop("_members")
+    for g in groups[1:]:
+        g.pop("_members")
+    return PortExhaustion(ctx, th, world, limit, members, port_range=(lo, hi),
+                          groups=groups).findings()
+
+
+def destination_groups(ctx, lo: int, hi: int, lowest: float) -> list[dict]:
+    """The destinations (family, local address, remote address, remote
+    port) holding at least ``lowest`` of the range's ports, fullest first;
+    each with its rows as ``_members``."""
+    size = hi - lo + 1
     rows = ctx.rows
     sport = rows["sport"]
     cand = (sport >= lo) & (sport <= hi) & ~ctx.in_state(*NOT_OUTGOING)
@@ -92,63 +108,91 @@ def evaluate(ctx, th, world, limit):
             "_members": members,
         })
     groups.sort(key=lambda g: -g["sockets"])
-    if not groups:
-        return []
-    worst = groups[0]
-    ratio = worst["sockets"] / size
-    severity = level(ratio, th["warning_ratio"], th["critical_ratio"])
-    members = worst.pop("_members")
-    for g in groups[1:]:
-        g.pop("_members")
-    tw_share = worst["states"].get("TIME_WAIT", 0) / worst["sockets"]
-    reuse = ctx.sysctl("tcp_tw_reuse")
-    evidence = {
-        "ip_local_port_range": [lo, hi],
-        "ports_in_range": size,
-        "groups": groups[:GROUPS_SHOWN],
-        "groups_over_info": len(groups),
-        "tcp_tw_reuse": reuse,
-        "growing": _growing(ctx, worst["sockets"], size),
-    }
-    dest = f"{worst['remote_address']}:{worst['remote_port']}" if ":" not in worst["remote_address"] \
-        else f"[{worst['remote_address']}]:{worst['remote_port']}"
-    title = T(K + "title", n=worst["sockets"], size=size, dest=dest, pct=percent(ratio))
-    facts = [T(K + "fact.range", lo=lo, hi=hi, size=size)]
-    for g in groups[:GROUPS_SHOWN]:
-        d = f"{g['remote_address']}:{g['remote_port']}"
-        facts.append(T(K + "fact.group", src=g["local_address"], dest=d, n=g["sockets"],
-                       pct=percent(g["ratio"]),
-                       states=", ".join(f"{k} {v}" for k, v in sorted(g["states"].items()))))
-    growing = evidence["growing"]
-    if growing is not None and growing["time_to_limit_s"] is not None:
-        facts.append(T(K + "fact.growing", rate=f"{growing['per_minute']:+.3g}",
-                       window=duration(growing["window_s"]), dest=dest,
-                       eta=duration(growing["time_to_limit_s"])))
-    cause = [T(K + "cause")]
-    if tw_share >= 0.5:
-        cause.append(T(K + "cause.time_wait", pct=percent(tw_share)))
-    else:
-        cause.append(T(K + "cause.open"))
-    lifetime = [T(K + "life")]
-    fixes = [Fix(FixKind.APP, T(K + "fix.reuse"))]
-    if tw_share > 0:
-        value = propose.tw_reuse(reuse)
-        if value is not None:
-            fixes.append(sysctl_fix(T(K + "fix.tw_reuse", value=reuse), "tcp_tw_reuse", value,
-                                    reuse, requires=propose.TW_REUSE_REQUIRES))
-    wider = propose.port_range((lo, hi))
-    if wider is not None:
-        fixes.append(sysctl_fix(T(K + "fix.range", lo=lo, hi=hi, size=size, new_lo=wider[0],
-                                  new_hi=wider[1], new_size=wider[1] - wider[0] + 1,
-                                  dest=dest, low=BOUNDS["ip_local_port_range"].low),
-                                "ip_local_port_range", wider, (lo, hi)))
-    fixes.append(Fix(FixKind.SOCKET, T(K + "fix.more_addresses")))
-    conf = Confidence.HIGH if at_least(ratio, th["warning_ratio"]) else Confidence.MEDIUM
-    reason = T(K + ("conf.high" if conf is Confidence.HIGH else "conf.medium"))
-    return [finding(META, ctx, severity=severity, count=worst["sockets"], title=title,
-                    evidence=evidence, facts=facts, cause=cause, lifetime=lifetime, fixes=fixes,
-                    confidence=conf, confidence_reason=reason,
-                    sample=ctx.sample(members, limit))]
+    return groups
+
+
+class PortExhaustion(RuleFinding):
+    """The fullest destination's sockets (``rows``) against the range."""
+
+    meta = META
+
+    def __init__(self, ctx, th, world, limit, rows, *, port_range: tuple[int, int],
+                 groups: list[dict]):
+        super().__init__(ctx, th, world, limit, rows)
+        self.lo, self.hi = port_range
+        self.groups = groups
+
+    def measure(self) -> None:
+        self.size = self.hi - self.lo + 1
+        self.worst = worst = self.groups[0]
+        self.ratio = worst["sockets"] / self.size
+        self.tw_share = worst["states"].get("TIME_WAIT", 0) / worst["sockets"]
+        self.reuse = self.ctx.sysctl("tcp_tw_reuse")
+        addr, port = worst["remote_address"], worst["remote_port"]
+        self.dest = f"{addr}:{port}" if ":" not in addr else f"[{addr}]:{port}"
+
+    def severity(self):
+        return level(self.ratio, self.th["warning_ratio"], self.th["critical_ratio"])
+
+    def evidence(self) -> dict:
+        return {
+            "ip_local_port_range": [self.lo, self.hi],
+            "ports_in_range": self.size,
+            "groups": self.groups[:GROUPS_SHOWN],
+            "groups_over_info": len(self.groups),
+            "tcp_tw_reuse": self.reuse,
+            "growing": _growing(self.ctx, self.worst["sockets"], self.size),
+        }
+
+    def title(self):
+        return self.T("title", n=self.worst["sockets"], size=self.size, dest=self.dest,
+                      pct=percent(self.ratio))
+
+    def facts(self) -> list:
+        T = self.T
+        facts = [T("fact.range", lo=self.lo, hi=self.hi, size=self.size)]
+        for g in self.groups[:GROUPS_SHOWN]:
+            d = f"{g['remote_address']}:{g['remote_port']}"
+            facts.append(T("fact.group", src=g["local_address"], dest=d, n=g["sockets"],
+                           pct=percent(g["ratio"]),
+                           states=", ".join(f"{k} {v}" for k, v in sorted(g["states"].items()))))
+        growing = self.ev["growing"]
+        if growing is not None and growing["time_to_limit_s"] is not None:
+            facts.append(T("fact.growing", rate=f"{growing['per_minute']:+.3g}",
+                           window=duration(growing["window_s"]), dest=self.dest,
+                           eta=duration(growing["time_to_limit_s"])))
+        return facts
+
+    def cause(self) -> list:
+        if self.tw_share >= 0.5:
+            return [self.T("cause"), self.T("cause.time_wait", pct=percent(self.tw_share))]
+        return [self.T("cause"), self.T("cause.open")]
+
+    def lifetime(self) -> list:
+        return [self.T("life")]
+
+    def fixes(self) -> list:
+        T, lo, hi, reuse = self.T, self.lo, self.hi, self.reuse
+        fixes = [Fix(FixKind.APP, T("fix.reuse"))]
+        if self.tw_share > 0:
+            value = propose.tw_reuse(reuse)
+            if value is not None:
+                fixes.append(sysctl_fix(T("fix.tw_reuse", value=reuse), "tcp_tw_reuse", value,
+                                        reuse, requires=propose.TW_REUSE_REQUIRES))
+        wider = propose.port_range((lo, hi))
+        if wider is not None:
+            fixes.append(sysctl_fix(T("fix.range", lo=lo, hi=hi, size=self.size,
+                                      new_lo=wider[0], new_hi=wider[1],
+                                      new_size=wider[1] - wider[0] + 1, dest=self.dest,
+                                      low=BOUNDS["ip_local_port_range"].low),
+                                    "ip_local_port_range", wider, (lo, hi)))
+        fixes.append(Fix(FixKind.SOCKET, T("fix.more_addresses")))
+        return fixes
+
+    def confidence(self):
+        if at_least(self.ratio, self.th["warning_ratio"]):
+            return Confidence.HIGH, self.T("conf.high")
+        return Confidence.MEDIUM, self.T("conf.medium")
 
 
 def _growing(ctx, sockets: int, size: int) -> dict | None:

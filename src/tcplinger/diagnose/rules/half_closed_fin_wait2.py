@@ -17,81 +17,102 @@ from ..evidence import (age_stats, age_text, count_older, duration, endpoint_tex
 from ..finding import Confidence, Fix, FixKind, Severity
 from ..lifetimes import DEFAULT_FIN_TIMEOUT, fin_wait2_lifetime
 from ..metadata import BY_ID
-from ._common import T, finding, level, other_end_facts, other_ends, per_owner
+from ..rule_finding import RuleFinding
+from ._common import level, other_end_facts, other_ends, per_owner
 
 META = BY_ID["half-closed-fin-wait-2"]
-K = "rule.half-closed-fin-wait-2."
 
 
 def evaluate(ctx, th, world, limit):
     idx = ctx.indices(ctx.in_state(TcpState.FIN_WAIT2) & (ctx.inode != 0))
-    return per_owner(ctx, idx, lambda rows, owner: _one(ctx, th, world, limit, rows, owner))
+
+    def one(rows, owner):
+        return HalfClosed(ctx, th, world, limit, rows, owner).finding()
+    return per_owner(ctx, idx, one)
 
 
-def _one(ctx, th, world, limit, rows: np.ndarray, owner):
-    n = int(len(rows))
-    stats = age_stats(ctx, rows)
-    fin = ctx.sysctl("tcp_fin_timeout", DEFAULT_FIN_TIMEOUT)
-    shut = ctx.rows["shutdown"][rows]
-    shut_wr = int(np.count_nonzero(shut == 2))
-    shut_both = int(np.count_nonzero(shut == 3))
-    unread = int(np.count_nonzero(ctx.rows["recv_q"][rows] > 0))
-    old = count_older(ctx, rows, th["warning_age"]) if th["warning_age"] is not None else 0
-    peers = top_remote(ctx, rows, with_port=True)
-    ports = top_local_ports(ctx, rows)
-    here = other_ends(ctx, world, rows)
-    peer_close_wait = [h for h in here if h["state"] == "CLOSE_WAIT"]
+class HalfClosed(RuleFinding):
+    """One owning process's half-closed FIN_WAIT2 sockets."""
 
-    severity = level(n, th["warning_count"], th["critical_count"])
-    if severity < Severity.WARNING and old:
-        severity = Severity.WARNING
+    meta = META
 
-    evidence = {
-        "pid": owner.pid if owner else None,
-        "comm": owner.comm if owner else None,
-        "fin_wait2": n,
-        "age": stats,
-        "older_than_warning_age": old,
-        "shutdown": {"send": shut_wr, "both": shut_both,
-                     "unknown": int(np.count_nonzero(shut < 0))},
-        "unread_data": unread,
-        "tcp_fin_timeout": fin,
-        "peers": peers,
-        "local_ports": ports,
-        "other_end": here,
-        "owners_resolved": ctx.owners_resolved,
-    }
-    if owner is not None:
-        title = T(K + "title", comm=owner.comm, pid=owner.pid, n=n)
-    else:
-        title = T(K + "title_unowned", n=n)
+    def measure(self) -> None:
+        ctx, rows, th = self.ctx, self.rows, self.th
+        self.n = int(len(rows))
+        self.stats = age_stats(ctx, rows)
+        self.fin = ctx.sysctl("tcp_fin_timeout", DEFAULT_FIN_TIMEOUT)
+        self.shut = ctx.rows["shutdown"][rows]
+        self.shut_wr = int(np.count_nonzero(self.shut == 2))
+        self.shut_both = int(np.count_nonzero(self.shut == 3))
+        self.unread = int(np.count_nonzero(ctx.rows["recv_q"][rows] > 0))
+        self.old = count_older(ctx, rows, th["warning_age"]) if th["warning_age"] is not None \
+            else 0
+        self.peers = top_remote(ctx, rows, with_port=True)
+        self.ports = top_local_ports(ctx, rows)
+        self.here = other_ends(ctx, self.world, rows)
 
-    facts = [T(K + "fact.count", n=n, age=age_text(stats))]
-    if shut_wr or shut_both:
-        facts.append(T(K + "fact.shutdown", wr=shut_wr, both=shut_both))
-    if unread:
-        facts.append(T(K + "fact.unread", n=unread))
-    facts.append(T(K + "fact.peers", peers=endpoint_text(peers), ports=port_text(ports)))
-    facts.append(T(K + "fact.fin_timeout", fin=fin))
-    facts += other_end_facts(here)
+    def severity(self) -> Severity:
+        severity = level(self.n, self.th["warning_count"], self.th["critical_count"])
+        if severity < Severity.WARNING and self.old:
+            severity = Severity.WARNING
+        return severity
 
-    cause = [T(K + "cause")]
-    if peer_close_wait:
-        h = peer_close_wait[0]
-        cause.append(T(K + "cause.peer_leak", netns=h["netns"],
-                       who=f"{h['comm']} (pid {h['pid']})" if h["pid"] else "?"))
-    else:
-        cause.append(T(K + "cause.peer"))
+    def evidence(self) -> dict:
+        owner = self.owner
+        return {
+            "pid": owner.pid if owner else None,
+            "comm": owner.comm if owner else None,
+            "fin_wait2": self.n,
+            "age": self.stats,
+            "older_than_warning_age": self.old,
+            "shutdown": {"send": self.shut_wr, "both": self.shut_both,
+                         "unknown": int(np.count_nonzero(self.shut < 0))},
+            "unread_data": self.unread,
+            "tcp_fin_timeout": self.fin,
+            "peers": self.peers,
+            "local_ports": self.ports,
+            "other_end": self.here,
+            "owners_resolved": self.ctx.owners_resolved,
+        }
 
-    lifetime = [T(K + "life", fin=fin, orphan_life=duration(fin_wait2_lifetime(fin)))]
-    fixes = [Fix(FixKind.APP, T(K + "fix.read_then_close")),
-             Fix(FixKind.APP, T(K + "fix.peer")),
-             Fix(FixKind.SYSCTL, T(K + "fix.no_sysctl", fin=fin))]
-    if owner is None:
-        conf, reason = Confidence.MEDIUM, T(K + "conf.no_owner")
-    else:
-        conf, reason = Confidence.HIGH, T(K + "conf.high")
-    return finding(META, ctx, severity=severity, count=n, title=title, evidence=evidence,
-                   facts=facts, cause=cause, lifetime=lifetime, fixes=fixes, confidence=conf,
-                   confidence_reason=reason, owners=ctx.owner_refs(rows),
-                   sample=ctx.sample(rows, limit))
+    def title(self):
+        if self.owner is not None:
+            return self.T("title", comm=self.owner.comm, pid=self.owner.pid, n=self.n)
+        return self.T("title_unowned", n=self.n)
+
+    def facts(self) -> list:
+        T = self.T
+        facts = [T("fact.count", n=self.n, age=age_text(self.stats))]
+        if self.shut_wr or self.shut_both:
+            facts.append(T("fact.shutdown", wr=self.shut_wr, both=self.shut_both))
+        if self.unread:
+            facts.append(T("fact.unread", n=self.unread))
+        facts.append(T("fact.peers", peers=endpoint_text(self.peers), ports=port_text(self.ports)))
+        facts.append(T("fact.fin_timeout", fin=self.fin))
+        return facts + other_end_facts(self.here)
+
+    def cause(self) -> list:
+        peer_close_wait = [h for h in self.here if h["state"] == "CLOSE_WAIT"]
+        if peer_close_wait:
+            h = peer_close_wait[0]
+            return [self.T("cause"), self.T("cause.peer_leak", netns=h["netns"],
+                                            who=f"{h['comm']} (pid {h['pid']})" if h["pid"]
+                                            else "?")]
+        return [self.T("cause"), self.T("cause.peer")]
+
+    def lifetime(self) -> list:
+        return [self.T("life", fin=self.fin,
+                       orphan_life=duration(fin_wait2_lifetime(self.fin)))]
+
+    def fixes(self) -> list:
+        return [Fix(FixKind.APP, self.T("fix.read_then_close")),
+                Fix(FixKind.APP, self.T("fix.peer")),
+                Fix(FixKind.SYSCTL, self.T("fix.no_sysctl", fin=self.fin))]
+
+    def confidence(self):
+        if self.owner is None:
+            return Confidence.MEDIUM, self.T("conf.no_owner")
+        return Confidence.HIGH, self.T("conf.high")
+
+    def owners(self) -> tuple:
+        return self.ctx.owner_refs(self.rows)

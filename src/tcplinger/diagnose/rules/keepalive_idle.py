@@ -19,14 +19,14 @@ import numpy as np
 from ...model.states import TcpState
 from .. import sysctl_proposals as propose
 from ..evidence import duration, endpoint_text, port_text, top_local_ports, top_remote
-from ..finding import Confidence, Fix, FixKind, Severity
+from ..finding import Confidence, Fix, FixKind, Severity, Text
 from ..lifetimes import DEFAULT_KEEPALIVE_TIME
 from ..metadata import BY_ID, MIDDLEBOX_IDLE_TIMEOUTS
+from ..rule_finding import RuleFinding
 from ..sysctl_bounds import BOUNDS
-from ._common import T, at_least, finding, sysctl_fix
+from ._common import at_least, sysctl_fix
 
 META = BY_ID["keepalive-vs-idle-timeout"]
-K = "rule.keepalive-vs-idle-timeout."
 
 
 def idle_seconds(ctx, idx: np.ndarray) -> np.ndarray:
@@ -55,69 +55,105 @@ def evaluate(ctx, th, world, limit):
     long_idle = ~np.isnan(idle) & (idle >= timeout)
     if not long_idle.any():
         return []
-    rows = idx[long_idle]
-    idle_rows = idle[long_idle]
-    n = int(len(rows))
-    kt = ctx.sysctl("tcp_keepalive_time", DEFAULT_KEEPALIVE_TIME)
-    r = ctx.rows[rows]
-    ka = r["timer"] == 2
-    # The keepalive timer fires when the socket has been idle for its
-    # keepalive time; idle + time to the next firing is what the
-    # middlebox sees before the first probe.
-    silent_for = idle_rows + r["expires_ms"] / 1000.0
-    ka_late = ka & (silent_for > timeout)
-    n_ka = int(np.count_nonzero(ka))
-    n_ka_late = int(np.count_nonzero(ka_late))
-    n_none = n - n_ka
-    boxes = [{"name": name, "idle_timeout_s": t} for name, t in MIDDLEBOX_IDLE_TIMEOUTS
-             if t <= float(np.max(idle_rows))]
-    peers = top_remote(ctx, rows, with_port=True)
-    ports = top_local_ports(ctx, rows)
-    evidence = {
-        "idle_established": n,
-        "idle_timeout_s": timeout,
-        "max_idle_s": round(float(np.max(idle_rows)), 3),
-        "with_so_keepalive": n_ka,
-        "keepalive_too_late": n_ka_late,
-        "without_so_keepalive": n_none,
-        "tcp_keepalive_time": kt,
-        "middleboxes_exceeded": boxes,
-        "peers": peers,
-        "local_ports": ports,
-    }
-    title = T(K + "title", n=n, idle=duration(timeout))
-    facts = [T(K + "fact.count", n=n, idle=duration(timeout),
-               max=duration(float(np.max(idle_rows)))),
-             T(K + "fact.keepalive", ka=n_ka, late=n_ka_late, none=n_none, kt=duration(kt)),
-             T(K + "fact.peers", peers=endpoint_text(peers), ports=port_text(ports))]
-    if boxes:
-        facts.append(T(K + "fact.boxes", boxes=", ".join(
-            f"{b['name']} {duration(b['idle_timeout_s'])}" for b in boxes)))
-    groups, _ = ctx.by_owner(rows)
-    for pid, (o, grp) in sorted(groups.items(), key=lambda kv: -len(kv[1][1]))[:3]:
-        facts.append(T("rule.common.unacked.owner", comm=o.comm, pid=pid, n=int(len(grp))))
-    cause = [T(K + "cause")]
-    if kt > timeout:
-        cause.append(T(K + "cause.sysctl", kt=duration(kt), idle=duration(timeout)))
-    if n_none:
-        cause.append(T(K + "cause.no_keepalive", n=n_none))
-    lifetime = [T(K + "life")]
-    want = propose.keepalive_time_for(timeout)
-    fixes = [Fix(FixKind.SOCKET, T(K + "fix.socket", idle=want)),
-             Fix(FixKind.APP, T(K + "fix.pool", idle=want))]
-    # Only sockets with SO_KEEPALIVE follow the sysctl; below the floor the
-    # per-socket TCP_KEEPIDLE above is the remedy (sysctl_proposals.keepalive_time).
-    value = propose.keepalive_time(timeout, ctx.sysctl("tcp_keepalive_time")) if n_ka else None
-    if value is not None:
-        fixes.append(sysctl_fix(T(K + "fix.sysctl", value=value, kt=kt, idle=int(timeout),
-                                  n=n_ka),
-                                "tcp_keepalive_time", value, kt))
-    elif n_ka and kt > want and want < BOUNDS["tcp_keepalive_time"].low:
-        fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.sysctl_floor", idle=int(timeout),
-                                           low=BOUNDS["tcp_keepalive_time"].low)))
-    severity = Severity.WARNING if at_least(n, th["warning_count"]) else Severity.INFO
-    conf, reason = Confidence.LOW, T(K + "conf")
-    return [finding(META, ctx, severity=severity, count=n, title=title, evidence=evidence,
-                    facts=facts, cause=cause, lifetime=lifetime, fixes=fixes, confidence=conf,
-                    confidence_reason=reason, owners=ctx.owner_refs(rows),
-                    sample=ctx.sample(rows, limit))]
+    return KeepaliveIdle(ctx, th, world, limit, idx[long_idle], idle=idle[long_idle]).findings()
+
+
+class KeepaliveIdle(RuleFinding):
+    """ESTABLISHED sockets idle at least as long as a middlebox keeps them."""
+
+    meta = META
+
+    def __init__(self, ctx, th, world, limit, rows, *, idle: np.ndarray):
+        super().__init__(ctx, th, world, limit, rows)
+        self.idle = idle
+
+    def measure(self) -> None:
+        ctx, rows = self.ctx, self.rows
+        self.timeout = timeout = self.th["idle_timeout"]
+        self.n = int(len(rows))
+        self.kt = ctx.sysctl("tcp_keepalive_time", DEFAULT_KEEPALIVE_TIME)
+        r = ctx.rows[rows]
+        ka = r["timer"] == 2
+        # The keepalive timer fires when the socket has been idle for its
+        # keepalive time; idle + time to the next firing is what the
+        # middlebox sees before the first probe.
+        silent_for = self.idle + r["expires_ms"] / 1000.0
+        ka_late = ka & (silent_for > timeout)
+        self.n_ka = int(np.count_nonzero(ka))
+        self.n_ka_late = int(np.count_nonzero(ka_late))
+        self.n_none = self.n - self.n_ka
+        self.max_idle = float(np.max(self.idle))
+        self.boxes = [{"name": name, "idle_timeout_s": t} for name, t in MIDDLEBOX_IDLE_TIMEOUTS
+                      if t <= self.max_idle]
+        self.peers = top_remote(ctx, rows, with_port=True)
+        self.ports = top_local_ports(ctx, rows)
+
+    def severity(self):
+        return Severity.WARNING if at_least(self.n, self.th["warning_count"]) else Severity.INFO
+
+    def evidence(self) -> dict:
+        return {
+            "idle_established": self.n,
+            "idle_timeout_s": self.timeout,
+            "max_idle_s": round(self.max_idle, 3),
+            "with_so_keepalive": self.n_ka,
+            "keepalive_too_late": self.n_ka_late,
+            "without_so_keepalive": self.n_none,
+            "tcp_keepalive_time": self.kt,
+            "middleboxes_exceeded": self.boxes,
+            "peers": self.peers,
+            "local_ports": self.ports,
+        }
+
+    def title(self):
+        return self.T("title", n=self.n, idle=duration(self.timeout))
+
+    def facts(self) -> list:
+        T = self.T
+        facts = [T("fact.count", n=self.n, idle=duration(self.timeout),
+                   max=duration(self.max_idle)),
+                 T("fact.keepalive", ka=self.n_ka, late=self.n_ka_late, none=self.n_none,
+                   kt=duration(self.kt)),
+                 T("fact.peers", peers=endpoint_text(self.peers), ports=port_text(self.ports))]
+        if self.boxes:
+            facts.append(T("fact.boxes", boxes=", ".join(
+                f"{b['name']} {duration(b['idle_timeout_s'])}" for b in self.boxes)))
+        groups, _ = self.ctx.by_owner(self.rows)
+        for pid, (o, grp) in sorted(groups.items(), key=lambda kv: -len(kv[1][1]))[:3]:
+            facts.append(Text("rule.common.unacked.owner",
+                              {"comm": o.comm, "pid": pid, "n": int(len(grp))}))
+        return facts
+
+    def cause(self) -> list:
+        cause = [self.T("cause")]
+        if self.kt > self.timeout:
+            cause.append(self.T("cause.sysctl", kt=duration(self.kt), idle=duration(self.timeout)))
+        if self.n_none:
+            cause.append(self.T("cause.no_keepalive", n=self.n_none))
+        return cause
+
+    def lifetime(self) -> list:
+        return [self.T("life")]
+
+    def fixes(self) -> list:
+        T, timeout, kt, n_ka = self.T, self.timeout, self.kt, self.n_ka
+        want = propose.keepalive_time_for(timeout)
+        fixes = [Fix(FixKind.SOCKET, T("fix.socket", idle=want)),
+                 Fix(FixKind.APP, T("fix.pool", idle=want))]
+        # Only sockets with SO_KEEPALIVE follow the sysctl; below the floor the
+        # per-socket TCP_KEEPIDLE above is the remedy (sysctl_proposals.keepalive_time).
+        value = propose.keepalive_time(timeout, self.ctx.sysctl("tcp_keepalive_time")) \
+            if n_ka else None
+        if value is not None:
+            fixes.append(sysctl_fix(T("fix.sysctl", value=value, kt=kt, idle=int(timeout),
+                                      n=n_ka), "tcp_keepalive_time", value, kt))
+        elif n_ka and kt > want and want < BOUNDS["tcp_keepalive_time"].low:
+            fixes.append(Fix(FixKind.SYSCTL, T("fix.sysctl_floor", idle=int(timeout),
+                                               low=BOUNDS["tcp_keepalive_time"].low)))
+        return fixes
+
+    def confidence(self):
+        return Confidence.LOW, self.T("conf")
+
+    def owners(self) -> tuple:
+        return self.ctx.owner_refs(self.rows)

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from ...model.states import TcpState
 from ..metadata import BY_ID
-from ._unacked_fin import evaluate_state
+from ._unacked_fin import UnackedFin, evaluate_state
 
 META = BY_ID["last-ack-stuck"]
 
 
+class LastAckStuck(UnackedFin):
+    meta = META
+
+
 def evaluate(ctx, th, world, limit):
-    return evaluate_state(META, "rule.last-ack-stuck.", int(TcpState.LAST_ACK),
-                          ctx, th, world, limit)
+    return evaluate_state(LastAckStuck, int(TcpState.LAST_ACK), ctx, th, world, limit)

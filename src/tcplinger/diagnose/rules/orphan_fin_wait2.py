@@ -24,11 +24,11 @@ from ..finding import Confidence, Fix, FixKind
 from .. import sysctl_proposals as propose
 from ..lifetimes import DEFAULT_FIN_TIMEOUT, fin_wait2_lifetime, fin_wait2_phases
 from ..metadata import BY_ID
+from ..rule_finding import RuleFinding
 from ..sysctl_bounds import BOUNDS
-from ._common import T, finding, level, other_end_facts, other_ends, sysctl_fix
+from ._common import level, other_end_facts, other_ends, sysctl_fix
 
 META = BY_ID["orphan-fin-wait-2"]
-K = "rule.orphan-fin-wait-2."
 SLACK_S = 1.0  # timer rounding and the time between dump and now
 
 
@@ -55,95 +55,120 @@ def evaluate(ctx, th, world, limit):
     idx = ctx.indices(ctx.in_state(TcpState.FIN_WAIT2) & (ctx.inode == 0))
     if len(idx) == 0:
         return []
-    n = int(len(idx))
-    fin = ctx.sysctl("tcp_fin_timeout", DEFAULT_FIN_TIMEOUT)
-    full_s, mini_s = fin_wait2_phases(fin)
-    life = fin_wait2_lifetime(fin)
-    left, too_long, early_full = time_left(ctx, idx, fin)
-    known = ~np.isnan(left)
-    minis = int(np.count_nonzero(ctx.rows["timewait"][idx]))
-    ages = ctx.age[idx]
-    over_age = int(np.count_nonzero(~np.isnan(ages) & (ages > life + SLACK_S)
-                                    & ~ctx.age_is_lower_bound[idx]))
-    rate = n / life if life > 0 else None
-    peers = top_remote(ctx, idx)
-    ports = top_local_ports(ctx, idx)
-    here = other_ends(ctx, world, idx)
-    tw_total = int(np.count_nonzero(ctx.rows["timewait"]))
-    buckets = ctx.sysctl("tcp_max_tw_buckets")
+    return OrphanFinWait2(ctx, th, world, limit, idx).findings()
 
-    evidence = {
-        "orphan_fin_wait2": n,
-        "minisockets": minis,
-        "full_sockets": n - minis,
-        "tcp_fin_timeout": fin,
-        "phases_s": {"full": full_s, "minisocket": mini_s},
-        "lifetime_s": life,
-        "time_left_s": ({"min": round(float(np.nanmin(left)), 3),
-                         "median": round(float(np.nanmedian(left)), 3),
-                         "max": round(float(np.nanmax(left)), 3)} if known.any() else None),
-        "implied_close_rate_per_s": round(rate, 3) if rate is not None else None,
-        "timer_longer_than_fin_timeout": int(np.count_nonzero(too_long)),
-        "full_orphans_below_60s": int(np.count_nonzero(early_full)),
-        "older_than_lifetime": over_age,
-        "timewait_type_sockets": tw_total,
-        "tcp_max_tw_buckets": buckets,
-        "peers": peers,
-        "local_ports": ports,
-        "other_end": here,
-    }
-    title = T(K + "title", n=n, life=duration(life))
-    facts = [T(K + "fact.count", n=n, minis=minis, full=n - minis)]
-    if known.any():
-        facts.append(T(K + "fact.left", lo=duration(float(np.nanmin(left))),
-                       med=duration(float(np.nanmedian(left))),
-                       hi=duration(float(np.nanmax(left)))))
-    if rate is not None:
-        facts.append(T(K + "fact.rate", n=n, life=duration(life), rate=f"{rate:.3g}"))
-    facts.append(T(K + "fact.peers", peers=endpoint_text(peers), ports=port_text(ports)))
-    if buckets:
-        facts.append(T(K + "fact.buckets", tw=tw_total, buckets=buckets))
-    facts += other_end_facts(here)
-    anomalies = []
-    if too_long.any():
-        anomalies.append(T(K + "anomaly.timer", n=int(np.count_nonzero(too_long)), fin=fin))
-    if early_full.any():
-        anomalies.append(T(K + "anomaly.full", n=int(np.count_nonzero(early_full)), fin=fin))
-    if over_age:
-        anomalies.append(T(K + "anomaly.age", n=over_age, life=duration(life)))
-    facts += anomalies
 
-    cause = [T(K + "cause")]
-    if any(h["state"] == "CLOSE_WAIT" for h in here):
-        h = next(h for h in here if h["state"] == "CLOSE_WAIT")
-        cause.append(T(K + "cause.peer_here", netns=h["netns"],
-                       who=f"{h['comm']} (pid {h['pid']})" if h["pid"] else "?"))
+class OrphanFinWait2(RuleFinding):
+    """A namespace's orphaned FIN_WAIT2 sockets, against their fin time."""
 
-    if fin <= 60:
-        lifetime = [T(K + "life.short", fin=fin)]
-    else:
-        lifetime = [T(K + "life.long", fin=fin, full=duration(full_s), mini=duration(mini_s),
-                      life=duration(life))]
-    lifetime.append(T(K + "life.ends"))
+    meta = META
 
-    fixes = [Fix(FixKind.OPS, T(K + "fix.peers"))]
-    # Not below the floor (sysctl_bounds): a late FIN must still find its socket.
-    value = propose.fin_timeout(ctx.sysctl("tcp_fin_timeout"))
-    if value is not None:
-        fixes.append(sysctl_fix(
-            T(K + "fix.fin_timeout", n=n, fin=fin, value=value, life=duration(life),
-              new_life=duration(fin_wait2_lifetime(value)), low=BOUNDS["tcp_fin_timeout"].low),
-            "tcp_fin_timeout", value, fin))
-    fixes += [Fix(FixKind.SOCKET, T(K + "fix.linger2")),
-              Fix(FixKind.APP, T(K + "fix.server_close"))]
+    def measure(self) -> None:
+        ctx, idx = self.ctx, self.rows
+        self.n = int(len(idx))
+        self.fin = ctx.sysctl("tcp_fin_timeout", DEFAULT_FIN_TIMEOUT)
+        self.full_s, self.mini_s = fin_wait2_phases(self.fin)
+        self.life = fin_wait2_lifetime(self.fin)
+        self.left, self.too_long, self.early_full = time_left(ctx, idx, self.fin)
+        self.known = ~np.isnan(self.left)
+        self.minis = int(np.count_nonzero(ctx.rows["timewait"][idx]))
+        ages = ctx.age[idx]
+        self.over_age = int(np.count_nonzero(~np.isnan(ages) & (ages > self.life + SLACK_S)
+                                             & ~ctx.age_is_lower_bound[idx]))
+        self.rate = self.n / self.life if self.life > 0 else None
+        self.peers = top_remote(ctx, idx)
+        self.ports = top_local_ports(ctx, idx)
+        self.here = other_ends(ctx, self.world, idx)
+        self.tw_total = int(np.count_nonzero(ctx.rows["timewait"]))
+        self.buckets = ctx.sysctl("tcp_max_tw_buckets")
 
-    if anomalies:
-        conf, reason = Confidence.MEDIUM, T(K + "conf.anomaly")
-    elif here:
-        conf, reason = Confidence.HIGH, T(K + "conf.peer_here")
-    else:
-        conf, reason = Confidence.HIGH, T(K + "conf.timers")
-    severity = level(n, th["warning_count"], th["critical_count"])
-    return [finding(META, ctx, severity=severity, count=n, title=title, evidence=evidence,
-                    facts=facts, cause=cause, lifetime=lifetime, fixes=fixes, confidence=conf,
-                    confidence_reason=reason, sample=ctx.sample(idx, limit))]
+    def severity(self):
+        return level(self.n, self.th["warning_count"], self.th["critical_count"])
+
+    def evidence(self) -> dict:
+        left, known, rate = self.left, self.known, self.rate
+        return {
+            "orphan_fin_wait2": self.n,
+            "minisockets": self.minis,
+            "full_sockets": self.n - self.minis,
+            "tcp_fin_timeout": self.fin,
+            "phases_s": {"full": self.full_s, "minisocket": self.mini_s},
+            "lifetime_s": self.life,
+            "time_left_s": ({"min": round(float(np.nanmin(left)), 3),
+                             "median": round(float(np.nanmedian(left)), 3),
+                             "max": round(float(np.nanmax(left)), 3)} if known.any() else None),
+            "implied_close_rate_per_s": round(rate, 3) if rate is not None else None,
+            "timer_longer_than_fin_timeout": int(np.count_nonzero(self.too_long)),
+            "full_orphans_below_60s": int(np.count_nonzero(self.early_full)),
+            "older_than_lifetime": self.over_age,
+            "timewait_type_sockets": self.tw_total,
+            "tcp_max_tw_buckets": self.buckets,
+            "peers": self.peers,
+            "local_ports": self.ports,
+            "other_end": self.here,
+        }
+
+    def title(self):
+        return self.T("title", n=self.n, life=duration(self.life))
+
+    def anomalies(self) -> list:
+        """What the timers or ages show that the fin time cannot explain."""
+        T, fin, out = self.T, self.fin, []
+        if self.too_long.any():
+            out.append(T("anomaly.timer", n=int(np.count_nonzero(self.too_long)), fin=fin))
+        if self.early_full.any():
+            out.append(T("anomaly.full", n=int(np.count_nonzero(self.early_full)), fin=fin))
+        if self.over_age:
+            out.append(T("anomaly.age", n=self.over_age, life=duration(self.life)))
+        return out
+
+    def facts(self) -> list:
+        T, n, left = self.T, self.n, self.left
+        facts = [T("fact.count", n=n, minis=self.minis, full=n - self.minis)]
+        if self.known.any():
+            facts.append(T("fact.left", lo=duration(float(np.nanmin(left))),
+                           med=duration(float(np.nanmedian(left))),
+                           hi=duration(float(np.nanmax(left)))))
+        if self.rate is not None:
+            facts.append(T("fact.rate", n=n, life=duration(self.life), rate=f"{self.rate:.3g}"))
+        facts.append(T("fact.peers", peers=endpoint_text(self.peers), ports=port_text(self.ports)))
+        if self.buckets:
+            facts.append(T("fact.buckets", tw=self.tw_total, buckets=self.buckets))
+        return facts + other_end_facts(self.here) + self.anomalies()
+
+    def cause(self) -> list:
+        cause = [self.T("cause")]
+        if any(h["state"] == "CLOSE_WAIT" for h in self.here):
+            h = next(h for h in self.here if h["state"] == "CLOSE_WAIT")
+            cause.append(self.T("cause.peer_here", netns=h["netns"],
+                                who=f"{h['comm']} (pid {h['pid']})" if h["pid"] else "?"))
+        return cause
+
+    def lifetime(self) -> list:
+        if self.fin <= 60:
+            lifetime = [self.T("life.short", fin=self.fin)]
+        else:
+            lifetime = [self.T("life.long", fin=self.fin, full=duration(self.full_s),
+                               mini=duration(self.mini_s), life=duration(self.life))]
+        return lifetime + [self.T("life.ends")]
+
+    def fixes(self) -> list:
+        T, fin = self.T, self.fin
+        fixes = [Fix(FixKind.OPS, T("fix.peers"))]
+        # Not below the floor (sysctl_bounds): a late FIN must still find its socket.
+        value = propose.fin_timeout(self.ctx.sysctl("tcp_fin_timeout"))
+        if value is not None:
+            fixes.append(sysctl_fix(
+                T("fix.fin_timeout", n=self.n, fin=fin, value=value, life=duration(self.life),
+                  new_life=duration(fin_wait2_lifetime(value)),
+                  low=BOUNDS["tcp_fin_timeout"].low),
+                "tcp_fin_timeout", value, fin))
+        return fixes + [Fix(FixKind.SOCKET, T("fix.linger2")),
+                        Fix(FixKind.APP, T("fix.server_close"))]
+
+    def confidence(self):
+        if self.anomalies():
+            return Confidence.MEDIUM, self.T("conf.anomaly")
+        if self.here:
+            return Confidence.HIGH, self.T("conf.peer_here")
+        return Confidence.HIGH, self.T("conf.timers")

@@ -30,18 +30,54 @@ from ..finding import Confidence, Fix, FixKind, Severity
 from ..lifetimes import DEFAULT_KEEPALIVE_TIME, fin_wait2_lifetime
 from ..metadata import BY_ID
 from ..sysctl_files import LEGACY, REMOVED
-from ._common import T, at_least, finding, sysctl_fix
+from ..rule_finding import RuleFinding
+from ._common import T, at_least, sysctl_fix
 
 META = BY_ID["sysctl-folklore"]
 K = "rule.sysctl-folklore."
 
 
+class FolkloreItem(RuleFinding):
+    """One setting that does not do what it is believed to do: its texts
+    are given whole (no rows to measure, no sockets to show)."""
+
+    meta = META
+
+    def __init__(self, ctx, item: str, count: int, title, facts, cause, fixes, evidence=None):
+        super().__init__(ctx, {}, None, 0, np.zeros(0, np.int64))
+        self.item, self.n, self.parts = item, count, (title, facts, cause, fixes)
+        self.extra = evidence or {}
+
+    def severity(self):
+        return Severity.INFO
+
+    def evidence(self) -> dict:
+        return {"item": self.item, **self.extra}
+
+    def title(self):
+        return self.parts[0]
+
+    def facts(self) -> list:
+        return self.parts[1]
+
+    def cause(self) -> list:
+        return self.parts[2]
+
+    def fixes(self) -> list:
+        return self.parts[3]
+
+    def confidence(self):
+        return Confidence.HIGH, self.T("conf")
+
+    def count(self) -> int:
+        return self.n
+
+    def sample(self):
+        return None
+
+
 def _item(ctx, item: str, count: int, title, facts, cause, fixes, evidence=None):
-    ev = {"item": item}
-    ev.update(evidence or {})
-    return finding(META, ctx, severity=Severity.INFO, count=count, title=title, evidence=ev,
-                   facts=facts, cause=cause, lifetime=[], fixes=fixes,
-                   confidence=Confidence.HIGH, confidence_reason=T(K + "conf"))
+    return FolkloreItem(ctx, item, count, title, facts, cause, fixes, evidence).finding()
 
 
 def evaluate(ctx, th, world, limit):

@@ -26,132 +26,164 @@ from ..finding import Confidence, Fix, FixKind, Severity
 from ..inputs import within
 from ..lifetimes import DEFAULT_FIN_TIMEOUT
 from ..metadata import BY_ID
+from ..rule_finding import RuleFinding
 from ..sysctl_bounds import TW_SOCK_BYTES
-from ._common import T, at_least, finding, level, sysctl_fix
+from ._common import at_least, level, sysctl_fix
 
 META = BY_ID["time-wait-pressure"]
-K = "rule.time-wait-pressure."
 
 
 def evaluate(ctx, th, world, limit):
     idx = ctx.indices(ctx.in_state(TcpState.TIME_WAIT))
-    n = int(len(idx))
-    tw_type = int(np.count_nonzero(ctx.rows["timewait"]))
-    buckets = ctx.sysctl("tcp_max_tw_buckets")
-    ratio = tw_type / buckets if buckets else None
-    overflow = ctx.counter("TCPTimeWaitOverflow")
-    overflow_delta = ctx.delta("TCPTimeWaitOverflow")
-    rising = bool(overflow_delta and overflow_delta > 0)
-    growing = _growing(ctx, tw_type, buckets)
-    ttl = growing["time_to_limit_s"] if growing is not None else None
-    near = within(ttl, th["warning_ttl"])
-    if not (at_least(n, th["info_count"]) or at_least(ratio, th["warning_ratio"]) or rising
-            or (overflow and n) or near):
-        return []
+    return TimeWaitPressure(ctx, th, world, limit, idx).findings()
 
-    ports = ctx.rows["sport"][idx]
-    listening = np.fromiter(ctx.listen_ports, dtype=np.uint16) if ctx.listen_ports else \
-        np.zeros(0, np.uint16)
-    server_mask = np.isin(ports, listening)
-    server = idx[server_mask]
-    client = idx[~server_mask]
-    tw_reuse = ctx.sysctl("tcp_tw_reuse")
-    fin = ctx.sysctl("tcp_fin_timeout", DEFAULT_FIN_TIMEOUT)
-    rng = ctx.sysctl("ip_local_port_range")
-    created = ctx.delta("TW")
-    interval = ctx.inp.interval
 
-    severity = level(ratio, th["warning_ratio"], th["critical_ratio"])
-    if rising:
-        severity = Severity.CRITICAL
-    elif near:
-        severity = max(severity, Severity.WARNING)
+class TimeWaitPressure(RuleFinding):
+    """A namespace's TIME_WAIT sockets against tcp_max_tw_buckets."""
 
-    evidence = {
-        "time_wait": n,
-        "timewait_type_sockets": tw_type,
-        "tcp_max_tw_buckets": buckets,
-        "ratio": round(ratio, 4) if ratio is not None else None,
-        "TCPTimeWaitOverflow": overflow,
-        "TCPTimeWaitOverflow_delta": overflow_delta,
-        "interval_s": interval,
-        "created_per_s_estimate": round(n / TCP_TIMEWAIT_LEN_S, 3),
-        "created_per_s_measured": (round(created / interval, 3)
-                                   if created is not None and interval else None),
-        "server_side": int(len(server)),
-        "client_side": int(len(client)),
-        "server_ports": top_local_ports(ctx, server),
-        "server_peers": top_remote(ctx, server),
-        "client_destinations": top_remote(ctx, client, with_port=True),
-        "tcp_tw_reuse": tw_reuse,
-        "tcp_fin_timeout": fin,
-        "ip_local_port_range": list(rng) if rng else None,
-        "growing": growing,
-    }
-    title = T(K + "title", n=n, buckets=buckets if buckets else "?",
-              pct=percent(ratio) if ratio is not None else "?")
-    facts = [T(K + "fact.count", n=n, tw=tw_type, buckets=buckets if buckets else "?",
-               pct=percent(ratio) if ratio is not None else "?")]
-    if overflow is not None:
-        if overflow_delta is not None:
-            facts.append(T(K + "fact.overflow_delta", total=overflow, delta=overflow_delta,
-                           interval=f"{interval:.0f}" if interval else "?"))
-        else:
-            facts.append(T(K + "fact.overflow", total=overflow))
-    facts.append(T(K + "fact.rate", rate=f"{n / TCP_TIMEWAIT_LEN_S:.3g}"))
-    if growing is not None:
-        args = dict(rate=f"{growing['per_minute']:+.3g}", window=duration(growing["window_s"]))
-        if ttl is not None:
-            facts.append(T(K + "fact.growing", limit=buckets, eta=duration(ttl), **args))
-        else:
-            facts.append(T(K + "fact.growing_no_limit", **args))
-    if len(server):
-        facts.append(T(K + "fact.server", n=int(len(server)),
-                       ports=port_text(evidence["server_ports"]),
-                       peers=endpoint_text(evidence["server_peers"])))
-    if len(client):
-        facts.append(T(K + "fact.client", n=int(len(client)),
-                       dests=endpoint_text(evidence["client_destinations"])))
+    meta = META
 
-    cause = [T(K + "cause")]
-    if len(server) >= len(client):
-        cause.append(T(K + "cause.server"))
-    else:
-        cause.append(T(K + "cause.client"))
-    if rising or overflow:
-        cause.append(T(K + "cause.overflow"))
+    def measure(self) -> None:
+        ctx, idx = self.ctx, self.rows
+        self.n = int(len(idx))
+        self.tw_type = int(np.count_nonzero(ctx.rows["timewait"]))
+        self.buckets = ctx.sysctl("tcp_max_tw_buckets")
+        self.ratio = self.tw_type / self.buckets if self.buckets else None
+        self.overflow = ctx.counter("TCPTimeWaitOverflow")
+        self.overflow_delta = ctx.delta("TCPTimeWaitOverflow")
+        self.rising = bool(self.overflow_delta and self.overflow_delta > 0)
+        self.growing = _growing(ctx, self.tw_type, self.buckets)
+        self.ttl = self.growing["time_to_limit_s"] if self.growing is not None else None
+        self.near = within(self.ttl, self.th["warning_ttl"])
 
-    lifetime = [T(K + "life", fin=fin), T(K + "life.no_knob")]
-    if buckets:
-        lifetime.append(T(K + "life.overflow", buckets=buckets))
+    def _sides(self) -> None:
+        """Which TIME_WAIT a listener's port holds (this host closed first
+        as the server) and which it does not (as the client)."""
+        ctx, idx = self.ctx, self.rows
+        ports = ctx.rows["sport"][idx]
+        listening = np.fromiter(ctx.listen_ports, dtype=np.uint16) if ctx.listen_ports else \
+            np.zeros(0, np.uint16)
+        server_mask = np.isin(ports, listening)
+        self.server, self.client = idx[server_mask], idx[~server_mask]
 
-    fixes = [Fix(FixKind.APP, T(K + "fix.reuse"))]
-    if len(server):
-        fixes.append(Fix(FixKind.APP, T(K + "fix.client_closes")))
-    if len(client):
-        reuse = propose.tw_reuse(tw_reuse)
-        if reuse is not None:
-            fixes.append(sysctl_fix(T(K + "fix.tw_reuse", value=tw_reuse, n=int(len(client))),
-                                    "tcp_tw_reuse", reuse, tw_reuse,
-                                    requires=propose.TW_REUSE_REQUIRES))
-        # Whether ports run short is ephemeral-port-exhaustion's question
-        # (it counts them per destination and proposes the range).
-        fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.port_range")))
-    # Near or past the limit the kernel destroys TIME_WAIT early: raise it.
-    if at_least(ratio, th["warning_ratio"]) or rising or near:
-        more = propose.tw_buckets(buckets, tw_type)
-        if more is not None:
-            fixes.append(sysctl_fix(T(K + "fix.buckets", tw=tw_type, buckets=buckets,
-                                      pct=percent(ratio) if ratio is not None else "?",
-                                      value=more, mib=f"{more * TW_SOCK_BYTES / (1 << 20):.0f}"),
-                                    "tcp_max_tw_buckets", more, buckets))
-    fixes.append(Fix(FixKind.SOCKET, T(K + "fix.linger0")))
-    fixes.append(Fix(FixKind.SYSCTL, T(K + "fix.not_these")))
+    def severity(self) -> Severity | None:
+        th, n = self.th, self.n
+        if not (at_least(n, th["info_count"]) or at_least(self.ratio, th["warning_ratio"])
+                or self.rising or (self.overflow and n) or self.near):
+            return None
+        self._sides()
+        severity = level(self.ratio, th["warning_ratio"], th["critical_ratio"])
+        if self.rising:
+            severity = Severity.CRITICAL
+        elif self.near:
+            severity = max(severity, Severity.WARNING)
+        return severity
 
-    conf, reason = Confidence.HIGH, T(K + "conf")
-    return [finding(META, ctx, severity=severity, count=n, title=title, evidence=evidence,
-                    facts=facts, cause=cause, lifetime=lifetime, fixes=fixes, confidence=conf,
-                    confidence_reason=reason, sample=ctx.sample(idx, limit))]
+    def evidence(self) -> dict:
+        ctx, n, server, client = self.ctx, self.n, self.server, self.client
+        rng = ctx.sysctl("ip_local_port_range")
+        created = ctx.delta("TW")
+        interval = ctx.inp.interval
+        return {
+            "time_wait": n,
+            "timewait_type_sockets": self.tw_type,
+            "tcp_max_tw_buckets": self.buckets,
+            "ratio": round(self.ratio, 4) if self.ratio is not None else None,
+            "TCPTimeWaitOverflow": self.overflow,
+            "TCPTimeWaitOverflow_delta": self.overflow_delta,
+            "interval_s": interval,
+            "created_per_s_estimate": round(n / TCP_TIMEWAIT_LEN_S, 3),
+            "created_per_s_measured": (round(created / interval, 3)
+                                       if created is not None and interval else None),
+            "server_side": int(len(server)),
+            "client_side": int(len(client)),
+            "server_ports": top_local_ports(ctx, server),
+            "server_peers": top_remote(ctx, server),
+            "client_destinations": top_remote(ctx, client, with_port=True),
+            "tcp_tw_reuse": ctx.sysctl("tcp_tw_reuse"),
+            "tcp_fin_timeout": ctx.sysctl("tcp_fin_timeout", DEFAULT_FIN_TIMEOUT),
+            "ip_local_port_range": list(rng) if rng else None,
+            "growing": self.growing,
+        }
+
+    def _pct(self) -> str:
+        return percent(self.ratio) if self.ratio is not None else "?"
+
+    def title(self):
+        return self.T("title", n=self.n, buckets=self.buckets if self.buckets else "?",
+                      pct=self._pct())
+
+    def facts(self) -> list:
+        T, growing, interval = self.T, self.growing, self.ctx.inp.interval
+        facts = [T("fact.count", n=self.n, tw=self.tw_type,
+                   buckets=self.buckets if self.buckets else "?", pct=self._pct())]
+        if self.overflow is not None:
+            if self.overflow_delta is not None:
+                facts.append(T("fact.overflow_delta", total=self.overflow,
+                               delta=self.overflow_delta,
+                               interval=f"{interval:.0f}" if interval else "?"))
+            else:
+                facts.append(T("fact.overflow", total=self.overflow))
+        facts.append(T("fact.rate", rate=f"{self.n / TCP_TIMEWAIT_LEN_S:.3g}"))
+        if growing is not None:
+            args = dict(rate=f"{growing['per_minute']:+.3g}",
+                        window=duration(growing["window_s"]))
+            if self.ttl is not None:
+                facts.append(T("fact.growing", limit=self.buckets, eta=duration(self.ttl),
+                               **args))
+            else:
+                facts.append(T("fact.growing_no_limit", **args))
+        if len(self.server):
+            facts.append(T("fact.server", n=int(len(self.server)),
+                           ports=port_text(self.ev["server_ports"]),
+                           peers=endpoint_text(self.ev["server_peers"])))
+        if len(self.client):
+            facts.append(T("fact.client", n=int(len(self.client)),
+                           dests=endpoint_text(self.ev["client_destinations"])))
+        return facts
+
+    def cause(self) -> list:
+        cause = [self.T("cause")]
+        cause.append(self.T("cause.server") if len(self.server) >= len(self.client)
+                     else self.T("cause.client"))
+        if self.rising or self.overflow:
+            cause.append(self.T("cause.overflow"))
+        return cause
+
+    def lifetime(self) -> list:
+        lifetime = [self.T("life", fin=self.ev["tcp_fin_timeout"]), self.T("life.no_knob")]
+        if self.buckets:
+            lifetime.append(self.T("life.overflow", buckets=self.buckets))
+        return lifetime
+
+    def fixes(self) -> list:
+        T, tw_reuse, buckets = self.T, self.ev["tcp_tw_reuse"], self.buckets
+        fixes = [Fix(FixKind.APP, T("fix.reuse"))]
+        if len(self.server):
+            fixes.append(Fix(FixKind.APP, T("fix.client_closes")))
+        if len(self.client):
+            reuse = propose.tw_reuse(tw_reuse)
+            if reuse is not None:
+                fixes.append(sysctl_fix(T("fix.tw_reuse", value=tw_reuse, n=int(len(self.client))),
+                                        "tcp_tw_reuse", reuse, tw_reuse,
+                                        requires=propose.TW_REUSE_REQUIRES))
+            # Whether ports run short is ephemeral-port-exhaustion's question
+            # (it counts them per destination and proposes the range).
+            fixes.append(Fix(FixKind.SYSCTL, T("fix.port_range")))
+        # Near or past the limit the kernel destroys TIME_WAIT early: raise it.
+        if at_least(self.ratio, self.th["warning_ratio"]) or self.rising or self.near:
+            more = propose.tw_buckets(buckets, self.tw_type)
+            if more is not None:
+                fixes.append(sysctl_fix(T("fix.buckets", tw=self.tw_type, buckets=buckets,
+                                          pct=self._pct(), value=more,
+                                          mib=f"{more * TW_SOCK_BYTES / (1 << 20):.0f}"),
+                                        "tcp_max_tw_buckets", more, buckets))
+        fixes.append(Fix(FixKind.SOCKET, T("fix.linger0")))
+        fixes.append(Fix(FixKind.SYSCTL, T("fix.not_these")))
+        return fixes
+
+    def confidence(self):
+        return Confidence.HIGH, self.T("conf")
 
 
 def _growing(ctx, tw_type: int, buckets) -> dict | None:
