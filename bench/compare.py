@@ -70,9 +70,16 @@ class Command:
     key: str  # stable id for --commands and the JSON
     argv: tuple[str, ...]
     max_sockets: int | None = None  # skipped above this population size
+    #: PYTHONPATH for this command (--baseline: another checkout's src/)
+    pythonpath: str | None = None
 
     @property
     def label(self) -> str:
+        if self.pythonpath:
+            return self._label() + " (baseline)"
+        return self._label()
+
+    def _label(self) -> str:
         if self.key == "psutil":
             return "psutil.net_connections('tcp')"
         if self.argv and self.argv[0].endswith("/tcplinger"):
@@ -98,6 +105,19 @@ def default_commands() -> list[Command]:
     ]
 
 
+def with_baseline(commands: list[Command], checkout: Path) -> list[Command]:
+    """Every tcplinger command twice: this checkout's and ``checkout``'s
+    (``PYTHONPATH=checkout/src``), each baseline right after its own, so
+    that both meet the same moment of the machine's load."""
+    src = str(checkout.resolve() / "src")
+    out = []
+    for c in commands:
+        out.append(c)
+        if c.key.startswith("tl-"):
+            out.append(Command(c.key + "@base", c.argv, c.max_sockets, src))
+    return out
+
+
 @dataclass
 class Run:
     wall_s: float
@@ -117,7 +137,7 @@ def _kill_group(pgid: int) -> None:
 GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 
 
-def run_once(argv: list[str], timeout: float) -> Run:
+def run_once(argv: list[str], timeout: float, pythonpath: str | None = None) -> Run:
     """Run ``argv`` with stdout to /dev/null; wall clock and CPU from
     ``wait4()``, peak RSS from GNU time's ``%M``.
 
@@ -130,8 +150,11 @@ def run_once(argv: list[str], timeout: float) -> Run:
         if GNU_TIME:
             argv = [GNU_TIME, "-f", "%M", "-o", rss.name, *argv]
         t0 = time.perf_counter()
+        env = None
+        if pythonpath:
+            env = dict(os.environ, PYTHONPATH=pythonpath)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=err, start_new_session=True)
+                                stderr=err, start_new_session=True, env=env)
         # Kill the whole session on timeout (the command may have children)
         # and when we are interrupted: an orphaned `ss -p` would run on.
         timer = threading.Timer(timeout, _kill_group, (proc.pid,))
@@ -214,7 +237,7 @@ def measure(pop: popgen.Population, commands: list[Command], repeat: int, warmup
             r.status, r.reason = "n/a", f"{c.argv[0]} not found"
             continue
         for _ in range(warmup):
-            run = run_once(r.argv, timeout)
+            run = run_once(r.argv, timeout, c.pythonpath)
             if run.returncode != 0:
                 r.status = classify_failure(run)
                 r.reason = run.stderr.strip().splitlines()[-1] if run.stderr.strip() else f"exit {run.returncode}"
@@ -229,7 +252,7 @@ def measure(pop: popgen.Population, commands: list[Command], repeat: int, warmup
                 continue
             open_files = host_open_files()
             load = loadavg()[0]
-            run = run_once(r.argv, timeout)
+            run = run_once(r.argv, timeout, c.pythonpath)
             if run.returncode != 0:
                 r.status, r.reason = "error", run.stderr.strip()[-500:] or f"exit {run.returncode}"
                 log(f"  {c.label}: error in round {i + 1}: {r.reason}")
@@ -383,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-refresh", action="store_true", help="let TIME-WAIT sockets expire")
     ap.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the JSON result")
     ap.add_argument("--quiet", "-q", action="store_true", help="no per-run lines")
+    ap.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                    help="also run every tcplinger command from CHECKOUT/src (e.g. `git archive` "
+                         "of an older commit), interleaved: a before/after in one run")
     ap.add_argument("--render", type=Path, metavar="JSON",
                     help="only print the markdown tables of a results file")
     args = ap.parse_args(argv)
@@ -399,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             ap.error(f"unknown commands {sorted(unknown)}; choose from {keys}")
         commands = [c for c in commands if c.key in wanted]
+    if args.baseline:
+        commands = with_baseline(commands, args.baseline)
     sizes = [popgen.parse_count(s) for s in args.sockets.split(",") if s.strip()]
     log = (lambda *a: None) if args.quiet else print
     signal.signal(signal.SIGTERM, popgen._interrupt)

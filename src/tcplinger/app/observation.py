@@ -178,7 +178,7 @@ def _add_idle_info(view: View, scope: Scope, roots: Roots) -> None:
         part.table = SocketTable.concat([keep, table])
 
 
-def wanted_inodes(part: NsView) -> set[int]:
+def wanted_inodes(part: NsView) -> np.ndarray:
     """Inodes whose owners the rules use: owned teardown sockets, and
     established ones idle longer than keepalive-vs-idle-timeout's bound."""
     rows = part.table.rows
@@ -190,7 +190,7 @@ def wanted_inodes(part: NsView) -> set[int]:
                           info["last_ack_recv"])
         timeout = BY_ID["keepalive-vs-idle-timeout"].defaults()["idle_timeout"] or 0
         mask |= est & (idle >= timeout * 1000) & (rows["inode"] != 0)
-    return set(rows["inode"][mask].tolist())
+    return np.unique(rows["inode"][mask])
 
 
 def attach_owners(view: View, policy: OwnerPolicy, roots: Roots) -> int | None:

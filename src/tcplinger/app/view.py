@@ -67,8 +67,12 @@ class NsView:
 
     def inodes(self) -> set[int]:
         """Inodes of the rows (0, no file, left out)."""
+        return set(self.inode_array().tolist())
+
+    def inode_array(self) -> np.ndarray:
+        """:meth:`inodes` as a sorted numpy array."""
         inodes = self.table.rows["inode"]
-        return set(np.unique(inodes[inodes != 0]).tolist())
+        return np.unique(inodes[inodes != 0])
 
 
 @dataclass
@@ -91,14 +95,16 @@ class View:
     def attach_owners(self, policy: OwnerPolicy, roots: Roots = Roots(), *,
                       wanted_of=None, also=()) -> Attribution:
         """Owners, by ``policy``, of the inodes ``wanted_of(part)`` picks in
-        each part (default: every row's), given to every part; where to
+        each part (a numpy array; default: every row's), given to every part; where to
         walk depends on the namespaces that hold one. Returns what the
         policy did."""
         if policy.walk is False:
             return policy.find((), ())  # not even the inodes: --no-owners on 1M sockets
-        held = [(p.ns, (wanted_of or NsView.inodes)(p)) for p in self.parts]
-        wanted = set().union(*(inodes for _, inodes in held))
-        holders = [ns for ns, inodes in held if inodes]
+        held = [(p.ns, (wanted_of or NsView.inode_array)(p)) for p in self.parts]
+        holders = [ns for ns, inodes in held if len(inodes)]
+        # numpy, not a set: the policy makes Python ints only if it walks
+        wanted = np.unique(np.concatenate([np.asarray(i, np.uint64) for _, i in held]
+                                          or [np.zeros(0, np.uint64)]))
         found = policy.find(wanted, holders, roots.proc, also=also)
         if found.owners is not None:
             self.unreadable_pids = found.owners.unreadable
