@@ -134,72 +134,68 @@ MIDDLEBOX_IDLE_TIMEOUTS: tuple[tuple[str, int], ...] = (
 THRESHOLD_MAX = {"count": 1e9, "ratio": 1.0}
 
 
-def _t(name: str, default: float | None, unit: str) -> Threshold:
-    return Threshold(name, default, unit)
-
-
 RULES: tuple[RuleMeta, ...] = (
     RuleMeta("close-wait-leak", ("CLOSE_WAIT",), (
-        _t("warning_count", 10, "count"),  # CLOSE_WAIT held by one process
-        _t("critical_count", 1000, "count"),
-        _t("warning_age", 300, "s"),  # oldest CLOSE_WAIT at least this old
-        _t("critical_fd_ratio", 0.9, "ratio"),  # open fds / RLIMIT_NOFILE soft
+        Threshold("warning_count", 10, "count"),  # CLOSE_WAIT held by one process
+        Threshold("critical_count", 1000, "count"),
+        Threshold("warning_age", 300, "s"),  # oldest CLOSE_WAIT at least this old
+        Threshold("critical_fd_ratio", 0.9, "ratio"),  # open fds / RLIMIT_NOFILE soft
         # With a watch history (docs/watch.md): the process's CLOSE_WAIT grow
         # and, at that rate, its open fds reach RLIMIT_NOFILE within this
         # many seconds (then accept()/open() fail with EMFILE).
-        _t("warning_ttl", 86400, "s"),
-        _t("critical_ttl", 3600, "s"),
+        Threshold("warning_ttl", 86400, "s"),
+        Threshold("critical_ttl", 3600, "s"),
     ), (RFC9293_CLOSE, CLOSE2, SOCKET7, TCP7, TCP_TIMER_C, GETRLIMIT2)),
     RuleMeta("half-closed-fin-wait-2", ("FIN_WAIT2",), (
-        _t("warning_count", 10, "count"),
-        _t("critical_count", 1000, "count"),
-        _t("warning_age", 300, "s"),
+        Threshold("warning_count", 10, "count"),
+        Threshold("critical_count", 1000, "count"),
+        Threshold("warning_age", 300, "s"),
     ), (SHUTDOWN2, RFC9293_CLOSE, IP_SYSCTL, TCP_C)),
     RuleMeta("orphan-fin-wait-2", ("FIN_WAIT2",), (
-        _t("warning_count", 1000, "count"),
-        _t("critical_count", 50000, "count"),
+        Threshold("warning_count", 1000, "count"),
+        Threshold("critical_count", 50000, "count"),
     ), (IP_SYSCTL, TCP7, TCP_C, TCP_TIMER_C, MINISOCKS_C, APACHE_FW2)),
     RuleMeta("time-wait-pressure", ("TIME_WAIT",), (
-        _t("info_count", 1000, "count"),  # below this many TIME_WAIT: no finding
-        _t("warning_ratio", 0.5, "ratio"),  # timewait-type sockets / tcp_max_tw_buckets
-        _t("critical_ratio", 0.9, "ratio"),
+        Threshold("info_count", 1000, "count"),  # below this many TIME_WAIT: no finding
+        Threshold("warning_ratio", 0.5, "ratio"),  # timewait-type sockets / tcp_max_tw_buckets
+        Threshold("critical_ratio", 0.9, "ratio"),
         # With a watch history: TIME_WAIT grows and reaches tcp_max_tw_buckets
         # within this many seconds (past it, new TIME_WAIT are destroyed).
-        _t("warning_ttl", 3600, "s"),
+        Threshold("warning_ttl", 3600, "s"),
     ), (RFC9293_CLOSE, IP_SYSCTL, MINISOCKS_C, TW_RECYCLE_REMOVED, TCP7)),
     RuleMeta("ephemeral-port-exhaustion", ("",), (
-        _t("info_ratio", 0.2, "ratio"),  # sockets of one destination / ports in range
-        _t("warning_ratio", 0.5, "ratio"),
-        _t("critical_ratio", 0.9, "ratio"),
+        Threshold("info_ratio", 0.2, "ratio"),  # sockets of one destination / ports in range
+        Threshold("warning_ratio", 0.5, "ratio"),
+        Threshold("critical_ratio", 0.9, "ratio"),
     ), (IP_SYSCTL, PORT_CONNECT, TCP7)),
     RuleMeta("orphan-limit", ("",), (
         # tcp_too_many_orphans() shifts the count left by 1 or 2 for orphans
         # that are idle or got ICMP errors (tcp_out_of_resources(),
         # net/ipv4/tcp_timer.c): those die at 1/2 and 1/4 of the limit.
-        _t("warning_ratio", 0.25, "ratio"),
-        _t("critical_ratio", 0.5, "ratio"),
+        Threshold("warning_ratio", 0.25, "ratio"),
+        Threshold("critical_ratio", 0.5, "ratio"),
     ), (IP_SYSCTL, TCP_TIMER_C, TCP7), host_wide=True),
     RuleMeta("fin-wait-1-stuck", ("FIN_WAIT1",), (
-        _t("min_retransmits", 2, "count"),  # a FIN retransmitted this often is stuck
-        _t("warning_count", 10, "count"),
-        _t("critical_count", 1000, "count"),
+        Threshold("min_retransmits", 2, "count"),  # a FIN retransmitted this often is stuck
+        Threshold("warning_count", 10, "count"),
+        Threshold("critical_count", 1000, "count"),
     ), (RFC9293_CLOSE, IP_SYSCTL, TCP_TIMER_C)),
     RuleMeta("last-ack-stuck", ("LAST_ACK",), (
-        _t("min_retransmits", 2, "count"),
-        _t("warning_count", 10, "count"),
-        _t("critical_count", 1000, "count"),
+        Threshold("min_retransmits", 2, "count"),
+        Threshold("warning_count", 10, "count"),
+        Threshold("critical_count", 1000, "count"),
     ), (RFC9293_CLOSE, IP_SYSCTL, TCP_TIMER_C, CONNTRACK_TCP_C)),
     RuleMeta("keepalive-vs-idle-timeout", ("ESTABLISHED",), (
-        _t("idle_timeout", 240, "s"),  # the shortest common middlebox timeout
-        _t("warning_count", None, "count"),  # off: a risk, not a fault
+        Threshold("idle_timeout", 240, "s"),  # the shortest common middlebox timeout
+        Threshold("warning_count", None, "count"),  # off: a risk, not a fault
     ), (RFC1122_KEEPALIVE, RFC5382, SOCKET7, TCP7, AWS_NLB, AWS_NATGW, AWS_NFW, AZURE_LB, GCP_NAT)),
     RuleMeta("conntrack-mismatch", ("CLOSE_WAIT", "FIN_WAIT2"), (
-        _t("warning_fill", 0.8, "ratio"),  # nf_conntrack_count / nf_conntrack_max
-        _t("critical_fill", 0.95, "ratio"),
-        _t("warning_count", 1, "count"),  # sockets older than the conntrack timeout
+        Threshold("warning_fill", 0.8, "ratio"),  # nf_conntrack_count / nf_conntrack_max
+        Threshold("critical_fill", 0.95, "ratio"),
+        Threshold("warning_count", 1, "count"),  # sockets older than the conntrack timeout
     ), (CONNTRACK_SYSCTL, CONNTRACK_TCP_C, RFC9293_CLOSE)),
     RuleMeta("sysctl-folklore", ("",), (
-        _t("time_wait_count", 100, "count"),  # TIME_WAIT present before calling a setting useless
+        Threshold("time_wait_count", 100, "count"),  # TIME_WAIT present before calling a setting useless
     ), (IP_SYSCTL, TW_RECYCLE_REMOVED, TCP7, SOCKET7)),
 )
 

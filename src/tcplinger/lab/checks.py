@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..model.states import parse_state
+from ..model.units import json_seconds
 
 
 @dataclass
@@ -46,10 +47,6 @@ class CheckResult:
     def to_json(self, msg) -> dict:
         return {"id": self.id, "ok": self.ok, "text": msg(self.key, **self.fields),
                 "measured": self.measured}
-
-
-def _r(x):
-    return None if x is None else round(float(x), 3)
 
 
 def _time_in(sock, state: int, horizon: float) -> tuple[float, bool] | None:
@@ -85,8 +82,8 @@ class Held:
         st = int(parse_state(self.state))
         seen = [x for x in (_time_in(s, st, r.horizon_s) for s in r.sockets
                             if s.side == self.side) if x is not None]
-        fields = {"side": self.side, "state": self.state, "lo": _r(self.lo),
-                  "hi": _r(self.hi) if self.hi is not None else "-"}
+        fields = {"side": self.side, "state": self.state, "lo": json_seconds(self.lo),
+                  "hi": json_seconds(self.hi) if self.hi is not None else "-"}
         key = {True: "lab.check.held_open", False: "lab.check.held",
                None: "lab.check.held_or_open"}[self.still_held]
         if not seen:
@@ -245,7 +242,7 @@ class Fact:
             lo, hi = self.between
             ok = got is not None and lo <= got <= hi
             return CheckResult(self.id, ok, "lab.check.fact_between",
-                               {"name": self.name, "lo": _r(lo), "hi": _r(hi)}, got)
+                               {"name": self.name, "lo": json_seconds(lo), "hi": json_seconds(hi)}, got)
         ok = got is not None and _OPS[self.op](got, self.value)
         return CheckResult(self.id, ok, "lab.check.fact",
                            {"name": self.name, "op": self.op, "value": self.value}, got)

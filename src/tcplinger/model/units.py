@@ -123,6 +123,15 @@ def spell_duration(seconds: float) -> str:
     return "".join(out)
 
 
+def json_seconds(seconds: float | None, places: int = 3) -> float | None:
+    """Seconds as JSON carries them: rounded to milliseconds; None stays None.
+
+    >>> json_seconds(1.23456), json_seconds(None), json_seconds(2)
+    (1.235, None, 2.0)
+    """
+    return None if seconds is None else round(float(seconds), places)
+
+
 def _spell_number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 

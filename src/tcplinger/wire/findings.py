@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..model.units import json_seconds
 from .observe import WirePacket
 from .record import ConnRecord
 
@@ -79,10 +80,6 @@ def _f(rec, rule, severity, evidence, **fields) -> WireFinding:
                        evidence, rec.ts)
 
 
-def _r(x: float | None) -> float | None:
-    return None if x is None else round(x, 3)
-
-
 def findings(rec: ConnRecord) -> list[WireFinding]:
     """Every finding one connection's packets support."""
     out = []
@@ -95,23 +92,23 @@ def findings(rec: ConnRecord) -> list[WireFinding]:
             out.append(_f(rec, "half-close-unanswered",
                           "warning" if held >= HALF_CLOSE_WARN_S else "info",
                           _pick(rec, lambda p: p.flags & 1 or p.tag.startswith("keepalive")),
-                          closer=me, other=peer, fin_s=_r(mf.fin_t - rec.ts),
-                          seconds=_r(held), conn_state=rec.conn_state))
+                          closer=me, other=peer, fin_s=json_seconds(mf.fin_t - rec.ts),
+                          seconds=json_seconds(held), conn_state=rec.conn_state))
         if mf.fin_sent >= 2 and mf.fin_acked_t is None and pf.rst_t is None:
             out.append(_f(rec, "fin-unacked", "warning",
                           _pick(rec, lambda p, s=me: p.sender == s and p.flags & 1),
                           sender=me, other=peer, sent=mf.fin_sent,
-                          retransmissions=mf.fin_sent - 1, fin_s=_r(mf.fin_t - rec.ts),
-                          last_s=_r(mf.last_t - rec.ts)))
+                          retransmissions=mf.fin_sent - 1, fin_s=json_seconds(mf.fin_t - rec.ts),
+                          last_s=json_seconds(mf.last_t - rec.ts)))
         if mf.rst_t is not None and (mf.fin_t is not None or pf.fin_t is not None) \
                 and not mf.rst_foreign:
             out.append(_f(rec, "rst-after-fin", "info",
                           _pick(rec, lambda p: p.flags & 5), sender=me, other=peer,
-                          rst_s=_r(mf.rst_t - rec.ts)))
+                          rst_s=json_seconds(mf.rst_t - rec.ts)))
         if mf.rst_foreign:
             out.append(_f(rec, "reset-foreign", "warning",
                           _pick(rec, lambda p: p.flags & 4 or p.foreign), sender=me, other=peer,
-                          rst_s=_r(mf.rst_t - rec.ts), ttl=mf.ttl))
+                          rst_s=json_seconds(mf.rst_t - rec.ts), ttl=mf.ttl))
         if mf.keepalives_foreign:
             out.append(_f(rec, "keepalive-foreign", "warning",
                           _pick(rec, lambda p, s=me: p.sender == s and p.foreign),
@@ -120,7 +117,7 @@ def findings(rec: ConnRecord) -> list[WireFinding]:
             out.append(_f(rec, "zero-window-at-close", "warning",
                           _pick(rec, lambda p: p.tag in ("zero-window", "window-probe")
                                 or p.flags & 1),
-                          side=me, other=peer, zero_s=_r(mf.zero_window_t - rec.ts),
+                          side=me, other=peer, zero_s=json_seconds(mf.zero_window_t - rec.ts),
                           probes=pf.window_probes))
     o, r = rec.orig_facts, rec.resp_facts
     closed = o.fin_t is not None or r.fin_t is not None
@@ -138,6 +135,6 @@ def findings(rec: ConnRecord) -> list[WireFinding]:
                           answered=oa + ra, sent=o.keepalives + r.keepalives,
                           answerer=ign, ignorer=ans))
     if rec.conn_state == "S1" and rec.idle_s() >= OPEN_IDLE_MIN_S:
-        out.append(_f(rec, "open-at-end", "info", (), idle_s=_r(rec.idle_s()),
-                      duration_s=_r(rec.duration)))
+        out.append(_f(rec, "open-at-end", "info", (), idle_s=json_seconds(rec.idle_s()),
+                      duration_s=json_seconds(rec.duration)))
     return out

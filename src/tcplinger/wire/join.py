@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model.states import name as state_name
+from ..model.units import json_seconds
 from .decode import parse_addr
 from .record import ConnRecord
 
@@ -51,10 +52,6 @@ class SocketWire:
                 "held_on_wire": self.held, "story": self.key, "facts": self.field_dict()}
 
 
-def _r(x):
-    return None if x is None else round(x, 3)
-
-
 def explain(rec: ConnRecord | None, local: tuple[str, int], remote: tuple[str, int],
             seconds: float, capture_start: float) -> SocketWire:
     """The story of ``local``'s side of ``rec`` (``rec`` None: no packet);
@@ -69,21 +66,21 @@ def explain(rec: ConnRecord | None, local: tuple[str, int], remote: tuple[str, i
     spans = rec.orig_spans if mine else rec.resp_spans
     held = state_name(spans[-1].state) if spans and spans[-1].end_s is None else None
     def at(t):
-        return None if t is None else _r(t - capture_start)
+        return None if t is None else json_seconds(t - capture_start)
     if me.fin_sent >= 2 and me.fin_acked_t is None:
         key, fields = "wire.join.fin_unacked", {"n": me.fin_sent, "first_s": at(me.fin_t)}
     elif peer.fin_t is not None and me.fin_t is None and me.rst_t is None:
         key, fields = "wire.join.peer_fin_unanswered", {
-            "at_s": at(peer.fin_t), "since_s": _r(rec.capture_end - peer.fin_t)}
+            "at_s": at(peer.fin_t), "since_s": json_seconds(rec.capture_end - peer.fin_t)}
     elif me.fin_t is not None and me.fin_acked_t is not None and peer.fin_t is None:
         key, fields = "wire.join.closed_unanswered", {
-            "at_s": at(me.fin_t), "since_s": _r(rec.capture_end - me.fin_t)}
+            "at_s": at(me.fin_t), "since_s": json_seconds(rec.capture_end - me.fin_t)}
     elif me.keepalives or peer.keepalives:
         key, fields = "wire.join.keepalives", {
             "mine": me.keepalives, "answered": me.keepalives_answered,
             "theirs": peer.keepalives, "i_answered": peer.keepalives_answered}
     else:
         key, fields = "wire.join.plain", {"pkts": rec.orig_pkts + rec.resp_pkts,
-                                           "idle_s": _r(rec.idle_s())}
+                                           "idle_s": json_seconds(rec.idle_s())}
     return SocketWire(lt, rt, rec.uid, rec.conn_state, rec.history, side, held, key,
                       tuple(fields.items()))
