@@ -251,29 +251,38 @@ def run_sweep(make_document: Callable[[dict], dict], axes: list[Axis], kinds: di
         mask = np.ones(total, dtype=bool)
         for k, j in zip(fixed_keys, combo):
             mask &= idx[k] == j
-        members = np.nonzero(mask)[0]
         fixed = {k: axis_values[k][j] for k, j in zip(fixed_keys, combo)}
-        stack = [(members[i:i + CHUNK], None) for i in range(0, len(members), CHUNK)]
-        while stack:
-            sub, run = stack.pop()
-            try:
-                if run is None:
-                    point = dict(fixed)
-                    point.update({k: values[k][sub] for k in numeric})
-                    run = Run(from_document(doc_for(point)), batch=True, record=False)
-                run.run()  # starts, or resumes a forked run
-            except OrderSplit as s:
-                left, right = fork(run, s.mask, len(sub))
-                stack.append((sub[~s.mask], right))
-                stack.append((sub[s.mask], left))
-                continue
-            except Split as s:
-                stack.append((sub[~s.mask], None))
-                stack.append((sub[s.mask], None))
-                continue
-            result.store(run, sub)
-            finish(len(sub))
+        _run_batched(np.nonzero(mask)[0], fixed, {k: values[k] for k in numeric}, doc_for,
+                     result, finish)
     return result
+
+
+def _run_batched(members: np.ndarray, fixed: dict, columns: dict, doc_for, result: SweepResult,
+                 finish) -> None:
+    """The grid points ``members`` (sharing the ``fixed`` values) in
+    lockstep batches of at most CHUNK, split where their paths part: at an
+    event-order difference the run is forked where it stands, inside an
+    event both halves start again (sim/num.py)."""
+    stack = [(members[i:i + CHUNK], None) for i in range(0, len(members), CHUNK)]
+    while stack:
+        sub, run = stack.pop()
+        try:
+            if run is None:
+                point = dict(fixed)
+                point.update({k: col[sub] for k, col in columns.items()})
+                run = Run(from_document(doc_for(point)), batch=True, record=False)
+            run.run()  # starts, or resumes a forked run
+        except OrderSplit as s:
+            left, right = fork(run, s.mask, len(sub))
+            stack.append((sub[~s.mask], right))
+            stack.append((sub[s.mask], left))
+            continue
+        except Split as s:
+            stack.append((sub[~s.mask], None))
+            stack.append((sub[s.mask], None))
+            continue
+        result.store(run, sub)
+        finish(len(sub))
 
 
 def _axis_number(key: str, kind: str, value) -> float:
