@@ -75,8 +75,8 @@ def _libc() -> ctypes.CDLL:
 def enter(path: str | os.PathLike) -> None:
     """Move the calling thread into the network namespace at ``path``.
 
-    Only for a thread of its own that then ends (:func:`run_on_thread`):
-    the thread does not come back.
+    Only for a thread of its own that then ends (:func:`run_on_thread`), or
+    a forked child's only thread: the thread does not come back.
     """
     path = os.fspath(path)
     # Opened here, not in the caller: an interrupted join() in the caller
@@ -153,14 +153,21 @@ def run_in_new_netns(fn: Callable[..., T], /, *args: Any, loopback: bool = True,
     Raises :class:`NewNetnsUnavailable` when the namespace cannot be made.
     """
     def inside() -> T:
-        if _libc().unshare(CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise NewNetnsUnavailable(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
+        unshare()
         if loopback:
             loopback_up()
         return fn(*args, **kwargs)
 
     return run_on_thread(inside)
+
+
+def unshare() -> None:
+    """Move the calling thread into a new network namespace (unshare(2)):
+    a thread of its own (:func:`run_in_new_netns`), or a forked child's
+    only thread. Raises :class:`NewNetnsUnavailable`."""
+    if _libc().unshare(CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise NewNetnsUnavailable(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
 
 
 def loopback_up() -> None:
