@@ -45,14 +45,12 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
-import threading
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import popgen  # noqa: E402  (bench/ is not a package)
+from timed_run import classify_failure, run_once  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 QUADRATIC_LIMIT = 100_000
@@ -116,93 +114,6 @@ def with_baseline(commands: list[Command], checkout: Path) -> list[Command]:
         if c.key.startswith("tl-"):
             out.append(Command(c.key + "@base", c.argv, c.max_sockets, src))
     return out
-
-
-@dataclass
-class Run:
-    wall_s: float
-    cpu_s: float
-    maxrss_mb: float
-    returncode: int
-    stderr: str
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
-
-
-def run_once(argv: list[str], timeout: float, pythonpath: str | None = None) -> Run:
-    """Run ``argv`` with stdout to /dev/null; wall clock and CPU from
-    ``wait4()``, peak RSS from GNU time's ``%M``.
-
-    Why GNU time for the RSS: a child forked from this Python process starts
-    with a copy of its page tables, and ``ru_maxrss`` keeps the highest RSS
-    seen across exec() (``setmax_mm_hiwater_rss()`` in fs/exec.c), so every
-    command would read >= this process's ~25 MB.  time(1) is a 30 kB C
-    program: its child's high-water mark is the command's own."""
-    with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as rss:
-        if GNU_TIME:
-            argv = [GNU_TIME, "-f", "%M", "-o", rss.name, *argv]
-        t0 = time.perf_counter()
-        env = None
-        if pythonpath:
-            env = dict(os.environ, PYTHONPATH=pythonpath)
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=err, start_new_session=True, env=env)
-        # Kill the whole session on timeout (the command may have children)
-        # and when we are interrupted: an orphaned `ss -p` would run on.
-        timer = threading.Timer(timeout, _kill_group, (proc.pid,))
-        timer.daemon = True
-        timer.start()
-        try:
-            _pid, status, ru = os.wait4(proc.pid, 0)
-        except BaseException:
-            _kill_group(proc.pid)
-            proc.wait()
-            raise
-        finally:
-            timer.cancel()
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        err.seek(0)
-        stderr = err.read()[-4000:].decode(errors="replace")
-        maxrss_kb = ru.ru_maxrss
-        if GNU_TIME:
-            # last line is %M; time(1) may write "Command exited with ..." before it
-            lines = rss.read().split()
-            maxrss_kb = int(lines[-1]) if lines and lines[-1].isdigit() else 0
-            if proc.returncode != 0 and len(lines) > 1:  # keep the command's last words last
-                stderr = " ".join(lines[:-1]) + "\n" + stderr
-    if proc.returncode == -signal.SIGKILL and wall >= timeout:
-        stderr += f"\n[killed after {timeout} s timeout]"
-    return Run(wall, ru.ru_utime + ru.ru_stime, maxrss_kb / 1024, proc.returncode, stderr)
-
-
-def classify_failure(run: Run) -> str:
-    """'n/a' when the tool or subcommand does not exist (yet), else 'error'.
-
-    >>> classify_failure(Run(0.1, 0.1, 9, 2, "usage: tcplinger ...\\ntcplinger: error: argument cmd: invalid choice: 'stats'"))
-    'n/a'
-    >>> classify_failure(Run(0.1, 0.1, 9, 1, "ModuleNotFoundError: No module named 'tcplinger.cli.main'"))
-    'n/a'
-    >>> classify_failure(Run(0.1, 0.1, 9, 1, "Traceback ...\\nKeyError: 5"))
-    'error'
-    """
-    text = run.stderr
-    if run.returncode == 127 or "No such file or directory" in text and "exec of" in text:
-        return "n/a"
-    if "ModuleNotFoundError" in text or "ImportError" in text:
-        return "n/a"
-    if run.returncode == 2 and ("usage:" in text or "invalid choice" in text
-                                or "unrecognized arguments" in text):
-        return "n/a"
-    return "error"
 
 
 @dataclass

@@ -20,7 +20,7 @@ Kubernetes node.
 
 Measured, interleaved, ``--repeat`` rounds after one warm-up (wall clock,
 CPU of the tree from ``wait4()``, peak RSS from GNU time, as
-bench/compare.py's ``run_once``):
+bench/timed_run.py's ``run_once``):
 
 =============  ============================================================
 loop-ss        ``for ns in PODS; do ip netns exec $ns ss -tan; done``
@@ -59,7 +59,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from compare import loadavg, run_once  # noqa: E402  (bench/ is not a package)
+from compare import loadavg  # noqa: E402  (bench/ is not a package)
+from timed_run import run_once  # noqa: E402
 
 PYTHON = os.path.realpath(sys.executable)
 CLONE_NEWNET = 0x40000000
