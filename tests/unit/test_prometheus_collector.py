@@ -306,7 +306,8 @@ def test_findings_from_the_diagnosis():
     findings = diagnose([ns])
     assert [f.rule for f in findings] == ["close-wait-leak"]
     reg = registry_for(Scrape([ns], findings=findings))
-    key = L(rule="close-wait-leak", severity="warning", netns="web", owner="java")
+    key = L(rule="close-wait-leak", severity="warning", netns="web", container="", pod="",
+            owner="java")
     assert samples(reg, "tcplinger_finding") == {key: 1}
     assert samples(reg, "tcplinger_finding_sockets") == {key: 12}
 

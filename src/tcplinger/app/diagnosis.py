@@ -5,11 +5,14 @@ rules (diagnose/engine.py) over every namespace at once. ``report``,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable
 
 from ..collect.roots import Roots
 from ..collect.snapshot import Scope
 from ..diagnose import engine
+from ..diagnose.groups import FindingGroup, group_findings
+from ..diagnose.summary import Overview, namespace_summary, overview
 from ..diagnose.inputs import NamespaceInput
 from ..diagnose.metadata import merge
 from .observation import Observation, ObserveOptions, observe
@@ -31,6 +34,23 @@ class Diagnosis:
     findings: list
     owners_skipped: int | None  # open files the owner walk would have read when skipped
     thresholds: dict  # every rule's thresholds, overrides applied
+
+    @cached_property
+    def groups(self) -> list[FindingGroup]:
+        """The findings grouped across namespaces by rule and program
+        (diagnose/groups.py): what a node with many pods is shown."""
+        return group_findings(self.findings)
+
+    @cached_property
+    def summaries(self) -> list[dict]:
+        """Per namespace, the states and the limits that govern them."""
+        return [namespace_summary(i) for i in self.inputs]
+
+    @cached_property
+    def overview(self) -> Overview:
+        """The namespaces with lingering sockets or findings, the quiet ones
+        counted (diagnose/summary.py)."""
+        return overview(self.summaries, self.findings)
 
 
 def diagnose(opts: DiagnoseOptions, roots: Roots = Roots(), *, previous: dict | None = None,

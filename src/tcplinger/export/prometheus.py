@@ -287,10 +287,13 @@ class Families:
         self.host_orphans = g("tcplinger_host_orphans", "Orphaned TCP sockets on the whole "
                               "host (sockstat), the count tcp_max_orphans limits")
         self.host_max_orphans = g("tcplinger_host_max_orphans", "tcp_max_orphans")
+        # the namespace labels of every other family, so a finding names
+        # the pod or container it is in, as the socket counts do
+        fl = ["rule", "severity", *NS_LABELS, "owner"]
         self.finding = g("tcplinger_finding", "Current findings of the diagnosis (see "
-                         "`tcplinger explain RULE`)", labels=["rule", "severity", "netns", "owner"])
+                         "`tcplinger explain RULE`)", labels=fl)
         self.finding_sockets = g("tcplinger_finding_sockets", "Sockets (or entries) a current "
-                                 "finding covers", labels=["rule", "severity", "netns", "owner"])
+                                 "finding covers", labels=fl)
 
     def all(self) -> list:
         return list(vars(self).values())
@@ -371,9 +374,11 @@ def _ages(f: Families, ns: list, inp: NamespaceInput, histograms: bool) -> None:
 def _findings(f: Families, findings: Iterable[Finding], labels: Mapping) -> None:
     agg: dict[tuple, list[int]] = {}
     for x in findings:
-        netns = labels.get(x.netns.inode, (x.netns.label(), ""))[0]
+        # a finding about a namespace the scrape did not list (the host's,
+        # for host-wide rules) is labelled as namespace_labels would
+        ns = labels.get(x.netns.inode) or namespace_labels([x.netns])[x.netns.inode]
         owner = x.owners[0].comm if x.owners else ""
-        key = (x.rule, x.severity.label, netns, owner)
+        key = (x.rule, x.severity.label, *ns, owner)
         n = agg.setdefault(key, [0, 0])
         n[0] += 1
         n[1] += int(x.count)

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..model.states import LINGERING, name as state_name, parse_state
 from ..track.age import age_arrays
+from .html_groups import group_section, grouped, overview_section
 from .report import workload_line
 from .svgchart import histogram_svg, series_svg
 from .ticks import time_label
@@ -122,14 +123,27 @@ def render_page(doc: dict, msg, *, generated: str, host: str, lang: str = "en",
            f'<h1>{escape(msg("html.title", host=host))}</h1>',
            f'<div class="meta">{escape(msg("html.generated", when=generated))}</div>']
     out += _overview(doc, msg)
-    out.append(f'<h2>{escape(msg("html.namespaces"))}</h2>')
+    many = grouped(doc)  # several namespaces: the overview, the rest folded
+    if many:
+        out += overview_section(doc, msg)
+        out.append(f'<details><summary>{escape(msg("html.namespaces_all", n=len(doc["summary"])))}'
+                   '</summary>')
+    else:
+        out.append(f'<h2>{escape(msg("html.namespaces"))}</h2>')
     for s in doc.get("summary", []):
         out += _namespace(s, msg, (ages or {}).get(s["netns"]["inode"]))
+    if many:
+        out.append("</details>")
     out.append(f'<h2>{escape(msg("html.findings", n=len(doc.get("findings", []))))}</h2>')
     if not doc.get("findings"):
         out.append(f'<p>{escape(msg("report.no_findings"))}</p>')
-    for i, f in enumerate(doc.get("findings", [])):
-        out += _finding(f, msg, i)
+    elif many:
+        out.append(f'<p class="meta">{escape(msg("report.groups", n=len(doc["findings"]), groups=len(doc["groups"])))}</p>')
+        for i, g in enumerate(doc["groups"]):
+            out += group_section(g, doc, msg, i, _finding)
+    else:
+        for i, f in enumerate(doc.get("findings", [])):
+            out += _finding(f, msg, i)
     if history and history.get("series"):
         out += _history(history, msg)
     out.append(f'<p class="meta">{escape(msg("html.footer"))}</p></main></body></html>\n')

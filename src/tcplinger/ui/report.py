@@ -18,7 +18,7 @@ FIX_KEYS = {FixKind.APP: "report.fix.app", FixKind.SYSCTL: "report.fix.sysctl",
             FixKind.SOCKET: "report.fix.socket", FixKind.OPS: "report.fix.ops"}
 
 
-def _wrap(text: str, indent: str, width: int, first: str | None = None) -> list[str]:
+def wrap(text: str, indent: str, width: int, first: str | None = None) -> list[str]:
     first = indent if first is None else first
     return textwrap.wrap(text, width=max(width, 40), initial_indent=first,
                          subsequent_indent=indent, break_long_words=False,
@@ -75,7 +75,7 @@ def _dash(value) -> str:
 def render_finding(f: Finding, msg, *, width: int = WRAP, sockets: int = 5) -> list[str]:
     width = min(width, WRAP)
     sev = msg(SEVERITY_KEYS[f.severity])
-    lines = _wrap(f"[{sev}] " + f.title.render(msg), "    ", width, first="")
+    lines = wrap(f"[{sev}] " + f.title.render(msg), "    ", width, first="")
     lines.append("  " + msg("report.where", rule=f.rule, netns=f.netns.label()))
     for label, texts in (("report.evidence", f.facts), ("report.cause", f.cause),
                          ("report.lifetime", f.lifetime)):
@@ -83,17 +83,17 @@ def render_finding(f: Finding, msg, *, width: int = WRAP, sockets: int = 5) -> l
             continue
         lines.append("  " + msg(label))
         for t in texts:
-            lines += _wrap(t.render(msg), "      ", width, first="    - ")
+            lines += wrap(t.render(msg), "      ", width, first="    - ")
     if f.fixes:
         lines.append("  " + msg("report.fixes"))
         for fix in f.fixes:
-            lines += _wrap(f"[{msg(FIX_KEYS[fix.kind])}] " + fix.text.render(msg), "      ",
+            lines += wrap(f"[{msg(FIX_KEYS[fix.kind])}] " + fix.text.render(msg), "      ",
                            width, first="    - ")
             if fix.command:
                 lines.append("        " + msg("report.fix.command") + " " + fix.command)
             if fix.persist:
                 lines.append("        " + msg("report.fix.persist") + " " + fix.persist)
-    lines += _wrap(msg("report.confidence", level=msg(f"report.confidence.{f.confidence.value}"),
+    lines += wrap(msg("report.confidence", level=msg(f"report.confidence.{f.confidence.value}"),
                        reason=f.confidence_reason.render(msg)), "    ", width, first="  ")
     if f.sockets is not None and len(f.sockets.table) and sockets > 0:
         lines += _socket_lines(f, msg, sockets)

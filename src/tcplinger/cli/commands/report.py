@@ -1,6 +1,11 @@
 """``tcplinger report`` (and plain ``tcplinger``): what is lingering, why,
 for how long, and what to change — per namespace, most severe first.
-The diagnosis is app/diagnosis.py's; this module parses and renders."""
+The diagnosis is app/diagnosis.py's; this module parses and renders.
+
+Over several namespaces the text is the overview and the findings grouped
+by rule and program (ui/overview.py), so that it grows with the problems,
+not with the namespaces; ``--verbose``, and any report of one namespace,
+is the full view (ui/report.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +15,9 @@ from pathlib import Path
 
 from ...app.diagnosis import DiagnoseOptions, diagnose
 from ...collect.roots import Roots
-from ...diagnose.summary import namespace_summary
 from ...export import findings as findings_export
 from ...i18n import Messages, lang_from_env
+from ...ui import overview as overview_view
 from ...ui import report as report_view
 from ...ui import wire as wire_view
 from ..errors import CliError, Exit
@@ -29,6 +34,7 @@ class ReportOptions:
     sockets: int  # shown per finding in text
     html: Path | None = None  # also write the self-contained HTML page there
     capture: float | None = None  # seconds of packets to put next to the sockets
+    verbose: bool = False  # every namespace's table and every finding, ungrouped
 
 
 def register(sub) -> None:
@@ -39,6 +45,10 @@ def register(sub) -> None:
                                    "severe first, each with evidence, cause, lifetime and fixes.")
     add_diagnose_args(p)
     p.add_argument("--json", action="store_true", help="JSON output (docs/json.md)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="over several namespaces: every namespace's states and limits and "
+                        "every finding on its own (default: one line per namespace with "
+                        "lingering sockets, findings grouped by rule and program)")
     p.add_argument("--sockets", type=count_type(maximum=10**6), default=5, metavar="N",
                    help="sockets shown per finding in text output (default 5)")
     p.add_argument("--html", type=Path, default=None, metavar="FILE",
@@ -48,8 +58,8 @@ def register(sub) -> None:
                    metavar="SECONDS",
                    help=Messages(lang_from_env())("wire.help.report_capture"))
     p.set_defaults(run=lambda args, term, msg: run(
-        ReportOptions(diagnose_options(args), args.json, args.sockets, args.html, args.capture),
-        term, msg))
+        ReportOptions(diagnose_options(args), args.json, args.sockets, args.html, args.capture,
+                      args.verbose), term, msg))
 
 
 def run(opts: ReportOptions, term, msg, roots: Roots = Roots()) -> int:
@@ -59,17 +69,14 @@ def run(opts: ReportOptions, term, msg, roots: Roots = Roots()) -> int:
         d = joined.diagnosis
     else:
         d = diagnose(opts.diagnose, roots)
-    summaries = [namespace_summary(i) for i in d.inputs]
     if opts.json:
-        doc = findings_export.document(d.findings, summaries, msg, thresholds=d.thresholds)
-        doc.update(snapshot_meta(d.view))
+        doc = json_document(d, msg)
         doc["owners_skipped_open_files"] = d.owners_skipped
         if joined is not None:
             doc["wire"] = wire_view.join_json(joined, msg)
         term.out(json.dumps(doc, indent=1))
     else:
-        for line in report_view.render(summaries, d.findings, msg, width=term.width or 100,
-                                       sockets=opts.sockets):
+        for line in text(d, msg, opts, width=term.width or 100):
             term.out(line)
         if d.owners_skipped:
             term.out(msg("report.owners_skipped", n=d.owners_skipped))
@@ -77,13 +84,31 @@ def run(opts: ReportOptions, term, msg, roots: Roots = Roots()) -> int:
             for line in wire_view.render_join(joined, msg, sockets=opts.sockets):
                 term.out(line)
     if opts.html is not None:
-        write_html(opts.html, d, summaries, opts.diagnose.observe.db, msg)
+        write_html(opts.html, d, opts.diagnose.observe.db, msg)
         term.err(msg("html.written", path=opts.html))
     report_problems(d.view, term, msg)
     return int(Exit.OK)
 
 
-def write_html(path: Path, d, summaries, db, msg) -> None:
+def text(d, msg, opts: ReportOptions, *, width: int) -> list[str]:
+    """The overview and the groups over several namespaces, else (and with
+    ``--verbose``) every namespace and every finding."""
+    if opts.verbose or len(d.summaries) <= 1:
+        return report_view.render(d.summaries, d.findings, msg, width=width,
+                                  sockets=opts.sockets)
+    return overview_view.render(d.overview, d.groups, msg, namespaces=len(d.summaries),
+                                sockets=sum(s["total"] for s in d.summaries), width=width,
+                                socket_rows=opts.sockets)
+
+
+def json_document(d, msg) -> dict:
+    doc = findings_export.document(d.findings, d.summaries, msg, thresholds=d.thresholds,
+                                   groups=d.groups, overview=d.overview)
+    doc.update(snapshot_meta(d.view))
+    return doc
+
+
+def write_html(path: Path, d, db, msg) -> None:
     """The report as one HTML page (ui/html.py), written atomically."""
     import socket
     import time
@@ -92,8 +117,7 @@ def write_html(path: Path, d, summaries, db, msg) -> None:
     from ...fsutil import atomic_write
     from ...ui import html
 
-    doc = findings_export.document(d.findings, summaries, msg, thresholds=d.thresholds)
-    doc.update(snapshot_meta(d.view))
+    doc = json_document(d, msg)
     page = html.render_page(doc, msg, generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                             host=socket.gethostname(), lang=msg.lang,
                             ages=html.age_histograms(d.inputs), history=state_plots(db))
