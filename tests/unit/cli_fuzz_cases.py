@@ -155,13 +155,15 @@ def _classes(command: str, option: str) -> dict:
         return NAME_CLASSES
     # an option this table does not know yet: by the type its parser converts to
     kind = TYPES.get((command, option), "")
-    if kind == "Path":
+    if kind in PATH_TYPES:
         return FILE_CLASSES
     return NAME_CLASSES if kind in ("", "str") else NUMBER_CLASSES
 
 
 #: (command, option) -> the name of the parser's type function ("" for none)
 TYPES: dict[tuple[str, str], str] = {}
+#: the parser's types that take a file name (cli/options.py)
+PATH_TYPES = {"Path", "input_file", "output_file", "directory"}
 
 
 def items() -> list[Item]:
@@ -179,7 +181,8 @@ def items() -> list[Item]:
             for cls in [*_classes(command, option), "valid"]:
                 out.append(Item(command, option, cls))
         # the global option anywhere on the line (issue 13): after the command's own
-        out += [Item(command, "--lang", cls) for cls in ("empty", "unicode", "valid")]
+        if "--lang" not in parser._option_string_actions:
+            out += [Item(command, "--lang", cls) for cls in ("empty", "unicode", "valid")]
     return out
 
 

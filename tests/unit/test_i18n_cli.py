@@ -74,7 +74,7 @@ def test_lang_flag_wins_over_environment(cli):
     _, _, err = cli("--lang", "zh", "ls", "--port", "x", env={"LANG": "C"})
     assert "无效的端口 'x'" in err
     _, _, err = cli("--lang", "en", "ls", "--port", "x", env=ZH)
-    assert err == "tcplinger: tcplinger ls: argument --port: invalid port 'x' (a number 0-65535)\n"
+    assert err == "tcplinger ls: argument --port: invalid port 'x' (a number 0-65535)\n"
 
 
 @pytest.mark.parametrize("argv,fragment", [

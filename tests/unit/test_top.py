@@ -69,11 +69,21 @@ def test_pilot_80x24():
         assert text in svg.replace("&#160;", " "), text
 
 
-def test_top_once_without_terminal(cli, tmp_path):
-    """The CLI path with no tty: one screen of text (live namespace, no DB)."""
-    code, text, _ = cli("top", "--once", "--db", str(tmp_path / "none.db"), width=80)
+def test_top_once_without_terminal(cli, tmp_path, monkeypatch):
+    """The CLI path with no tty: one screen of text (live namespace, no DB
+    at the default path: absent quietly)."""
+    monkeypatch.setattr("tcplinger.track.paths.default_path",
+                        lambda euid, env: tmp_path / "none.db")
+    code, text, _ = cli("top", "--once", width=80)
     assert code == 0
     assert text.startswith("tcplinger top —") and "no watch database" in text
+
+
+def test_top_explicit_db_that_is_missing_is_an_error(cli, tmp_path):
+    """An explicit --db must be usable; only the default path may be absent."""
+    code, text, err = cli("top", "--once", "--db", str(tmp_path / "none.db"), width=80)
+    assert (code, text) == (3, "")
+    assert err == f"tcplinger: No such file or directory: {tmp_path / 'none.db'}\n"
 
 
 def _kill_flow(keys):

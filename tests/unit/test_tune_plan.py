@@ -278,8 +278,31 @@ def test_revert_leaves_values_changed_by_someone_else(tmp_path):
 
 
 def test_cli_revert_with_nothing_recorded(cli, tmp_path):
-    code, out, _ = cli("tune", "--revert", "--state-file", str(tmp_path / "none.json"))
+    state = tmp_path / "s.json"
+    state.write_text('{"version": 1, "namespaces": {}}\n')
+    code, out, _ = cli("tune", "--revert", "--state-file", str(state))
     assert code == 0 and "Nothing to revert" in out
+
+
+def test_cli_revert_with_a_named_state_file_that_is_missing(cli, tmp_path):
+    """Issue 13: it said "... records no change made there" and exit 0."""
+    missing = tmp_path / "none" / "s.json"
+    code, out, err = cli("tune", "--revert", "--yes", "--state-file", str(missing))
+    assert (code, out) == (3, "")
+    assert err == f"tcplinger: No such file or directory: {missing}\n"
+
+
+@pytest.mark.parametrize("content,reason", [(b"precious\n", "not JSON"),
+                                            (b"\xff\xfe\x00", "not JSON"),
+                                            (b'{"not": "tcplinger"}', "other JSON")])
+def test_cli_revert_names_a_state_file_that_is_not_ours(cli, tmp_path, content, reason):
+    state = tmp_path / "s.json"
+    state.write_bytes(content)
+    code, out, err = cli("tune", "--revert", "--yes", "--state-file", str(state))
+    assert (code, out) == (7, "")
+    assert err == (f"tcplinger: {state} is not a tcplinger tune state file ({reason});"
+                   " it was left as it is\n")
+    assert state.read_bytes() == content
 
 
 def test_cli_apply_refuses_all_netns(cli):

@@ -31,6 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping
 
+from ..fsutil import NotARegularFile, kind_of
+
 ROOT_LOG = Path("/var/log/tcplinger/audit.jsonl")
 
 
@@ -116,8 +118,15 @@ class AuditLog:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                               0o600)
+            # O_NONBLOCK: a FIFO must not hang the act; only a regular file
+            # keeps a record (/dev/null would accept and lose every line)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                               | os.O_NONBLOCK, 0o600)
+            kind = kind_of(os.fstat(self._fd).st_mode)
+            if kind is not None:
+                os.close(self._fd)
+                raise NotARegularFile(self.path, kind)
+            os.set_blocking(self._fd, True)
         except OSError as exc:
             raise AuditError(exc.errno, f"cannot write the audit log {self.path}:"
                                         f" {exc.strerror or exc}") from exc

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..collect.setns import run_in_netns
-from ..fsutil import atomic_write
+from ..fsutil import atomic_write, read_regular
+from ..model.files import NotOurFile
 from ..model.socket import NetnsRef
 
 ROOT_STATE = Path("/var/lib/tcplinger/tune-state.json")
@@ -142,17 +143,35 @@ def _why(exc: OSError) -> str:
 
 # ---- the state file -------------------------------------------------------------------
 
+class NotTuneState(NotOurFile):
+    """A state file that is not one: refused, and never overwritten."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(path, "file.not_tune_state", reason)
+
+
 class StateFile:
-    def __init__(self, path: Path):
+    """``required``: a missing file is an error (FileNotFoundError: a
+    ``--state-file`` named for a revert), not an empty record."""
+
+    def __init__(self, path: Path, *, required: bool = False):
         self.path = Path(path)
+        self.required = required
 
     def load(self) -> dict:
         try:
-            data = json.loads(self.path.read_text())
+            raw = read_regular(self.path, limit=16 << 20)
         except FileNotFoundError:
+            if self.required:
+                raise
             return {"version": 1, "namespaces": {}}
-        if not isinstance(data, dict) or data.get("version") != 1:
-            raise ValueError(f"{self.path}: not a tcplinger tune state file")
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise NotTuneState(self.path, "not JSON") from None
+        if not isinstance(data, dict) or data.get("version") != 1 \
+                or not isinstance(data.get("namespaces", {}), dict):
+            raise NotTuneState(self.path, "other JSON")
         data.setdefault("namespaces", {})
         return data
 

@@ -16,7 +16,8 @@ from ..collect import snapshot as snap_mod
 from ..collect.roots import Roots
 from ..collect.setns import run_in_netns
 from ..collect.snapshot import Scope
-from ..fsutil import atomic_write
+from ..fsutil import atomic_write, read_regular
+from ..model.files import NotOurFile
 from ..model.kernel import KernelContext
 
 
@@ -47,15 +48,49 @@ def of_view(view) -> dict:
     return {p.ns.netns.inode: (p.ns.kernel, p.ns.taken_at) for p in view.parts}
 
 
+#: what check's state file says it is (the first key of the document)
+KIND = "tcplinger check state"
+#: more than any host's counters take (a few KB a namespace)
+STATE_MAX_BYTES = 16 << 20
+
+
+class NotCheckState(NotOurFile):
+    """``check --state FILE`` names a file that is not one: refused, and
+    never overwritten (it may be someone's data)."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(path, "file.not_check_state", reason)
+
+
+def _document(path: Path) -> dict | None:
+    """The state document at ``path``; None when there is none yet (no
+    file, or an empty one: nothing in it to lose)."""
+    try:
+        data = read_regular(path, limit=STATE_MAX_BYTES)
+    except FileNotFoundError:
+        return None
+    if not data.strip():
+        return None
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise NotCheckState(path, "not JSON") from None
+    # ours: {"kind": KIND, "namespaces": {...}}, or the same without
+    # "kind" as written before it had one
+    if not isinstance(doc, dict) or not isinstance(doc.get("namespaces"), dict) \
+            or doc.get("kind", KIND) != KIND or set(doc) - {"kind", "namespaces"}:
+        raise NotCheckState(path, "other JSON")
+    return doc
+
+
 def load(path: Path) -> dict:
     """Readings kept by :func:`save`; empty when the file does not exist
-    yet or cannot be parsed (a first run)."""
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+    yet (a first run). A file that exists and is not one raises
+    NotCheckState (and a directory, a device, a FIFO an OSError: see
+    fsutil.read_regular); it is never overwritten."""
+    doc = _document(path)
     out = {}
-    for ino, entry in doc.get("namespaces", {}).items():
+    for ino, entry in (doc or {}).get("namespaces", {}).items():
         try:
             out[int(ino)] = (KernelContext(tcpext={k: int(v) for k, v in entry["tcpext"].items()}),
                              float(entry["time"]))
@@ -65,8 +100,12 @@ def load(path: Path) -> dict:
 
 
 def save(path: Path, view) -> None:
-    """Keep the TcpExt counters of ``view``'s namespaces in ``path``."""
-    doc = {"namespaces": {str(p.ns.netns.inode): {"time": p.ns.taken_at,
+    """Keep the TcpExt counters of ``view``'s namespaces in ``path`` (the
+    one atomic writer: never over anything but a regular file; and never
+    over a file that is not one of ours: :func:`load` refuses it first)."""
+    _document(path)
+    doc = {"kind": KIND,
+           "namespaces": {str(p.ns.netns.inode): {"time": p.ns.taken_at,
                                                   "tcpext": dict(p.ns.kernel.tcpext)}
                           for p in view.parts}}
     path.parent.mkdir(parents=True, exist_ok=True)

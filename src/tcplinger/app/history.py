@@ -13,7 +13,7 @@ from ..model.states import name as state_name
 from ..track import trends
 from ..track.growth import fit
 from ..track.store import Store
-from .watchdb import owned_series
+from .watchdb import open_reading, owned_series
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,9 @@ class HistoryQuery:
 
 
 def history(query: HistoryQuery, now: float | None = None) -> dict:
-    """The document of ``query``; FileNotFoundError without a database."""
-    store = Store(query.db, readonly=True)
+    """The document of ``query``; FileNotFoundError without a database
+    (and the other errors of watchdb.open_reading)."""
+    store = open_reading(query.db)
     try:
         return analyse(store, query, time.time() if now is None else now)
     finally:

@@ -59,14 +59,13 @@ def live_view(opts: LiveOptions, msg, roots: Roots = Roots(), limit: int = 50) -
 
 def _recent(path: Path, history: float, msg) -> _Recent:
     from ..track import trends
-    from ..track.store import Store
 
     recent = _Recent({}, [], {})
     if not path.exists():
         recent.note = msg("top.no_db")
         return recent
     try:
-        store = Store(path, readonly=True)
+        store = watchdb.open_reading(path)
         try:
             now = time.time()
             for (ns, st), (_, v) in store.counts_by_netns_state(now - history).items():

@@ -86,6 +86,8 @@ def observe(opts: ObserveOptions, roots: Roots = Roots(), *, previous: dict | No
     metrics still count).
     """
     scopes = (opts.scope,) + tuple(extra_scopes)
+    if opts.history:
+        watchdb.check_given(opts.db)  # an explicit --db that cannot be read: before any work
     before = dict(previous or {})
     if opts.interval:
         before = counters.sample(scopes, roots)

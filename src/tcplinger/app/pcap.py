@@ -100,10 +100,12 @@ def capture_scope(opts: CaptureOptions) -> Captured:
     """Capture every namespace of the scope at once (one tcpdump each, in
     threads) for ``opts.seconds``; the caller analyses the files and calls
     ``cleanup()``."""
+    import dataclasses
     import tempfile
     import threading
 
     from ..collect.capture import capture
+    from ..fsutil import atomic_path
     from ..collect.snapshot import resolve
 
     spaces, _ = resolve(opts.scope)
@@ -122,8 +124,14 @@ def capture_scope(opts: CaptureOptions) -> Captured:
             path = opts.write.with_name(f"{opts.write.stem}.{ns.name or ns.inode}"
                                         f"{opts.write.suffix or '.pcap'}")
         try:
-            out[i] = (ns, capture(ns.path, path, opts.seconds, opts.filter_text,
-                                  opts.interface))
+            if opts.write is None:
+                out[i] = (ns, capture(ns.path, path, opts.seconds, opts.filter_text,
+                                      opts.interface))
+                return
+            # --write: whole or not at all, never over a device (the one atomic writer)
+            with atomic_path(path) as tmp:
+                stats = capture(ns.path, tmp, opts.seconds, opts.filter_text, opts.interface)
+            out[i] = (ns, dataclasses.replace(stats, path=path))
         except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(exc)
     threads = [threading.Thread(target=one, args=(i, ns), daemon=True)

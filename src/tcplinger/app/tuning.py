@@ -115,6 +115,8 @@ def apply(target: Target, props: Sequence, where: Paths, env: Mapping[str, str])
                                       for c, p in zip(changes, props)])
         try:
             st.record_intent(state, target.ref, changes, current, when, audited.id)
+        except st.NotTuneState:
+            raise  # someone else's file: said as such, and left alone
         except (OSError, ValueError) as exc:
             raise StateError(where.state, str(exc)) from None
         outcomes = st.in_netns(target.path, st.write_values, changes)
@@ -123,10 +125,12 @@ def apply(target: Target, props: Sequence, where: Paths, env: Mapping[str, str])
     return Written(outcomes, audited.id)
 
 
-def revert_items(target: Target, where: Paths) -> tuple[dict | None, list[st.RevertItem]]:
+def revert_items(target: Target, where: Paths, *, required: bool = False
+                 ) -> tuple[dict | None, list[st.RevertItem]]:
     """The state file's entry for ``target`` and what reverting it would do
-    (ValueError: the state file is not one of ours)."""
-    entry = st.StateFile(where.state).entry(target.ref)
+    (NotTuneState: the state file is not one of ours; FileNotFoundError:
+    ``required`` and there is none)."""
+    entry = st.StateFile(where.state, required=required).entry(target.ref)
     if not entry or not entry.get("values"):
         return entry, []
     current = st.in_netns(target.path, st.read_values,

@@ -29,6 +29,40 @@ def db_path(given: Path | None) -> Path:
     return given if given is not None else default_path(os.geteuid(), dict(os.environ))
 
 
+def open_reading(path: Path):
+    """The watch database at ``path``, for reading: FileNotFoundError when
+    it is missing, an OSError for a directory or a device (fsutil),
+    NotAWatchDatabase for a file that is not one (track/store.py)."""
+    from ..fsutil import check_regular
+    from ..track.store import Store
+
+    check_regular(path)
+    return Store(path, readonly=True)
+
+
+def open_writing(path: Path):
+    """The watch database at ``path`` for ``watch``, made if needed (and
+    its directory): the OSError a write would meet first (a read-only or
+    missing place, a directory, a device: fsutil.check_target), and
+    NotAWatchDatabase for an existing file that is not one (it is left
+    as it is)."""
+    from ..fsutil import check_target
+    from ..track.store import Store
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    check_target(path)
+    return Store(path)
+
+
+def check_given(given: Path | None) -> None:
+    """An explicit ``--db`` is a watch database this user can read, or an
+    error (the exceptions of :func:`open_reading`) before any work is
+    done. Only the default path may be absent (or unreadable) quietly:
+    most hosts run no daemon."""
+    if given is not None:
+        open_reading(given).db.close()
+
+
 @dataclass(frozen=True)
 class Attached:
     """What :func:`attach_ages` did: ``ok`` when the parts got tracked ages;
@@ -55,12 +89,12 @@ def attach_ages(view, given: Path | None, now: float | None = None) -> Attached:
         return Attached(False, path, error=exc.strerror or str(exc))
     import sqlite3
 
-    from ..track.store import Store
+    from ..model.files import NotOurFile
     from ..track.events import merge_ages
 
     try:
-        store = Store(path, readonly=True)
-    except (OSError, sqlite3.Error) as exc:
+        store = open_reading(path)
+    except (OSError, sqlite3.Error, NotOurFile) as exc:
         return Attached(False, path, error=getattr(exc, "strerror", None) or str(exc))
     try:
         now = time.time() if now is None else now
@@ -127,13 +161,13 @@ def _read_fresh(given: Path | None, now: float | None, read):
     it is missing, stale or unreadable (the callers go without)."""
     import sqlite3
 
-    from ..track.store import Store
+    from ..model.files import NotOurFile
     path = db_path(given)
     try:
         if not path.exists():
             return None
-        store = Store(path, readonly=True)
-    except (OSError, sqlite3.Error):
+        store = open_reading(path)
+    except (OSError, sqlite3.Error, NotOurFile):
         return None
     try:
         now = time.time() if now is None else now

@@ -6,6 +6,7 @@ The codes are part of the interface (README, "Exit codes").
 from __future__ import annotations
 
 import enum
+import errno
 
 
 class Exit(enum.IntEnum):
@@ -16,7 +17,7 @@ class Exit(enum.IntEnum):
     PERMISSION = 4  # not allowed (not root, no CAP_NET_ADMIN/CAP_SYS_ADMIN)
     UNSUPPORTED = 5  # the kernel lacks a needed feature
     REFUSED = 6  # kill --yes: every selected socket was refused, nothing was done
-    BAD_INPUT = 7  # a file that is not a readable capture (garbage, corrupt, link type)
+    BAD_INPUT = 7  # a file that is not what it should be: capture, watch database, state file
     INTERRUPTED = 130
 
 
@@ -27,3 +28,33 @@ class CliError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+#: errno -> exit code, for an OSError no command turned into a message of
+#: its own (README, "Exit codes"): a missing file is "not found", a file
+#: that may not be written "permission denied", a name that cannot be a
+#: file of that kind "bad arguments"
+_BY_ERRNO = {
+    errno.ENOENT: Exit.NOT_FOUND, errno.ESRCH: Exit.NOT_FOUND, errno.ENODEV: Exit.NOT_FOUND,
+    errno.ENXIO: Exit.NOT_FOUND,
+    errno.EACCES: Exit.PERMISSION, errno.EPERM: Exit.PERMISSION, errno.EROFS: Exit.PERMISSION,
+    errno.EISDIR: Exit.USAGE, errno.ENOTDIR: Exit.USAGE, errno.ENAMETOOLONG: Exit.USAGE,
+    errno.ELOOP: Exit.USAGE, errno.EFBIG: Exit.USAGE, errno.EEXIST: Exit.USAGE,
+    errno.EOPNOTSUPP: Exit.UNSUPPORTED, errno.EPROTONOSUPPORT: Exit.UNSUPPORTED,
+}
+
+
+def exit_for(exc: OSError) -> Exit:
+    """The exit code of an OSError.
+
+    >>> int(exit_for(FileNotFoundError(2, "x"))), int(exit_for(OSError(errno.EROFS, "x")))
+    (3, 4)
+    >>> from tcplinger.fsutil import NotARegularFile
+    >>> int(exit_for(NotARegularFile("/dev/null", "a character device")))
+    2
+    """
+    from ..fsutil import NotARegularFile
+
+    if isinstance(exc, NotARegularFile):
+        return Exit.USAGE
+    return _BY_ERRNO.get(exc.errno, Exit.ERROR)

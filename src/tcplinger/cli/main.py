@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import re
 import sys
 from typing import Callable
 
 from .. import __version__
 from ..i18n import Messages, lang_from_env
+from ..model.files import NotOurFile
 from .commands import BY_NAME, COMMANDS, DEFAULT_COMMAND
-from .errors import CliError, Exit
+from .errors import CliError, Exit, exit_for
 from .options import OptionError
 from .output import strerror_text
 from .terminal import Terminal
@@ -147,7 +147,8 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
                     "(FIN_WAIT_2, CLOSE_WAIT, TIME_WAIT, orphans) on this host.",
         epilog=f"With no command: `tcplinger {DEFAULT_COMMAND}`. "
                "Exit codes: 0 ok, 1 unexpected error, 2 bad arguments, 3 not found, "
-               "4 permission denied, 5 kernel feature missing, 6 kill refused every socket, 7 unreadable capture file.")
+               "4 permission denied, 5 kernel feature missing, 6 kill refused every socket, "
+               "7 a file that is not what it should be (capture, watch database, state file).")
     parser.add_argument("--version", action="version", version=f"tcplinger {__version__}")
     parser.add_argument("--lang", choices=("en", "zh"),
                         help="language of the output (default: from LC_ALL/LANG)")
@@ -157,7 +158,23 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
             command.load().register(sub)
         else:
             sub.add_parser(command.name, help=command.help)
+    _global_everywhere(sub)
     return parser
+
+
+def _global_everywhere(sub: argparse._SubParsersAction) -> None:
+    """``--lang`` wherever the user types it: after the command
+    (``tcplinger report --lang zh``) as before it. The copy on each
+    command's parser has no default (SUPPRESS), so it overrides the
+    global one only when given (argparse copies a subparser's namespace
+    over its parent's)."""
+    for parser in set(sub.choices.values()):
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        for action in nested:
+            _global_everywhere(action)
+        if "--lang" not in parser._option_string_actions:
+            parser.add_argument("--lang", choices=("en", "zh"), default=argparse.SUPPRESS,
+                                help="language of the output (default: from LC_ALL/LANG)")
 
 
 def main(argv: list[str] | None = None, term: Terminal | None = None) -> int:
@@ -177,13 +194,16 @@ def main(argv: list[str] | None = None, term: Terminal | None = None) -> int:
         msg = Messages(args.lang or lang_from_env(term.env))
         return int(args.run(args, term, msg))
     except CliError as exc:
-        if isinstance(exc, UsageError):
-            say("", text=exc.render(msg or _early_messages(argv, term.env)))
+        if isinstance(exc, UsageError):  # "tcplinger ls: argument ...": its own prefix
+            term.err(exc.render(msg or _early_messages(argv, term.env)))
         else:  # commands' own texts: they choose their language themselves
             say("", text=exc.message)
         return int(exc.code)
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)
+    except NotOurFile as exc:  # a database or state file that is not tcplinger's: untouched
+        say(exc.key, **exc.fields)
+        return int(Exit.BAD_INPUT)
     except _not_found_errors() as exc:
         say("", text=_not_found_text(str(exc), msg or _early_messages(argv, term.env)))
         return int(Exit.NOT_FOUND)
@@ -201,10 +221,8 @@ def main(argv: list[str] | None = None, term: Terminal | None = None) -> int:
     except BrokenPipeError:
         return int(Exit.OK)
     except OSError as exc:
-        code = Exit.UNSUPPORTED if exc.errno in (errno.EOPNOTSUPP, errno.EPROTONOSUPPORT) \
-            else Exit.ERROR
         say("", text=_os_text(exc, msg or _early_messages(argv, term.env)))
-        return int(code)
+        return int(exit_for(exc))
 
 
 COMMAND_NAMES = set(BY_NAME)

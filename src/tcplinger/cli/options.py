@@ -84,6 +84,41 @@ def states(text: str) -> frozenset[TcpState]:
             " passive-close)", value=str(exc)) from None
 
 
+def _named(text: str) -> str:
+    """A file or directory name: not empty (``Path("")`` is ``.``, the
+    current directory), no NUL (no system call takes one)."""
+    if not text or "\0" in text:
+        raise OptionError("opt.bad_path", "invalid file name {value!r}", value=text)
+    return text
+
+
+def input_file(text: str) -> Path:
+    """A file the command reads: named (its content is judged when read).
+
+    >>> input_file("s.toml")
+    PosixPath('s.toml')
+    """
+    return Path(_named(text))
+
+
+def output_file(text: str) -> Path:
+    """A file the command writes (``--svg``, ``--html``, ``--png``,
+    ``--write``), refused before any work when the write could not
+    happen: an OSError (a missing directory: exit 3; a read-only or
+    unwritable one: 4; a directory, a device, a FIFO: 2) from
+    fsutil.check_target, the test the one atomic writer makes again.
+    """
+    from ..fsutil import check_target
+
+    check_target(_named(text))
+    return Path(text)
+
+
+def directory(text: str) -> Path:
+    """A directory the command writes files into (``--textfile``)."""
+    return Path(_named(text))
+
+
 def _typed(name: str, parse):
     def typed(text: str):
         try:
@@ -195,7 +230,7 @@ def add_db(parser: argparse.ArgumentParser, *, daemon: bool = False) -> None:
     else:
         text = ("take ages from this watch database (default: the watch daemon's, "
                 "when it is fresh; docs/watch.md)")
-    parser.add_argument("--db", metavar="PATH", type=Path, default=None, help=text)
+    parser.add_argument("--db", metavar="PATH", type=input_file, default=None, help=text)
 
 
 def add_diagnose_args(p: argparse.ArgumentParser) -> None:

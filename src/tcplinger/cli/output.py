@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 #: errno values whose strerror the catalogs hold ("errno.<NAME>")
 ERRNO_NAMES = ("EPERM", "EACCES", "ENOENT", "ESRCH", "EOPNOTSUPP", "EPROTONOSUPPORT",
-               "EBUSY", "EINVAL", "ENOMEM", "ENOSPC", "EROFS")
+               "EBUSY", "EINVAL", "ENOMEM", "ENOSPC", "EROFS", "EISDIR", "ENOTDIR",
+               "ENAMETOOLONG")
 _BY_STRERROR = {os.strerror(getattr(errno, n)): n for n in ERRNO_NAMES}
 
 

@@ -8,12 +8,13 @@ import json
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..fsutil import atomic_write
 from ..app.pcap import CaptureFileError, PcapOptions, analyse_file
 from ..ui import timeline as tl_view
 from ..ui import wire as wire_view
 from ..wire.filter import FilterError, compile_filter
 from .errors import CliError, Exit
-from .options import count_type
+from .options import count_type, output_file
 
 
 @contextmanager
@@ -35,7 +36,7 @@ def add_output_flags(p, h) -> None:
     """``--json``, ``--filter``, ``--svg``, ``--uid``, ``--show``."""
     p.add_argument("--json", action="store_true", help=h("wire.help.json"))
     p.add_argument("--filter", metavar="EXPR", help=h("wire.help.filter"))
-    p.add_argument("--svg", type=Path, metavar="FILE", help=h("wire.help.svg"))
+    p.add_argument("--svg", type=output_file, metavar="FILE", help=h("wire.help.svg"))
     p.add_argument("--uid", metavar="UID", help=h("wire.help.uid"))
     p.add_argument("--show", type=count_type(maximum=10**6), default=20, metavar="N",
                    help=h("wire.help.show"))
@@ -106,7 +107,7 @@ def _svg(results, path: Path, uid: str | None, msg) -> None:
         raise CliError(msg("wire.error.no_uid", uid=uid or "-"), Exit.NOT_FOUND)
     names = (wire_view.side_name(rec, "orig"), wire_view.side_name(rec, "resp"))
     title = msg("wire.timeline_title", uid=rec.uid, state=rec.conn_state, history=rec.history)
-    path.write_text(tl_view.render_svg(rec.timeline(names), title=title, msg=msg), "utf-8")
+    atomic_write(path, tl_view.render_svg(rec.timeline(names), title=title, msg=msg).encode())
 
 
 class _JsonWriter:

@@ -293,7 +293,10 @@ def current(proc_root: Path = PROC, run_netns: Path = RUN_NETNS,
 def by_name(name: str, run_netns: Path = RUN_NETNS, proc_root: Path = PROC,
             runtime_root: Path = RUNTIME_ROOT) -> NetnsInfo:
     """The namespace bind-mounted at ``run_netns/name`` (``ip netns`` names)."""
-    if not name or "/" in name or name in (".", ".."):
+    # a file name in /run/netns: no "/", no NUL, at most NAME_MAX (255) bytes
+    # (a longer one made open(2) say ENAMETOOLONG, issue 13)
+    if not name or "/" in name or "\0" in name or name in (".", "..") \
+            or len(os.fsencode(name)) > 255:
         raise NetnsNotFound(f"invalid network namespace name {name!r}")
     path = os.path.join(run_netns, name)
     try:

@@ -34,11 +34,14 @@ for ``keep``. The size this gives is measured in docs/watch.md.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..model.files import NotOurFile
 
 
 SCHEMA_VERSION = 2
@@ -85,25 +88,110 @@ class SampleInfo:
     age_source: str
 
 
+class NotAWatchDatabase(NotOurFile):
+    """A file that is not a watch database: not SQLite, a damaged one, or
+    another program's (no ``meta`` table with a schema version). Neither
+    ``watch`` nor a reader changes it."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(path, "file.not_watch_db", reason)
+
+
+def _uri(path: Path, mode: str) -> str:
+    """An SQLite URI for ``path`` (https://sqlite.org/uri.html: ``?`` and
+    ``#`` end the path, ``%`` escapes).
+
+    >>> _uri(Path("/tmp/a?b#c%d.db"), "ro")
+    'file:/tmp/a%3fb%23c%25d.db?mode=ro'
+    """
+    text = str(path).replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+    return f"file:{text}?mode={mode}"
+
+
+def _check_header(path: Path, *, empty_ok: bool) -> None:
+    """Judge the file by its first bytes before SQLite opens it: a query
+    on a file whose header says WAL makes SQLite create ``-wal`` and
+    ``-shm`` files beside it, even read-only, and nothing may be made
+    beside a file that is not ours. https://sqlite.org/fileformat.html:
+    the 16-byte magic, the page size at offset 16 (big-endian, 1 = 65536,
+    a power of two from 512), and a file of whole pages.
+
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp(); p = Path(d, "x.db")
+    >>> _ = p.write_bytes(b"SQLite format 3\\x00\\x10\\x00" + bytes(4096 - 18))
+    >>> _check_header(p, empty_ok=False)
+    >>> _ = p.write_bytes(p.read_bytes()[:200])
+    >>> _check_header(p, empty_ok=False)
+    Traceback (most recent call last):
+    ...
+    tcplinger.track.store.NotAWatchDatabase: ...: not tcplinger's: cut short or damaged (200 bytes, pages of 4096) (left as it is)
+    """
+    with open(path, "rb") as f:
+        head = f.read(100)
+        size = os.fstat(f.fileno()).st_size
+    if size == 0:
+        if empty_ok:
+            return
+        raise NotAWatchDatabase(path, "empty")
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+        raise NotAWatchDatabase(path, "file is not a database")
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    if page < 512 or page & (page - 1) or size % page:
+        raise NotAWatchDatabase(path, f"cut short or damaged ({size} bytes, pages of {page})")
+
+
+def _verify(db: sqlite3.Connection, path: Path, *, empty_ok: bool) -> None:
+    """Raise NotAWatchDatabase unless ``db`` is one (or, ``empty_ok``,
+    holds no table yet: a new file)."""
+    try:
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not names and empty_ok:
+            return
+        if "meta" not in names or "counts" not in names:
+            raise NotAWatchDatabase(path, "no watch tables" if names else "no tables")
+        row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
+        raise NotAWatchDatabase(path, str(exc)) from None
+    if row is None:
+        raise NotAWatchDatabase(path, "no schema version")
+
+
 class Store:
     """An open watch database. ``Store(path)`` creates it if needed;
     ``Store(path, readonly=True)`` only reads (raises FileNotFoundError
-    when absent)."""
+    when absent). Either raises NotAWatchDatabase for a file that is not
+    one, and leaves that file as it is."""
 
     def __init__(self, path: Path | str, *, readonly: bool = False):
         self.path = Path(path)
         self.readonly = readonly
         if readonly:
             if not self.path.exists():
-                raise FileNotFoundError(2, "no watch database", str(self.path))
-            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+                raise FileNotFoundError(2, "No such file or directory", str(self.path))
+            _check_header(self.path, empty_ok=False)
+            self.db = sqlite3.connect(_uri(self.path, "ro"), uri=True, timeout=5)
+            try:
+                _verify(self.db, self.path, empty_ok=False)
+            except BaseException:
+                self.db.close()
+                raise
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
+            if self.path.exists():
+                _check_header(self.path, empty_ok=True)
+            self.db = sqlite3.connect(_uri(self.path, "rwc"), uri=True, timeout=10,
+                                      isolation_level=None)
+            try:
+                _verify(self.db, self.path, empty_ok=True)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(SCHEMA)
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES('schema', ?)",
+                                (str(SCHEMA_VERSION),))
+            except BaseException:
+                self.db.close()
+                raise
         self._live: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._kernel_last: dict[tuple[int, str], tuple[float, int]] = {}
 

@@ -111,11 +111,16 @@ def figure(doc: dict, msg):
     return fig
 
 
-def write(doc: dict, path, msg) -> None:
-    """Render to ``path`` (PNG); ImportError without matplotlib."""
+def render(doc: dict, msg) -> bytes:
+    """The PNG file's bytes (the caller writes them with the one atomic
+    writer); ImportError without matplotlib."""
+    import io
+
     fig = figure(doc, msg)
     import matplotlib.pyplot as plt
+    out = io.BytesIO()
     try:
-        fig.savefig(path, dpi=100)
+        fig.savefig(out, format="png", dpi=100)
     finally:
         plt.close(fig)
+    return out.getvalue()

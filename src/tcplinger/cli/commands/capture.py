@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ...app.pcap import CaptureOptions, capture_scope
 from ...i18n import Messages, lang_from_env
-from ..options import DAY, add_scope, duration_type, scope_from
+from ..options import DAY, add_scope, duration_type, output_file, scope_from
 from ..wire_output import add_output_flags, analyse_and_render, capture_errors, pcap_options
 
 NAME = "capture"
@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--seconds", type=duration_type(maximum=DAY, positive=True), required=True,
                    metavar="N",
                    help=h("wire.help.seconds"))
-    p.add_argument("--write", type=Path, metavar="FILE", help=h("wire.help.write"))
+    p.add_argument("--write", type=output_file, metavar="FILE", help=h("wire.help.write"))
     p.add_argument("--interface", default="any", metavar="IFACE", help=h("wire.help.interface"))
     add_output_flags(p, h)
     p.set_defaults(run=lambda args, term, msg: run(

@@ -19,9 +19,10 @@ from ...app import counters
 from ...app.diagnosis import DiagnoseOptions, diagnose
 from ...collect.roots import Roots
 from ...diagnose.finding import Severity
+from ...model.files import NotOurFile
 from ...model.states import TcpState
 from ..errors import CliError
-from ..options import add_diagnose_args, diagnose_options
+from ..options import add_diagnose_args, diagnose_options, input_file
 
 NAME = "check"
 
@@ -46,7 +47,7 @@ def register(sub) -> None:
                                    "of the worst finding (info findings are OK).")
     p.usage_exit_code = UNKNOWN  # bad arguments are UNKNOWN, not CRITICAL (2)
     add_diagnose_args(p)
-    p.add_argument("--state", type=Path, metavar="FILE",
+    p.add_argument("--state", type=input_file, metavar="FILE",
                    help="keep kernel counters here between runs, to see which are rising")
     p.set_defaults(run=_run_args)
 
@@ -67,7 +68,7 @@ def run(opts: CheckOptions, term, msg, roots: Roots = Roots()) -> int:
         if opts.state:
             counters.save(opts.state, d.view)
     except Exception as exc:  # noqa: BLE001 - a plugin must answer UNKNOWN, not crash
-        term.out(f"TCPLINGER UNKNOWN - {msg('check.unknown', reason=_reason(exc))}")
+        term.out(f"TCPLINGER UNKNOWN - {msg('check.unknown', reason=_reason(exc, msg))}")
         return UNKNOWN
     worst = max((f.severity for f in d.findings), default=Severity.INFO)
     code = {Severity.INFO: OK, Severity.WARNING: WARNING, Severity.CRITICAL: CRITICAL}[worst]
@@ -103,9 +104,11 @@ def perfdata(d) -> str:
     return " ".join(parts)
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: Exception, msg) -> str:
     if isinstance(exc, CliError):
         return exc.message
+    if isinstance(exc, NotOurFile):
+        return msg(exc.key, **exc.fields)
     if isinstance(exc, PermissionError):
         return f"permission denied: {exc.filename or exc} (run as root)"
     if isinstance(exc, OSError):

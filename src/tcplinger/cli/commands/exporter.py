@@ -17,8 +17,8 @@ from ...collect import snapshot as snap_mod
 from ...collect.roots import Roots
 from ...model import units
 from ..errors import CliError, Exit
-from ..options import (DAY, add_owners, add_scope, count_type, duration_type, owner_policy,
-                       scope_from, thresholds)
+from ..options import (DAY, add_owners, add_scope, count_type, directory, duration_type,
+                       input_file, owner_policy, scope_from, thresholds)
 
 NAME = "exporter"
 DEFAULT_PORT = 9469
@@ -75,10 +75,10 @@ def register(sub) -> None:
     out.add_argument("--listen", type=listen_address, default=None, metavar="HOST:PORT",
                      help=f"address to serve /metrics on (default {DEFAULT_LISTEN}; "
                           f":{DEFAULT_PORT} for every address)")
-    out.add_argument("--textfile", type=Path, metavar="DIR",
+    out.add_argument("--textfile", type=directory, metavar="DIR",
                      help="write DIR/tcplinger.prom for node_exporter's textfile collector "
                           "instead of serving")
-    p.add_argument("--web-config", type=Path, metavar="FILE",
+    p.add_argument("--web-config", type=input_file, metavar="FILE",
                    help="TLS and basic auth, in the Prometheus exporter-toolkit format")
     p.add_argument("--interval", type=duration_type(minimum=1, maximum=DAY), metavar="SECONDS",
                    help="with --textfile: rewrite the file every SECONDS (default: once)")

@@ -12,8 +12,8 @@ from ...app.history import HistoryQuery, history
 from ...app.watchdb import db_path
 from ...ui.sparkline import sparkline
 from ...ui.table import duration, render
-from ..errors import CliError, Exit
-from ..options import LONGEST, add_db, duration_type, states as states_arg
+from ..errors import CliError, Exit, exit_for
+from ..options import LONGEST, add_db, duration_type, output_file, states as states_arg
 
 NAME = "history"
 
@@ -37,7 +37,7 @@ def register(sub) -> None:
                    help="only these states (close-wait, time-wait, lingering, ...)")
     p.add_argument("--by", choices=("state", "owner", "netns"), default="state")
     p.add_argument("--json", action="store_true", help="JSON output")
-    p.add_argument("--png", type=Path, default=None, metavar="FILE",
+    p.add_argument("--png", type=output_file, default=None, metavar="FILE",
                    help="also plot the series into a PNG file (needs matplotlib)")
     add_db(p, daemon=True)
     p.set_defaults(run=lambda args, term, msg: run(HistoryOptions(
@@ -89,12 +89,14 @@ def _num(v: float) -> str:
 
 def write_png(doc: dict, path: Path, msg) -> None:
     """ui/plot_png.py, with matplotlib from the ``plot`` extra."""
+    from ...fsutil import atomic_write
     from ...ui import plot_png
     try:
-        plot_png.write(doc, path, msg)
+        data = plot_png.render(doc, msg)
     except ImportError as exc:
         raise CliError(msg("history.error.png", text=str(exc)), Exit.UNSUPPORTED) from None
+    try:
+        atomic_write(path, data)
     except OSError as exc:
         raise CliError(msg("html.unwritable", path=path, reason=exc.strerror or str(exc)),
-                       Exit.PERMISSION if isinstance(exc, PermissionError) else Exit.NOT_FOUND
-                       ) from None
+                       exit_for(exc)) from None

@@ -24,8 +24,8 @@ from ...model.states import BY_STATE, TcpState
 from ...ui.sockets import age_text
 from ...ui.table import duration, render as render_table
 from ..errors import CliError, Exit
-from ..options import (LONGEST, add_scope, count_type, duration_type, pid, port, scope_from,
-                       states)
+from ..options import (LONGEST, add_scope, count_type, duration_type, input_file, pid, port,
+                       scope_from, states)
 from ..output import report_problems, snapshot_meta
 
 NAME = "kill"
@@ -83,7 +83,7 @@ def register(sub) -> None:
                    metavar="N", help=f"end at most N sockets (default {selection.DEFAULT_MAX})")
     p.add_argument("--yes", action="store_true", help="act: end the sockets (default: dry run)")
     p.add_argument("--json", action="store_true", help="JSON output (docs/act.md)")
-    p.add_argument("--audit-log", type=Path, metavar="PATH",
+    p.add_argument("--audit-log", type=input_file, metavar="PATH",
                    help="audit log file (default /var/log/tcplinger/audit.jsonl for root, "
                         "~/.local/state/tcplinger/audit.jsonl otherwise)")
     p.set_defaults(run=lambda args, term, msg: run(options_from(args), term, msg))

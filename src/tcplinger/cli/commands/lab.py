@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...fsutil import atomic_write
 from ...i18n import Messages, lang_from_env
 from ...lab import registry
 from ...lab import runner as lab_runner
@@ -22,8 +23,8 @@ from ...model.params import ParamError
 from ...lab.recorder import DEFAULT_INTERVAL_S, MAX_INTERVAL_S
 from ...lab.scenarios import ALL, get
 from ...ui import timeline as tl_view
-from ..errors import CliError, Exit
-from ..options import DAY, duration_type
+from ..errors import CliError, Exit, exit_for
+from ..options import DAY, duration_type, output_file
 
 NAME = "lab"
 
@@ -61,8 +62,8 @@ def register(sub) -> None:
     pr.add_argument("--duration", type=duration_type(maximum=DAY, positive=True), metavar="S",
                     help=h("lab.help.duration"))
     pr.add_argument("--json", action="store_true", help=h("lab.help.json"))
-    pr.add_argument("--svg", type=Path, metavar="FILE", help=h("lab.help.svg"))
-    pr.add_argument("--html", type=Path, metavar="FILE", help=h("lab.help.html"))
+    pr.add_argument("--svg", type=output_file, metavar="FILE", help=h("lab.help.svg"))
+    pr.add_argument("--html", type=output_file, metavar="FILE", help=h("lab.help.html"))
     pr.add_argument("--interval", type=duration_type(maximum=MAX_INTERVAL_S, positive=True),
                     default=DEFAULT_INTERVAL_S,
                     metavar="S", help=h("lab.help.interval"))
@@ -188,7 +189,7 @@ def run(opts: RunOptions, term, msg) -> int:
     title = msg("lab.title", scenario=scenario.name, kernel=result.kernel, run_id=result.run_id,
                 duration=tl_view.fmt_s(result.horizon_s))
     if opts.svg is not None:
-        opts.svg.write_text(tl_view.render_svg(timeline, title=title, msg=msg), "utf-8")
+        atomic_write(opts.svg, tl_view.render_svg(timeline, title=title, msg=msg).encode())
     if opts.html is not None:
         _write_html(opts.html, result, timeline, title, msg)
     if opts.json:
@@ -210,7 +211,6 @@ def _write_html(path: Path, result, timeline, title: str, msg) -> None:
     """The run as one self-contained page: the timeline picture and the text report."""
     import time as time_mod
 
-    from ...fsutil import atomic_write
     from ...ui.html import render_timeline_page
 
     page = render_timeline_page(title, tl_view.render_svg(timeline, msg=msg),
@@ -221,8 +221,7 @@ def _write_html(path: Path, result, timeline, title: str, msg) -> None:
         atomic_write(path, page.encode("utf-8"))
     except OSError as exc:
         raise CliError(msg("html.unwritable", path=path, reason=exc.strerror or str(exc)),
-                       Exit.PERMISSION if isinstance(exc, PermissionError) else Exit.NOT_FOUND
-                       ) from None
+                       exit_for(exc)) from None
 
 
 def text_report(result, timeline, title: str, msg, *, width: int = 100,

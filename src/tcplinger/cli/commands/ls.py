@@ -46,6 +46,7 @@ def register(sub) -> None:
 
 
 def run(opts: LsOptions, term, msg, roots: Roots = Roots()) -> int:
+    watchdb.check_given(opts.db)  # an explicit --db that cannot be read: before any work
     view = take(opts.scope, opts.filters, roots=roots)
     if opts.owners or opts.filters.pid is not None:
         also = () if opts.filters.pid is None else (opts.filters.pid,)

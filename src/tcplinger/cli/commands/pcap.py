@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ...i18n import Messages, lang_from_env
 from ..errors import CliError, Exit
+from ..options import input_file
 from ..wire_output import add_output_flags, analyse_and_render, pcap_options
 
 NAME = "pcap"
@@ -28,7 +29,7 @@ class Options:
 def register(sub) -> None:
     h = Messages(lang_from_env())
     p = sub.add_parser(NAME, help=h("wire.help.pcap"), description=h("wire.help.pcap_long"))
-    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help=h("wire.help.files"))
+    p.add_argument("files", nargs="+", type=input_file, metavar="FILE", help=h("wire.help.files"))
     add_output_flags(p, h)
     p.set_defaults(run=lambda args, term, msg: run(Options(
         tuple(args.files), args.json, args.filter, args.svg, args.uid, args.show), term, msg))

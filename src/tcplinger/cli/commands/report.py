@@ -20,8 +20,9 @@ from ...i18n import Messages, lang_from_env
 from ...ui import overview as overview_view
 from ...ui import report as report_view
 from ...ui import wire as wire_view
-from ..errors import CliError, Exit
-from ..options import DAY, add_diagnose_args, count_type, diagnose_options, duration_type
+from ..errors import CliError, Exit, exit_for
+from ..options import (DAY, add_diagnose_args, count_type, diagnose_options, duration_type,
+                       output_file)
 from ..output import report_problems, snapshot_meta
 
 NAME = "report"
@@ -51,7 +52,7 @@ def register(sub) -> None:
                         "lingering sockets, findings grouped by rule and program)")
     p.add_argument("--sockets", type=count_type(maximum=10**6), default=5, metavar="N",
                    help="sockets shown per finding in text output (default 5)")
-    p.add_argument("--html", type=Path, default=None, metavar="FILE",
+    p.add_argument("--html", type=output_file, default=None, metavar="FILE",
                    help="also write the report as one self-contained HTML page (no scripts, "
                         "nothing fetched) to attach to a ticket")
     p.add_argument("--capture", type=duration_type(maximum=DAY, positive=True),
@@ -124,9 +125,8 @@ def write_html(path: Path, d, db, msg) -> None:
     try:
         atomic_write(path, page.encode("utf-8"))
     except OSError as exc:
-        code = Exit.PERMISSION if isinstance(exc, PermissionError) else Exit.NOT_FOUND
         raise CliError(msg("html.unwritable", path=path, reason=exc.strerror or str(exc)),
-                       code) from None
+                       exit_for(exc)) from None
 
 
 def capture_join(opts: ReportOptions, msg, roots: Roots):

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...fsutil import atomic_write
 from ...i18n import Messages, lang_from_env
 from ...sim import presets as presets_mod
 from ...model.params import ParamError
@@ -26,7 +27,7 @@ from ...sim.simulation import simulate
 from ...ui import simulation as sim_view
 from ...ui import timeline as tl_view
 from ..errors import CliError, Exit
-from ..options import LONGEST, duration_type
+from ..options import LONGEST, duration_type, output_file
 
 NAME = "sim"
 
@@ -75,7 +76,7 @@ def _add_source(p, h) -> None:
     p.add_argument("--horizon", type=duration_type(maximum=LONGEST, positive=True),
                    metavar="DURATION", help=h("sim.help.horizon"))
     p.add_argument("--json", action="store_true", help=h("sim.help.json"))
-    p.add_argument("--svg", type=Path, metavar="FILE", help=h("sim.help.svg"))
+    p.add_argument("--svg", type=output_file, metavar="FILE", help=h("sim.help.svg"))
 
 
 def _source(args) -> Source:
@@ -220,7 +221,7 @@ def run(opts: RunOptions, term, msg) -> int:
     except ParamError as exc:
         raise CliError(f"sim: {exc}", Exit.USAGE) from None
     if opts.svg is not None:
-        opts.svg.write_text(tl_view.render_svg(timeline, title=sc.name, msg=msg), "utf-8")
+        atomic_write(opts.svg, tl_view.render_svg(timeline, title=sc.name, msg=msg).encode())
     if opts.json:
         doc = {"scenario": sc.name, "horizon_s": micro_s(sc.horizon_s),
                "parties": {p.name: {"role": p.role, "profile": p.profile,
@@ -293,7 +294,7 @@ def sweep(opts: SweepOptions, term, msg) -> int:
             term.stderr.write("\r\x1b[K")
     keys = [a.key for a in axes]
     if opts.svg is not None:
-        opts.svg.write_text(sim_view.sweep_chart(result, keys, loaded.name, msg), "utf-8")
+        atomic_write(opts.svg, sim_view.sweep_chart(result, keys, loaded.name, msg).encode())
     if opts.json:
         w = term.stdout.write
         w('{"scenario": ' + json.dumps(loaded.name) + ', "varied": ' + json.dumps(keys)

@@ -42,6 +42,7 @@ def register(sub) -> None:
 
 
 def run(opts: StatsOptions, term, msg, roots: Roots = Roots()) -> int:
+    watchdb.check_given(opts.db)  # an explicit --db that cannot be read: before any work
     view = take(opts.scope, tcp_info=False, roots=roots)
     skipped_owners = view.attach_owners(opts.owners, roots).skipped_files
     doc = stats_export.document(view)

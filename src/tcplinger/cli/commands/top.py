@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...app import kill as kill_app
+from ...app import watchdb
 from ...app.live_view import LiveOptions, live_view
 from ...collect.snapshot import Scope
 from ...ui import top as top_ui
@@ -49,6 +50,7 @@ def register(sub) -> None:
 
 
 def run(opts: TopOptions, term, msg) -> int:
+    watchdb.check_given(opts.db)  # an explicit --db that cannot be read: before any screen
     plain = opts.once or not term.is_tty
     if not plain:
         try:

@@ -29,7 +29,7 @@ from ...app.diagnosis import DiagnoseOptions, diagnose
 from ...collect.roots import Roots
 from ...diagnose.sysctl_bounds import BOUNDS, NEVER
 from ..errors import CliError, Exit
-from ..options import add_diagnose_args, diagnose_options
+from ..options import add_diagnose_args, diagnose_options, input_file, output_file
 from ..output import report_problems
 
 NAME = "tune"
@@ -58,7 +58,7 @@ def register(sub) -> None:
                     "tcp_tw_recycle.")
     add_diagnose_args(p)
     p.add_argument("--json", action="store_true", help="JSON output (docs/act.md)")
-    p.add_argument("--write", type=Path, metavar="FILE", help="write the plan as a sysctl.d snippet")
+    p.add_argument("--write", type=output_file, metavar="FILE", help="write the plan as a sysctl.d snippet")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--apply", action="store_true",
                       help="apply the plan to the namespace after confirmation")
@@ -67,10 +67,10 @@ def register(sub) -> None:
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--force", action="store_true",
                    help="with --revert: also restore values changed since by someone else")
-    p.add_argument("--state-file", type=Path, metavar="PATH",
+    p.add_argument("--state-file", type=input_file, metavar="PATH",
                    help="where --apply records previous values (default "
                         "/var/lib/tcplinger/tune-state.json for root)")
-    p.add_argument("--audit-log", type=Path, metavar="PATH",
+    p.add_argument("--audit-log", type=input_file, metavar="PATH",
                    help="audit log file (default /var/log/tcplinger/audit.jsonl for root)")
     p.set_defaults(run=lambda args, term, msg: run(TuneOptions(
         diagnose_options(args), args.json, args.write, args.apply, args.revert, args.yes,
@@ -172,10 +172,9 @@ def _confirm(opts: TuneOptions, term, msg, key: str, **fields) -> bool:
 
 
 def _revert(opts: TuneOptions, target: tuning.Target, where, term, msg) -> int:
-    try:
-        entry, items = tuning.revert_items(target, where)
-    except ValueError as exc:
-        raise CliError(str(exc), Exit.ERROR) from None
+    # a --state-file named for a revert must be there (the default one may
+    # be absent: nothing was applied); one that is not ours: exit 7
+    entry, items = tuning.revert_items(target, where, required=opts.state_file is not None)
     doc = {"schema": SCHEMA_VERSION, "mode": "revert", "netns": target.ref.to_json(),
            "state_file": str(where.state), "reverted": []}
     if not items:

@@ -6,11 +6,12 @@ progress, and says what it does on stderr."""
 from __future__ import annotations
 
 import signal
+import sqlite3
 
-from ...app.watchdb import db_path
+from ...app.watchdb import db_path, open_writing
 from ...app.watcher import Watcher, WatchOptions
-from ...track.store import Store
-from ..errors import CliError, Exit
+from ...collect import snapshot as snap_mod
+from ..errors import CliError, Exit, exit_for
 from ..options import DAY, LONGEST, add_db, add_scope, count_type, duration_type, scope_from
 
 NAME = "watch"
@@ -51,11 +52,16 @@ def register(sub) -> None:
 
 
 def run(opts: WatchOptions, term, msg) -> int:
+    # Bad input first, before a line is said or a file made: a namespace,
+    # container or pod that does not exist (exit 3), then the database.
+    snap_mod.resolve(opts.scope)
     try:
-        store = Store(opts.db)
-    except PermissionError as exc:
+        store = open_writing(opts.db)
+    except OSError as exc:
         raise CliError(msg("watch.error.db", path=opts.db, text=exc.strerror or str(exc)),
-                       Exit.PERMISSION)
+                       exit_for(exc)) from None
+    except sqlite3.Error as exc:  # locked, or refused by SQLite itself: one line
+        raise CliError(msg("watch.error.db", path=opts.db, text=str(exc)), Exit.ERROR) from None
     watcher = Watcher(opts, log=term.err)
     stop = watcher.stop
 
