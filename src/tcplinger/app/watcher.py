@@ -99,6 +99,8 @@ class Watcher:
         self.age_source = "first_seen"
         self.trace_error: str | None = None
         self.owner_cache: dict = {}
+        self._owner_version = 0  # bumped whenever owner_cache changes
+        self._keys, self._keys_version = None, None
         self.owner_info: dict = {}
         self._last_walk = -1e9
         self._walk_cost = 0.0
@@ -190,12 +192,13 @@ class Watcher:
         for ns in gone:
             self.tracker.forget(ns)
         owners = self._owners(snap) if self.opts.owners else {}
+        owner_keys = self._owner_keys(owners)
         counts, kernel, live, labels = [], [], {}, {}
         total_between = 0
         for ns in snap.namespaces:
             ino = ns.netns.inode
             labels[ino] = ns.netns.label()
-            counts += series.counts(ino, ns.table, owners)
+            counts += series.counts(ino, ns.table, owner_keys)
             if not full and ns.kernel.sockstat is not None:
                 est = series.established_between(ns.table, ns.kernel.sockstat.inuse)
                 total_between += est
@@ -235,6 +238,14 @@ class Watcher:
         # 1% slack: the loop's schedule jitters around multiples of the interval
         return lost_now or now - self._last_full >= self.opts.full_every - 0.01 * self.opts.interval
 
+    def _owner_keys(self, owners: dict) -> series.OwnerKeys:
+        """The owner map as columns, rebuilt only when it changed (a steady
+        host keeps the same lingering sockets from one sample to the next)."""
+        version = (id(owners), self._owner_version, len(owners))
+        if self._keys_version != version:
+            self._keys, self._keys_version = series.OwnerKeys(owners), version
+        return self._keys
+
     def _owners(self, snap) -> dict:
         """Owners of the lingering sockets, from a cache by inode.
 
@@ -257,9 +268,11 @@ class Watcher:
             found, info, asked = done
             for ino in asked:
                 self.owner_cache[ino] = found.get(ino, ())
+            self._owner_version += 1
             self.owner_info.update(info)
         for gone in set(self.owner_cache) - wanted:
             del self.owner_cache[gone]
+            self._owner_version += 1
         missing = wanted - set(self.owner_cache)
         now = time.monotonic()
         busy = self._walker is not None and self._walker.is_alive()

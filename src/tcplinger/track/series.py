@@ -34,9 +34,58 @@ def owner_key(owner) -> str:
     return f"{owner.pid}/{owner.comm}"
 
 
-def counts(ns: int, table: SocketTable, owners: dict | None) -> list[CountRow]:
+class OwnerKeys:
+    """Owners as columns for :func:`counts`: the known inodes, sorted, and
+    each one's owner key (``pid/comm`` of its first owner). Built once per
+    owner map, so that a sample counts owned sockets with one search
+    instead of a dict look-up and a formatted key per inode (30k lingering
+    sockets: 25 ms of a watch sample's CPU).
+
+    >>> from tcplinger.model.socket import Owner
+    >>> k = OwnerKeys({12: (Owner(pid=42, comm="java", fd=4),), 11: ()})
+    >>> k.inodes.tolist(), [k.keys[i] for i in k.ids.tolist()]
+    ([11, 12], ['', '42/java'])
+    """
+
+    def __init__(self, owners: dict | None):
+        items = sorted((owners or {}).items())
+        keys: list[str] = ["", NO_PROCESS]
+        key_id = {key: i for i, key in enumerate(keys)}
+        memo: dict[int, tuple] = {}  # pid -> (comm, key id): one key a process
+        ids = np.zeros(len(items), np.int64)
+        for j, (_ino, found) in enumerate(items):
+            if found:
+                o = found[0]
+                m = memo.get(o.pid)
+                if m is None or m[0] != o.comm:
+                    key = owner_key(o)
+                    k = key_id.get(key)
+                    if k is None:
+                        k = key_id[key] = len(keys)
+                        keys.append(key)
+                    m = memo[o.pid] = (o.comm, k)
+                ids[j] = m[1]
+        self.inodes = np.fromiter((i for i, _ in items), np.uint64, len(items))
+        self.ids = ids
+        self.keys = keys
+
+    def ids_of(self, inodes: np.ndarray) -> np.ndarray:
+        """Key ids of ``inodes``: 0 ("") where unknown, 1 (NO_PROCESS) for inode 0."""
+        inodes = inodes.astype(np.uint64)
+        pos = np.minimum(np.searchsorted(self.inodes, inodes), max(len(self.inodes) - 1, 0))
+        if len(self.inodes):
+            hit = self.inodes[pos] == inodes
+            out = np.where(hit, self.ids[pos], 0)
+        else:
+            out = np.zeros(len(inodes), np.int64)
+        out[inodes == 0] = 1
+        return out
+
+
+def counts(ns: int, table: SocketTable, owners) -> list[CountRow]:
     """Sockets per (state, owner) of one namespace; owner ``""`` where not
-    attributed (not an owned state, or the owner is not known)."""
+    attributed (not an owned state, or the owner is not known). ``owners``
+    is an inode -> owners map or its :class:`OwnerKeys`."""
     rows = table.rows
     out: list[CountRow] = []
     st = rows["state"]
@@ -46,24 +95,10 @@ def counts(ns: int, table: SocketTable, owners: dict | None) -> list[CountRow]:
         if n:
             out.append(CountRow(ns, s, "", n))
     if owned.any():
-        # one dict look-up per distinct inode, then counting in numpy
-        owners = owners or {}
-        inodes, inverse = np.unique(rows["inode"][owned], return_inverse=True)
-        keys: list[str] = []
-        key_id: dict[str, int] = {}
-        ids = np.empty(len(inodes), np.int64)
-        for j, ino in enumerate(inodes.tolist()):
-            if ino == 0:
-                key = NO_PROCESS
-            else:
-                found = owners.get(ino)
-                key = owner_key(found[0]) if found else ""
-            k = key_id.get(key)
-            if k is None:
-                k = key_id[key] = len(keys)
-                keys.append(key)
-            ids[j] = k
-        combo = st[owned].astype(np.int64) * len(keys) + ids[inverse.reshape(-1)]
+        index = owners if isinstance(owners, OwnerKeys) else OwnerKeys(owners)
+        keys = index.keys
+        ids = index.ids_of(rows["inode"][owned])
+        combo = st[owned].astype(np.int64) * len(keys) + ids
         values, counts_ = np.unique(combo, return_counts=True)
         c = Counter({(int(v) // len(keys), keys[int(v) % len(keys)]): int(n)
                      for v, n in zip(values.tolist(), counts_.tolist())})

@@ -288,8 +288,12 @@ class Store:
                    code[changed].tolist(), at_least[changed].tolist())
         self.db.executemany("INSERT OR REPLACE INTO live VALUES(?,?,?,?,?,?)",
                             [(ns, _i64(c), s, t, k, int(b)) for c, s, t, k, b in rows])
-        order = np.argsort(cookie)
-        self._live[ns] = (cookie[order], np.asarray(state)[order], np.asarray(since)[order])
+        if len(cookie) < 2 or (cookie[1:] >= cookie[:-1]).all():  # the tracker keeps them sorted
+            # copies: the caller's arrays may be its own, changed in place later
+            self._live[ns] = (cookie.copy(), np.array(state), np.array(since))
+        else:
+            order = np.argsort(cookie)
+            self._live[ns] = (cookie[order], np.asarray(state)[order], np.asarray(since)[order])
 
     def retain(self, now: float, *, raw_keep: float = RAW_KEEP_S, keep: float = KEEP_S,
                bucket: int = DOWNSAMPLE_S) -> None:

@@ -1,0 +1,49 @@
+"""track/series.counts: sockets per (state, owner) with the owner map as
+columns (OwnerKeys), against a plain per-row count written here."""
+
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from tcplinger.model.socket import Owner
+from tcplinger.model.table import SocketTable, empty
+from tcplinger.track import series
+
+
+def _expected(table, owners):
+    c = Counter()
+    for st, ino in zip(table.rows["state"].tolist(), table.rows["inode"].tolist()):
+        if st not in series.OWNED_STATES:
+            c[(st, "")] += 1
+        elif ino == 0:
+            c[(st, series.NO_PROCESS)] += 1
+        else:
+            found = owners.get(ino)
+            c[(st, f"{found[0].pid}/{found[0].comm}" if found else "")] += 1
+    return sorted(c.items())
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_counts_equal_a_per_row_count(seed):
+    rnd = random.Random(seed)
+    n = rnd.randrange(0, 300)
+    rows = empty(n)
+    rows["state"] = [rnd.choice((1, 4, 5, 6, 8, 9, 10, 11)) for _ in range(n)]
+    rows["inode"] = [rnd.choice((0, rnd.randrange(1, 60))) for _ in range(n)]
+    table = SocketTable(rows)
+    # processes sharing pids with another comm (a re-exec), inodes with no owner
+    procs = [(rnd.randrange(1, 6), rnd.choice(("java", "nginx", "sh"))) for _ in range(8)]
+    owners = {}
+    for ino in range(1, 60):
+        r = rnd.random()
+        if r < 0.6:
+            pid, comm = rnd.choice(procs)
+            owners[ino] = (Owner(pid=pid, comm=comm, fd=ino),)
+        elif r < 0.7:
+            owners[ino] = ()
+    got = sorted(((c.state, c.owner), c.n) for c in series.counts(3, table, owners))
+    assert got == _expected(table, owners)
+    keyed = series.counts(3, table, series.OwnerKeys(owners))
+    assert sorted(((c.state, c.owner), c.n) for c in keyed) == got
