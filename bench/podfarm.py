@@ -16,8 +16,9 @@ From Python (tests/privileged/test_many_pods.py)::
 
 What a pod is
 -------------
-A network namespace ``tl-pod-<tag>-<i>`` (``ip netns add``, loopback up)
-with one process in it, ``python3 podapp.py`` started by ``ip netns exec``
+A network namespace ``tl-pod-<tag>-<i>`` (``ip netns add``, loopback up;
+with ``named=False`` a namespace of its own made by ``unshare --net``, with
+no name, as a container runtime makes them) with one process in it, ``python3 podapp.py`` started by ``ip netns exec``
 (bench/podapp.py: a listener, 20 connections both ends held = 40
 ESTABLISHED, 5 CLOSE_WAIT whose peer vanished).  The process is put in a
 cgroup shaped as the kubelet's cgroupfs driver makes them,
@@ -77,6 +78,9 @@ class Spec:
     close_wait: int = 5
     #: per pod index (a string: JSON keys), what differs: {"close_wait": N, "comm": NAME}
     variants: dict = field(default_factory=dict)
+    #: False: no ``ip netns`` name; the namespace is its process's own
+    #: (``unshare --net``), found only through /proc as a container's
+    named: bool = True
     commands: list = field(default_factory=list)  # {"key", "argv", "env"?}
     repeat: int = 1
     tag: str = field(default_factory=lambda: secrets.token_hex(3))
@@ -112,15 +116,21 @@ def _build(spec: Spec) -> tuple[list[dict], list[subprocess.Popen]]:
         pod = {"name": name, "quiet": quiet, "uid": str(uuid.uuid4()),
                "cid": secrets.token_hex(32), "sandbox": secrets.token_hex(32),
                "pod": f"shop/app-{i:03d}-{secrets.token_hex(3)}"}
-        _sh("ip", "netns", "add", name)
-        _sh("ip", "-n", name, "link", "set", "lo", "up")
         variant = spec.variants.get(str(i), {})
         close_wait = 0 if quiet else variant.get("close_wait", spec.close_wait)
-        argv = ["ip", "netns", "exec", name, PYTHON, str(PODAPP),
-                "--established", str(spec.established), "--close-wait", str(close_wait)]
+        app = [PYTHON, str(PODAPP), "--established", str(spec.established),
+               "--close-wait", str(close_wait)]
         if variant.get("comm"):
-            argv += ["--comm", variant["comm"]]
-        # `ip netns exec` execs in place: the Popen pid is podapp's
+            app += ["--comm", variant["comm"]]
+        if spec.named:
+            _sh("ip", "netns", "add", name)
+            _sh("ip", "-n", name, "link", "set", "lo", "up")
+            argv = ["ip", "netns", "exec", name, *app]
+        else:  # a namespace only its process holds, as a container runtime's
+            argv = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"',
+                    "sh", *app]
+        # `ip netns exec`, unshare and sh's exec all exec in place: the Popen
+        # pid is podapp's
         procs.append(subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       text=True))
         cg = CGROUP_V1_PIDS / spec.cgroup_prefix / "kubepods" / "besteffort" / \
@@ -130,7 +140,6 @@ def _build(spec: Spec) -> tuple[list[dict], list[subprocess.Popen]]:
         bundle = CONTAINERD_TASKS / pod["cid"]
         bundle.mkdir(parents=True)
         (bundle / "config.json").write_text(json.dumps(_bundle(pod)))
-        pod["inode"] = os.stat(f"/run/netns/{name}").st_ino
         pods.append(pod)
     for pod, proc in zip(pods, procs):
         line = proc.stdout.readline()
@@ -139,14 +148,19 @@ def _build(spec: Spec) -> tuple[list[dict], list[subprocess.Popen]]:
         report = json.loads(line)
         assert report["pid"] == proc.pid, (report, proc.pid)
         pod["pid"], pod["expected"] = proc.pid, report["states"]
+        pod["inode"] = os.stat(f"/proc/{proc.pid}/ns/net").st_ino
+        if not spec.named:
+            pod["name"] = None
     return pods, procs
 
 
 def _ss(pods: list[dict]) -> None:
     """Each pod's state counts and owner pids by ``ss -tanpH``."""
     for pod in pods:
-        out = subprocess.run(["ss", "-N", pod["name"], "-tanpH"], capture_output=True,
-                             text=True, check=True).stdout
+        where = ["ss", "-N", pod["name"]] if pod["name"] else \
+            ["nsenter", f"--net=/proc/{pod['pid']}/ns/net", "ss"]
+        out = subprocess.run([*where, "-tanpH"], capture_output=True, text=True,
+                             check=True).stdout
         counts: dict = {}
         pids: set = set()
         for line in out.splitlines():
@@ -194,7 +208,8 @@ def _teardown(spec: Spec, pods: list[dict], procs: list[subprocess.Popen]) -> No
             proc.kill()
             proc.wait()
     for pod in pods:
-        subprocess.run(["ip", "netns", "del", pod["name"]], capture_output=True)
+        if pod["name"]:
+            subprocess.run(["ip", "netns", "del", pod["name"]], capture_output=True)
     remove_cgroups(spec.cgroup_prefix)
 
 
@@ -211,7 +226,7 @@ def inner(spec: Spec, workdir: Path) -> int:
         runs = _run_commands(spec, workdir)
         _ss_after = [dict(p["ss"]) for p in pods]
         _ss(pods)
-        changed = [p["name"] for p, before in zip(pods, _ss_after) if p["ss"] != before]
+        changed = [p["pod"] for p, before in zip(pods, _ss_after) if p["ss"] != before]
         doc = {"build_s": round(built, 2), "pods": pods, "runs": runs,
                "changed_during_runs": changed}
         (workdir / "farm.json").write_text(json.dumps(doc, indent=1))

@@ -43,7 +43,9 @@ ENV = {"PYTHONPATH": str(ROOT / "src"), "LANG": "C", "COLUMNS": "100"}
 
 def _commands(workdir: Path) -> list[dict]:
     report = harness.tcplinger_argv("report", "--all-netns")
+    exporter = harness.tcplinger_argv("exporter", "--all-netns", "--textfile", str(workdir))
     return [{"key": "text", "argv": report, "env": ENV},
+            {"key": "exporter", "argv": exporter, "env": ENV},
             {"key": "verbose", "argv": report + ["--verbose"], "env": ENV},
             {"key": "json", "argv": report + ["--json"], "env": ENV},
             # the page, and the JSON document of the same diagnosis
@@ -51,8 +53,8 @@ def _commands(workdir: Path) -> list[dict]:
              "env": ENV}]
 
 
-def farm(tmp: Path, pods: int, quiet: int, commands=_commands) -> dict:
-    spec = podfarm.Spec(pods=pods, quiet=quiet, commands=commands(tmp))
+def farm(tmp: Path, pods: int, quiet: int, commands=_commands, named: bool = True) -> dict:
+    spec = podfarm.Spec(pods=pods, quiet=quiet, commands=commands(tmp), named=named)
     doc = podfarm.run(spec, tmp)
     # the pods' namespaces and processes ended with the farm's PID and mount
     # namespaces; its cgroups are removed
@@ -68,7 +70,10 @@ def farm(tmp: Path, pods: int, quiet: int, commands=_commands) -> dict:
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory):
-    return {n: farm(tmp_path_factory.mktemp(f"pods{n}"), n, q) for n, q in ((6, 4), (30, 3))}
+    # the small node's namespaces have no `ip netns` name (a runtime's, found
+    # through /proc only), the large one's have
+    return {n: farm(tmp_path_factory.mktemp(f"pods{n}"), n, q, named=named)
+            for n, q, named in ((6, 4, False), (30, 3, True))}
 
 
 def _findings_part(text: str) -> list[str]:
@@ -135,7 +140,8 @@ def test_verbose_is_the_full_view(nodes):
         text = doc["out"]["verbose"]
         for pod in doc["pods"]:
             total = sum(pod["ss"].values())
-            assert f"namespace {pod['name']} (net:[{pod['inode']}]): {total} TCP sockets" in text
+            label = pod["name"] or f"pod:{pod['pod']}/app"
+            assert f"namespace {label} (net:[{pod['inode']}]): {total} TCP sockets" in text
         assert len(re.findall(r"^\[\w+\] .* holds 5 sockets in CLOSE_WAIT", text, re.M)) == n
         assert len(text.splitlines()) > 10 * len(doc["pods"])
 
@@ -149,6 +155,31 @@ def test_html_has_the_groups(nodes):
         if not pod["quiet"]:
             assert pod["pod"] in page
     assert page.count("holds 5 sockets in CLOSE_WAIT") == 1  # the worst, in full, once
+
+
+def _series(prom: str, name: str) -> list[dict]:
+    """The label sets of a metric's samples in a textfile."""
+    return [dict(re.findall(r'(\w+)="([^"]*)"', line)) for line in prom.splitlines()
+            if line.startswith(name + "{")]
+
+
+def test_exporter_labels_name_the_pods(nodes):
+    for n, doc in nodes.items():
+        prom = (doc["workdir"] / "tcplinger.prom").read_text()
+        findings = _series(prom, "tcplinger_finding")
+        assert len(findings) == n
+        pods = {p["pod"]: p for p in doc["pods"]}
+        for labels in findings:
+            pod = pods[labels["pod"]]
+            assert labels["container"] == f"pod:{pod['pod']}/app"
+            # the namespace's own name where it has one, else the pod's:
+            # never net:[INODE]
+            assert labels["netns"] == (pod["name"] or labels["container"])
+            assert labels["rule"] == "close-wait-leak"
+        sockets = {(s["pod"], s["state"]) for s in _series(prom, "tcplinger_sockets")}
+        assert {p for p, state in sockets if state == "CLOSE_WAIT"} == \
+            {p["pod"] for p in doc["pods"] if not p["quiet"]}
+        assert not re.search(r'netns="net:\[', prom.split("tcplinger_finding")[1])
 
 
 @pytest.mark.privileged(needs=("chromium",))

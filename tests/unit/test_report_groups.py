@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tcplinger.app.diagnosis import Diagnosis
+from tcplinger.cli.commands import check as check_cmd
 from tcplinger.collect import kernel as kernel_reader
 from tcplinger.collect import procfs
 from tcplinger.diagnose.engine import diagnose
@@ -205,3 +207,16 @@ def test_html_has_the_overview_and_the_groups(recorded):
     one = findings_export.document(findings[:1], summaries[:1], EN, groups=group_findings(
         findings[:1]), overview=overview(summaries[:1], findings[:1]))
     assert "Namespaces with lingering" not in html.render_page(one, EN, generated="now", host="n")
+
+
+def test_check_names_a_group_once(recorded):
+    """``check``'s one line: the warning group once, not its pods one by one."""
+    inputs = node(recorded, 3)
+    findings = diagnose(inputs, thresholds={"close-wait-leak": {"warning_count": 5}})
+    d = Diagnosis(None, inputs, findings, None, {})
+    code, text = check_cmd.status(d, EN)
+    worker = next(f for f in findings if f.owners[0].comm == "worker")
+    assert code == check_cmd.WARNING
+    assert text == ("0 critical, 7 warnings: close-wait-leak: python3.11 holds 5 to 12 "
+                    "CLOSE_WAIT in each of 6 pods (37 in all); close-wait-leak "
+                    f"[{inputs[1].netns.label()}] " + worker.title.render(EN))

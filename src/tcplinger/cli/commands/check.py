@@ -70,6 +70,13 @@ def run(opts: CheckOptions, term, msg, roots: Roots = Roots()) -> int:
     except Exception as exc:  # noqa: BLE001 - a plugin must answer UNKNOWN, not crash
         term.out(f"TCPLINGER UNKNOWN - {msg('check.unknown', reason=_reason(exc, msg))}")
         return UNKNOWN
+    code, text = status(d, msg)
+    term.out(f"TCPLINGER {STATUS[code]} - {text} | {perfdata(d)}")
+    return code
+
+
+def status(d, msg) -> tuple[int, str]:
+    """The plugin's exit code and summary of a diagnosis."""
     worst = max((f.severity for f in d.findings), default=Severity.INFO)
     code = {Severity.INFO: OK, Severity.WARNING: WARNING, Severity.CRITICAL: CRITICAL}[worst]
     counts = {s: [f for f in d.findings if f.severity == s] for s in Severity}
@@ -79,13 +86,20 @@ def run(opts: CheckOptions, term, msg, roots: Roots = Roots()) -> int:
     else:
         text = msg("check.summary", critical=len(counts[Severity.CRITICAL]),
                    warning=len(counts[Severity.WARNING]))
-        worst_first = counts[Severity.CRITICAL] + counts[Severity.WARNING]
-        text += ": " + "; ".join(f"{f.rule} [{f.netns.label()}] " + f.title.render(msg)
-                                 for f in worst_first[:3])
+        # the same finding in many pods is one item (diagnose/groups.py)
+        worst_first = [g for g in d.groups if g.severity >= Severity.WARNING]
+        text += ": " + "; ".join(_item(g, msg) for g in worst_first[:3])
         if len(worst_first) > 3:
             text += f"; +{len(worst_first) - 3}"
-    term.out(f"TCPLINGER {STATUS[code]} - {text} | {perfdata(d)}")
-    return code
+    return code, text
+
+
+def _item(group, msg) -> str:
+    """A group of one finding as the finding; of several, its headline."""
+    if len(group.members) == 1 and len(group.findings) == 1:
+        f = group.findings[0]
+        return f"{f.rule} [{f.netns.label()}] " + f.title.render(msg)
+    return f"{group.rule}: {group.title(msg)}"
 
 
 def perfdata(d) -> str:
