@@ -115,6 +115,11 @@ def by_rule(doc: dict, rule: str) -> list[dict]:
     return [f for f in doc["findings"] if f["rule"] == rule]
 
 
+def pid_comm(owners: list[dict]) -> list[tuple]:
+    """(pid, comm, inferred) of a finding's owners in JSON."""
+    return [(o["pid"], o["comm"], o["inferred"]) for o in owners]
+
+
 def wait_for(predicate, timeout: float, step: float = 0.1):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -130,10 +135,16 @@ def wait_for(predicate, timeout: float, step: float = 0.1):
 def test_close_wait_leak_names_the_process(cli):
     with netns("cw") as ns, holder(ns, ["tl-leaker"], [
             {"kind": "close_wait", "family": "ipv4", "server": ["tl-leaker"]}] * 12) as built:
+        born = time.monotonic()
+        pid = built["owners"]["tl-leaker"]
+        # young: nothing shows yet that they last (min_age 10 s): not an accusation
+        [f] = by_rule(report(cli, ns), "close-wait-leak")
+        assert f["severity"] == "info" and f["confidence"] == "low"
+        time.sleep(max(0.0, 10.5 - (time.monotonic() - born)))
         doc = report(cli, ns)
         [f] = by_rule(doc, "close-wait-leak")
-        pid = built["owners"]["tl-leaker"]
-        assert f["owners"] == [{"pid": pid, "comm": "tl-leaker"}]
+        assert pid_comm(f["owners"]) == [(pid, "tl-leaker", False)]
+        assert f["owners"][0]["command"].startswith("python3 holder.py")
         assert f["count"] == 12 and f["severity"] == "warning"
         # The holder read each EOF before keeping the socket: Recv-Q 0.
         assert f["evidence"]["recv_q"] == {"eof_unread": 0, "eof_read": 12, "data_unread": 0}
@@ -145,11 +156,49 @@ def test_close_wait_leak_names_the_process(cli):
         assert {e["state"] for e in f["evidence"]["other_end"]} == {"FIN_WAIT2"}
 
         rc, out, _ = cli("report", "--netns", ns)
-        assert f"tl-leaker (pid {pid}) holds 12 sockets in CLOSE_WAIT" in out
+        flat = " ".join(out.split())  # findings wrap to the terminal
+        assert f"tl-leaker (pid {pid}: python3 holder.py" in flat
+        assert "holds 12 sockets in CLOSE_WAIT" in flat
         rc, out, _ = cli("--lang", "zh", "report", "--netns", ns)
-        assert f"tl-leaker（pid {pid}）持有 12 个 CLOSE_WAIT 套接字" in out
+        flat = " ".join(out.split())
+        assert f"tl-leaker（pid {pid}：python3 holder.py" in flat
+        assert "持有 12 个 CLOSE_WAIT 套接字" in flat
         rc, out, _ = cli("check", "--netns", ns)
         assert rc == 1 and out.startswith("TCPLINGER WARNING - ") and "close-wait-leak" in out
+
+
+KEEPALIVE_LEAK = r'''
+import json, socket, sys
+l = socket.socket(); l.bind(("127.0.0.1", 7070)); l.listen(16)
+keep = []
+for i in range(12):
+    c = socket.create_connection(("127.0.0.1", 7070)); s, _ = l.accept()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+    c.close(); keep.append(s)
+print(json.dumps({"ready": True}), flush=True); sys.stdin.read()
+'''
+
+
+def test_two_samples_prove_a_keepalive_leak_lasts(cli):
+    """CLOSE_WAIT with SO_KEEPALIVE (1 s): the peer's orphan answers every
+    probe, so tcp_info's last_ack_recv stays below ~1 s however old the
+    socket is (measured: lastack 788-964 ms at 4-16 s). One snapshot
+    cannot show the leak lasts; two over --interval 10 can (present in
+    both: at least 10 s old, close-wait-leak's min_age)."""
+    with netns("ka") as ns, script(ns, KEEPALIVE_LEAK) as proc:
+        proc.line()
+        time.sleep(3)
+        [young] = by_rule(report(cli, ns), "close-wait-leak")
+        assert young["severity"] == "info"
+        assert young["evidence"]["age"]["oldest_s"] < 3  # the keepalive ACKs' bound
+        doc = report(cli, ns, "--interval", "10")
+        [f] = by_rule(doc, "close-wait-leak")
+        assert f["severity"] == "warning" and f["evidence"]["older_than_min_age"] == 12
+        ages = [s["age"] for s in f["sockets"]]
+        assert all(a["source"] == "first_seen" and a["at_least"] and a["seconds"] >= 10
+                   for a in ages), ages
 
 
 def test_half_closed_fin_wait2_outlives_fin_timeout(cli):
@@ -159,7 +208,7 @@ def test_half_closed_fin_wait2_outlives_fin_timeout(cli):
         time.sleep(3.5)  # longer than tcp_fin_timeout: it does not apply
         doc = report(cli, ns)
         [f] = by_rule(doc, "half-closed-fin-wait-2")
-        assert f["owners"] == [{"pid": built["owners"]["tl-half"], "comm": "tl-half"}]
+        assert pid_comm(f["owners"]) == [(built["owners"]["tl-half"], "tl-half", False)]
         assert f["evidence"]["shutdown"]["send"] == 1 and f["evidence"]["tcp_fin_timeout"] == 2
         assert f["sockets"][0]["state"] == "FIN_WAIT2" and f["sockets"][0]["age"]["seconds"] >= 3
         # The other end is the server's CLOSE_WAIT, named as the cause.
@@ -290,7 +339,7 @@ def test_fin_wait1_stuck_behind_a_firewall_dropping_fins(cli):
                 assert ev["stuck"] == 2 and ev["orphans"] == 1 and ev["owned"] == 1
                 assert ev["retransmitting"] == 2 and ev["max_retransmits"] >= 2
                 assert ev["effective_orphan_retries"] == 8 and ev["tcp_retries2"] == 15
-                assert f["owners"] == [{"pid": client.p.pid, "comm": "tl-fw1"}]
+                assert pid_comm(f["owners"]) == [(client.p.pid, "tl-fw1", False)]
                 assert ev["peers"][0]["address"] == "10.97.0.2"
                 # About 104 s for the orphan with default retries, minus what passed.
                 assert 90 < ev["time_left_s"]["min"] < 104

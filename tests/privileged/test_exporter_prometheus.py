@@ -237,10 +237,11 @@ def _scenario(ns, tmp_path):
         assert api.query(f'tcplinger_sysctl{{{sel},name="tcp_fin_timeout"}}') == {
             n | {("name", "tcp_fin_timeout")}: 300}
         assert api.query(f"tcplinger_fin_wait2_past_timeout{{{sel}}}") == {n: 0}
-        # ages: the orphans' timers exactly, CLOSE_WAIT's tcp_info as a lower bound
+        # ages: the orphans' timers count from close() (a lower bound of the
+        # time in FIN_WAIT2, source since_close), CLOSE_WAIT's tcp_info too
         counts = api.query(f"tcplinger_socket_age_seconds_count{{{sel}}}")
         assert {(dict(k)["state"], dict(k)["source"]): v for k, v in counts.items()} == {
-            ("FIN_WAIT2", "timer"): LEAK, ("CLOSE_WAIT", "last_recv"): LEAK}
+            ("FIN_WAIT2", "since_close"): LEAK, ("CLOSE_WAIT", "last_recv"): LEAK}
         finding = api.query(f'tcplinger_finding_sockets{{{sel},rule="close-wait-leak"}}')
         assert finding == {n | {("rule", "close-wait-leak"), ("severity", "warning"),
                                 ("owner", "tl-leaky")}: LEAK}

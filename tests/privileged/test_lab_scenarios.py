@@ -233,7 +233,9 @@ def test_buggy_client_leaves_the_server_fin_wait2_for_tcp_fin_timeout_only(lab):
     assert about(time_in(doc, "server", "FIN_WAIT2"), 3.0)  # seed 001: "until reboot": no
     assert still_held(doc, "client", "CLOSE_WAIT")
     assert not sent(doc, "client", "F")
-    assert found(doc, "orphan-fin-wait-2", "server") and found(doc, "close-wait-leak", "client")
+    # seed 002 by name: orphans on the listening port (issue 11)
+    assert found(doc, "keepalive-timeout-fin-wait-2", "server")
+    assert found(doc, "close-wait-leak", "client")
 
 
 def test_proper_client_leaves_time_wait_on_the_server(lab):

@@ -142,3 +142,50 @@ def test_png_title_limits_gap_and_legend_outside(cli, tmp_path):
     code, out, _ = cli("history", "--db", str(tmp_path / "w.db"), "--by", "owner", "--json")
     assert json.loads(out)["limits"] == [{"name": "RLIMIT_NOFILE java (1234)", "value": 64,
                                           "for": "1234/java"}]
+
+
+def leak(path, now, seconds, owner="", step=1.0, per_s=4.0):
+    """CLOSE_WAIT rising ``per_s`` a second, sampled every ``step`` s
+    (``owner`` "" : not attributed, as with ``watch --no-owners``)."""
+    with Store(path) as s:
+        for i in range(int(seconds / step) + 1):
+            t = now - seconds + i * step
+            n = int(per_s * i * step)
+            s.write_sample(SampleInfo(t, step, n + 1, 0, "trace"),
+                           [CountRow(1, 8, owner, n), CountRow(1, 10, "", 1)],
+                           [(1, "tcp_max_tw_buckets", 262144)], netns_labels={1: "host"})
+
+
+def test_a_short_clean_rise_is_named_not_nothing(cli, tmp_path):
+    """Issue 11 point 7: 4/s for 40 s showed +240/min in the table and
+    "nothing is growing." under it."""
+    leak(tmp_path / "w.db", time.time(), 40, owner="77/python3")
+    code, out, _ = cli("history", "--db", str(tmp_path / "w.db"), "--since", "5m")
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.startswith("CLOSE_WAIT"))
+    assert row.split()[-1] == "+240"
+    assert "nothing is growing" not in out
+    assert "rising, not yet a trend: CLOSE_WAIT +240/min over 40s (41 samples)" in out
+    code, out, _ = cli("history", "--db", str(tmp_path / "w.db"), "--since", "5m", "--json")
+    doc = json.loads(out)
+    assert doc["growing"] == [] and doc["rising"][0]["what"] == "CLOSE_WAIT"
+    assert {s["key"]: s["trend"] for s in doc["series"]}["CLOSE_WAIT"] == "short"
+
+
+def test_the_verdict_names_every_growing_series_of_the_table(cli, tmp_path):
+    """Unattributed CLOSE_WAIT (no owner series to fit) growing for 2 min:
+    the table's own series is in the verdict."""
+    leak(tmp_path / "w.db", time.time(), 120, owner="")
+    code, out, _ = cli("history", "--db", str(tmp_path / "w.db"), "--since", "5m")
+    assert "growing: CLOSE_WAIT +240/min for 2m00s" in out
+    assert "nothing is growing" not in out and "rising" not in out
+
+
+def test_nothing_growing_says_what_growing_means(cli, tmp_path):
+    with Store(tmp_path / "w.db") as s:
+        now = time.time()
+        for i in range(100):
+            s.write_sample(SampleInfo(now - 100 + i, 1, 5, 0, "trace"), [CountRow(1, 8, "", 5)])
+    code, out, _ = cli("history", "--db", str(tmp_path / "w.db"), "--since", "5m")
+    assert "nothing is growing (growing: a rise that holds at least 1m00s and fits a line, " \
+           "R² ≥ 0.6)." in out

@@ -301,13 +301,14 @@ def test_ephemeral_ports_busiest_destinations():
 
 def test_findings_from_the_diagnosis():
     b = SocketBuilder()
-    b.add("CLOSE_WAIT", "10.0.0.1:8080", "10.0.0.9:40000", inode=5000, recv_q=1, count=12)
+    b.add("CLOSE_WAIT", "10.0.0.1:8080", "10.0.0.9:40000", inode=5000, recv_q=1, count=12,
+          last_ack_recv=15_000)  # past close-wait-leak's min_age
     ns = namespace(b.table(), name="web", owners=owners_for(5000, 12, 4242, "java"))
     findings = diagnose([ns])
     assert [f.rule for f in findings] == ["close-wait-leak"]
     reg = registry_for(Scrape([ns], findings=findings))
     key = L(rule="close-wait-leak", severity="warning", netns="web", container="", pod="",
-            owner="java")
+            owner="java", command="java")
     assert samples(reg, "tcplinger_finding") == {key: 1}
     assert samples(reg, "tcplinger_finding_sockets") == {key: 12}
 

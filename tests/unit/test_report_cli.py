@@ -34,6 +34,21 @@ def test_rules_lists_every_rule_with_thresholds(cli):
     assert "keepalive-vs-idle-timeout.warning_count = off" in out
 
 
+def test_rules_show_each_rules_minimum_age(cli):
+    """Issue 11: the age a socket needs before a rule accuses anyone."""
+    rc, out, _ = cli("rules")
+    rows = {line.split()[0]: line for line in out.splitlines() if line[:1].islower()}
+    assert "MIN AGE" in out.splitlines()[0]
+    assert "  10s  " in rows["close-wait-leak"] and "  10s  " in rows["half-closed-fin-wait-2"]
+    assert "5s after close()" in rows["keepalive-timeout-fin-wait-2"]
+    assert "5s after close()" in rows["orphan-fin-wait-2"]
+    rc, out, _ = cli("rules", "--json")
+    ages = {r["id"]: r["min_age"] for r in json.loads(out)["rules"]}
+    assert ages["close-wait-leak"] == {"seconds": 10, "from": "state"}
+    assert ages["orphan-fin-wait-2"] == {"seconds": 5, "from": "close"}
+    assert ages["time-wait-pressure"] is None
+
+
 def test_rules_json_is_the_metadata(cli):
     rc, out, _ = cli("rules", "--json")
     doc = json.loads(out)
@@ -120,7 +135,8 @@ def test_json_document():
     cw = next(f for f in doc["findings"] if f["rule"] == "close-wait-leak")
     assert set(cw) >= {"rule", "severity", "netns", "count", "owners", "evidence", "sockets",
                        "title", "cause", "lifetime", "fixes", "confidence"}
-    assert cw["owners"] == [{"pid": 4242, "comm": "java"}]
+    assert cw["owners"] == [{"pid": 4242, "comm": "java", "command": "java", "inferred": False,
+                             "basis": "owner", "where": None}]
     assert cw["netns"] == {"inode": 4026531840, "name": "blue", "container": None}
     assert cw["sockets_total"] == 25 and len(cw["sockets"]) == 20
     # The same objects as `ls --json`.

@@ -13,7 +13,7 @@ def run(ns, **kw):
     return [f for f in diagnose([ns], rules=["close-wait-leak"], **kw)]
 
 
-def leaking(n, *, recv_q=1, age_ms=1000, timer=0, pid=4242, comm="java", fds=None):
+def leaking(n, *, recv_q=1, age_ms=15_000, timer=0, pid=4242, comm="java", fds=None):
     b = SocketBuilder()
     b.add("CLOSE_WAIT", "10.0.0.1:8080", "10.0.0.9:40000", inode=5000, recv_q=recv_q,
           timer=timer, expires_ms=7_000_000 if timer == 2 else 0,
@@ -94,7 +94,8 @@ def test_other_end_in_same_namespace_is_named():
     owners = owners_for(100, 1, 1, "server") | owners_for(200, 1, 2, "client")
     [f] = run(namespace(b.table(), owners=owners))
     assert f.evidence["other_end"] == [{"netns": "test", "state": "FIN_WAIT2", "pid": 2,
-                                        "comm": "client", "orphan": False, "count": 1}]
+                                        "comm": "client", "orphan": False, "command": "client",
+                                        "count": 1}]
 
 
 def test_no_close_wait_no_finding():
@@ -123,3 +124,22 @@ def test_socket_shared_by_two_processes_counts_for_both():
                    Owner(pid=2, comm="child", fd=3))
     found = {f.evidence["pid"]: f.count for f in run(namespace(b.table(), owners=owners))}
     assert found == {1: 3, 2: 1}
+
+
+@pytest.mark.parametrize("age_ms,expected", [(0, Severity.INFO), (9_999, Severity.INFO),
+                                            (10_000, Severity.WARNING)])
+def test_min_age_young_sockets_accuse_nobody(age_ms, expected):
+    """Under ab, 8 CLOSE_WAIT aged ≥0.0 s were called a leak: sockets not
+    known to be min_age (10 s) old are at most INFO, whatever their count."""
+    [f] = run(leaking(50, age_ms=age_ms))
+    assert f.severity == expected
+    assert f.evidence["older_than_min_age"] == (50 if age_ms >= 10_000 else 0)
+    if expected == Severity.INFO:
+        assert f.confidence == Confidence.LOW
+
+
+def test_min_age_override():
+    [f] = run(leaking(50, age_ms=3_000), thresholds={"close-wait-leak": {"min_age": 2}})
+    assert f.severity == Severity.WARNING
+    [f] = run(leaking(50, age_ms=3_000), thresholds={"close-wait-leak": {"min_age": None}})
+    assert f.severity == Severity.WARNING

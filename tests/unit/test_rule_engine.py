@@ -42,6 +42,10 @@ def everything():
           shutdown=2, last_ack_recv=1000)
     b.add("FIN_WAIT2", "10.0.0.1:80", "10.0.0.10:2000", inode=0, timer=3, expires_ms=20_000,
           count=5)
+    # orphans towards a peer that never closes: orphan-fin-wait-2 (the ones on :80,
+    # a listening port, are keepalive-timeout-fin-wait-2's)
+    b.add("FIN_WAIT2", "10.0.0.1:51000", "10.0.0.11:9000", vary="sport", inode=0, timer=3,
+          expires_ms=20_000, count=5)
     b.add("TIME_WAIT", "10.0.0.1:40000", "10.0.0.7:5432", vary="sport", inode=0, timer=3,
           expires_ms=10_000, count=1500)
     b.add("FIN_WAIT1", "10.0.0.1:80", "10.0.0.11:3000", inode=0, timer=1, retrans=4, count=3)

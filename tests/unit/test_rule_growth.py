@@ -23,7 +23,7 @@ def trend(per_minute, *, current=0.0, limit=None, limit_name=None, ttl=None, spa
 
 
 def text(t, lang="en"):
-    return Messages(lang)(t.key, **t.fields)
+    return t.render(Messages(lang))
 
 
 # ---- close-wait-leak ---------------------------------------------------------
@@ -31,7 +31,7 @@ def text(t, lang="en"):
 def leaking(n=5, *, pid=4242, fds=None, trends=None):
     b = SocketBuilder()
     b.add("CLOSE_WAIT", "10.0.0.1:8080", "10.0.0.9:40000", inode=5000, recv_q=1,
-          last_ack_recv=1000, count=n)
+          last_ack_recv=60_000, count=n)  # past min_age
     ns = namespace(b.table(), owners=owners_for(5000, n, pid, "java"),
                    processes={pid: fds} if fds else {})
     return replace(ns, trends=trends)

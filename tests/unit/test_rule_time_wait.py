@@ -46,7 +46,9 @@ def test_overflow_rising_is_critical():
     [f] = run(ns)
     assert f.severity == Severity.CRITICAL
     assert f.evidence["TCPTimeWaitOverflow_delta"] == 8
-    assert f.evidence["created_per_s_measured"] == 15.0
+    # TW +30 and TCPTimeWaitOverflow +8 in 2 s: 19 active closes per second
+    assert f.evidence["active_close_rate"]["per_s"] == 19.0
+    assert f.evidence["active_close_rate"]["source"] == "interval"
     assert any(t.key.endswith("fact.overflow_delta") for t in f.facts)
 
 

@@ -124,3 +124,32 @@ def test_gone_namespace_loses_its_live_rows(tmp_path):
         sample(s, 1.0, 0, live=live([1, 2], [8, 8], [0.5, 0.6]))
         s.write_sample(SampleInfo(2.0, 10.0, 0, 0, "trace"), [], gone_netns=[7])
         assert s.db.execute("SELECT COUNT(*) FROM live").fetchone()[0] == 0
+
+
+def test_counter_series_carries_unchanged_values_forward(tmp_path):
+    """Rows are written only when a value changes: the series fills them in
+    at every sample, from a row before the window too."""
+    with Store(tmp_path / "w.db") as s:
+        tw = [100, 100, 160, 160, 160, 220]
+        for i, v in enumerate(tw):
+            s.write_sample(SampleInfo(1000.0 + 10 * i, 10.0, 1, 0, "trace"), [],
+                           [(1, "tcpext_TW", v), (1, "tcpext_TCPTimeWaitOverflow", 0)])
+        times, cols = s.counter_series(1015.0, ["tcpext_TW", "tcpext_TCPTimeWaitOverflow"])[1]
+        assert times.tolist() == [1020.0, 1030.0, 1040.0, 1050.0]
+        assert cols["tcpext_TW"].tolist() == [160, 160, 160, 220]
+        assert cols["tcpext_TCPTimeWaitOverflow"].tolist() == [0, 0, 0, 0]
+
+
+def test_active_close_rate_from_the_watch_database(tmp_path):
+    """nginx under ab with the table full (docs/real-software.md): TW +232
+    and TCPTimeWaitOverflow +16215 in 3 s; watch samples every 10 s."""
+    from tcplinger.app.watchdb import rates_of
+    with Store(tmp_path / "w.db") as s:
+        for i in range(7):
+            t = 1000.0 + 10 * i
+            s.write_sample(SampleInfo(t, 10.0, 512, 0, "trace"), [CountRow(1, 6, "-", 512)],
+                           [(1, "tcpext_TW", 10_000 + 770 * i),
+                            (1, "tcpext_TCPTimeWaitOverflow", 50_000 + 53_000 * i)])
+        rate = rates_of(s, 1000.0)[1]["active_close"]
+    assert rate.source == "watch" and rate.window_s == 60.0
+    assert rate.per_s == pytest.approx(5377.0)

@@ -116,3 +116,49 @@ def test_kill_key_ends_the_sockets_shown_after_confirmation():
 def test_kill_key_cancelled_ends_nothing():
     status, killed = _kill_flow(["k", "n"])
     assert killed == [] and status == MSG("top.kill_cancelled")
+
+
+def test_model_names_owners_and_findings_as_the_report():
+    """As the report finds them (not from the watch database): the owner of the
+    CLOSE_WAIT by pid/comm and command line, the inferred culprit of the
+    orphans and TIME_WAIT with its basis, never ``inode N``; the findings."""
+    assert not any(o.owner.startswith("inode") for o in MODEL.oldest)
+    owned = [o for o in MODEL.owners if o.basis == "owner"]
+    assert owned and owned[0].state == "CLOSE_WAIT" and owned[0].command.startswith("python3")
+    inferred = [o for o in MODEL.owners if o.basis != "owner"]
+    assert inferred and all(o.owner.endswith("(inferred)") for o in inferred)
+    assert {o.owner for o in MODEL.oldest} <= {o.owner for o in MODEL.owners}
+    assert {f.rule for f in MODEL.findings} >= {"close-wait-leak"}
+    text = "\n".join(top_ui.render_text(MODEL, width=120, msg=MSG))
+    assert "close-wait-leak" in text and "COMMAND" in text
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)])
+def test_panels_fill_the_terminal(size):
+    """Issue 11 point 8: at 200x50 the panels widen and grow; the findings
+    panel is there at both sizes."""
+    pytest.importorskip("textual")
+    from textual.widgets import DataTable, Static
+
+    async def scenario():
+        app = top_ui.make_app(lambda: MODEL, MSG, refresh=0, model=MODEL)
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            regions = {w: app.query_one(f"#{w}").region
+                       for w in ("states", "owners", "findings-box", "oldest")}
+            owners = app.query_one("#owners", DataTable)
+            cells = [owners.get_row_at(i) for i in range(owners.row_count)]
+            findings = str(app.query_one("#findings", Static).render())
+            return regions, cells, findings
+
+    regions, cells, findings = asyncio.run(scenario())
+    width, height = size
+    # side by side, together the whole width; the others span it
+    assert regions["states"].width + regions["owners"].width == width
+    assert regions["findings-box"].width == width and regions["oldest"].width == width
+    # title, footer and borders aside, the panels share the height
+    used = sum(regions[w].height for w in ("states", "findings-box", "oldest"))
+    assert used >= height - 6
+    assert regions["oldest"].height >= (height - 6) // 3
+    assert any(c[4].startswith("python3") and c[3] == "owner" for c in cells)
+    assert "close-wait-leak" in findings and "[INFO]" in findings

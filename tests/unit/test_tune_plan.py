@@ -34,7 +34,8 @@ def tune(ns, *, host=False, extra=None, **kw):
 
 def orphans(n, fin=60):
     b = SocketBuilder()
-    b.add("FIN_WAIT2", "10.0.0.1:80", "10.0.0.9:1000", inode=0, timer=3, expires_ms=20_000,
+    # 5 s left: at least 10 s after close() whatever fin (past min_age)
+    b.add("FIN_WAIT2", "10.0.0.1:80", "10.0.0.9:1000", inode=0, timer=3, expires_ms=5_000,
           count=n)
     return namespace(b.table(), sysctls={"tcp_fin_timeout": fin})
 
@@ -67,7 +68,7 @@ def test_few_orphans_are_info_and_change_nothing():
 def test_close_wait_leak_is_a_code_bug():
     b = SocketBuilder()
     b.add("CLOSE_WAIT", "10.0.0.1:8080", "10.0.0.9:40000", inode=5000, recv_q=1,
-          last_ack_recv=1000, count=50)
+          last_ack_recv=60_000, count=50)  # a minute old: past min_age, a leak that lasts
     ns = namespace(b.table(), owners=owners_for(5000, 50, 4242, "java"))
     p = tune(ns)
     assert p.proposals == []

@@ -246,7 +246,9 @@ def _record(part: PlanPart, i: int, cache: dict) -> SocketRecord:
     if exact == exact:
         age = Age(exact, False, AgeSource.TIMER)
     elif lower == lower:
-        age = Age(lower, True, AgeSource.LAST_RECV)
+        rows = part.table.rows
+        since_close = rows["state"][i] == int(TcpState.FIN_WAIT2) and rows["inode"][i] == 0
+        age = Age(lower, True, AgeSource.SINCE_CLOSE if since_close else AgeSource.LAST_RECV)
     else:
         age = UNKNOWN_AGE
     inode = int(part.table.rows["inode"][i])

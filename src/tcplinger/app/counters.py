@@ -27,7 +27,6 @@ def sample(scopes: tuple[Scope, ...], roots: Roots = Roots()) -> dict:
     proc_net = roots.proc / "thread-self" / "net"
     read = kernel_reader.read_kernel_context
     out = {}
-    t = time.time()
     for scope in scopes:
         targets, _ = snap_mod.resolve(scope, roots)
         for info in targets:
@@ -39,7 +38,11 @@ def sample(scopes: tuple[Scope, ...], roots: Roots = Roots()) -> dict:
                                        global_sysctls=host)
             except OSError:
                 continue  # the snapshot will say why this namespace cannot be read
-            out[info.inode] = (ctx, t)
+            # stamped after the read, as the snapshot's taken_at is; one
+            # stamp before resolving the scope (a /proc scan: seconds under
+            # load) stretched the window: 1767/s against the counters'
+            # 2295/s once at load 21, 2771 against 2870 once stamped here
+            out[info.inode] = (ctx, time.time())
     return out
 
 

@@ -1,7 +1,14 @@
 """What ``tcplinger history`` shows, as plain data (also its JSON
 document): the series of the watch database (by state, owner or
 namespace), their growth, and the ones that reach a limit (the owner's fd
-limit, tcp_max_tw_buckets, the ephemeral port range; track/trends.py)."""
+limit, tcp_max_tw_buckets, the ephemeral port range; track/trends.py).
+
+The verdict follows the table: every series the table shows growing is
+named (``growing``, kind "series"), with the per-owner and per-limit
+detail after it (the same fits as the report's trend evidence,
+app/watchdb.py); a series that rises cleanly but for less than
+track.growth.MIN_SPAN_S is named as rising, not yet a trend (``rising``).
+"Nothing is growing" is said only when neither holds."""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ from pathlib import Path
 
 from ..model.states import name as state_name
 from ..track import trends
-from ..track.growth import fit
+from ..track.growth import MIN_R2, MIN_SPAN_S, fit
 from ..track.store import Store
 from .watchdb import open_reading, owned_series
 
@@ -55,7 +62,7 @@ def analyse(store: Store, query: HistoryQuery, now: float) -> dict:
         found = [f for f in found if f.state is None or f.state in states]
     n = store.db.execute("SELECT COUNT(*) FROM samples WHERE t >= ?", (start,)).fetchone()[0]
     out = {"since": start, "until": now, "by": query.by, "samples": n, "series": [],
-           "growing": []}
+           "growing": [], "rising": [], "needs": {"span_s": MIN_SPAN_S, "r2": MIN_R2}}
     for key, (t, v) in sorted(series.items(), key=lambda kv: -kv[1][1][-1] if len(kv[1][1])
                               else 0):
         g = fit(t, v)
@@ -64,8 +71,16 @@ def analyse(store: Store, query: HistoryQuery, now: float) -> dict:
                               "times": [round(x, 3) for x in t.tolist()],
                               "values": v.tolist(), "now": float(v[-1]) if len(v) else 0.0,
                               "max": float(v.max()) if len(v) else 0.0,
-                              "per_minute": round(g.per_minute, 4), "growing": g.growing})
-    out["growing"] = [_growing(f, labels) for f in found]
+                              "per_minute": round(g.per_minute, 4), "growing": g.growing,
+                              "trend": g.why})
+        if g.growing:
+            out["growing"].append(_series_growing(query.by, key, out["series"][-1], g))
+        elif g.why == "short":
+            out["rising"].append({"what": out["series"][-1]["label"],
+                                  "per_minute": round(g.per_minute, 4),
+                                  "span_s": round(g.span, 1), "points": g.points,
+                                  "r2": round(g.r2, 4)})
+    out["growing"] += [_growing(f, labels) for f in found]
     out["namespaces"] = sorted(set(labels.values()))
     out["limits"] = _limits(store, query.by, out["series"])
     return out
@@ -99,6 +114,15 @@ def _limits(store: Store, by: str, series: list[dict]) -> list[dict]:
     return out
 
 
+def _series_growing(by: str, key, s: dict, g) -> dict:
+    """A growing series of the table itself (whatever its owners)."""
+    return {"kind": "series", "what": s["label"], "state": s["key"] if by == "state" else None,
+            "owner": key if by == "owner" else None, "netns": key if by == "netns" else None,
+            "per_minute": round(g.per_minute, 4), "span_s": round(g.span, 1),
+            "r2": round(g.r2, 4), "current": s["now"], "limit_name": None, "limit": None,
+            "time_to_limit_s": None}
+
+
 def _growing(f, labels: dict) -> dict:
     what = f.key
     if f.state is not None and f.owner:
@@ -106,7 +130,8 @@ def _growing(f, labels: dict) -> dict:
     elif f.netns is not None:
         what = (f"{state_name(f.state)} in {labels.get(f.netns, f.netns)}" if f.state
                 else f"connections in {labels.get(f.netns, f.netns)}")
-    return {"what": what, "state": state_name(f.state) if f.state else None,
+    return {"kind": "owner" if f.owner else "limit", "what": what,
+            "state": state_name(f.state) if f.state else None,
             "owner": f.owner, "netns": f.netns,
             "per_minute": round(f.growth.per_minute, 4),
             "span_s": round(f.growth.span, 1), "r2": round(f.growth.r2, 4),

@@ -7,11 +7,14 @@
 2. owners, by the one policy (collect/owners.py), only for the sockets
    rules attribute to a process (owned teardown sockets, long-idle
    established ones);
-3. ages and trends from the watch database when it is fresh;
+3. ages, trends and counter rates from the watch database when it is
+   fresh;
 4. fd usage of the processes holding CLOSE_WAIT;
 5. sysctl configuration files, for settings this kernel does not have;
 6. kernel counters of an earlier moment (app/counters.py), paired by
-   namespace.
+   namespace; with ``interval``, also the sockets' first look (a socket
+   in both is at least that old) and who connects where during it
+   (app/interval.py).
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ from ..collect import snapshot as snap_mod
 from ..collect.owners import OwnerPolicy
 from ..collect.roots import Roots
 from ..collect.snapshot import Scope
-from ..diagnose.inputs import NamespaceInput
+from ..diagnose import culprits
+from ..diagnose.inputs import Connects, NamespaceInput
 from ..diagnose.metadata import BY_ID
 from ..diagnose.sysctl_files import LEGACY, REMOVED, SysctlSetting, parse, proc_path
 from ..model.states import OWNABLE, TcpState
 from ..model.table import SocketTable
-from . import counters, watchdb
+from . import interval, watchdb
 from .view import NsView, View, take
 
 #: Below this many established sockets in scope, they are dumped a second
@@ -60,6 +64,8 @@ class ObserveOptions:
     fd_usage: bool = True
     #: ... and the host's sysctl.d files
     sysctl_files: bool = True
+    #: over ``interval``: who connects where, from the tracepoint (root)
+    connects: bool = True
 
 
 @dataclass
@@ -89,9 +95,12 @@ def observe(opts: ObserveOptions, roots: Roots = Roots(), *, previous: dict | No
     if opts.history:
         watchdb.check_given(opts.db)  # an explicit --db that cannot be read: before any work
     before = dict(previous or {})
+    first = None
     if opts.interval:
-        before = counters.sample(scopes, roots)
-        time.sleep(opts.interval)
+        first = interval.sample_over(scopes, opts.interval, roots, connects=opts.connects)
+        before = first.counters
+        if first.connects_error:
+            log("connects", first.connects_error)
     phases: dict = {}
     t = time.perf_counter()
     # Every scope's dump first, the second dumps after: the namespaces are
@@ -115,22 +124,27 @@ def observe(opts: ObserveOptions, roots: Roots = Roots(), *, previous: dict | No
         errors.append("owners")
         log("owners", f"{exc.strerror or exc}")
     phases["owners"] = time.perf_counter() - t
-    trends = None
+    trends, rates = None, {}
     if opts.history:
         watchdb.attach_ages(view, opts.db)  # ages from a fresh `tcplinger watch` database
         trends = watchdb.watch_trends(opts.db)  # and what grows, from the same database
-    inputs = [_input(part, roots, before, opts, ages, trends) for part in view.parts]
+        rates = watchdb.watch_rates(opts.db) or {}  # and the counters' rates
+    if first is not None and ages is None:  # a socket in both looks: at least the interval old
+        for part in view.parts:
+            interval.attach_ages(part, first.sockets.get(part.ns.netns.inode))
+    inputs = [_input(part, roots, before, opts, ages, trends, first,
+                     rates.get(part.ns.netns.inode, {})) for part in view.parts]
     settings = read_sysctl_files(roots) if opts.sysctl_files else []
     return Observation(view, inputs, skipped, settings, phases, errors)
 
 
 def _input(part: NsView, roots: Roots, before: dict, opts: ObserveOptions, ages,
-           trends) -> NamespaceInput:
+           trends, first: "interval.Before | None" = None, rates=None) -> NamespaceInput:
     inode = part.ns.netns.inode
-    prev = interval = None
+    prev = gap = None
     if inode in before:
         prev, when = before[inode]
-        interval = max(part.ns.taken_at - when, 0.0)
+        gap = max(part.ns.taken_at - when, 0.0)
     if ages is not None:
         known = ages(part.ns, part.table)
     else:  # None: the rules take them from the snapshot itself
@@ -138,8 +152,23 @@ def _input(part: NsView, roots: Roots, before: dict, opts: ObserveOptions, ages,
     return NamespaceInput(
         netns=part.ns.netns, kernel=part.ns.kernel, table=part.table, owners=part.owners,
         processes=fd_usage(part, roots) if opts.fd_usage else {},
-        previous=prev, interval=interval, ages=known,
-        trends=trends.of(inode) if trends is not None else None)
+        previous=prev, interval=gap, sampled_at=part.ns.taken_at, ages=known,
+        trends=trends.of(inode) if trends is not None else None,
+        connects=_connects(first, inode, roots), rates=rates or {})
+
+
+def _connects(first, inode: int, roots: Roots) -> Connects | None:
+    """The processes of namespace ``inode`` the tracepoint saw connecting
+    during the interval, with their command lines."""
+    if first is None or first.connects is None:
+        return None
+    items = []
+    for c in first.connects.by_netns.get(inode, ()):
+        owner = owners_mod.process_owner(c.pid, roots.proc)
+        if owner is not None:
+            items.append((owner, c.family, c.addr, c.port, c.count))
+    return Connects(first.connects.window_s, tuple(items), first.connects.lost,
+                    first.connects.unplaced)
 
 
 def _add_idle_info(view: View, scope: Scope, roots: Roots) -> None:
@@ -192,6 +221,9 @@ def wanted_inodes(part: NsView) -> np.ndarray:
                           info["last_ack_recv"])
         timeout = BY_ID["keepalive-vs-idle-timeout"].defaults()["idle_timeout"] or 0
         mask |= est & (idle >= timeout * 1000) & (rows["inode"] != 0)
+    # listeners and same-destination sockets: the inferred culprits of
+    # sockets no process holds (diagnose/culprits.py)
+    mask |= culprits.wanted_mask(part.table)
     return np.unique(rows["inode"][mask])
 
 

@@ -214,6 +214,39 @@ def trends_of(store, start: float) -> WatchTrends:
     return WatchTrends(by_owner, by_netns)
 
 
+# ---- rates -------------------------------------------------------------------
+
+#: The last seconds of the watch database's counter samples a rate is
+#: measured over (six samples at watch's default 10 s).
+RATE_WINDOW_S = 60.0
+
+
+def watch_rates(given: Path | None, now: float | None = None,
+                window: float = RATE_WINDOW_S) -> dict | None:
+    """Per namespace inode, the counter rates of a fresh watch database
+    (``{"active_close": Rate}``, diagnose/rates.py); None without one."""
+    return _read_fresh(given, now, lambda store, now: rates_of(store, now - window))
+
+
+def rates_of(store, start: float) -> dict:
+    """Active closes per second per namespace since ``start``: TcpExt TW +
+    TCPTimeWaitOverflow as the watch database recorded them."""
+    import numpy as np
+
+    from ..diagnose import rates
+    names = ["tcpext_" + n for n in rates.ACTIVE_CLOSE]
+    out = {}
+    for ns, (times, cols) in store.counter_series(start, names).items():
+        if set(cols) != set(names):
+            continue
+        total = sum(cols.values())
+        ok = ~np.isnan(total)
+        found = rates.from_series(times[ok], total[ok], source="watch")
+        if found is not None:
+            out[ns] = {"active_close": found}
+    return out
+
+
 # ---- plots -------------------------------------------------------------------
 
 def state_plots(given: Path | None, now: float | None = None,

@@ -295,6 +295,15 @@ def fd_usage(pid: int, proc_root: Path = PROC) -> FdUsage:
     return FdUsage(open_fds, soft, hard)
 
 
+def process_owner(pid: int, proc_root: Path = PROC) -> Owner | None:
+    """A process by its details, without a socket (fd -1): one seen
+    connecting by the tracepoint (collect/connects.py). None when gone."""
+    root = os.fspath(proc_root)
+    if not os.path.isdir(f"{root}/{int(pid)}"):
+        return None
+    return Owner(pid=int(pid), fd=-1, **_details(root, int(pid)))
+
+
 _user_names: dict[int, str] = {}
 
 

@@ -8,6 +8,7 @@ namespace cannot be entered (not root).
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import time
@@ -174,6 +175,17 @@ def take(scope: Scope = Scope(), *, states=None, info_states=frozenset(),
                     raise
                 return (info.ref, notice("enter_failed", error=exc.strerror or exc))
             return ns
+        except OSError as exc:
+            # `ip netns del` unmounts /run/netns/NAME before it unlinks it:
+            # in between, setns() on the left-over file gives EINVAL (seen
+            # while other tests deleted their namespaces during a scan of
+            # all of them). The namespace vanished, as above.
+            if exc.errno != errno.EINVAL:
+                raise
+            if not scope.all_netns:
+                raise netns_mod.NetnsNotFound(
+                    f"network namespace {info.label()} vanished while being read") from exc
+            return (info.ref, notice("vanished"))
 
     if len(targets) > 1:
         with ThreadPoolExecutor(min(WORKERS, len(targets)), "tl-netns") as pool:

@@ -15,6 +15,7 @@ from ..model.socket import Age, AgeSource, Owner, UNKNOWN_AGE
 from ..model.states import OWNABLE, TcpState
 from ..model.table import SocketTable
 from ..track import age as age_mod
+from . import culprits, rates
 from .finding import OwnerRef, SocketSample
 from .inputs import NamespaceInput
 
@@ -61,6 +62,18 @@ class NsContext:
             return None
         return self.kernel.tcpext[name] - prev.tcpext[name]
 
+    def active_close_rate(self) -> rates.Rate | None:
+        """Connections closed first here per second, from TcpExt TW +
+        TCPTimeWaitOverflow read twice (--interval), else from the watch
+        database; None when no rate was sampled (diagnose.rates)."""
+        prev = self.inp.previous
+        if prev is not None:
+            found = rates.from_readings(prev.tcpext, self.kernel.tcpext, self.inp.interval,
+                                        end=self.inp.sampled_at)
+            if found is not None:
+                return found
+        return self.inp.rates.get("active_close")
+
     # ---- masks ---------------------------------------------------------
     def in_state(self, *states: TcpState) -> np.ndarray:
         if len(states) == 1:
@@ -85,8 +98,7 @@ class NsContext:
                             dtype=float)
             lower = np.array([a.at_least for a in self.inp.ages], dtype=bool)
             return secs.reshape(n), lower.reshape(n)
-        exact = age_mod.timer_ages(self.table, self.kernel)
-        bound = age_mod.lower_bounds(self.table)
+        exact, bound = age_mod.age_arrays(self.table, self.kernel)
         lower = np.isnan(exact) & ~np.isnan(bound)
         secs = np.where(np.isnan(exact), bound, exact)
         return secs, lower
@@ -107,7 +119,8 @@ class NsContext:
         if secs != secs:
             return UNKNOWN_AGE
         if self.age_is_lower_bound[i]:
-            return Age(secs, True, AgeSource.LAST_RECV)
+            since_close = self.state[i] == int(TcpState.FIN_WAIT2) and self.inode[i] == 0
+            return Age(secs, True, AgeSource.SINCE_CLOSE if since_close else AgeSource.LAST_RECV)
         return Age(secs, False, AgeSource.TIMER)
 
     # ---- owners --------------------------------------------------------
@@ -164,7 +177,7 @@ class NsContext:
     def owner_refs(self, idx: np.ndarray, limit: int = 10) -> tuple[OwnerRef, ...]:
         groups, _ = self.by_owner(idx)
         ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1][1]), kv[0]))
-        return tuple(OwnerRef(pid, o.comm) for pid, (o, _) in ordered[:limit])
+        return tuple(culprits.ref(o) for pid, (o, _) in ordered[:limit])
 
     # ---- the sample a finding shows -------------------------------------
     def sample(self, idx: np.ndarray, limit: int) -> SocketSample:

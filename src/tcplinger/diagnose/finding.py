@@ -50,7 +50,18 @@ class Text:
     fields: Mapping[str, object] = field(default_factory=dict)
 
     def render(self, msg) -> str:
-        return msg(self.key, **self.fields)
+        """The sentence in ``msg``'s language. A field may itself be a Text
+        (a process named in the catalog's words) or a tuple of them (a
+        list, joined by the catalog's separator)."""
+        return msg(self.key, **{k: _rendered(v, msg) for k, v in self.fields.items()})
+
+
+def _rendered(value, msg):
+    if isinstance(value, Text):
+        return value.render(msg)
+    if isinstance(value, tuple) and value and all(isinstance(v, Text) for v in value):
+        return msg("rule.common.list_sep").join(v.render(msg) for v in value)
+    return value
 
 
 class FixKind(str, enum.Enum):
@@ -164,11 +175,32 @@ class Fix:
 
 @dataclass(frozen=True)
 class OwnerRef:
+    """A process a finding names: it holds the sockets (``basis`` "owner"),
+    or, inferred for sockets no process holds (diagnose.culprits), it owns
+    the listener they were accepted on ("listener"), holds sockets to the
+    same remote address and port ("destination"), or was seen connecting
+    to it by the tracepoint during --interval ("connects"); ``where`` is what the
+    basis matched (":8080", "127.0.0.1:8084"). ``command`` is the command
+    line, shortened (culprits.short_command)."""
+
     pid: int
     comm: str
+    command: str = ""
+    basis: str = "owner"
+    where: str = ""
+    #: basis "connects": connections it opened per second to ``where``
+    per_s: float | None = None
+
+    @property
+    def inferred(self) -> bool:
+        return self.basis != "owner"
 
     def to_json(self) -> dict:
-        return {"pid": self.pid, "comm": self.comm}
+        out = {"pid": self.pid, "comm": self.comm, "command": self.command or self.comm,
+               "inferred": self.inferred, "basis": self.basis, "where": self.where or None}
+        if self.per_s is not None:
+            out["connects_per_s"] = round(self.per_s, 3)
+        return out
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from ..model.kernel import KernelContext
 from ..model.socket import Age, NetnsRef, Owner
 from ..model.table import SocketTable
 from ..track.growth import Growth, time_to_limit
+from .rates import Rate
 
 
 class FdUsageLike(Protocol):
@@ -109,6 +110,38 @@ class NamespaceTrends:
 
 
 @dataclass(frozen=True)
+class Connects:
+    """Processes seen opening connections, by destination, over a window
+    (the state-change tracepoint during ``report --interval``;
+    collect/connects.py): who is behind TIME_WAIT or orphans towards a
+    destination when no socket to it is held at the snapshot.
+
+    >>> o = Owner(pid=12, comm="nginx", fd=-1, cmdline="nginx: worker process")
+    >>> c = Connects(3.0, ((o, 2, "127.0.0.1", 8084, 12000),))
+    >>> [(w.pid, n) for w, n in c.to(2, "127.0.0.1", 8084)]
+    [(12, 12000)]
+    """
+
+    window_s: float
+    #: (owner, family, address as text, port, connects in the window)
+    items: tuple = ()
+    #: events the ring buffer dropped, connects of threads gone before they
+    #: were placed: the counts are lower bounds when either is not 0
+    lost: int = 0
+    unplaced: int = 0
+
+    def to_json(self) -> dict:
+        return {"window_s": round(self.window_s, 3), "lost": self.lost,
+                "unplaced": self.unplaced}
+
+    def to(self, family: int, addr: str, port: int) -> list[tuple[Owner, int]]:
+        """Who connected to ``addr``:``port``, most connects first."""
+        out = [(o, n) for o, fam, a, p, n in self.items
+               if p == port and fam == family and a == addr]
+        return sorted(out, key=lambda e: (-e[1], e[0].pid))
+
+
+@dataclass(frozen=True)
 class NamespaceInput:
     netns: NetnsRef
     kernel: KernelContext
@@ -125,6 +158,13 @@ class NamespaceInput:
     #: counters that are *rising* (TCPTimeWaitOverflow, TCPAbortOnMemory).
     previous: KernelContext | None = None
     interval: float | None = None  # seconds between previous and kernel
+    sampled_at: float | None = None  # wall-clock time of ``kernel``'s reading
+    #: Counter rates measured elsewhere (the watch database's TcpExt
+    #: series, diagnose.rates.from_series), by name: "active_close".
+    rates: Mapping[str, "Rate"] = field(default_factory=dict)
     #: Growth from a fresh watch database (``tcplinger watch``); None: no
     #: history, the rules judge the snapshot alone.
     trends: NamespaceTrends | None = None
+    #: Who opened connections to where during ``interval`` (tracepoint);
+    #: None: not recorded.
+    connects: Connects | None = None

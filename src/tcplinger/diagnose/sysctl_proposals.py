@@ -118,16 +118,25 @@ def keepalive_time(idle_timeout: float | None, current: int | None) -> int | Non
     return want
 
 
-def tw_buckets(current: int | None, timewait_sockets: int) -> int | None:
-    """Twice the limit or twice the timewait-type sockets, whichever is
-    more, rounded up to 1024, at most 2^21; None when that raises nothing.
+def tw_buckets(current: int | None, timewait_sockets: int,
+               close_rate: float | None = None) -> int | None:
+    """With a measured active-close rate (diagnose.rates): rate × 60 s with
+    headroom; without one, twice the limit or twice the timewait-type
+    sockets, whichever is more. Rounded up to 1024, at most 2^21; None
+    when that raises nothing.
 
     >>> tw_buckets(8, 6), tw_buckets(1000, 900), tw_buckets(1 << 21, 10), tw_buckets(None, 5)
     (1024, 2048, None, None)
+    >>> tw_buckets(512, 512, close_rate=7600.0)  # nginx under ab, measured
+    684032
     """
     if not current:
         return None
-    want = max(2 * current, 2 * timewait_sockets)
+    if close_rate is not None:
+        from .rates import buckets_for
+        want = max(buckets_for(close_rate), 2 * current)
+    else:
+        want = max(2 * current, 2 * timewait_sockets)
     value = min(-(-want // TW_BUCKETS_STEP) * TW_BUCKETS_STEP, BOUNDS["tcp_max_tw_buckets"].high)
     return value if value > current else None
 

@@ -29,6 +29,7 @@ import numpy as np
 from ..model.socket import TIMER_NAMES, Age, AgeSource, UNKNOWN_AGE, format_address, is_orphan
 from ..model.states import name as state_name
 from ..model.table import TCP_INFO_FIELDS
+from ..track import age as age_mod
 
 #: Each state number, timer kind and bool as its JSON text (both writers).
 STATE_JSON = [json.dumps(state_name(i)) for i in range(256)]
@@ -85,7 +86,7 @@ def socket_objects(table, *, netns=None, owners=None, ages=None) -> Iterator[str
     sh = rows["shutdown"].tolist()
     fams = {2: '"ipv4"', 10: '"ipv6"'}
     info_rows = _info_json(table)
-    age_strs = _ages_json(ages, n, unknown)
+    age_strs = _ages_json(ages, n, unknown, table)
     owners = owners or {}
     for i in range(n):
         f = fam[i]
@@ -99,10 +100,10 @@ def socket_objects(table, *, netns=None, owners=None, ages=None) -> Iterator[str
             age_strs[i], info_rows[i] if info_rows is not None else "")
 
 
-_SOURCE_NAMES = ("unknown", "timer", "last_recv", "trace", "first_seen")
+_SOURCE_NAMES = ("unknown", "timer", "last_recv", "trace", "first_seen", "since_close")
 
 
-def _ages_json(ages, n, unknown):
+def _ages_json(ages, n, unknown, table=None):
     """``ages`` is None, a list of Age, or an (exact, lower_bound) pair of
     float arrays as track.age.age_arrays() gives (NaN: not known)."""
     if ages is None:
@@ -119,8 +120,10 @@ def _ages_json(ages, n, unknown):
     out = [unknown] * n
     for i in np.flatnonzero(~np.isnan(exact)).tolist():
         out[i] = _age_json(Age(float(exact[i]), False, AgeSource.TIMER))
+    lower = age_mod.bound_sources(table) if table is not None else None
     for i in np.flatnonzero(np.isnan(exact) & ~np.isnan(bound)).tolist():
-        out[i] = _age_json(Age(float(bound[i]), True, AgeSource.LAST_RECV))
+        src = lower[i] if lower is not None else AgeSource.LAST_RECV
+        out[i] = _age_json(Age(float(bound[i]), True, src))
     return out
 
 

@@ -193,8 +193,11 @@ def age_columns(inp: NamespaceInput) -> list[tuple[str, np.ndarray]]:
         return [(s, np.where(src == s, secs, np.nan))
                 for s in sorted(set(src.tolist()) - {AgeSource.UNKNOWN.value})]
     exact, lower = age_mod.age_arrays(inp.table, inp.kernel)
+    lower = np.where(np.isnan(exact), lower, np.nan)
+    since_close = age_mod.since_close_mask(inp.table)
     return [(AgeSource.TIMER.value, exact),
-            (AgeSource.LAST_RECV.value, np.where(np.isnan(exact), lower, np.nan))]
+            (AgeSource.LAST_RECV.value, np.where(since_close, np.nan, lower)),
+            (AgeSource.SINCE_CLOSE.value, np.where(since_close, lower, np.nan))]
 
 
 def histogram(values: np.ndarray, buckets: Sequence[float] = AGE_BUCKETS):
@@ -289,7 +292,9 @@ class Families:
         self.host_max_orphans = g("tcplinger_host_max_orphans", "tcp_max_orphans")
         # the namespace labels of every other family, so a finding names
         # the pod or container it is in, as the socket counts do
-        fl = ["rule", "severity", *NS_LABELS, "owner"]
+        # and the owner's shortened command line (one per finding's first
+        # owner: the cardinality stays that of the findings)
+        fl = ["rule", "severity", *NS_LABELS, "owner", "command"]
         self.finding = g("tcplinger_finding", "Current findings of the diagnosis (see "
                          "`tcplinger explain RULE`)", labels=fl)
         self.finding_sockets = g("tcplinger_finding_sockets", "Sockets (or entries) a current "
@@ -378,7 +383,8 @@ def _findings(f: Families, findings: Iterable[Finding], labels: Mapping) -> None
         # for host-wide rules) is labelled as namespace_labels would
         ns = labels.get(x.netns.inode) or namespace_labels([x.netns])[x.netns.inode]
         owner = x.owners[0].comm if x.owners else ""
-        key = (x.rule, x.severity.label, *ns, owner)
+        command = (x.owners[0].command or owner) if x.owners else ""
+        key = (x.rule, x.severity.label, *ns, owner, command)
         n = agg.setdefault(key, [0, 0])
         n[0] += 1
         n[1] += int(x.count)

@@ -43,6 +43,7 @@ import numpy as np
 from ..model.socket import AgeSource
 from ..model.states import AFTER_CLOSE
 from ..model.table import TCP_INFO_FIELDS, SocketTable, address_codes
+from ..track import age as age_mod
 from .jsonout import BOOL_JSON, STATE_JSON, TIMER_JSON, socket_objects
 
 #: Rows per matrix. 32k rows of ~600 bytes (with tcp_info) keep a block
@@ -81,7 +82,8 @@ _BOOL_V = _Vocab(list(BOOL_JSON))
 _FAMILY_V = _Vocab(['"ipv4"', '"ipv6"'])
 _SOURCE_V = _Vocab([json.dumps(s.value) for s in
                     (AgeSource.UNKNOWN, AgeSource.TIMER, AgeSource.LAST_RECV,
-                     AgeSource.TRACE, AgeSource.FIRST_SEEN)])  # track.events.SOURCE_CODES
+                     AgeSource.TRACE, AgeSource.FIRST_SEEN,
+                     AgeSource.SINCE_CLOSE)])  # track.events.SOURCE_CODES
 
 
 def _digits(values: np.ndarray) -> np.ndarray:
@@ -215,7 +217,7 @@ class _Context:
             exact = bound = np.full(n, np.nan)
         elif len(ages) == 3:
             # tracked ages (track.events.TrackedAges.as_tuple()): seconds,
-            # at_least, source codes 0..4 (_SOURCE_V order)
+            # at_least, source codes 0..5 (_SOURCE_V order)
             tracked = ages
             secs = np.where(ages[2] == 0, np.nan, ages[0])
             exact = np.where(ages[1], np.nan, secs)
@@ -234,8 +236,11 @@ class _Context:
             ok = ~known | ((value >= 0) & (value < _AGE_MAX) & ~np.signbit(value)
                            & (np.abs(np.abs(millis - rounded) - 0.5) > 1e-6))
         self.age_known = known
-        self.age_source = np.where(~np.isnan(exact), 1, np.where(known, 2, 0)).astype(np.int8)
-        self.age_at_least = self.age_source == 2
+        # codes of _SOURCE_V: 1 timer, 2 last_recv, 5 since_close (orphans)
+        lower_code = np.where(age_mod.since_close_mask(table), 5, 2)
+        self.age_source = np.where(~np.isnan(exact), 1,
+                                   np.where(known, lower_code, 0)).astype(np.int8)
+        self.age_at_least = (self.age_source == 2) | (self.age_source == 5)
         if tracked is not None:
             self.age_source = np.where(known, tracked[2], 0).astype(np.int8)
             self.age_at_least = np.asarray(tracked[1], bool) & known

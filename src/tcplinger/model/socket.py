@@ -36,6 +36,10 @@ class AgeSource(str, enum.Enum):
     TIMER = "timer"  # configured timeout minus remaining timer (timewait-type)
     FIRST_SEEN = "first_seen"  # first seen in this state by a tracker
     LAST_RECV = "last_recv"  # tcp_info last_data_recv: a lower bound only
+    # An orphan's timer counts from close(), not from entering FIN_WAIT2:
+    # a lower bound of the age in state (a half-closed socket may have sat
+    # in FIN_WAIT2, owned, before close(): Apache's lingering close, ~2 s).
+    SINCE_CLOSE = "since_close"
     UNKNOWN = "unknown"
 
 

@@ -17,6 +17,13 @@ net/ipv4/tcp_input.c (FIN_WAIT1 -> FIN_WAIT2) / tcp_timer.c
   minisocket for another ``T - 60``.
 The per-socket TCP_LINGER2 cannot be read back, so the namespace's
 tcp_fin_timeout is assumed; the lab measures both.
+
+An orphaned FIN_WAIT2's timer is armed by ``tcp_close()`` (net/ipv4/tcp.c),
+so it tells the time since close(), not since the socket entered FIN_WAIT2:
+measured with Apache 2.4 (KeepAliveTimeout 2), the server's FIN left at
+2.19 s (tcpdump) and the process closed the socket at 4.25 s, after its
+lingering close (docs/real-software.md). Those ages are lower bounds with
+the source ``since_close`` (:func:`since_close_mask`).
 """
 
 from __future__ import annotations
@@ -74,20 +81,57 @@ def lower_bounds(table: SocketTable) -> np.ndarray:
     return out
 
 
+def since_close_mask(table: SocketTable) -> np.ndarray:
+    """Orphaned FIN_WAIT2 rows (inode 0): their timer age counts from close().
+
+    >>> from tcplinger.model.table import empty
+    >>> rows = empty(3)
+    >>> rows["state"] = [5, 5, 6]; rows["inode"] = [0, 7, 0]
+    >>> since_close_mask(SocketTable(rows)).tolist()
+    [True, False, False]
+    """
+    rows = table.rows
+    return (rows["state"] == int(TcpState.FIN_WAIT2)) & (rows["inode"] == 0)
+
+
 def age_arrays(table: SocketTable, kernel: KernelContext | None):
-    """(exact seconds, lower-bound seconds) per row; NaN where unknown."""
-    return timer_ages(table, kernel), lower_bounds(table)
+    """(exact seconds, lower-bound seconds) per row; NaN where unknown.
+
+    An orphan's timer age is a lower bound (:func:`since_close_mask`), so
+    it is in the second array; label it with :func:`bound_sources`.
+
+    >>> from tcplinger.model.table import empty
+    >>> rows = empty(2)
+    >>> rows["state"] = [6, 5]; rows["timer"] = 3; rows["timewait"] = True
+    >>> rows["expires_ms"] = [59000, 54000]
+    >>> exact, bound = age_arrays(SocketTable(rows), KernelContext(sysctls={"tcp_fin_timeout": 60}))
+    >>> exact.tolist(), bound.tolist()
+    ([1.0, nan], [nan, 6.0])
+    """
+    exact = timer_ages(table, kernel)
+    bound = lower_bounds(table)
+    orphan = since_close_mask(table) & ~np.isnan(exact)
+    bound[orphan] = np.fmax(bound[orphan], exact[orphan])
+    exact[orphan] = np.nan
+    return exact, bound
+
+
+def bound_sources(table: SocketTable) -> list[AgeSource]:
+    """The source of each row's lower bound in :func:`age_arrays`."""
+    return [AgeSource.SINCE_CLOSE if m else AgeSource.LAST_RECV
+            for m in since_close_mask(table).tolist()]
 
 
 def ages(table: SocketTable, kernel: KernelContext | None) -> list[Age]:
     """One :class:`Age` per row, from what a single snapshot can tell."""
     exact, bound = age_arrays(table, kernel)
+    sources = bound_sources(table)
     out = []
-    for e, b in zip(exact.tolist(), bound.tolist()):
+    for e, b, s in zip(exact.tolist(), bound.tolist(), sources):
         if e == e:  # not NaN
             out.append(Age(e, False, AgeSource.TIMER))
         elif b == b:
-            out.append(Age(b, True, AgeSource.LAST_RECV))
+            out.append(Age(b, True, s))
         else:
             out.append(UNKNOWN_AGE)
     return out

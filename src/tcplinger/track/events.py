@@ -12,9 +12,9 @@ from ..model.socket import AgeSource
 #: Age source codes in arrays: index -> AgeSource. The first three are
 #: the order export/jsonout.py used before tracked ages existed.
 SOURCE_CODES = (AgeSource.UNKNOWN, AgeSource.TIMER, AgeSource.LAST_RECV,
-                AgeSource.TRACE, AgeSource.FIRST_SEEN)
+                AgeSource.TRACE, AgeSource.FIRST_SEEN, AgeSource.SINCE_CLOSE)
 CODE = {s: i for i, s in enumerate(SOURCE_CODES)}
-UNKNOWN, TIMER, LAST_RECV, TRACE, FIRST_SEEN = range(5)
+UNKNOWN, TIMER, LAST_RECV, TRACE, FIRST_SEEN, SINCE_CLOSE = range(6)
 
 #: The kernel's TCP_CLOSE: what a destroyed socket's last event enters.
 CLOSE = 7
@@ -92,14 +92,16 @@ class TrackedAges:
 
 
 def merge_ages(now: float, since: np.ndarray, since_code: np.ndarray, since_at_least: np.ndarray,
-               timer: np.ndarray, bound: np.ndarray) -> TrackedAges:
+               timer: np.ndarray, bound: np.ndarray,
+               bound_code: np.ndarray | int = LAST_RECV) -> TrackedAges:
     """Rank the age sources per row: trace, timer, first seen, last receive.
 
     ``since`` is the tracker's entry time (NaN: untracked) with its code
     (TRACE or FIRST_SEEN) and whether it is only a lower bound; ``timer``
-    and ``bound`` are track.age.age_arrays(). A first-seen lower bound
-    yields to a larger last-receive bound (both are "at least"; the larger
-    one is closer to the truth).
+    and ``bound`` are track.age.age_arrays(), ``bound_code`` the code of
+    each bound (SINCE_CLOSE for orphans' timers: :func:`bound_codes`). A
+    first-seen lower bound yields to a larger last-receive bound (both are
+    "at least"; the larger one is closer to the truth).
 
     >>> nan = float("nan")
     >>> a = merge_ages(100.0, np.array([90.0, 90.0, 90.0, 99.0, nan, nan]),
@@ -121,7 +123,8 @@ def merge_ages(now: float, since: np.ndarray, since_code: np.ndarray, since_at_l
         elapsed = np.maximum(now - since, 0.0)
     # lowest rank first, higher ranks overwrite
     b = ~np.isnan(bound)
-    seconds[b], at_least[b], code[b] = bound[b], True, LAST_RECV
+    bcode = np.broadcast_to(np.asarray(bound_code, np.int8), (n,))
+    seconds[b], at_least[b], code[b] = bound[b], True, bcode[b]
     fs = tracked & (since_code == FIRST_SEEN)
     fs_exact = fs & ~since_at_least
     with np.errstate(invalid="ignore"):
@@ -133,6 +136,13 @@ def merge_ages(now: float, since: np.ndarray, since_code: np.ndarray, since_at_l
     tr = tracked & (since_code == TRACE)
     seconds[tr], at_least[tr], code[tr] = elapsed[tr], False, TRACE
     return TrackedAges(seconds, at_least, code)
+
+
+def bound_codes(table) -> np.ndarray:
+    """The source code of each row's lower bound (track.age.bound_sources):
+    SINCE_CLOSE for orphans, LAST_RECV for the others."""
+    from .age import since_close_mask
+    return np.where(since_close_mask(table), SINCE_CLOSE, LAST_RECV).astype(np.int8)
 
 
 def event_from_trace(ev) -> StateEvent | None:

@@ -15,6 +15,15 @@ drains away does not count.
 87.9
 >>> describe(g, ttl)
 '+12/min for 3h; limit in about 88h'
+
+A rise that fits a line but covers less than ``min_span`` is ``short``,
+not growing: ``history`` says it rises and is not yet a trend (a leak of
+4 a second watched for 40 s), rather than "nothing is growing".
+
+>>> t = np.arange(0, 40, 1.0)
+>>> g = fit(t, 4 * t)
+>>> g.growing, g.why, round(g.per_minute)
+(False, 'short', 240)
 """
 
 from __future__ import annotations
@@ -23,6 +32,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+#: What "growing" needs (the defaults of :func:`fit`): a rise that holds
+#: this long, over this many samples, and that a line explains this well.
+MIN_SPAN_S = 60.0
+MIN_POINTS = 4
+MIN_R2 = 0.6
 
 
 @dataclass(frozen=True)
@@ -33,14 +48,17 @@ class Growth:
     span: float  # seconds covered by the data
     points: int
     growing: bool
+    #: why (not) growing: "growing"; "short" (a clean rise, shorter than
+    #: min_span); "noisy" (R² below min_r2); "few" (points); "flat" (no rise)
+    why: str = ""
 
     @property
     def per_minute(self) -> float:
         return self.slope * 60.0
 
 
-def fit(times, values, *, min_r2: float = 0.6, min_span: float = 60.0,
-        min_points: int = 4) -> Growth:
+def fit(times, values, *, min_r2: float = MIN_R2, min_span: float = MIN_SPAN_S,
+        min_points: int = MIN_POINTS) -> Growth:
     """Least-squares slope of ``values`` over ``times`` (seconds).
 
     >>> fit([0, 10, 20, 30], [5, 5, 5, 5]).growing
@@ -52,7 +70,7 @@ def fit(times, values, *, min_r2: float = 0.6, min_span: float = 60.0,
     y = np.asarray(values, float)
     n = len(t)
     if n < 2 or np.ptp(t) == 0:
-        return Growth(0.0, float(y[-1]) if n else 0.0, 0.0, 0.0, n, False)
+        return Growth(0.0, float(y[-1]) if n else 0.0, 0.0, 0.0, n, False, "few")
     tm, ym = t.mean(), y.mean()
     dt = t - tm
     slope = float((dt * (y - ym)).sum() / (dt * dt).sum())
@@ -62,7 +80,17 @@ def fit(times, values, *, min_r2: float = 0.6, min_span: float = 60.0,
     r2 = 1.0 - float((resid ** 2).sum()) / ss_tot if ss_tot > 0 else 0.0
     span = float(np.ptp(t))
     growing = slope > 0 and r2 >= min_r2 and span >= min_span and n >= min_points
-    return Growth(slope, intercept, r2, span, n, growing)
+    if growing:
+        why = "growing"
+    elif slope <= 0:
+        why = "flat"
+    elif n < min_points:
+        why = "few"
+    elif r2 < min_r2:
+        why = "noisy"
+    else:
+        why = "short"
+    return Growth(slope, intercept, r2, span, n, growing, why)
 
 
 def time_to_limit(g: Growth, current: float, limit: float | None) -> float | None:

@@ -410,6 +410,35 @@ class Store:
                                " GROUP BY netns, name").fetchall()
         return {(ns, name): v for ns, name, v, _ in rows}
 
+    def counter_series(self, since: float, names) -> dict:
+        """``{netns: (times, {name: values})}``: the kernel values ``names``
+        at every raw sample since ``since``, NaN before a namespace's first
+        row. A row is written only when a value changes (or a 5-minute
+        bucket starts: :meth:`write_sample`), so values are carried forward
+        from the last row at or before each sample, an earlier one included.
+        """
+        names = list(names)
+        marks = ",".join("?" * len(names))
+        times = np.array([r[0] for r in self.db.execute(
+            "SELECT t FROM samples WHERE t >= ? ORDER BY t", (since,))], dtype=float)
+        rows: dict[tuple, list] = {}
+        for ns, name, value, t in self.db.execute(
+                f"SELECT netns, name, value, MAX(t) FROM kernel WHERE res = 0 AND t < ?"
+                f" AND name IN ({marks}) GROUP BY netns, name", [since, *names]):
+            rows.setdefault((ns, name), []).append((t, value))
+        for t, ns, name, value in self.db.execute(
+                f"SELECT t, netns, name, value FROM kernel WHERE res = 0 AND t >= ?"
+                f" AND name IN ({marks}) ORDER BY t", [since, *names]):
+            rows.setdefault((ns, name), []).append((t, value))
+        out: dict = {}
+        for (ns, name), pts in rows.items():
+            ts = np.array([p[0] for p in pts])
+            vs = np.array([p[1] for p in pts], dtype=float)
+            at = np.searchsorted(ts, times, side="right") - 1
+            values = np.where(at >= 0, vs[np.maximum(at, 0)], np.nan)
+            out.setdefault(ns, (times, {}))[1][name] = values
+        return out
+
     def owner_info(self) -> dict[str, tuple]:
         return {k: (pid, comm, lim, fds) for k, pid, comm, lim, fds in
                 self.db.execute("SELECT key, pid, comm, fd_limit, fds FROM owners")}

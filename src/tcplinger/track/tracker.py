@@ -56,7 +56,8 @@ import numpy as np
 
 from ..model.socket import AgeSource
 from ..model.table import SocketTable
-from .events import CLOSE, FIRST_SEEN, TRACE, StateEvent, TrackedAges, Transition, merge_ages
+from .events import (CLOSE, FIRST_SEEN, TRACE, StateEvent, TrackedAges, Transition, bound_codes,
+                     merge_ages)
 from .identity import (Namespace, concat, endpoints, match, port_key, port_keys, same_tuple,
                        sorted_columns, state_bits, tuple_hash, unseen_rows)
 
@@ -134,7 +135,7 @@ class Tracker:
         timer = np.full(n, np.nan) if timer is None else timer
         bound = np.full(n, np.nan) if bound is None else bound
         since, code, at_least = self.since_arrays(ns, table)
-        return merge_ages(now, since, code, at_least, timer, bound)
+        return merge_ages(now, since, code, at_least, timer, bound, bound_codes(table))
 
     def forget(self, ns: int) -> None:
         """A namespace that no longer exists: drop its sockets."""

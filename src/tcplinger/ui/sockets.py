@@ -10,6 +10,7 @@ import numpy as np
 from ..model.socket import Age, AgeSource, SocketRecord, TimerKind
 from ..model.states import BY_STATE, TcpState, name as state_name
 from ..model.table import address_codes
+from ..track import age as age_mod
 from .table import duration, render_columns
 
 
@@ -108,12 +109,15 @@ def _age_column(part) -> list[str]:
     out = ["?"] * len(exact)
     memo: dict = {}
     known_exact = ~np.isnan(exact)
+    since_close = age_mod.since_close_mask(part.table)
+    lower = ~known_exact & ~np.isnan(bound)
     for at_least, source, sel in ((False, AgeSource.TIMER, known_exact),
-                                  (True, AgeSource.LAST_RECV, ~known_exact & ~np.isnan(bound))):
+                                  (True, AgeSource.LAST_RECV, lower & ~since_close),
+                                  (True, AgeSource.SINCE_CLOSE, lower & since_close)):
         values = exact if not at_least else bound
         idx = np.flatnonzero(sel)
         for i, sec in zip(idx.tolist(), values[idx].tolist()):
-            key = (at_least, int(sec) if sec >= 10 else sec)  # duration() shows whole seconds from 10 s
+            key = (source, int(sec) if sec >= 10 else sec)  # duration() shows whole seconds from 10 s
             text = memo.get(key)
             if text is None:
                 text = memo[key] = _age_words(Age(sec, at_least, source))

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from rich.text import Text
 from textual.app import App, ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
 from .top import (OLDEST_HEADERS, OWNER_HEADERS, STATE_HEADERS, Filter, TopModel, apply, cycle,
-                  oldest_rows, state_rows)
+                  finding_lines, oldest_rows, owner_rows, state_rows)
 
 
 class Confirm(ModalScreen):
@@ -32,13 +33,18 @@ class Confirm(ModalScreen):
         self.dismiss(False)
 
 class TopApp(App):
+    # Every panel in fractions of the screen, so that a larger terminal
+    # (200x50) gets wider and taller panels, not the same boxes with empty
+    # space around them (issue 11).
     CSS = """
     Screen { layout: vertical; }
     #title { height: 1; background: $accent; color: $text; }
-    #states { height: 7; }
-    #owners { height: 5; }
-    #oldest { height: 1fr; }
-    #growth { height: 2; color: $warning; }
+    #upper { height: 2fr; }
+    #states { width: 1fr; height: 100%; }
+    #owners { width: 2fr; height: 100%; }
+    #findings-box { height: 1fr; border-top: solid $accent; }
+    #oldest { height: 3fr; border-top: solid $accent; }
+    #growth { height: auto; max-height: 4; color: $warning; }
     """
     BINDINGS = [("q", "quit", "quit"), ("s", "sort", "sort"), ("f", "filter_state", "state"),
                 ("o", "filter_owner", "owner"), ("n", "filter_netns", "netns"),
@@ -56,8 +62,11 @@ class TopApp(App):
     def compose(self) -> ComposeResult:
         yield Static(id="title")
         with Vertical():
-            yield DataTable(id="states", zebra_stripes=True)
-            yield DataTable(id="owners")
+            with Horizontal(id="upper"):
+                yield DataTable(id="states", zebra_stripes=True)
+                yield DataTable(id="owners")
+            with VerticalScroll(id="findings-box"):
+                yield Static(id="findings")
             yield DataTable(id="oldest", cursor_type="row")
             yield Static(id="growth")
         yield Footer()
@@ -80,7 +89,9 @@ class TopApp(App):
         title = msg("top.title", n=m.sockets, ns=m.namespaces, source=m.source)
         flt = msg("top.filter", text=self.flt.text())
         self.query_one("#title", Static).update(f"{title}   {flt}")
-        for wid, rows in (("#states", state_rows(m)), ("#owners", [list(o) for o in m.owners]),
+        lines = finding_lines(m, msg) or [msg("top.no_findings")]
+        self.query_one("#findings", Static).update(Text("\n".join(lines)))
+        for wid, rows in (("#states", state_rows(m)), ("#owners", owner_rows(m)),
                           ("#oldest", oldest_rows(m))):
             table = self.query_one(wid, DataTable)
             table.clear()
@@ -100,7 +111,7 @@ class TopApp(App):
         self.show()
 
     def action_filter_owner(self) -> None:
-        self.flt = replace(self.flt, owner=cycle([o for o, _, _ in self.model.owners],
+        self.flt = replace(self.flt, owner=cycle([o.owner for o in self.model.owners],
                                                  self.flt.owner))
         self.show()
 

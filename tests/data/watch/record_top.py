@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Record top_model.json: `tcplinger top`'s model of a namespace tl-w-rec-…
 holding CLOSE_WAIT sockets from one process (a leak of 2/s for 6 s), a
-few ESTABLISHED and TIME_WAIT, watched at 1 s. Run as root:
+few ESTABLISHED and TIME_WAIT, watched at 1 s: owners (the CLOSE_WAIT's
+and the inferred culprit of the orphans and TIME_WAIT) and findings as
+the report finds them. Run as root:
 
     python tests/data/watch/record_top.py > tests/data/watch/top_model.json
 """

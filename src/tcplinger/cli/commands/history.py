@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ...app.history import HistoryQuery, history
 from ...app.watchdb import db_path
+from ...diagnose.rates import number_text
 from ...ui.sparkline import sparkline
 from ...ui.table import duration, render
 from ..errors import CliError, Exit, exit_for
@@ -63,21 +64,28 @@ def run(opts: HistoryOptions, term, msg) -> int:
     term.out(msg("history.title", since=since_text, n=doc["samples"], by=q.by))
     spark_w = max(10, min(60, (term.width or 100) - 50))
     rows = [[s["label"], _num(s["now"]), _num(s["max"]), sparkline(s["values"], spark_w),
-             f"{s['per_minute']:+.3g}"] for s in doc["series"]]
+             number_text(s["per_minute"], signed=True)] for s in doc["series"]]
     for line in render([msg("history.col.key"), msg("history.col.now"), msg("history.col.max"),
                         msg("history.col.trend"), msg("history.col.rate")], rows, align="lrrlr"):
         term.out(line)
     term.out("")
-    if not doc["growing"]:
-        term.out(msg("history.no_growth"))
     for f in doc["growing"]:
-        text = msg("history.growing", what=f["what"], rate=f"{f['per_minute']:+.3g}",
+        text = msg("history.growing", what=f["what"],
+                   rate=number_text(f["per_minute"], signed=True),
                    span=duration(f["span_s"]))
         if f["limit"] and f["time_to_limit_s"] is not None:
             key = "history.limit_reached" if f["time_to_limit_s"] == 0 else "history.limit"
             text += msg(key, limit=f["limit_name"], value=_num(f["limit"]),
                         eta=duration(f["time_to_limit_s"]))
         term.out(text)
+    for r in doc["rising"]:
+        term.out(msg("history.rising", what=r["what"],
+                     rate=number_text(r["per_minute"], signed=True),
+                     span=duration(r["span_s"]), n=r["points"],
+                     need=duration(doc["needs"]["span_s"])))
+    if not doc["growing"] and not doc["rising"]:
+        term.out(msg("history.no_growth", need=duration(doc["needs"]["span_s"]),
+                     r2=doc["needs"]["r2"]))
     if opts.png is not None:
         term.err(msg("history.png_written", path=opts.png))
     return 0

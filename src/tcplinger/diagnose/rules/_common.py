@@ -4,7 +4,10 @@ shape itself is diagnose/rule_finding.py's)."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..finding import Finding, Fix, FixKind, Severity, SysctlChange, Text
+from ..culprits import short_command, who
 
 
 def at_least(value: float | None, threshold: float | None) -> bool:
@@ -28,6 +31,24 @@ def level(value: float | None, warning: float | None, critical: float | None,
     if at_least(value, warning):
         return Severity.WARNING
     return default
+
+
+def young(ctx, rows, min_age) -> tuple[int, bool]:
+    """How many of ``rows`` are known to be at least ``min_age`` old (a
+    lower bound counts: the true age is larger), and whether none is:
+    then the rule has no evidence that the condition lasts and accuses
+    nobody (at most INFO).
+
+    >>> import numpy as np
+    >>> class C: age = np.array([0.0, 12.0, np.nan])
+    >>> young(C, np.array([0, 1, 2]), 10), young(C, np.array([0, 2]), 10), young(C, np.array([0]), None)
+    ((1, False), (0, True), (1, False))
+    """
+    if not min_age:
+        return int(len(rows)), False
+    ages = ctx.age[rows]
+    old = int(np.count_nonzero(~np.isnan(ages) & (ages >= min_age)))
+    return old, old == 0
 
 
 def T(key: str, /, **fields) -> Text:  # noqa: N802 - reads like a message
@@ -79,10 +100,19 @@ def other_ends(ctx, world, rows) -> list[dict]:
         who = owners[0] if owners else None
         key = (other.netns.label(), TcpState(int(other.state[j])).name,
                who.pid if who else None, who.comm if who else None,
-               int(other.inode[j]) == 0)
+               int(other.inode[j]) == 0,
+               short_command(who.cmdline, who.comm) if who else None)
         seen[key] = seen.get(key, 0) + 1
-    return [{"netns": k[0], "state": k[1], "pid": k[2], "comm": k[3], "orphan": k[4], "count": n}
+    return [{"netns": k[0], "state": k[1], "pid": k[2], "comm": k[3], "orphan": k[4],
+             "command": k[5], "count": n}
             for k, n in sorted(seen.items(), key=lambda kv: -kv[1])]
+
+
+def end_owner(h: dict) -> Text:
+    """The process holding other ends (an :func:`other_ends` entry)."""
+    if not h["pid"]:
+        return Text("rule.common.who_unknown")
+    return who(h["pid"], h["comm"], h.get("command") or h["comm"])
 
 
 def other_end_facts(here: list[dict], limit: int = 3) -> list:
@@ -90,7 +120,7 @@ def other_end_facts(here: list[dict], limit: int = 3) -> list:
     for h in here[:limit]:
         if h["pid"]:
             out.append(T("rule.common.other_end", n=h["count"], state=h["state"],
-                         netns=h["netns"], comm=h["comm"], pid=h["pid"]))
+                         netns=h["netns"], who=end_owner(h)))
         else:
             out.append(T("rule.common.other_end_unowned", n=h["count"], state=h["state"],
                          netns=h["netns"]))

@@ -31,9 +31,11 @@ from ..evidence import (age_stats, age_text, count_older, duration, endpoint_tex
 from ..finding import Confidence, Fix, FixKind, Severity
 from ..inputs import within
 from ..lifetimes import DEFAULT_KEEPALIVE_TIME, keepalive_deadline
+from ..culprits import short_command, who
 from ..metadata import BY_ID
+from ..rates import number_text
 from ..rule_finding import RuleFinding
-from ._common import at_least, level, other_end_facts, other_ends, per_owner
+from ._common import T as text, at_least, level, other_end_facts, other_ends, per_owner, young
 
 META = BY_ID["close-wait-leak"]
 
@@ -73,10 +75,16 @@ class CloseWaitLeak(RuleFinding):
         self.here = other_ends(ctx, self.world, rows)
         self.growing = _growing(ctx, owner, self.fds)
         self.ttl = self.growing["time_to_limit_s"] if self.growing is not None else None
+        # only sockets known to be min_age old accuse the process; none:
+        # passing through CLOSE_WAIT (under load, for milliseconds)
+        self.lasting, young_only = young(ctx, rows, th["min_age"])
+        self.transient = young_only and self.growing is None
 
     def severity(self) -> Severity:
         th = self.th
-        severity = level(self.n, th["warning_count"], th["critical_count"])
+        if self.transient:  # nothing shows that they last
+            return Severity.INFO
+        severity = level(self.lasting, th["warning_count"], th["critical_count"])
         if severity < Severity.WARNING and self.old:
             severity = Severity.WARNING
         if at_least(self.fd_ratio, th["critical_fd_ratio"]):
@@ -93,9 +101,12 @@ class CloseWaitLeak(RuleFinding):
             "pid": owner.pid if owner else None,
             "comm": owner.comm if owner else None,
             "cmdline": owner.cmdline if owner else None,
+            "command": short_command(owner.cmdline, owner.comm) if owner else None,
             "close_wait": n,
             "age": self.stats,
             "older_than_warning_age": self.old,
+            "older_than_min_age": self.lasting,
+            "min_age_s": self.th["min_age"],
             "recv_q": {"eof_unread": self.eof_unread, "eof_read": self.eof_read,
                        "data_unread": self.data_unread},
             "keepalive": {"with_so_keepalive": self.ka, "without": n - self.ka,
@@ -112,8 +123,10 @@ class CloseWaitLeak(RuleFinding):
         }
 
     def title(self):
-        if self.owner is not None:
-            return self.T("title", comm=self.owner.comm, pid=self.owner.pid, n=self.n)
+        owner = self.owner
+        if owner is not None:
+            return self.T("title", n=self.n,
+                          who=who(owner.pid, owner.comm, short_command(owner.cmdline, owner.comm)))
         if self.ctx.owners_resolved:
             return self.T("title_unowned", n=self.n)
         return self.T("title_unresolved", n=self.n)
@@ -121,6 +134,8 @@ class CloseWaitLeak(RuleFinding):
     def facts(self) -> list:
         T, n, fds, growing = self.T, self.n, self.fds, self.growing
         facts = [T("fact.count", n=n, age=age_text(self.stats), known=self.stats["known"])]
+        if self.transient:
+            facts.append(text("rule.common.young", min_age=duration(self.th["min_age"]), n=n))
         if self.eof_unread:
             facts.append(T("fact.eof_unread", n=self.eof_unread))
         if self.eof_read:
@@ -132,7 +147,7 @@ class CloseWaitLeak(RuleFinding):
                            limit=fds.soft_limit if fds.soft_limit else "unlimited",
                            pct=percent(self.fd_ratio) if self.fd_ratio is not None else "-"))
         if growing is not None:
-            args = dict(rate=f"{growing['per_minute']:+.3g}",
+            args = dict(rate=number_text(growing["per_minute"], signed=True),
                         window=duration(growing["window_s"]))
             if self.ttl is not None:
                 facts.append(T("fact.growing", limit=growing["limit"], eta=duration(self.ttl),
@@ -175,6 +190,9 @@ class CloseWaitLeak(RuleFinding):
         return fixes
 
     def confidence(self):
+        if self.transient:
+            return Confidence.LOW, text("rule.common.conf.young",
+                                        min_age=duration(self.th["min_age"]))
         if self.owner is None:
             return Confidence.LOW, self.T("conf.no_owner")
         if self.n >= (self.th["warning_count"] or self.n + 1) or self.old:

@@ -23,6 +23,7 @@ from ..context import address_words, mix64
 from .. import sysctl_proposals as propose
 from ..evidence import duration, percent
 from ..finding import Confidence, Fix, FixKind
+from ..rates import number_text
 from ..metadata import BY_ID
 from ..rule_finding import RuleFinding
 from ..sysctl_bounds import BOUNDS
@@ -158,7 +159,7 @@ class PortExhaustion(RuleFinding):
                            states=", ".join(f"{k} {v}" for k, v in sorted(g["states"].items()))))
         growing = self.ev["growing"]
         if growing is not None and growing["time_to_limit_s"] is not None:
-            facts.append(T("fact.growing", rate=f"{growing['per_minute']:+.3g}",
+            facts.append(T("fact.growing", rate=number_text(growing["per_minute"], signed=True),
                            window=duration(growing["window_s"]), dest=self.dest,
                            eta=duration(growing["time_to_limit_s"])))
         return facts

@@ -16,9 +16,10 @@ from ..evidence import (age_stats, age_text, count_older, duration, endpoint_tex
                         port_text, top_local_ports, top_remote)
 from ..finding import Confidence, Fix, FixKind, Severity
 from ..lifetimes import DEFAULT_FIN_TIMEOUT, fin_wait2_lifetime
+from ..culprits import short_command, who
 from ..metadata import BY_ID
 from ..rule_finding import RuleFinding
-from ._common import level, other_end_facts, other_ends, per_owner
+from ._common import T as text, end_owner, level, other_end_facts, other_ends, per_owner, young
 
 META = BY_ID["half-closed-fin-wait-2"]
 
@@ -50,9 +51,14 @@ class HalfClosed(RuleFinding):
         self.peers = top_remote(ctx, rows, with_port=True)
         self.ports = top_local_ports(ctx, rows)
         self.here = other_ends(ctx, self.world, rows)
+        # a lingering close (Apache: ~2 s after its FIN) is normal behaviour:
+        # only sockets at least min_age old accuse the process
+        self.lasting, self.transient = young(ctx, rows, th["min_age"])
 
     def severity(self) -> Severity:
-        severity = level(self.n, self.th["warning_count"], self.th["critical_count"])
+        if self.transient:
+            return Severity.INFO
+        severity = level(self.lasting, self.th["warning_count"], self.th["critical_count"])
         if severity < Severity.WARNING and self.old:
             severity = Severity.WARNING
         return severity
@@ -62,9 +68,12 @@ class HalfClosed(RuleFinding):
         return {
             "pid": owner.pid if owner else None,
             "comm": owner.comm if owner else None,
+            "command": short_command(owner.cmdline, owner.comm) if owner else None,
             "fin_wait2": self.n,
             "age": self.stats,
             "older_than_warning_age": self.old,
+            "older_than_min_age": self.lasting,
+            "min_age_s": self.th["min_age"],
             "shutdown": {"send": self.shut_wr, "both": self.shut_both,
                          "unknown": int(np.count_nonzero(self.shut < 0))},
             "unread_data": self.unread,
@@ -76,13 +85,18 @@ class HalfClosed(RuleFinding):
         }
 
     def title(self):
-        if self.owner is not None:
-            return self.T("title", comm=self.owner.comm, pid=self.owner.pid, n=self.n)
+        owner = self.owner
+        if owner is not None:
+            return self.T("title", n=self.n,
+                          who=who(owner.pid, owner.comm, short_command(owner.cmdline, owner.comm)))
         return self.T("title_unowned", n=self.n)
 
     def facts(self) -> list:
         T = self.T
         facts = [T("fact.count", n=self.n, age=age_text(self.stats))]
+        if self.transient:
+            facts.append(text("rule.common.young", min_age=duration(self.th["min_age"]),
+                              n=self.n))
         if self.shut_wr or self.shut_both:
             facts.append(T("fact.shutdown", wr=self.shut_wr, both=self.shut_both))
         if self.unread:
@@ -96,8 +110,7 @@ class HalfClosed(RuleFinding):
         if peer_close_wait:
             h = peer_close_wait[0]
             return [self.T("cause"), self.T("cause.peer_leak", netns=h["netns"],
-                                            who=f"{h['comm']} (pid {h['pid']})" if h["pid"]
-                                            else "?")]
+                                            who=end_owner(h))]
         return [self.T("cause"), self.T("cause.peer")]
 
     def lifetime(self) -> list:
@@ -110,6 +123,9 @@ class HalfClosed(RuleFinding):
                 Fix(FixKind.SYSCTL, self.T("fix.no_sysctl", fin=self.fin))]
 
     def confidence(self):
+        if self.transient:
+            return Confidence.LOW, text("rule.common.conf.young",
+                                        min_age=duration(self.th["min_age"]))
         if self.owner is None:
             return Confidence.MEDIUM, self.T("conf.no_owner")
         return Confidence.HIGH, self.T("conf.high")

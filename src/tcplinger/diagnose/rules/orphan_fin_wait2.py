@@ -19,14 +19,17 @@ from __future__ import annotations
 import numpy as np
 
 from ...model.states import TcpState
-from ..evidence import duration, endpoint_text, port_text, top_local_ports, top_remote
+from ..evidence import duration, top_local_ports, top_remote
 from ..finding import Confidence, Fix, FixKind
 from .. import sysctl_proposals as propose
 from ..lifetimes import DEFAULT_FIN_TIMEOUT, fin_wait2_lifetime, fin_wait2_phases
 from ..metadata import BY_ID
 from ..rule_finding import RuleFinding
 from ..sysctl_bounds import BOUNDS
-from ._common import level, other_end_facts, other_ends, sysctl_fix
+from .. import culprits
+from ._common import (T as text, end_owner, level, other_end_facts, other_ends, sysctl_fix,
+                      young)
+from .keepalive_timeout_fin_wait2 import server_orphans
 
 META = BY_ID["orphan-fin-wait-2"]
 SLACK_S = 1.0  # timer rounding and the time between dump and now
@@ -53,6 +56,8 @@ def time_left(ctx, rows: np.ndarray, fin: float) -> tuple[np.ndarray, np.ndarray
 
 def evaluate(ctx, th, world, limit):
     idx = ctx.indices(ctx.in_state(TcpState.FIN_WAIT2) & (ctx.inode == 0))
+    # orphans on a listening port are keepalive-timeout-fin-wait-2's (seed 002)
+    idx = np.setdiff1d(idx, server_orphans(ctx), assume_unique=True)
     if len(idx) == 0:
         return []
     return OrphanFinWait2(ctx, th, world, limit, idx).findings()
@@ -75,7 +80,10 @@ class OrphanFinWait2(RuleFinding):
         ages = ctx.age[idx]
         self.over_age = int(np.count_nonzero(~np.isnan(ages) & (ages > self.life + SLACK_S)
                                              & ~ctx.age_is_lower_bound[idx]))
-        self.rate = self.n / self.life if self.life > 0 else None
+        # only orphans min_age after close() count (their age is a lower
+        # bound: since close()); none: closed just now, the peer may still close
+        self.lasting, self.transient = young(ctx, idx, self.th["min_age"])
+        self.groups = culprits.groups(ctx, idx)
         self.peers = top_remote(ctx, idx)
         self.ports = top_local_ports(ctx, idx)
         self.here = other_ends(ctx, self.world, idx)
@@ -83,10 +91,10 @@ class OrphanFinWait2(RuleFinding):
         self.buckets = ctx.sysctl("tcp_max_tw_buckets")
 
     def severity(self):
-        return level(self.n, self.th["warning_count"], self.th["critical_count"])
+        return level(self.lasting, self.th["warning_count"], self.th["critical_count"])
 
     def evidence(self) -> dict:
-        left, known, rate = self.left, self.known, self.rate
+        left, known = self.left, self.known
         return {
             "orphan_fin_wait2": self.n,
             "minisockets": self.minis,
@@ -97,7 +105,10 @@ class OrphanFinWait2(RuleFinding):
             "time_left_s": ({"min": round(float(np.nanmin(left)), 3),
                              "median": round(float(np.nanmedian(left)), 3),
                              "max": round(float(np.nanmax(left)), 3)} if known.any() else None),
-            "implied_close_rate_per_s": round(rate, 3) if rate is not None else None,
+            "older_than_min_age": self.lasting,
+            "min_age_s": self.th["min_age"],
+            "groups": [g.to_json() for g in self.groups[:10]],
+            "connects_sample": culprits.connects_json(self.ctx),
             "timer_longer_than_fin_timeout": int(np.count_nonzero(self.too_long)),
             "full_orphans_below_60s": int(np.count_nonzero(self.early_full)),
             "older_than_lifetime": self.over_age,
@@ -129,9 +140,9 @@ class OrphanFinWait2(RuleFinding):
             facts.append(T("fact.left", lo=duration(float(np.nanmin(left))),
                            med=duration(float(np.nanmedian(left))),
                            hi=duration(float(np.nanmax(left)))))
-        if self.rate is not None:
-            facts.append(T("fact.rate", n=n, life=duration(self.life), rate=f"{self.rate:.3g}"))
-        facts.append(T("fact.peers", peers=endpoint_text(self.peers), ports=port_text(self.ports)))
+        if self.transient:
+            facts.append(text("rule.common.young", min_age=duration(self.th["min_age"]), n=n))
+        facts += culprits.group_facts(self.ctx, self.groups)
         if self.buckets:
             facts.append(T("fact.buckets", tw=self.tw_total, buckets=self.buckets))
         return facts + other_end_facts(self.here) + self.anomalies()
@@ -140,8 +151,7 @@ class OrphanFinWait2(RuleFinding):
         cause = [self.T("cause")]
         if any(h["state"] == "CLOSE_WAIT" for h in self.here):
             h = next(h for h in self.here if h["state"] == "CLOSE_WAIT")
-            cause.append(self.T("cause.peer_here", netns=h["netns"],
-                                who=f"{h['comm']} (pid {h['pid']})" if h["pid"] else "?"))
+            cause.append(self.T("cause.peer_here", netns=h["netns"], who=end_owner(h)))
         return cause
 
     def lifetime(self) -> list:
@@ -154,7 +164,7 @@ class OrphanFinWait2(RuleFinding):
 
     def fixes(self) -> list:
         T, fin = self.T, self.fin
-        fixes = [Fix(FixKind.OPS, T("fix.peers"))]
+        fixes = culprits.group_fixes(self.ctx, self.groups) + [Fix(FixKind.OPS, T("fix.peers"))]
         # Not below the floor (sysctl_bounds): a late FIN must still find its socket.
         value = propose.fin_timeout(self.ctx.sysctl("tcp_fin_timeout"))
         if value is not None:
@@ -167,6 +177,9 @@ class OrphanFinWait2(RuleFinding):
                         Fix(FixKind.APP, T("fix.server_close"))]
 
     def confidence(self):
+        if self.transient:
+            return Confidence.LOW, text("rule.common.conf.young",
+                                        min_age=duration(self.th["min_age"]))
         if self.anomalies():
             return Confidence.MEDIUM, self.T("conf.anomaly")
         if self.here:

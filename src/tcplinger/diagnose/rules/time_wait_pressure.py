@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...model.kernel import TCP_TIMEWAIT_LEN_S
 from ...model.states import TcpState
-from .. import sysctl_proposals as propose
+from .. import culprits, rates, sysctl_proposals as propose
 from ..evidence import duration, endpoint_text, percent, port_text, top_local_ports, top_remote
 from ..finding import Confidence, Fix, FixKind, Severity
 from ..inputs import within
@@ -55,6 +54,9 @@ class TimeWaitPressure(RuleFinding):
         self.growing = _growing(ctx, self.tw_type, self.buckets)
         self.ttl = self.growing["time_to_limit_s"] if self.growing is not None else None
         self.near = within(self.ttl, self.th["warning_ttl"])
+        # connections closed first here per second, from TcpExt TW +
+        # TCPTimeWaitOverflow sampled over time; None: no rate was sampled
+        self.rate = ctx.active_close_rate()
 
     def _sides(self) -> None:
         """Which TIME_WAIT a listener's port holds (this host closed first
@@ -65,6 +67,7 @@ class TimeWaitPressure(RuleFinding):
             np.zeros(0, np.uint16)
         server_mask = np.isin(ports, listening)
         self.server, self.client = idx[server_mask], idx[~server_mask]
+        self.groups = culprits.groups(ctx, idx)
 
     def severity(self) -> Severity | None:
         th, n = self.th, self.n
@@ -82,7 +85,6 @@ class TimeWaitPressure(RuleFinding):
     def evidence(self) -> dict:
         ctx, n, server, client = self.ctx, self.n, self.server, self.client
         rng = ctx.sysctl("ip_local_port_range")
-        created = ctx.delta("TW")
         interval = ctx.inp.interval
         return {
             "time_wait": n,
@@ -92,14 +94,14 @@ class TimeWaitPressure(RuleFinding):
             "TCPTimeWaitOverflow": self.overflow,
             "TCPTimeWaitOverflow_delta": self.overflow_delta,
             "interval_s": interval,
-            "created_per_s_estimate": round(n / TCP_TIMEWAIT_LEN_S, 3),
-            "created_per_s_measured": (round(created / interval, 3)
-                                       if created is not None and interval else None),
+            "active_close_rate": self.rate.to_json() if self.rate is not None else None,
             "server_side": int(len(server)),
             "client_side": int(len(client)),
             "server_ports": top_local_ports(ctx, server),
             "server_peers": top_remote(ctx, server),
             "client_destinations": top_remote(ctx, client, with_port=True),
+            "groups": [g.to_json() for g in self.groups[:10]],
+            "connects_sample": culprits.connects_json(ctx),
             "tcp_tw_reuse": ctx.sysctl("tcp_tw_reuse"),
             "tcp_fin_timeout": ctx.sysctl("tcp_fin_timeout", DEFAULT_FIN_TIMEOUT),
             "ip_local_port_range": list(rng) if rng else None,
@@ -124,9 +126,14 @@ class TimeWaitPressure(RuleFinding):
                                interval=f"{interval:.0f}" if interval else "?"))
             else:
                 facts.append(T("fact.overflow", total=self.overflow))
-        facts.append(T("fact.rate", rate=f"{self.n / TCP_TIMEWAIT_LEN_S:.3g}"))
+        if self.rate is not None:
+            facts.append(T("fact.rate_measured", rate=rates.number_text(self.rate.per_s),
+                           window=duration(self.rate.window_s), source=self.rate.source,
+                           delta=self.rate.delta))
+        else:
+            facts.append(T("fact.rate_unknown"))
         if growing is not None:
-            args = dict(rate=f"{growing['per_minute']:+.3g}",
+            args = dict(rate=rates.number_text(growing["per_minute"], signed=True),
                         window=duration(growing["window_s"]))
             if self.ttl is not None:
                 facts.append(T("fact.growing", limit=self.buckets, eta=duration(self.ttl),
@@ -140,7 +147,7 @@ class TimeWaitPressure(RuleFinding):
         if len(self.client):
             facts.append(T("fact.client", n=int(len(self.client)),
                            dests=endpoint_text(self.ev["client_destinations"])))
-        return facts
+        return facts + culprits.group_facts(self.ctx, self.groups)
 
     def cause(self) -> list:
         cause = [self.T("cause")]
@@ -158,7 +165,7 @@ class TimeWaitPressure(RuleFinding):
 
     def fixes(self) -> list:
         T, tw_reuse, buckets = self.T, self.ev["tcp_tw_reuse"], self.buckets
-        fixes = [Fix(FixKind.APP, T("fix.reuse"))]
+        fixes = culprits.group_fixes(self.ctx, self.groups) + [Fix(FixKind.APP, T("fix.reuse"))]
         if len(self.server):
             fixes.append(Fix(FixKind.APP, T("fix.client_closes")))
         if len(self.client):
@@ -172,12 +179,19 @@ class TimeWaitPressure(RuleFinding):
             fixes.append(Fix(FixKind.SYSCTL, T("fix.port_range")))
         # Near or past the limit the kernel destroys TIME_WAIT early: raise it.
         if at_least(self.ratio, self.th["warning_ratio"]) or self.rising or self.near:
-            more = propose.tw_buckets(buckets, self.tw_type)
+            rate = self.rate
+            more = propose.tw_buckets(buckets, self.tw_type,
+                                      rate.per_s if rate is not None else None)
             if more is not None:
-                fixes.append(sysctl_fix(T("fix.buckets", tw=self.tw_type, buckets=buckets,
-                                          pct=self._pct(), value=more,
-                                          mib=f"{more * TW_SOCK_BYTES / (1 << 20):.0f}"),
-                                        "tcp_max_tw_buckets", more, buckets))
+                size = rates.size_text(more * TW_SOCK_BYTES)
+                if rate is not None:  # sized from the measured close rate
+                    text = T("fix.buckets_rate", tw=self.tw_type, buckets=buckets,
+                             pct=self._pct(), value=more, size=size,
+                             rate=rates.number_text(rate.per_s), headroom=rates.HEADROOM)
+                else:
+                    text = T("fix.buckets", tw=self.tw_type, buckets=buckets, pct=self._pct(),
+                             value=more, size=size)
+                fixes.append(sysctl_fix(text, "tcp_max_tw_buckets", more, buckets))
         fixes.append(Fix(FixKind.SOCKET, T("fix.linger0")))
         fixes.append(Fix(FixKind.SYSCTL, T("fix.not_these")))
         return fixes

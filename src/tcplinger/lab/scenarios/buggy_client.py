@@ -45,7 +45,7 @@ def checks(p: dict, tol) -> list:
                 Never("server", "TIME_WAIT"),
                 Held("client", "CLOSE_WAIT", 1.0, still_held=True),
                 Sent("server", "F", most=1), Sent("client", "F", least=0, most=0),
-                Diagnosed("orphan-fin-wait-2", "server", at="idle_closed"),
+                Diagnosed("keepalive-timeout-fin-wait-2", "server", at="idle_closed"),
                 Diagnosed("close-wait-leak", "client", at="idle_closed")]
     return [Sent("server", "F"), Sent("client", "F"),
             Held("server", "FIN_WAIT2", 0.0, 0.5),

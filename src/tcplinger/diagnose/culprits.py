@@ -1,0 +1,388 @@
+"""Who to blame for sockets no process holds (TIME_WAIT, orphans), and how
+to group them.
+
+TIME_WAIT and orphaned sockets have inode 0: the program already closed
+them. Their culprit is inferred, and said to be, with its basis:
+
+* **server side** (the local port has a listener): the owner of that
+  listener closed them (apache2 for orphans on :8080);
+* **client side**: the processes that hold sockets to the same remote
+  address and port now (the nginx workers for TIME_WAIT towards an
+  upstream :8084). When none does at this moment, nobody is named.
+
+Ownerless sockets are grouped by listening port (server side) or remote
+address:port (client side), never by ephemeral local port.
+
+Measured with real software (docs/real-software.md): Apache's orphaned
+FIN_WAIT2 sit on its listening port; nginx's TIME_WAIT under ``ab`` on its
+listening ports :8080 and :8084; nginx's orphans towards a backend that
+never closes on the backend's address and port.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..model.socket import Owner, format_address
+from ..model.states import TcpState
+from .finding import OwnerRef, Text
+from .rates import number_text
+
+#: Characters of a command line shown next to pid and comm.
+CMD_WIDTH = 60
+#: Interpreters whose script, not the interpreter, names the program.
+INTERPRETERS = ("python", "python2", "python3", "node", "ruby", "perl", "php", "bash", "sh",
+                "java")
+
+
+def short_command(cmdline: str, comm: str = "", width: int = CMD_WIDTH) -> str:
+    """A command line shortened for one line: the program's base name, an
+    interpreter's script's base name, the rest cut at ``width``.
+
+    >>> short_command("/usr/bin/python3 /srv/app/leaky_backend.py 9000")
+    'python3 leaky_backend.py 9000'
+    >>> short_command("nginx: worker process")
+    'nginx: worker process'
+    >>> short_command("", "apache2")
+    'apache2'
+    >>> short_command("/usr/sbin/apache2 -f /tmp/tl-real-x/apache/httpd.conf -DFOREGROUND", width=40)
+    'apache2 -f /tmp/tl-real-x/apache/httpd.…'
+    """
+    words = cmdline.split()
+    if not words:
+        return comm
+    words[0] = os.path.basename(words[0]) or words[0]
+    base = words[0].rstrip("0123456789.")
+    if base in INTERPRETERS or words[0] in INTERPRETERS:
+        for k in range(1, len(words)):
+            if not words[k].startswith("-"):
+                if "/" in words[k]:
+                    words[k] = os.path.basename(words[k])
+                break
+    text = " ".join(words)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def ref(owner: Owner, basis: str = "owner", where: str = "",
+        per_s: float | None = None) -> OwnerRef:
+    """The :class:`OwnerRef` a finding shows for ``owner``."""
+    return OwnerRef(owner.pid, owner.comm, short_command(owner.cmdline, owner.comm), basis, where,
+                    per_s)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Ownerless sockets of one listening port (server side) or one remote
+    address:port (client side), with their inferred culprits."""
+
+    side: str  # "server" | "client"
+    where: str  # ":8080" or "127.0.0.1:8084"
+    port: int  # the listening port, or the remote port
+    rows: np.ndarray
+    culprits: tuple[OwnerRef, ...]
+    #: server side: the processes on this host behind connections to it
+    #: (:func:`local_clients`)
+    clients: tuple[OwnerRef, ...] = ()
+
+    def to_json(self) -> dict:
+        return {"side": self.side, "where": self.where, "count": int(len(self.rows)),
+                "culprits": [c.to_json() for c in self.culprits],
+                "clients": [c.to_json() for c in self.clients]}
+
+
+def endpoint(family: int, raw: bytes, port: int) -> str:
+    addr = format_address(family, raw)
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def _distinct(owners) -> list[Owner]:
+    seen, out = set(), []
+    for o in owners:
+        if o.pid not in seen:
+            seen.add(o.pid)
+            out.append(o)
+    return out
+
+
+def listener_owners(ctx, port: int) -> list[Owner]:
+    """Processes holding the listener(s) on local ``port`` (any address)."""
+    rows = ctx.rows
+    idx = np.flatnonzero((ctx.state == int(TcpState.LISTEN)) & (rows["sport"] == port))
+    owners = ctx.inp.owners or {}
+    return _distinct(o for i in idx.tolist() for o in owners.get(int(rows["inode"][i]), ()))
+
+
+def clients_of(ctx, family: int, addr: bytes, port: int, where: str,
+               limit: int = 5) -> tuple[OwnerRef, ...]:
+    """The processes behind connections to ``addr``:``port``: those holding
+    sockets to it now (any state but LISTEN; basis "destination"), most
+    sockets first; when none does (connections that live milliseconds are
+    gone before /proc is read), those the tracepoint saw connecting to it
+    during ``--interval`` (basis "connects", with their rate)."""
+    rows = ctx.rows
+    key = np.frombuffer(bytes(addr).ljust(16, b"\0"), dtype=rows["daddr"].dtype)[0]
+    same = ((rows["dport"] == port) & (rows["daddr"] == key) & (rows["family"] == family)
+            & (rows["inode"] != 0) & (ctx.state != int(TcpState.LISTEN)))
+    owners = ctx.inp.owners or {}
+    counts: dict[int, list] = {}
+    for ino in rows["inode"][same].tolist():
+        for o in owners.get(int(ino), ())[:1]:
+            counts.setdefault(o.pid, [o, 0])[1] += 1
+    ranked = sorted(counts.values(), key=lambda e: (-e[1], e[0].pid))
+    if ranked:
+        return tuple(ref(o, "destination", where) for o, _ in ranked[:limit])
+    seen = ctx.inp.connects
+    if seen is None or seen.window_s <= 0:
+        return ()
+    text = format_address(family, bytes(addr))
+    return tuple(ref(o, "connects", where, per_s=n / seen.window_s)
+                 for o, n in seen.to(family, text, port)[:limit])
+
+
+def destination_holders(ctx, row: int, limit: int = 5) -> tuple[OwnerRef, ...]:
+    """:func:`clients_of` the remote address and port of ``row``."""
+    rows = ctx.rows
+    family, port = int(rows["family"][row]), int(rows["dport"][row])
+    addr = rows["daddr"][row].tobytes()
+    return clients_of(ctx, family, addr, port, endpoint(family, addr, port), limit)
+
+
+def groups(ctx, idx: np.ndarray, limit: int = 5) -> list[Group]:
+    """``idx`` (ownerless rows) by listening port or remote address:port,
+    largest first, each with its inferred culprits."""
+    idx = np.asarray(idx, dtype=np.int64)
+    if len(idx) == 0:
+        return []
+    rows = ctx.rows
+    listening = np.fromiter(ctx.listen_ports, dtype=np.uint16, count=len(ctx.listen_ports))
+    server = np.isin(rows["sport"][idx], listening)
+    out: list[Group] = []
+    srv = idx[server]
+    for port in np.unique(rows["sport"][srv]).tolist():
+        members = srv[rows["sport"][srv] == port]
+        culprits = tuple(ref(o, "listener", f":{port}")
+                         for o in listener_owners(ctx, port)[:limit])
+        group = Group("server", f":{port}", int(port), members, culprits)
+        out.append(replace(group, clients=local_clients(ctx, group, limit)))
+    cli = idx[~server]
+    if len(cli):
+        key = np.ascontiguousarray(rows["daddr"][cli]).view(np.uint64).reshape(-1, 2)
+        stacked = np.column_stack([key, rows["dport"][cli].astype(np.uint64),
+                                   rows["family"][cli].astype(np.uint64)])
+        _, first, inverse = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        for g, f in enumerate(first.tolist()):
+            members = cli[inverse == g]
+            i = int(cli[f])
+            where = endpoint(int(rows["family"][i]), rows["daddr"][i].tobytes(),
+                             int(rows["dport"][i]))
+            culprits = destination_holders(ctx, i, limit)
+            out.append(Group("client", where, int(rows["dport"][i]), members, culprits))
+    out.sort(key=lambda g: (-len(g.rows), g.side, g.where))
+    return out
+
+
+def connects_json(ctx) -> dict | None:
+    """The tracepoint's connect sample behind basis "connects" (window,
+    events lost), for a finding's evidence; None when not recorded."""
+    seen = ctx.inp.connects
+    return None if seen is None else seen.to_json()
+
+
+def group_text(found: list[Group], limit: int = 3) -> str:
+    """``:8080 (149), 127.0.0.1:8084 (40)``: the largest groups, for sentences."""
+    return ", ".join(f"{g.where} ({len(g.rows)})" for g in found[:limit]) or "-"
+
+
+def wanted_mask(table) -> np.ndarray:
+    """Rows whose owners the inference needs: the listeners on ports with
+    ownerless sockets, and the sockets to the remote address:ports of
+    ownerless client-side sockets (a cost bound for the /proc walk)."""
+    rows = table.rows
+    st = rows["state"]
+    ownerless = (rows["inode"] == 0) & np.isin(
+        st, [int(TcpState.TIME_WAIT), int(TcpState.FIN_WAIT2), int(TcpState.FIN_WAIT1),
+             int(TcpState.LAST_ACK), int(TcpState.CLOSING)])
+    if not ownerless.any():
+        return np.zeros(len(rows), bool)
+    listen = st == int(TcpState.LISTEN)
+    ports = np.unique(rows["sport"][ownerless])
+    want = listen & np.isin(rows["sport"], ports)
+    # local clients of those listeners (nginx workers in front of :8084)
+    want |= (rows["inode"] != 0) & ~listen & np.isin(rows["dport"], ports)
+    listening = np.unique(rows["sport"][listen])
+    client = ownerless & ~np.isin(rows["sport"], listening)
+    if client.any():
+        dports = np.unique(rows["dport"][client])
+        want |= (rows["inode"] != 0) & ~listen & np.isin(rows["dport"], dports)
+    return want & (rows["inode"] != 0)
+
+
+def local_clients(ctx, group: Group, limit: int = 5) -> tuple[OwnerRef, ...]:
+    """For a server-side group: the processes on this host behind
+    connections to its local address and listening port (nginx workers in
+    front of an upstream on :8084; :func:`clients_of`)."""
+    rows = ctx.rows
+    i = int(group.rows[0])
+    return clients_of(ctx, int(rows["family"][i]), rows["saddr"][i].tobytes(), group.port,
+                      group.where, limit)
+
+
+def who(pid: int, comm: str, command: str = "") -> Text:
+    """A process as a finding names it: comm and pid, and the shortened
+    command line when it says more than comm (``python3 (pid 7:
+    python3 leaky_backend.py 9000)``, but ``java (pid 42)``)."""
+    if command and command != comm:
+        return Text("rule.common.who", {"comm": comm, "pid": pid, "cmd": command})
+    return Text("rule.common.who_bare", {"comm": comm, "pid": pid})
+
+
+def who_text(refs, limit: int = 3) -> Text | tuple[Text, ...]:
+    """The first ``limit`` of ``refs`` (OwnerRef) and how many more: a
+    message field (a tuple of Text is a list, finding.Text.render)."""
+    refs = list(refs)
+    if not refs:
+        return Text("rule.common.who_unknown")
+    items = tuple(who(r.pid, r.comm, r.command) for r in refs[:limit])
+    more = len(refs) - limit
+    if more > 0:
+        return Text("rule.common.who_more", {"list": items, "more": more})
+    return items
+
+
+_K = "rule.common."
+#: Fixes that answer a culprit, by (role, program): the client that opens
+#: a connection per request, or the server that closes idle ones.
+CULPRIT_FIXES = {("client", "nginx"): "fix.nginx_upstream_keepalive",
+                 ("server", "nginx"): "fix.nginx_keepalive",
+                 ("server", "apache2"): "fix.apache_keepalive",
+                 ("server", "httpd"): "fix.apache_keepalive"}
+
+
+def group_facts(ctx, found: list[Group], limit: int = 3) -> list:
+    """One sentence per group (largest first): where, how many, who is
+    inferred to be the culprit and on what basis."""
+    from .rules._common import T
+    out = []
+    for g in found[:limit]:
+        if g.side == "server":
+            key = "group.server" if g.culprits else "group.server_none"
+            out.append(T(_K + key, n=int(len(g.rows)), where=g.where, who=who_text(g.culprits)))
+            if g.clients:
+                out.append(_clients_fact(ctx, "group.local", g, g.clients))
+        elif g.culprits:
+            out.append(_clients_fact(ctx, "group.client", g, g.culprits))
+        else:
+            out.append(T(_K + "group.client_none", n=int(len(g.rows)), where=g.where))
+    if len(found) > limit:
+        out.append(T(_K + "group.more", n=len(found) - limit,
+                     sockets=int(sum(len(g.rows) for g in found[limit:]))))
+    return out
+
+
+def _clients_fact(ctx, key: str, g: Group, refs):
+    """``key`` + "_clients" (held sockets) or + "_connects" (seen by the
+    tracepoint, with the first one's rate)."""
+    from .rules._common import T
+    if refs[0].basis == "connects":
+        return T(_K + key + "_connects", n=int(len(g.rows)), where=g.where, who=who_text(refs),
+                 rate=number_text(refs[0].per_s), window=f"{ctx.inp.connects.window_s:.1f}")
+    return T(_K + key + "_clients", n=int(len(g.rows)), where=g.where, who=who_text(refs))
+
+
+def group_fixes(ctx, found: list[Group], limit: int = 3) -> list:
+    """The fixes that answer the groups' culprits (an nginx in front of an
+    upstream: upstream keep-alive), each once."""
+    from .finding import Fix, FixKind
+    from .rules._common import T
+    seen, out = set(), []
+    for g in found[:limit]:
+        roles = [("server" if g.side == "server" else "client", c) for c in g.culprits]
+        if g.side == "server":
+            # local clients first: a proxy that opens a connection per
+            # request makes the server close them (HTTP/1.0 upstreams)
+            roles = [("client", c) for c in g.clients] + roles
+        for role, c in roles:
+            name = c.comm.split(":")[0].strip()
+            # the named fixes answer programs we measured; every other
+            # program gets the generic one of its role
+            key = CULPRIT_FIXES.get((role, name)) or (
+                "fix.client_reuse" if role == "client" else "fix.server_closes")
+            # a client once per program (":8084" and "127.0.0.1:8084" are one
+            # upstream), a server once per listening port
+            once = (key, c.pid) if role == "client" else (key, g.where)
+            if once in seen:
+                continue
+            seen.add(once)
+            out.append(Fix(FixKind.APP, T(_K + key, who=who_text([c]), where=g.where,
+                                          comm=c.comm)))
+    return out
+
+
+@dataclass(frozen=True)
+class Holding:
+    """Who holds, or is inferred to be behind, ``count`` sockets in one
+    state: what ``top``'s owner panel lists, as the report finds them."""
+
+    pid: int
+    comm: str
+    command: str
+    state: int
+    count: int
+    basis: str = "owner"  # "owner", "listener", "destination"
+    where: str = ""
+
+    @property
+    def key(self) -> str:
+        """``pid/comm`` (the watch database's owner key), marked when inferred."""
+        return f"{self.pid}/{self.comm}" + ("" if self.basis == "owner" else " (inferred)")
+
+
+def holdings(ctx, idx: np.ndarray, show=()) -> tuple[list[Holding], dict[int, str]]:
+    """Owners of rows ``idx`` per (process, state), and for the rows no
+    process holds their inferred culprit (:func:`groups`), most sockets
+    first; with the key of who holds or is behind each row of ``show``
+    (absent when nobody is known)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    owners = ctx.inp.owners or {}
+    inode, state = ctx.inode, ctx.state
+    show = set(int(i) for i in show)
+    counts: dict[tuple, list] = {}
+    row_key: dict[int, str] = {}
+    owned = idx[inode[idx] != 0]
+    for (ino, st), n in zip(*_pairs(inode[owned], state[owned])):
+        found = owners.get(int(ino), ())
+        if found:
+            o = found[0]
+            h = Holding(o.pid, o.comm, short_command(o.cmdline, o.comm), int(st), 0)
+            counts.setdefault((h.pid, h.state, h.basis, ""), [h, 0])[1] += int(n)
+    for i in show & set(owned.tolist()):
+        found = owners.get(int(inode[i]), ())
+        if found:
+            row_key[i] = f"{found[0].pid}/{found[0].comm}"
+    for g in groups(ctx, idx[inode[idx] == 0]):
+        if not g.culprits:
+            continue
+        c = g.culprits[0]
+        sts, ns = np.unique(state[g.rows], return_counts=True)
+        for st, n in zip(sts.tolist(), ns.tolist()):
+            h = Holding(c.pid, c.comm, c.command, int(st), 0, c.basis, g.where)
+            counts.setdefault((h.pid, h.state, h.basis, h.where), [h, 0])[1] += n
+        for i in show & set(g.rows.tolist()):
+            row_key[i] = Holding(c.pid, c.comm, c.command, 0, 0, c.basis, g.where).key
+    out = [Holding(h.pid, h.comm, h.command, h.state, n, h.basis, h.where)
+           for h, n in counts.values()]
+    out.sort(key=lambda h: (-h.count, h.pid, h.state))
+    return out, row_key
+
+
+def _pairs(a: np.ndarray, b: np.ndarray):
+    """Distinct (a, b) pairs and how often each occurs."""
+    if len(a) == 0:
+        return [], []
+    both, n = np.unique(np.column_stack([a.astype(np.uint64), b.astype(np.uint64)]), axis=0,
+                        return_counts=True)
+    return [tuple(x) for x in both.tolist()], n.tolist()

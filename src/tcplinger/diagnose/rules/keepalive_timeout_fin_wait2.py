@@ -1,0 +1,153 @@
+"""keepalive-timeout-fin-wait-2: a server's idle keep-alive timeout closes
+connections to clients that never send their FIN (seed 002, Apache's
+"Connections in the FIN_WAIT_2 state": buggy clients and persistent
+connections).
+
+The pattern, measured with Apache 2.4 (event MPM, KeepAliveTimeout 2) and
+20 clients that read their response and never close (docs/real-software.md):
+Apache sent its FINs 2.19 s after the responses, held the sockets in
+FIN_WAIT2 for its lingering close, closed them at 4.25 s; from then on
+they are orphaned FIN_WAIT2 on the listening port, and the clients hold
+CLOSE_WAIT. nginx (keepalive_timeout 2) with ``requests.Session`` clients
+that are never closed left the same pattern on its port.
+
+One finding per listening port: the server (the listener's owner), the
+clients where visible (their CLOSE_WAIT in a namespace being looked at),
+the bound on this kernel (the orphan lifetime after close(): tcp_fin_timeout,
+two phases above 60 s), and the fixes in order: the clients, the server's
+keep-alive timeout, tcp_fin_timeout. Only orphans at least ``min_age``
+after close() count towards a warning: younger ones are at most INFO.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...model.states import TcpState
+from .. import culprits
+from .. import sysctl_proposals as propose
+from ..evidence import age_stats, age_text, duration, endpoint_text, top_remote
+from ..finding import Confidence, Fix, FixKind, Severity
+from ..lifetimes import DEFAULT_FIN_TIMEOUT, fin_wait2_lifetime
+from ..metadata import BY_ID
+from ..rule_finding import RuleFinding
+from ..sysctl_bounds import BOUNDS
+from ._common import end_owner, level, other_ends, sysctl_fix
+
+META = BY_ID["keepalive-timeout-fin-wait-2"]
+
+
+def server_orphans(ctx) -> np.ndarray:
+    """Orphaned FIN_WAIT2 rows on a listening port (this rule's, not
+    orphan-fin-wait-2's)."""
+    if not ctx.listen_ports:
+        return np.zeros(0, np.int64)
+    listening = np.fromiter(ctx.listen_ports, dtype=np.uint16, count=len(ctx.listen_ports))
+    mask = ctx.in_state(TcpState.FIN_WAIT2) & (ctx.inode == 0) & \
+        np.isin(ctx.rows["sport"], listening)
+    return np.flatnonzero(mask)
+
+
+def evaluate(ctx, th, world, limit):
+    idx = server_orphans(ctx)
+    if len(idx) == 0:
+        return []
+    return [KeepaliveTimeout(ctx, th, world, limit, group.rows, group=group).finding()
+            for group in culprits.groups(ctx, idx)]
+
+
+class KeepaliveTimeout(RuleFinding):
+    """One listening port's orphaned FIN_WAIT2 (a culprits.Group)."""
+
+    meta = META
+
+    def __init__(self, ctx, th, world, limit, rows, *, group):
+        super().__init__(ctx, th, world, limit, rows)
+        self.group = group
+
+    def measure(self) -> None:
+        ctx, rows, group = self.ctx, self.rows, self.group
+        self.n = int(len(rows))
+        self.fin = ctx.sysctl("tcp_fin_timeout", DEFAULT_FIN_TIMEOUT)
+        self.life = fin_wait2_lifetime(self.fin)
+        self.stats = age_stats(ctx, rows)
+        ages = ctx.age[rows]
+        self.min_age = self.th["min_age"] or 0.0
+        self.old = int(np.count_nonzero(~np.isnan(ages) & (ages >= self.min_age)))
+        # the server still holding some, half-closed (its lingering close)
+        self.held = int(np.count_nonzero(ctx.in_state(TcpState.FIN_WAIT2) & (ctx.inode != 0)
+                                         & (ctx.rows["sport"] == group.port)))
+        here = other_ends(ctx, self.world, rows)
+        self.clients = [h for h in here if h["state"] == "CLOSE_WAIT"]
+        self.client_total = sum(h["count"] for h in self.clients)
+        self.peers = top_remote(ctx, rows)
+        self.server = group.culprits
+
+    def severity(self) -> Severity:
+        if not self.old:  # closed just now: the clients may still close
+            return Severity.INFO
+        return level(self.old, self.th["warning_count"], self.th["critical_count"])
+
+    def evidence(self) -> dict:
+        return {
+            "port": self.group.port,
+            "orphan_fin_wait2": self.n,
+            "held_by_server": self.held,
+            "older_than_min_age": self.old,
+            "min_age_s": self.min_age,
+            "age_since_close": self.stats,
+            "server": [c.to_json() for c in self.server],
+            "clients": self.clients,
+            "clients_close_wait": self.client_total,
+            "peers": self.peers,
+            "tcp_fin_timeout": self.fin,
+            "lifetime_after_close_s": self.life,
+        }
+
+    def title(self):
+        return self.T("title", n=self.n, where=self.group.where,
+                      server=culprits.who_text(self.server, 1))
+
+    def facts(self) -> list:
+        T, where = self.T, self.group.where
+        facts = [T("fact.count", n=self.n, where=where, age=age_text(self.stats), old=self.old,
+                   min_age=duration(self.min_age))]
+        if self.server:
+            facts.append(T("fact.server", who=culprits.who_text(self.server), where=where))
+        if self.held:
+            facts.append(T("fact.held", n=self.held))
+        if self.clients:
+            facts.append(T("fact.clients", n=self.client_total,
+                           who=tuple(end_owner(h) for h in self.clients[:3])))
+        else:
+            facts.append(T("fact.clients_remote", peers=endpoint_text(self.peers)))
+        return facts
+
+    def cause(self) -> list:
+        return [self.T("cause"), self.T("cause.not_server")]
+
+    def lifetime(self) -> list:
+        if self.fin <= 60:
+            return [self.T("life.short", fin=self.fin)]
+        return [self.T("life.long", fin=self.fin, life=duration(self.life))]
+
+    def fixes(self) -> list:
+        T, fin = self.T, self.fin
+        fixes = [Fix(FixKind.APP, T("fix.clients")), Fix(FixKind.APP, T("fix.server_timeout"))]
+        value = propose.fin_timeout(self.ctx.sysctl("tcp_fin_timeout"))
+        if value is not None:
+            fixes.append(sysctl_fix(T("fix.fin_timeout", fin=fin, value=value,
+                                      low=BOUNDS["tcp_fin_timeout"].low,
+                                      new_life=duration(fin_wait2_lifetime(value))),
+                                    "tcp_fin_timeout", value, fin))
+        return fixes
+
+    def confidence(self):
+        if self.old == 0:
+            return Confidence.LOW, self.T("conf.young", min_age=duration(self.min_age))
+        if self.clients:
+            return Confidence.HIGH, self.T("conf.clients")
+        return Confidence.MEDIUM, self.T("conf.server_only")
+
+    def owners(self) -> tuple:
+        return self.server

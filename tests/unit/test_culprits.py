@@ -1,0 +1,119 @@
+"""Culprits of sockets no process holds (diagnose/culprits.py), on built
+tables: grouped by listening port or destination, never by ephemeral
+port; the listener's owner on the server side; on the client side the
+holders of sockets to the same destination, else the processes the
+tracepoint saw connecting to it (--interval); the fixes name programs we
+measured and fall back to generic ones for every other program."""
+
+from dataclasses import replace
+
+from tcplinger.diagnose import culprits
+from tcplinger.diagnose.builder import SocketBuilder, namespace, owners_for
+from tcplinger.diagnose.context import NsContext
+from tcplinger.diagnose.engine import diagnose
+from tcplinger.diagnose.inputs import Connects
+from tcplinger.i18n import Messages
+from tcplinger.model.socket import Owner
+
+EN = Messages("en")
+
+
+def proxy_in_front_of_upstream(connects=None, server_comm="nginx"):
+    """TIME_WAIT on the upstream's :8084 (it closed first), no connection to
+    it open at the snapshot: what nginx without upstream keep-alive leaves."""
+    b = SocketBuilder()
+    b.add("LISTEN", "127.0.0.1:8084", inode=1)
+    b.add("LISTEN", "127.0.0.1:8080", inode=2)
+    b.add("TIME_WAIT", "127.0.0.1:8084", "127.0.0.1:40000", vary="dport", inode=0, timer=3,
+          expires_ms=30_000, count=600)
+    owners = owners_for(1, 1, 100, server_comm) | owners_for(2, 1, 200, "nginx")
+    ns = namespace(b.table(), owners=owners, sysctls={"tcp_max_tw_buckets": 1000})
+    return replace(ns, connects=connects)
+
+
+def worker(pid=201):
+    return Owner(pid=pid, comm="nginx", fd=-1, cmdline="nginx: worker process")
+
+
+def tw_finding(ns):
+    [f] = [f for f in diagnose([ns]) if f.rule == "time-wait-pressure"]
+    return f
+
+
+def test_server_side_group_by_listening_port_with_the_listener_owner():
+    f = tw_finding(proxy_in_front_of_upstream())
+    [g] = f.evidence["groups"]
+    assert (g["side"], g["where"], g["count"]) == ("server", ":8084", 600)
+    assert [(c["pid"], c["basis"]) for c in g["culprits"]] == [(100, "listener")]
+    assert g["clients"] == []  # nobody holds a connection to it, no tracepoint
+    text = " ".join(t.render(EN) for t in f.facts)
+    assert "Local ports" not in text and "40000" not in text
+
+
+def test_clients_seen_connecting_by_the_tracepoint():
+    seen = Connects(3.0, ((worker(), 2, "127.0.0.1", 8084, 12_000),
+                          (worker(202), 2, "127.0.0.1", 9999, 5)))
+    f = tw_finding(proxy_in_front_of_upstream(seen))
+    [g] = f.evidence["groups"]
+    assert [(c["pid"], c["basis"], c["connects_per_s"]) for c in g["clients"]] == \
+        [(201, "connects", 4000.0)]
+    facts = [t.render(EN) for t in f.facts]
+    assert any("Clients of :8084 on this host: nginx (pid 201: nginx: worker process), seen "
+               "opening 4000 connections per second to it in the last 3.0 s" in t for t in facts)
+    fixes = [x.text.render(EN) for x in f.fixes]
+    # the proxy's fix first: it makes the upstream close a connection per request
+    assert "keepalive 32" in fixes[0] and "pid 201" in fixes[0]
+
+
+def test_holders_win_over_the_tracepoint():
+    ns = proxy_in_front_of_upstream(Connects(3.0, ((worker(), 2, "127.0.0.1", 8084, 30),)))
+    b = SocketBuilder()
+    b.add("ESTABLISHED", "127.0.0.1:50000", "127.0.0.1:8084", inode=7)
+    table = type(ns.table).concat([ns.table, b.table()])
+    ns = replace(ns, table=table, owners=dict(ns.owners) | owners_for(7, 1, 203, "nginx"))
+    [g] = tw_finding(ns).evidence["groups"]
+    assert [(c["pid"], c["basis"]) for c in g["clients"]] == [(203, "destination")]
+
+
+def test_programs_without_a_named_fix_get_the_generic_one():
+    """lighttpd, haproxy, a Go server: no comm-specific fix, a generic one
+    that names the program and the usual knobs."""
+    f = tw_finding(proxy_in_front_of_upstream(server_comm="lighttpd"))
+    fixes = [x.text.render(EN) for x in f.fixes]
+    assert any(t.startswith("lighttpd (pid 100) closes connections on :8084 first") and
+               "server.max-keep-alive-idle" in t for t in fixes)
+
+
+def test_client_side_groups_by_destination():
+    b = SocketBuilder()
+    b.add("TIME_WAIT", "10.0.0.1:40000", "10.0.0.7:5432", vary="sport", inode=0, timer=3,
+          expires_ms=30_000, count=30)
+    b.add("TIME_WAIT", "10.0.0.1:41000", "10.0.0.8:443", vary="sport", inode=0, timer=3,
+          expires_ms=30_000, count=10)
+    b.add("ESTABLISHED", "10.0.0.1:50000", "10.0.0.7:5432", inode=9)
+    ns = namespace(b.table(), owners=owners_for(9, 1, 300, "java"))
+    ctx = NsContext(ns)
+    found = culprits.groups(ctx, [i for i in range(40)])
+    assert [(g.side, g.where, len(g.rows)) for g in found] == \
+        [("client", "10.0.0.7:5432", 30), ("client", "10.0.0.8:443", 10)]
+    assert [(c.pid, c.basis) for c in found[0].culprits] == [(300, "destination")]
+    assert found[1].culprits == ()
+    facts = [t.render(EN) for t in culprits.group_facts(ctx, found)]
+    assert facts[1].startswith("10 towards 10.0.0.8:443: no process holds a socket to it now")
+    fixes = [x.text.render(EN) for x in culprits.group_fixes(ctx, found)]
+    assert fixes == ["java (pid 300) opens and closes connections to 10.0.0.7:5432: reuse them "
+                     "(keep-alive, a connection pool)."]
+
+
+def test_who_says_the_command_line_only_when_it_says_more():
+    assert culprits.who(7, "python3", "python3 leaky_backend.py 9000").render(EN) == \
+        "python3 (pid 7: python3 leaky_backend.py 9000)"
+    assert culprits.who(42, "java", "java").render(EN) == "java (pid 42)"
+    zh = Messages("zh")
+    assert culprits.who(42, "java").render(zh) == "java（pid 42）"
+    refs = [culprits.ref(Owner(pid=p, comm="w", fd=1)) for p in range(5)]
+    from tcplinger.diagnose.finding import Text
+    assert Text("rule.common.group.local_clients",
+                {"where": ":80", "who": culprits.who_text(refs)}).render(EN) == \
+        "Clients of :80 on this host: w (pid 0), w (pid 1), w (pid 2) and 2 more (they hold " \
+        "connections to it now)."
