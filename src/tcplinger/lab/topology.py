@@ -91,12 +91,21 @@ def _read_sysctls(names) -> dict[str, str]:
 MS_BIND = 4096  # include/uapi/linux/mount.h
 
 
+#: The size of the private established hash of the lab's namespaces (see
+#: child_ehash_entries). They hold a handful of sockets (port-exhaustion's
+#: bursts: thousands at most, chains of a few), and sock_diag walks every
+#: bucket on every dump: measured on an empty namespace, 2.7 ms of CPU a
+#: dump (8 ms wall at load 17) with 262144 buckets (twice the host's
+#: tcp_max_tw_buckets, this module's earlier size) against 0.27 ms
+#: (0.6 ms) with 1024. At two sides x 50 polls a second that is 27 % of a
+#: CPU per run against 3 %: seven runs at once on two CPUs had made the
+#: recorder's own polls the load that stretched them (0.3-1.0 s dumps).
+EHASH_ENTRIES = 1024
+
+
 def child_ehash_entries(proc: Path = Path("/proc")) -> int | None:
     """The size of the private established hash the lab gives its endpoint
-    namespaces: twice the host's tcp_max_tw_buckets (so a new namespace
-    gets the same TIME_WAIT limit it would get from the global hash,
-    tcp_sk_init() sets max_tw_buckets to half the hash), a power of two
-    within 1024..1<<20.
+    namespaces (:data:`EHASH_ENTRIES`); None when /proc has no TCP.
 
     Why a private hash: sock_diag walks the established hash of the
     socket's namespace, and namespaces share the host's global one unless
@@ -105,12 +114,17 @@ def child_ehash_entries(proc: Path = Path("/proc")) -> int | None:
     a million sockets (in any namespace) each dump then costs ~0.4 s here,
     which would make polling every 20 ms impossible.
     """
+    return EHASH_ENTRIES if (proc / "sys/net/ipv4/tcp_max_tw_buckets").exists() else None
+
+
+def host_tw_buckets(proc: Path = Path("/proc")) -> str | None:
+    """The host's tcp_max_tw_buckets: the lab's namespaces get it too, as
+    a namespace on the global hash would (tcp_sk_init() sets half the
+    hash, so a small private hash alone would lower it to 512)."""
     try:
-        tw = int((proc / "sys/net/ipv4/tcp_max_tw_buckets").read_text())
-    except (OSError, ValueError):
+        return (proc / "sys/net/ipv4/tcp_max_tw_buckets").read_text().strip()
+    except OSError:
         return None
-    want = max(1024, min(1 << 20, 2 * tw))
-    return 1 << (want - 1).bit_length()
 
 
 def _add_child_netns(name: str) -> None:
@@ -181,6 +195,10 @@ class Topology:
                 for role in registry.ROLES:
                     run_in_netns(f"/run/netns/{seed}", _add_child_netns, self.ns(role))
                 self.ehash_entries = entries
+                tw = host_tw_buckets()
+                if tw is not None:  # the scenario's own value, if any, comes later
+                    for role in registry.ROLES:
+                        self.set_sysctls(role, {"net.ipv4.tcp_max_tw_buckets": tw})
             else:  # before Linux 6.1: namespaces share the host's hash
                 for role in registry.ROLES:
                     sh("ip", "netns", "add", self.ns(role))
