@@ -114,3 +114,45 @@ def test_owner_exit_without_state_change_splits_the_span():
     [tl] = merge(trs, views, acts, t0=0.0)
     assert [(s.state, s.start_s, s.end_s, s.orphan) for s in tl.spans] == \
         [(5, 0.1, 2.05, False), (5, 2.05, None, True)]
+
+
+# ---- polls under load: a dump takes time, a minisocket has a timer -------------------
+
+def _tw(first=(1.31, 1.32), later=()):
+    """One client connection closed first: the trace sees the handover to a
+    TIME_WAIT minisocket at 1.30; the first dump listing the minisocket
+    (with 57 s left on its timer) started and ended at ``first``."""
+    trs = [Transition(1.0, "client", A, B, 2, 1), Transition(1.2, "client", A, B, 1, 4),
+           Transition(1.3, "client", A, B, 4, 5), Transition(1.3, "client", A, B, 5, 7)]
+    views = [View("client", 0.9, 1.1, {(A, B): SockView(1, False, False, 7)}, 0.91),
+             View("client", first[0], 3.0, {(A, B): SockView(6, True, True, 8, 0, 57000)},
+                  first[1]), *later]
+    return merge(trs, views, [Action(1.19, "client", (A, B), "close")], t0=0.0)
+
+
+def test_a_slow_dump_continues_the_socket_the_trace_saw_hand_over():
+    """Seen under load (port-exhaustion, dumps of 0.4 s): the dump that
+    first lists the TIME_WAIT started before the handover and read the
+    socket after it. The minisocket continues the traced socket (one
+    4-tuple, one socket: reused_tuples stays 0) instead of starting a
+    second one before it."""
+    [tl] = _tw(first=(1.25, 1.60))
+    assert (tl.spans[-1].state, tl.spans[-1].start_s, tl.spans[-1].minisock) == (6, 1.3, True)
+
+
+def test_a_minisocket_does_not_end_before_its_timer():
+    """Its expiry is seen by polls only; the last dump listing it (started
+    at 3.0) had 57 s left on its timer, and a wheel timer never fires
+    early: the end lies between 60.0 and the next dump's end, 61.0, not
+    at the middle of the poll window (31.05)."""
+    [tl] = _tw(later=[View("client", 59.1, 59.1, {}, 61.0)])
+    assert tl.spans[-1].end_s == pytest.approx((60.0 + 61.0) / 2)
+
+
+def test_a_connection_in_the_accept_queue_is_not_an_orphan():
+    """Inode 0 before accept(): no file yet, nobody closed it."""
+    trs = [Transition(0.10, "server", B, A, 12, 3), Transition(0.11, "server", B, A, 3, 1)]
+    views = [View("server", 0.105, 0.12, {(B, A): SockView(1, False, True, 5)}, 0.115),
+             View("server", 0.14, 1.0, {(B, A): SockView(1, False, False, 5)}, 0.145)]
+    [tl] = merge(trs, views, [], t0=0.0)
+    assert [(s.state, s.orphan) for s in tl.spans] == [(3, False), (1, False)]

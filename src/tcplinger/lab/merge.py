@@ -10,8 +10,12 @@ used where it is exact:
   process still holds them. The tracepoint is blind to minisockets (no
   event when one moves from FIN_WAIT2 to TIME_WAIT or expires) and to an
   owner closing a socket without a state change; polls fill those in, at
-  the midpoint of the interval in which the change happened (error at
-  most half a poll interval);
+  the midpoint of the window in which the change happened (from the start
+  of the last dump without it to the end of the first with it: error at
+  most half of that window, the recorder's ``longest_gap_s``). A
+  minisock's expiry is placed no earlier than its timer (the
+  ``expires_ms`` of the last dump that listed it): a timer-wheel timer
+  never fires early (lab/slack.py);
 - **actions** of the lab's own processes (close, exit), timed by the
   process itself, which place an orphaning exactly when polls bracket it.
 
@@ -81,12 +85,21 @@ class SockView:
 @dataclass
 class View:
     """One side's connection sockets, unchanged from ``t_first`` to
-    ``t_last`` (the first and last poll that saw exactly this)."""
+    ``t_last`` (the starts of the first and last poll that saw exactly
+    this); ``t_seen``: the end of the first one (None: ``t_first``). A dump
+    reads each socket between its start and its end, so a change a view
+    shows first happened between the previous view's ``t_last`` and its
+    ``t_seen``."""
 
     side: str
     t_first: float
     t_last: float
     socks: dict  # Key -> SockView
+    t_seen: float | None = None
+
+    @property
+    def seen(self) -> float:
+        return self.t_first if self.t_seen is None else self.t_seen
 
 
 @dataclass(frozen=True)
@@ -239,10 +252,13 @@ def _apply_views(gens: list[_Gen], vs: list[View], key: Key, traced: bool,
     gen = None
     for v in vs:
         cur = v.socks.get(key)
-        when = _mid(prev_last, v.t_first)
+        when = _mid(prev_last, v.seen)
         if cur is None:
             if prev is not None and prev.timewait and gen is not None:
-                gen.end(when)  # the minisock expired (or was reused)
+                # the minisock expired (or was reused): not before its
+                # timer, as the last dump that listed it had it
+                due = prev_last + prev.expires_ms / 1000
+                gen.end(_mid(min(max(prev_last, due), v.seen), v.seen))
             elif prev is not None and not traced and gen is not None:
                 gen.end(when)
             prev, prev_last = None, v.t_last
@@ -254,7 +270,7 @@ def _apply_views(gens: list[_Gen], vs: list[View], key: Key, traced: bool,
             elif prev is None or not prev.timewait or (prev.cookie and cur.cookie != prev.cookie):
                 # A minisock appears: it continues the full socket the trace
                 # saw close (handover), else it is first seen here.
-                gen = _handover_gen(gens, prev_last, v.t_first)
+                gen = _handover_gen(gens, prev_last, v.seen)
                 start = gen.closed_at if gen.closed_at is not None else when
                 gen.closed_at = None
                 gen.begin(cur.state, start, orphan=True, minisock=True)
@@ -271,21 +287,21 @@ def _apply_views(gens: list[_Gen], vs: list[View], key: Key, traced: bool,
                 gen.begin(cur.state, v.t_first if prev_last is None else when,
                           orphan=cur.orphan)
             elif cur.state != prev.state or cur.orphan != prev.orphan:
-                t = _action_time(actions, prev_last, v.t_first) if cur.orphan != prev.orphan \
+                t = _action_time(actions, prev_last, v.seen) if cur.orphan != prev.orphan \
                     else None
                 gen.begin(cur.state, t if t is not None else when, orphan=cur.orphan)
         else:
-            gen = _gen_at(gens, v.t_first)
+            gen = _gen_at(gens, v.seen)
             if gen is not None:
                 gen.cookie = gen.cookie or cur.cookie
                 if cur.orphan:
-                    _mark_orphan(gen, cur.state, prev_last, v.t_first, actions)
+                    _mark_orphan(gen, cur.state, prev_last, v.seen, actions)
         prev, prev_last = cur, v.t_last
 
 
-def _handover_gen(gens: list[_Gen], prev_last: float | None, t_first: float) -> _Gen:
+def _handover_gen(gens: list[_Gen], prev_last: float | None, seen: float) -> _Gen:
     for gen in reversed(gens):
-        if gen.closed_at is not None and gen.closed_at <= t_first + SLACK_S \
+        if gen.closed_at is not None and gen.closed_at <= seen + SLACK_S \
                 and (prev_last is None or gen.closed_at >= prev_last - 1.0):
             return gen
     gen = _Gen()
@@ -308,22 +324,26 @@ def _action_time(actions: list[Action], after: float | None, before: float) -> f
     return None
 
 
-def _mark_orphan(gen: _Gen, state: int, prev_last, t_first, actions) -> None:
+def _mark_orphan(gen: _Gen, state: int, prev_last, seen, actions) -> None:
     """The socket was seen orphaned in ``state``: flag the span holding it,
-    splitting it where the owner let go if it was owned before."""
+    splitting it where the owner let go if it was owned before. Without a
+    close or exit before it, inode 0 is a connection still in the
+    listener's accept queue (no file yet), not an orphan."""
+    if not any(a.what in ("close", "exit") and a.t <= seen + SLACK_S for a in actions):
+        return
     for i, s in enumerate(gen.spans):
         end = s[2]
-        if s[0] != state or s[4] or s[1] > t_first + SLACK_S or \
-                (end is not None and end < t_first - SLACK_S):
+        if s[0] != state or s[4] or s[1] > seen + SLACK_S or \
+                (end is not None and end < seen - SLACK_S):
             continue
         if s[3]:
             return
-        t = _action_time(actions, prev_last, t_first)
+        t = _action_time(actions, prev_last, seen)
         if t is None or t <= s[1] + ACTION_LAG_S:
             # Orphaned from the start of the state (close() caused it) or
             # no better time known than the poll bracket.
             if t is None and prev_last is not None and prev_last > s[1] + SLACK_S:
-                t = _mid(prev_last, t_first)
+                t = _mid(prev_last, seen)
             else:
                 s[3] = True
                 return

@@ -31,6 +31,10 @@ MAX_INTERVAL_S = 0.05
 class RecorderStats:
     polls: int = 0
     slowest_poll_s: float = 0.0
+    #: the widest window in which a change seen by polls can have
+    #: happened: from the start of one dump of a side to the end of the
+    #: next (a dump reads each socket somewhere between its start and
+    #: end). A boundary placed by polls is off by at most half of it.
     longest_gap_s: float = 0.0
     trace_events: int = 0
     trace_lost: int = 0
@@ -53,6 +57,10 @@ class Recorder:
         self.stats = RecorderStats()
         self._last: dict[str, View] = {}
         self._lock = threading.Lock()
+        #: one dump at a time on a side's netlink socket (the poller's and
+        #: the diagnosis's, sockets_now())
+        self._dump_lock = threading.Lock()
+        self._dump_started: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._trace: tracefs.TraceSession | None = None
@@ -127,19 +135,22 @@ class Recorder:
             delay = nxt - time.monotonic()
             if delay > 0:
                 self._stop.wait(delay)
-            now = time.monotonic()
-            self.stats.longest_gap_s = max(self.stats.longest_gap_s, now - last)
-            last = now
+            last = time.monotonic()
             self.poll_once()
         self.poll_once()
 
     def poll_once(self) -> None:
         for side, sock in self._sockets.items():
-            t0 = time.monotonic()
-            table = nl.dump(nl.ALL, sock=sock)
-            t1 = time.monotonic()
+            with self._dump_lock:
+                t0 = time.monotonic()
+                table = nl.dump(nl.ALL, sock=sock)
+                t1 = time.monotonic()
             self.stats.polls += 1
             self.stats.slowest_poll_s = max(self.stats.slowest_poll_s, t1 - t0)
+            before = self._dump_started.get(side)
+            self._dump_started[side] = t0
+            if before is not None:
+                self.stats.longest_gap_s = max(self.stats.longest_gap_s, t1 - before)
             socks = _connections(table)
             with self._lock:
                 prev = self._last.get(side)
@@ -147,16 +158,29 @@ class Recorder:
                     prev.t_last = t0
                     prev.socks = socks  # keep the latest timers
                 else:
-                    # t0: the dump reads every socket after it started, so a
-                    # change it shows happened before t1 and (almost always)
-                    # after the previous dump started.
-                    view = View(side, t0, t0, socks)
+                    # The dump reads each socket between t0 and t1: a change
+                    # it shows happened after the previous dump started and
+                    # before t1 (under load a dump can take tenths of a
+                    # second, so t1 matters: merge.py).
+                    view = View(side, t0, t0, socks, t1)
                     self.views.append(view)
                     self._last[side] = view
 
+    def sockets_now(self) -> dict:
+        """Every side's sockets, with tcp_info, dumped now through the
+        recorder's own netlink sockets (made inside the namespaces, so no
+        namespace is entered): what a diagnosis at a moment of the run
+        reads, taken at that moment (side -> SocketTable)."""
+        out = {}
+        with self._dump_lock:
+            for side, sock in self._sockets.items():
+                out[side] = nl.dump(nl.ALL, tcp_info=True, sock=sock)
+        return out
+
     def snapshot(self) -> tuple[list[Transition], list[View]]:
         with self._lock:
-            views = [View(v.side, v.t_first, v.t_last, dict(v.socks)) for v in self.views]
+            views = [View(v.side, v.t_first, v.t_last, dict(v.socks), v.t_seen)
+                     for v in self.views]
             return list(self.transitions), views
 
 
