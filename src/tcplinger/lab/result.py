@@ -133,7 +133,8 @@ def result_of(run_: Run, run_id: str, segs: dict, end: float, warnings: list) ->
         packets = packets_mod.attribute(caps, names, t0=t0, router=router,
                                         forger="ipfw" if scenario.router == "ipfw" else "router",
                                         until=end)
-    tol = Tolerance(recorder.interval, kernel_hz())
+    # the run's own poll windows, not the nominal interval (lab/slack.py)
+    tol = Tolerance(recorder.interval, kernel_hz(), polls_s=recorder.stats.longest_gap_s)
     observed = Observed(sockets, horizon, packets, run_.findings,
                         {**run_.facts, "_middlebox": middlebox})
     if scenario.derive is not None:

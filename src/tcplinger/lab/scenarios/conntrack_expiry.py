@@ -75,7 +75,7 @@ def checks(p: dict, tol) -> list:
            Sent("server", "F", least=least, dropped=True),
            Sent("server", "F", least=0, most=0, dropped=False),
            Fact("invalid_drops", ">=", least),
-           Held("server", "LAST_ACK", lo - tol.interval, hi + tol.hi(0)),
+           Held("server", "LAST_ACK", lo - tol.poll, hi + tol.hi(0)),
            Diagnosed("conntrack-mismatch", "server", at="ct_expired"),
            Diagnosed("last-ack-stuck", "server", at="fin_dropped")]
     if p["client"] == "half":

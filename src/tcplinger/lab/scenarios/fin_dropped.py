@@ -82,7 +82,7 @@ def checks(p: dict, tol) -> list:
     closer = _closer(p)
     state = "FIN_WAIT1" if p["state"] == "fin_wait_1" else "LAST_ACK"
     lo, hi, least, most = retry_bounds(retries(p))
-    out = [Held(closer, state, lo - tol.interval, hi + tol.hi(0)),
+    out = [Held(closer, state, lo - tol.poll, hi + tol.hi(0)),
            Sent(closer, "F", least=least, most=most, dropped=True),
            Sent(closer, "F", least=0, most=0, dropped=False),
            Sent(closer, "R", least=0, most=0),

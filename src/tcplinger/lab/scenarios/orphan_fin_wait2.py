@@ -90,7 +90,7 @@ def checks(p: dict, tol) -> list:
            Diagnosed("close-wait-leak", "server")]
     full, mini = phases(p)
     if configured(p) < 1:  # 3.5 RTO: at least 3.5 x TCP_RTO_MIN
-        out.append(Held("client", "FIN_WAIT2", 0.7 - tol.interval, 2.0))
+        out.append(Held("client", "FIN_WAIT2", 0.7 - tol.poll, 2.0))
     else:
         lo = tol.lo(life)
         hi = full + mini + tol.hi(mini) - mini + (tol.hi(full) - full if full else 0)
