@@ -54,10 +54,12 @@ class Diagnosis:
 
 
 def diagnose(opts: DiagnoseOptions, roots: Roots = Roots(), *, previous: dict | None = None,
-             extra_scopes: tuple[Scope, ...] = (), ages: Callable | None = None) -> Diagnosis:
+             extra_scopes: tuple[Scope, ...] = (), ages: Callable | None = None,
+             tables: dict | None = None) -> Diagnosis:
     """Observe, then the rules. See :func:`app.observation.observe` for
-    ``previous``, ``extra_scopes`` and ``ages``."""
-    seen = observe(opts.observe, roots, previous=previous, extra_scopes=extra_scopes, ages=ages)
+    ``previous``, ``extra_scopes``, ``ages`` and ``tables``."""
+    seen = observe(opts.observe, roots, previous=previous, extra_scopes=extra_scopes, ages=ages,
+                   tables=tables)
     return Diagnosis(seen.view, seen.inputs, findings(seen, opts), seen.owners_skipped,
                      merge(opts.thresholds))
 

@@ -80,14 +80,20 @@ class Observation:
 
 def observe(opts: ObserveOptions, roots: Roots = Roots(), *, previous: dict | None = None,
             extra_scopes: tuple[Scope, ...] = (), ages: Callable | None = None,
-            strict: bool = True, log=lambda step, text: None) -> Observation:
+            tables: dict | None = None, strict: bool = True,
+            log=lambda step, text: None) -> Observation:
     """The diagnosis inputs of ``opts.scope`` (and ``extra_scopes``: rules
     that look across namespaces, such as conntrack-mismatch, see them all).
 
     ``previous`` are earlier counter readings (app/counters.py);
     ``opts.interval`` takes one here and waits. ``ages(ns_snapshot, table)``
     gives the ages of a namespace's rows (the lab's recorder) instead of
-    the snapshot's and the watch database's. With ``strict`` False an
+    the snapshot's and the watch database's. ``tables`` (netns inode ->
+    SocketTable) are sockets dumped earlier, at the moment the caller
+    diagnoses, that stand for those namespaces' own: the lab dumps its
+    namespaces the instant a scenario names (lab/recorder.py), and reading
+    the rest of a namespace (sysctls, counters) can take seconds on a
+    loaded host while its sockets live two. With ``strict`` False an
     owner walk that fails is logged and left out (the exporter's other
     metrics still count).
     """
@@ -113,6 +119,9 @@ def observe(opts: ObserveOptions, roots: Roots = Roots(), *, previous: dict | No
     view = parts[0]
     for part in parts[1:]:
         view.merge(part)
+    for part in view.parts:
+        if tables and part.ns.netns.inode in tables:
+            part.table = tables[part.ns.netns.inode]
     phases["snapshot"] = time.perf_counter() - t
     t = time.perf_counter()
     errors, skipped = [], None

@@ -29,7 +29,8 @@ from ..model.socket import Age, AgeSource, UNKNOWN_AGE, format_address
 @dataclass(frozen=True)
 class RunFinding:
     """A finding of the diagnosis at a moment (``at``, ``t_s`` seconds into
-    the run) on one side of the path (client, server, router)."""
+    the run: when the sockets were dumped) on one side of the path
+    (client, server, router)."""
 
     at: str
     t_s: float
@@ -56,11 +57,18 @@ class RunFinding:
 
 
 def diagnose(namespaces: dict[str, str], *, at: str, t0: float, msg, age_of=None,
-             previous: dict | None = None, roots: Roots = Roots()) -> list[RunFinding]:
+             previous: dict | None = None, tables: dict | None = None,
+             taken_at: float | None = None, roots: Roots = Roots()) -> list[RunFinding]:
     """Findings for the run's namespaces (``side -> namespace name``).
     ``age_of(side, key, state)`` gives the recorder's seconds in state (or
     None); without it the snapshot's own estimates count. ``previous`` is
-    an earlier reading of the counters (app/counters.sample)."""
+    an earlier reading of the counters (app/counters.sample).
+
+    ``tables`` (side -> SocketTable) are the sides' sockets as dumped at
+    the moment (``taken_at``, time.monotonic()): the diagnosis is of the
+    sockets as they were then, however long the rest takes (on a loaded
+    machine reading three namespaces' sysctls and counters took 2-8 s,
+    longer than a keepalive-reset CLOSE_WAIT lives)."""
     inode = {side: os.stat(roots.run_netns / name).st_ino for side, name in namespaces.items()}
     side_of = {ino: side for side, ino in inode.items()}
     scopes = [Scope(netns=name) for name in namespaces.values()]
@@ -80,8 +88,9 @@ def diagnose(namespaces: dict[str, str], *, at: str, t0: float, msg, age_of=None
                 out.append(UNKNOWN_AGE if secs is None else Age(secs, False, AgeSource.TRACE))
             return out
     d = app_diagnose(opts, roots, previous=previous, extra_scopes=tuple(scopes[1:]),
-                     ages=ages)
-    t = time.monotonic() - t0
+                     ages=ages, tables={inode[side]: table
+                                        for side, table in (tables or {}).items()})
+    t = (time.monotonic() if taken_at is None else taken_at) - t0
     return [RunFinding(at, t, side_of.get(f.netns.inode, "?"), f, f.title.render(msg))
             for f in d.findings if not BY_ID[f.rule].host_wide]
 

@@ -262,13 +262,17 @@ class Run:
 
     def diagnose(self, at: str) -> None:
         """What tcplinger diagnoses now, in the client, server and router
-        namespaces."""
+        namespaces: of the sockets as the recorder dumps them at once (the
+        rest of the diagnosis, its sysctls, counters and owners, takes its
+        time after)."""
         if not self.options.diagnose:
             return
+        tables = self.recorder.sockets_now()
+        now = time.monotonic()
         if self.progress is not None:
             self.progress(self.msg("lab.progress.diagnosing", at=at))
         transitions, views = self.recorder.snapshot()
-        now = time.monotonic()
+        transitions = [tr for tr in transitions if tr.t <= now]  # up to the moment
 
         def age_of(side, key, state):
             for tr in reversed(transitions):
@@ -279,7 +283,8 @@ class Run:
             self.findings += diag_mod.diagnose(
                 {"client": self.topo.ns("client"), "server": self.topo.ns("server"),
                  "router": self.topo.ns("router")}, at=at, t0=self.t0, msg=self.msg,
-                age_of=age_of if self.recorder.traced else None, previous=self.baseline)
+                age_of=age_of if self.recorder.traced else None, previous=self.baseline,
+                tables=tables, taken_at=now)
         except Exception as exc:  # noqa: BLE001 - the lab goes on; the failure is reported
             self.note("lab", "lab.note.diagnosis_failed", error=f"{type(exc).__name__}: {exc}")
 
