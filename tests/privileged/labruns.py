@@ -36,6 +36,7 @@ class LabRuns:
         self._pool: ThreadPoolExecutor | None = None
         self.started: dict[str, float] = {}
         self.finished: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # CPU seconds of each run (and its children)
 
     def start(self) -> None:
         with self._lock:
@@ -48,14 +49,44 @@ class LabRuns:
     def _one(self, rid: str) -> dict:
         self.started[rid] = time.monotonic()
         env = {**os.environ, "PYTHONPATH": SRC, "LANG": "C"}
-        done = subprocess.run(self.argvs[rid], capture_output=True, text=True, env=env,
-                              timeout=self.run_timeout)
+        proc = subprocess.Popen(self.argvs[rid], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+        killer = threading.Timer(self.run_timeout, proc.kill)  # by its pid
+        killer.start()
+        err: list[str] = []
+        reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
+        reader.start()
+        out = proc.stdout.read()
+        reader.join()
+        # wait4, not wait: the run's CPU time (its own and its reaped
+        # children's: peers, tcpdump, ip), which load does not stretch
+        _, status, usage = os.wait4(proc.pid, 0)
+        killer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
         self.finished[rid] = time.monotonic()
-        if done.returncode != 0:
-            raise RuntimeError(f"{rid}: exit {done.returncode}: {done.stderr.strip()}")
-        doc = json.loads(done.stdout)
-        doc["_stderr"] = done.stderr
+        self.cpu[rid] = usage.ru_utime + usage.ru_stime
+        if proc.returncode != 0:
+            raise RuntimeError(f"{rid}: exit {proc.returncode}: {err[0].strip()}")
+        doc = json.loads(out)
+        doc["_stderr"] = err[0]
         return doc
+
+    def check_quick(self, cpu_budget_s: float) -> str:
+        """Raise AssertionError unless the runs were cheap and parallel, on
+        measures that load does not stretch: the CPU seconds they used, and
+        the wall time of the batch against the sum of the runs' own (on a
+        loaded machine every run's wall time grows; the ratio does not).
+        Returns the figures, for the report."""
+        rids = list(self.argvs)
+        for rid in rids:
+            self.get(rid)
+        cpu = sum(self.cpu[r] for r in rids)
+        wall = max(self.finished[r] for r in rids) - min(self.started[r] for r in rids)
+        serial = sum(self.finished[r] - self.started[r] for r in rids)
+        figures = f"{cpu:.0f} CPU s, {wall:.0f} s wall for {serial:.0f} s of runs"
+        assert cpu < cpu_budget_s, f"the lab runs used {figures} (budget {cpu_budget_s} CPU s)"
+        assert wall < serial / 2, f"the lab runs did not run in parallel: {figures}"
+        return figures
 
     def get(self, rid: str) -> dict:
         self.start()

@@ -188,6 +188,10 @@ LAB_RUNS: dict[str, tuple[str, tuple[str, ...]]] = {
 #: Runs at once (as test_lab_scenarios.py): more only stretch the recorder's
 #: poll gaps on the 2 CPUs here; with 7 the module takes ~20-30 s.
 PARALLEL = 7
+#: CPU seconds the lab runs together may use (their own and their
+#: children's; load does not stretch it as it does the wall time): 21
+#: measured at load 25 (stress-ng --cpu 4 on top of other runs)
+CPU_BUDGET_S = 45
 #: the longest runs first, so the pool drains evenly
 ORDER = ("orphan tcp_fin_timeout=65", "close-wait keepalive=1 peer=alive",
          "orphan tcp_fin_timeout=5", "fin-dropped tcp_orphan_retries=2")
@@ -365,7 +369,4 @@ def test_time_wait_overflow_counts_match(lab):
 
 
 def test_the_comparison_is_quick(lab):
-    for rid in LAB_RUNS:
-        lab.get(rid)
-    wall = max(RUNS.finished.values()) - min(RUNS.started.values())
-    assert wall < 90, f"the lab runs took {wall:.0f} s in all"
+    print(lab.check_quick(CPU_BUDGET_S))

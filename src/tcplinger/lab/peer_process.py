@@ -32,7 +32,11 @@ class PeerProcess:
     """One peer in one namespace. ``events`` collects everything the peer
     said without being asked (eof, closed, accepted, error)."""
 
-    def __init__(self, label: str, netns: str, on_event=None):
+    def __init__(self, label: str, netns: str, on_event=None, wait_ready: bool = True):
+        """Start the peer; with ``wait_ready`` (else call :meth:`ready`)
+        wait until it says it is ready. Create it in the thread that ends
+        last: its parent-death signal follows the creating thread
+        (PR_SET_PDEATHSIG, prctl(2))."""
         self.label = label
         self.netns = netns
         self.on_event = on_event
@@ -48,11 +52,16 @@ class PeerProcess:
         self.pid = self.proc.pid
         self._reader = threading.Thread(target=self._read, daemon=True, name=f"peer {label}")
         self._reader.start()
-        ready = self.wait_event("ready", timeout=20)
-        if ready is None:
+        if wait_ready:
+            self.ready()
+
+    def ready(self) -> None:
+        """Wait until the peer says it is ready; kill it and raise if it
+        does not."""
+        if self.wait_event("ready", timeout=20) is None:
             err = self._stderr_tail()
             self.kill()
-            raise RuntimeError(f"peer {label} did not start in {netns}: {err}")
+            raise RuntimeError(f"peer {self.label} did not start in {self.netns}: {err}")
 
     def _read(self) -> None:
         for line in self.proc.stdout:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 from ..checks import Diagnosed, Held, Sent
 from ...model.params import Param
@@ -44,6 +45,11 @@ IPFW = ("dyn_ack_lifetime", "dyn_syn_lifetime", "dyn_fin_lifetime", "dyn_rst_lif
         "dyn_keepalive", "dyn_keepalive_interval", "dyn_keepalive_period")
 
 
+#: The longest the bridge may take to say it is ready (a hung start, not a
+#: slow one: it normally answers in well under a second).
+BRIDGE_START_MAX_S = 120.0
+
+
 def _ipfw_params(p: dict) -> dict:
     return {k[4:]: int(p[k]) for k in IPFW}
 
@@ -57,9 +63,18 @@ def start_bridge(run) -> None:
             "--client-addr", run.addr.client, "--server-addr", run.addr.server,
             "--params", json.dumps(_ipfw_params(run.p)), "--parent", str(__import__("os").getpid())]
     run.nft("router", QUIET_ROUTER)
-    run.helper("router", args, run.bridge_events)
-    if not run.wait_for(lambda: any(e.get("event") == "ready" for e in run.bridge_events), 10,
-                        "lab.wait.bridge"):
+    started = time.monotonic()
+    proc = run.helper("router", args, run.bridge_events)
+    # Its readiness is an event: wait for it or for the bridge's death, not
+    # for a fixed time (a Python process entered into a namespace took over
+    # 10 s to start at load 27). The scenario's timers start after it, so
+    # the run's horizon gets the time the start took.
+    horizon = run.horizon
+    run.horizon = horizon + BRIDGE_START_MAX_S
+    ready = run.wait_for(lambda: any(e.get("event") == "ready" for e in run.bridge_events)
+                         or proc.poll() is not None, BRIDGE_START_MAX_S, "lab.wait.bridge")
+    run.horizon = horizon + (time.monotonic() - started)
+    if not ready or not any(e.get("event") == "ready" for e in run.bridge_events):
         raise RuntimeError("the ipfw bridge did not start in the router namespace")
 
 
