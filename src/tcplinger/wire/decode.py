@@ -83,16 +83,22 @@ def _u8(d, i):
     return d[i].astype(np.int64)
 
 
+def _be(d, i, width: int, dtype: str) -> np.ndarray:
+    """Big-endian integers of ``width`` bytes at each of ``i``: one gather of
+    the bytes, viewed in network order (a gather per byte costs 3x more)."""
+    return d[np.asarray(i)[:, None] + np.arange(width)].view(dtype).reshape(-1)
+
+
 def _be16(d, i):
-    return (d[i].astype(np.int64) << 8) | d[i + 1]
+    return _be(d, i, 2, ">u2").astype(np.int64)
 
 
 def _be32(d, i):
-    return (_be16(d, i) << 16) | _be16(d, i + 2)
+    return _be(d, i, 4, ">u4").astype(np.int64)
 
 
 def _be64(d, i):
-    return ((_be32(d, i).astype(np.uint64) << np.uint64(32)) | _be32(d, i + 4).astype(np.uint64))
+    return _be(d, i, 8, ">u8").astype(np.uint64)
 
 
 def _link(d, start, caplen, linktype):
@@ -192,12 +198,7 @@ def _decode(d, start, caplen, linktype, ts, interface) -> Decoded:
     idx = np.flatnonzero(whole)
     l3w, l4w = l3c[idx], l4[idx]
     is4 = v4[idx]
-    src_hi = np.where(is4, np.uint64(0), _be64(d, l3w + 8))
-    src_lo = np.where(is4, np.uint64(_V4MAPPED) | _be32(d, l3w + 12).astype(np.uint64),
-                      _be64(d, l3w + 16))
-    dst_hi = np.where(is4, np.uint64(0), _be64(d, l3w + 24))
-    dst_lo = np.where(is4, np.uint64(_V4MAPPED) | _be32(d, l3w + 16).astype(np.uint64),
-                      _be64(d, l3w + 32))
+    src_hi, src_lo, dst_hi, dst_lo = _addresses(d, l3w, is4)
     doff = (_u8(d, l4w + 12) >> 4) * 4
     payload = ip_total[idx] - (l4w - l3w) - doff
     pk = Packets(ts[idx], np.where(is4, 4, 6), src_hi, src_lo, dst_hi, dst_lo,
@@ -206,6 +207,19 @@ def _decode(d, start, caplen, linktype, ts, interface) -> Decoded:
                  ip_total[idx], np.where(is4, _u8(d, l3w + 8), _u8(d, l3w + 7)),
                  interface[idx])
     return Decoded(pk, other, cut, unsupported)
+
+
+def _addresses(d, l3, is4):
+    """Source and destination as (hi, lo) uint64 halves; IPv4 as ::ffff:a.b.c.d."""
+    n = len(l3)
+    v4 = _be(d, l3 + 12, 8, ">u4").reshape(n, 2).astype(np.uint64) | np.uint64(_V4MAPPED)
+    out = [np.zeros(n, np.uint64), v4[:, 0].copy(), np.zeros(n, np.uint64), v4[:, 1].copy()]
+    v6 = np.flatnonzero(~is4)
+    if len(v6):  # only IPv6 packets pay for the 16-byte addresses
+        a = _be(d, l3[v6] + 8, 32, ">u8").reshape(len(v6), 4)
+        for k in range(4):
+            out[k][v6] = a[:, k]
+    return out
 
 
 @lru_cache(maxsize=4096)
