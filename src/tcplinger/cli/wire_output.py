@@ -110,6 +110,10 @@ def _svg(results, path: Path, uid: str | None, msg) -> None:
     atomic_write(path, tl_view.render_svg(rec.timeline(names), title=title, msg=msg).encode())
 
 
+#: json.dumps without its check for cycles (records are trees): the same text
+_encode = json.JSONEncoder(check_circular=False).encode
+
+
 class _JsonWriter:
     """``{"files": [{"path", "connections": [...], "counts", "notices",
     "summary", "findings"}]}``; connections are written as they finish, so
@@ -128,7 +132,7 @@ class _JsonWriter:
         self.conns = 0
 
     def record(self, rec, found) -> None:
-        self.w(("," if self.conns else "") + "\n  " + json.dumps(rec.to_json(packets=bool(found))))
+        self.w(("," if self.conns else "") + "\n  " + _encode(rec.to_json(packets=bool(found))))
         self.conns += 1
 
     def end(self, res, msg) -> None:

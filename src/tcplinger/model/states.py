@@ -192,9 +192,20 @@ def state_mask(states) -> int:
 
 def name(state: int) -> str:
     """JSON name of a kernel state number (request sockets read SYN_RECV)."""
-    if state == TcpState.NEW_SYN_RECV:
-        return "SYN_RECV"
     try:
-        return TcpState(state).name
-    except ValueError:
-        return f"UNKNOWN_{state}"
+        return _NAMES[state]
+    except KeyError:  # the enum lookup costs a microsecond; a capture's JSON asks millions
+        pass
+    if state == TcpState.NEW_SYN_RECV:
+        text = "SYN_RECV"
+    else:
+        try:
+            text = TcpState(state).name
+        except ValueError:
+            text = f"UNKNOWN_{state}"
+    if isinstance(state, int) and len(_NAMES) < 1024:
+        _NAMES[state] = text
+    return text
+
+
+_NAMES: dict = {}

@@ -43,22 +43,24 @@ class S:
     CLOSE_WAIT, LAST_ACK, CLOSING = (int(TcpState.CLOSE_WAIT), int(TcpState.LAST_ACK),
                                      int(TcpState.CLOSING))
 
+#: Events, numbered in the order they are taken at equal times (one segment
+#: carrying both: the ACK before the FIN, RFC 793 "SEGMENT ARRIVES" checks
+#: the ACK field before the FIN bit), so that (time, event) tuples sort right.
+FIN_SENT, FIN_ACKED, FIN_RECEIVED, RST = range(4)
+
 #: (state, event) -> next state; None: the endpoint forgets the connection.
 _NEXT = {
-    (S.ESTABLISHED, "fin_sent"): S.FIN_WAIT1,
-    (S.ESTABLISHED, "fin_received"): S.CLOSE_WAIT,
-    (S.SYN_RECV, "fin_received"): S.CLOSE_WAIT,
-    (S.SYN_RECV, "fin_sent"): S.FIN_WAIT1,
-    (S.FIN_WAIT1, "fin_acked"): S.FIN_WAIT2,
-    (S.FIN_WAIT1, "fin_received"): S.CLOSING,
-    (S.FIN_WAIT2, "fin_received"): S.TIME_WAIT,
-    (S.CLOSING, "fin_acked"): S.TIME_WAIT,
-    (S.CLOSE_WAIT, "fin_sent"): S.LAST_ACK,
-    (S.LAST_ACK, "fin_acked"): None,
+    (S.ESTABLISHED, FIN_SENT): S.FIN_WAIT1,
+    (S.ESTABLISHED, FIN_RECEIVED): S.CLOSE_WAIT,
+    (S.SYN_RECV, FIN_RECEIVED): S.CLOSE_WAIT,
+    (S.SYN_RECV, FIN_SENT): S.FIN_WAIT1,
+    (S.FIN_WAIT1, FIN_ACKED): S.FIN_WAIT2,
+    (S.FIN_WAIT1, FIN_RECEIVED): S.CLOSING,
+    (S.FIN_WAIT2, FIN_RECEIVED): S.TIME_WAIT,
+    (S.CLOSING, FIN_ACKED): S.TIME_WAIT,
+    (S.CLOSE_WAIT, FIN_SENT): S.LAST_ACK,
+    (S.LAST_ACK, FIN_ACKED): None,
 }
-#: At equal times (one segment carrying both), the ACK is taken before the FIN
-#: (RFC 793, "SEGMENT ARRIVES": the ACK field is checked before the FIN bit).
-_ORDER = {"fin_sent": 0, "fin_acked": 1, "fin_received": 2, "rst": 3}
 
 
 def _opening(me, peer, is_orig: bool, first_t: float) -> list[tuple[int, float]]:
@@ -85,9 +87,9 @@ def endpoint_spans(me, peer, is_orig: bool, *, t0: float, first_t: float | None 
     moves = _opening(me, peer, is_orig, first)
     events = []
     if me.fin_t is not None:
-        events.append((me.fin_t, "fin_sent"))
+        events.append((me.fin_t, FIN_SENT))
     if me.fin_acked_t is not None:
-        events.append((me.fin_acked_t, "fin_acked"))
+        events.append((me.fin_acked_t, FIN_ACKED))
     if me.peer_fin_acked_t is not None:
         fin_t = peer.fin_t if peer.fin_t is not None else peer_fin_t
         got = min(fin_t, me.peer_fin_acked_t) if fin_t is not None else me.peer_fin_acked_t
@@ -96,17 +98,17 @@ def endpoint_spans(me, peer, is_orig: bool, *, t0: float, first_t: float | None 
             # its own FIN did not acknowledge the peer's: it was sent before
             # that FIN arrived (a simultaneous close), whatever the capture saw
             got = max(got, me.fin_t)
-        events.append((got, "fin_received"))
+        events.append((got, FIN_RECEIVED))
     rst = [t for t in (me.rst_t, peer.rst_t) if t is not None]
     if rst:
-        events.append((min(rst), "rst"))
-    events.sort(key=lambda e: (e[0], _ORDER[e[1]]))
+        events.append((min(rst), RST))
+    events.sort()
     state = moves[-1][0] if moves else None
     gone_at = None
     for t, ev in events:
         if state is None:
             break
-        if ev == "rst":
+        if ev == RST:
             gone_at = t
             break
         nxt = _NEXT.get((state, ev), state)
