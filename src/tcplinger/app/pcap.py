@@ -26,6 +26,9 @@ class PcapOptions:
     by_interface: bool = True
     #: when the capture stopped (live captures know; a file ends at its last packet)
     end_t: float | None = None
+    #: False: the per-packet engine alone (the reference the columnar fast
+    #: path is checked against, tests/unit/test_wire_fastpath.py)
+    columnar: bool = True
 
 
 @dataclass
@@ -59,7 +62,8 @@ def analyse_file(path: Path, opts: PcapOptions,
         try:
             counts = analyse_stream(read_blocks(stream, notices), emit, notices,
                                     keep=opts.filter, inactivity_s=opts.inactivity_s,
-                                    by_interface=opts.by_interface, end_t=opts.end_t)
+                                    by_interface=opts.by_interface, end_t=opts.end_t,
+                                    columnar=opts.columnar)
         except CaptureError as exc:
             raise CaptureFileError(path, exc) from None
     return FileResult(path, counts, summary, notices)

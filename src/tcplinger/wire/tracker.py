@@ -15,15 +15,18 @@ a new connection on its 4-tuple, when it has been idle longer than
 from __future__ import annotations
 
 from collections import deque
+from itertools import repeat
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import numpy as np
 
+from . import fastpath
 from .connection import Connection
 from .decode import SUPPORTED_LINKTYPES, Packets, decode
 from .pcapfile import Block, CaptureError, Notice
 from .record import ConnRecord, finish
+from .restored import Restored
 from .zeek import flip_first
 
 CLOSE_DELAY_S = 5.0
@@ -89,8 +92,11 @@ class Tracker:
 
     def __init__(self, emit: Callable[[ConnRecord], None], *, keep=None,
                  inactivity_s: float | None = None, by_interface: bool = True,
-                 end_t: float | None = None):
+                 end_t: float | None = None, columnar: bool = True):
         self.emit = emit
+        #: False: every packet through the per-packet engine (the reference
+        #: the fast path is tested against)
+        self.columnar = columnar
         self.keep = keep  # a filter: Packets -> bool mask, or None
         self.inactivity_s = inactivity_s
         self.by_interface = by_interface
@@ -129,19 +135,62 @@ class Tracker:
     def _run(self, p: Packets) -> None:
         cols, low, first, inv = _flow_ids(p, self.by_interface)
         slots = []
-        for i in first.tolist():
-            key = (int(cols[0][i]), int(cols[1][i]), int(cols[2][i]), int(cols[3][i]),
-                   int(cols[4][i]), int(cols[5][i]), int(cols[6][i]))
-            slot = self.slots.get(key)
+        get = self.slots.get
+        for key in zip(*(c[first].tolist() for c in cols)):
+            slot = get(key)
             if slot is None:
                 slot = self.slots[key] = _Slot()
             slots.append((key, slot))
-        sport, dport = p.sport.tolist(), p.dport.tolist()
-        for i, g, lw, t, fl, sq, ak, wn, pl, ipl, ttl in zip(
-                range(len(p)), inv.tolist(), low.tolist(), p.ts.tolist(), p.flags.tolist(),
-                p.seq.tolist(), p.ack.tolist(), p.win.tolist(), p.plen.tolist(),
-                p.iplen.tolist(), p.ttl.tolist()):
+        plan = None
+        if self.columnar:
+            plan = fastpath.plan(p, low, inv, len(first), lambda g, i: self._may_start(
+                slots[g][1].conn, p, low, i), self.inactivity_s)
+        if plan is None:
+            self._events(p, low, inv, slots, np.arange(len(p)), None, None)
+            return
+        groups = plan.groups.tolist()
+        conns = fastpath.restore(plan, [slots[g][0][:6] for g in groups],
+                                 [slots[g][0][6] for g in groups])
+        closed = plan.queue_at >= 0
+        at = np.concatenate((plan.rest, plan.create_at, plan.queue_at[closed]))
+        ref = np.concatenate((np.full(len(plan.rest), -1), np.arange(len(groups)),
+                              np.flatnonzero(closed) + len(groups)))
+        order = np.argsort(at, kind="stable")
+        self._events(p, low, inv, slots, at[order], ref[order], conns)
+
+    def _may_start(self, conn: Connection | None, p: Packets, low, i: int) -> bool:
+        """Whether packet ``i`` (a SYN) starts a new connection on a 4-tuple
+        that holds ``conn`` (the per-packet rule of :meth:`_events`)."""
+        if conn is None:
+            return True
+        return conn.is_reuse(bool(low[i]), int(p.flags[i]), int(p.seq[i])) or (
+            self.inactivity_s is not None and float(p.ts[i]) - conn.last > self.inactivity_s)
+
+    def _events(self, p: Packets, low, inv, slots, at, ref, conns) -> None:
+        """Packets ``at`` through the per-packet engine, in capture order;
+        with a fast path plan, ``ref`` >= 0 marks where one of its ``conns``
+        starts (the uid is given, a connection it ends is finished) or,
+        past ``len(conns)``, closes (queued for Zeek's close delay)."""
+        nc = len(conns) if conns is not None else 0
+        sport, dport = p.sport[at].tolist(), p.dport[at].tolist()
+        for i, r, g, lw, t, fl, sq, ak, wn, pl, ipl, ttl in zip(
+                range(len(at)), ref.tolist() if ref is not None else repeat(-1),
+                inv[at].tolist(), low[at].tolist(), p.ts[at].tolist(), p.flags[at].tolist(),
+                p.seq[at].tolist(), p.ack[at].tolist(), p.win[at].tolist(), p.plen[at].tolist(),
+                p.iplen[at].tolist(), p.ttl[at].tolist()):
             key, slot = slots[g]
+            if r >= 0:
+                if r < nc:
+                    if slot.conn is not None:
+                        self._finish(slot.conn)
+                    self.uid += 1
+                    conn = slot.conn = conns[r]
+                    conn.uid = self.uid
+                else:
+                    conn = conns[r - nc]
+                    conn.queued = True
+                    self.closing.append((key, conn))
+                continue
             conn = slot.conn
             if conn is None or (fl & 2 and conn.is_reuse(lw, fl, sq)) or (
                     self.inactivity_s is not None and t - conn.last > self.inactivity_s):
@@ -157,7 +206,8 @@ class Tracker:
 
     def _finish(self, conn: Connection) -> None:
         self.counts.connections += 1
-        self.emit(finish(conn, self.counts.last_t or conn.last))
+        end = self.counts.last_t or conn.last
+        self.emit(conn.record(end) if type(conn) is Restored else finish(conn, end))
 
     def _sweep(self, now: float) -> None:
         """Finish connections Zeek would have removed by ``now``: closed
