@@ -33,6 +33,7 @@ import time
 import pytest
 
 import realsoft as rs
+from tcplinger.track.store import Store
 from harness import netns, run_json, tcplinger_argv
 
 pytestmark = [pytest.mark.privileged(needs=("apache2", "nginx", "ab")), pytest.mark.slow]
@@ -242,8 +243,12 @@ def test_nginx_time_wait_overflow_rate():
         try:
             rs.wait_for(lambda: rs.count_ss(ns).get("TIME_WAIT", 0) >= buckets, 20,
                         what="TIME_WAIT at the cap")
-            blind = report(ns, "--db", str(d / "none.db"))
-            doc = report(ns, "--interval", "3", "--db", str(d / "none.db"))
+            # an empty watch database: no samples, and never the host's
+            # default one (an explicit --db must exist, issue 13)
+            with Store(d / "empty.db"):
+                pass
+            blind = report(ns, "--db", str(d / "empty.db"))
+            doc = report(ns, "--interval", "3", "--db", str(d / "empty.db"))
             tw_now = rs.count_ss(ns).get("TIME_WAIT", 0)
             time.sleep(max(0.0, 8 - (time.time() - sampler.t[0])))  # watch samples for ~8 s
             watched = report(ns, "--db", str(db))
