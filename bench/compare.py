@@ -50,7 +50,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import popgen  # noqa: E402  (bench/ is not a package)
-from timed_run import classify_failure, run_once  # noqa: E402
+from timed_run import classify_failure, compile_sources, run_once, tcplinger_src  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 QUADRATIC_LIMIT = 100_000
@@ -346,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {"started": started.isoformat(timespec="seconds"), "argv": sys.argv,
               "mix": args.mix, "repeat": args.repeat, "warmup": args.warmup,
               "machine": machine_info(), "populations": []}
+    trees = [tcplinger_src()] + ([str(args.baseline.resolve() / "src")] if args.baseline else [])
+    compile_sources(*trees)  # as installed: .pyc files (timed_run.compile_sources)
+    report["bytecode"] = "compiled"
     args.out.mkdir(parents=True, exist_ok=True)
     out_path = args.out / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
 

@@ -60,7 +60,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from compare import loadavg  # noqa: E402  (bench/ is not a package)
-from timed_run import run_once  # noqa: E402
+from timed_run import compile_sources, run_once  # noqa: E402
 
 PYTHON = os.path.realpath(sys.executable)
 CLONE_NEWNET = 0x40000000
@@ -201,6 +201,7 @@ def measure(args) -> dict:
     trees = {"this": str(HERE.parent / "src")}
     if args.baseline:
         trees["baseline"] = str(args.baseline.resolve() / "src")
+    compile_sources(*trees.values())  # as installed: .pyc files (timed_run.compile_sources)
     os.makedirs("/run/netns", exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "tl-pods", "/run/netns"], check=True)
     t0 = time.perf_counter()

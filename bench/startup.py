@@ -30,6 +30,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from timed_run import compile_sources  # noqa: E402  (bench/ is not a package)
+
 PYTHON = os.path.realpath(sys.executable)  # not a pyenv shim (a bash script, ~0.3 s)
 COMMANDS = [("--version",), ("--help",), ("rules",), ("explain", "close-wait-leak")]
 
@@ -63,6 +66,7 @@ def main(argv=None) -> int:
     trees = {"this": str(HERE.parent / "src")}
     if args.baseline:
         trees["baseline"] = str(args.baseline.resolve() / "src")
+    compile_sources(*trees.values())  # as installed: .pyc files (timed_run.compile_sources)
     cases = [("python3 -c pass", None, [PYTHON, "-c", "pass"])]
     for tree in trees:
         for cmd in COMMANDS:
@@ -70,7 +74,7 @@ def main(argv=None) -> int:
     walls = {i: [] for i in range(len(cases))}
     cpus = {i: [] for i in range(len(cases))}
     load0 = loadavg()
-    for i, (_label, tree, cmd) in enumerate(cases):  # warm-up: page cache, .pyc files
+    for i, (_label, tree, cmd) in enumerate(cases):  # warm-up: page cache
         run(cmd, dict(env, PYTHONPATH=trees[tree]) if tree else env)
     for _ in range(args.repeat):
         for i, (_label, tree, cmd) in enumerate(cases):
@@ -86,7 +90,7 @@ def main(argv=None) -> int:
                      "cpu_median_s": round(statistics.median(cpus[i]), 4),
                      "ratio": round(w / base, 2)})
     if args.json:
-        print(json.dumps({"python": PYTHON, "repeat": args.repeat, "loadavg_before": load0,
+        print(json.dumps({"python": PYTHON, "bytecode": "compiled", "repeat": args.repeat, "loadavg_before": load0,
                           "loadavg_after": load1, "trees": trees, "rows": rows}))
         return 0
     print(f"load average (1 min) {load0:.2f} before, {load1:.2f} after; "
