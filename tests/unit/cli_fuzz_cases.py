@@ -37,7 +37,7 @@ CHECK_CODES = {0, 1, 2, 3}  # the monitoring-plugin convention (README)
 NUMBER = {"--netns-pid", "--interval", "--sockets", "--port", "--sport", "--dport", "--pid",
           "--older-than", "--cookie", "--max", "--horizon", "--show", "--seconds",
           "--duration", "--top-owners", "--top-destinations", "--samples", "--full-every",
-          "--keep", "--raw-keep", "--since", "--refresh"}
+          "--keep", "--raw-keep", "--since", "--refresh", "--inactivity"}
 NAME = {"--netns", "--container", "--pod", "--rule", "--preset", "--interface", "--by",
         "--peer", "--listen", "--uid", "--comm", "--filter", "rule", "scenario"}
 NAME_STRICT = NAME - {"--comm", "--filter", "--uid"} | {"--lang"}  # an empty filter or name may mean "all"
@@ -67,7 +67,7 @@ VALID = {
     "--seconds": ["0.2"], "--capture": ["0.2"], "--duration": ["1"], "--top-owners": ["5"], "--web-config":
     ["{tmp}/web.yml"],
     "--top-destinations": ["5"], "--samples": ["1"], "--full-every": ["10s"], "--keep": ["1h"],
-    "--raw-keep": ["1h"], "--since": ["1h"], "--refresh": ["1"], "--netns": ["tl-fuzz-none"],
+    "--raw-keep": ["1h"], "--since": ["1h"], "--refresh": ["1"], "--inactivity": ["5m"], "--netns": ["tl-fuzz-none"],
     "--container": ["tl-fuzz-none"], "--pod": ["tl-fuzz-none"], "--rule": ["close-wait-leak"],
     "--preset": ["linux-orphan-fin-wait-2"], "--interface": ["lo"], "--by": ["owner"],
     "--peer": ["127.0.0.1"], "--listen": ["127.0.0.1:{port}"], "--uid": ["0"],

@@ -71,3 +71,25 @@ def test_cut_file_is_read_with_a_notice(cli, tmp_path):
     cut.write_bytes(Path(FIN).read_bytes()[:-30])
     code, out, err = cli("pcap", str(cut))
     assert code == 0 and "ends in the middle of a record" in err and "S2" in out
+
+
+def test_checksums_inactivity_and_merged_interfaces_from_the_command_line(cli):
+    bad = str(DATA / "bad_checksums.pcap")
+
+    def conns(*args):
+        code, out, err = cli("pcap", "--json", *args)
+        assert code == 0, err
+        f = json.loads(out)["files"][0]
+        return f, [(c["conn_state"], c["history"]) for c in f["connections"]]
+    f, got = conns("--checksums", bad)
+    assert got == [("SF", "ShACDcaFf"), ("S1", "ShACC")] and f["counts"]["bad_checksum"] == 12
+    f, got = conns(bad)  # as zeek -C: the corrupt copy is the data, its good twin a T
+    assert got[0] == ("SF", "ShADTaFf") and f["counts"]["bad_checksum"] == 0
+    assert conns("--inactivity", "5m", str(DATA / "idle_split.pcap"))[1] == [
+        ("S1", "ShADa"), ("SF", "FfA")]
+    assert conns(str(DATA / "idle_split.pcap"))[1] == [("SF", "ShADaFf")]
+    twice = str(DATA / "pcapng_one_link_twice.pcapng")
+    assert conns("--merge-interfaces", twice)[1] == [("SF", "ShADTaFf")]
+    assert conns(twice)[1] == [("SF", "ShADaFf")] * 2  # kept apart per interface
+    code, _, err = cli("pcap", "--inactivity", "soon", twice)
+    assert code == 2 and err.count("\n") == 1

@@ -106,6 +106,15 @@ def test_mixed_capture_with_an_inactivity_timeout(mixed):
     same(mixed, 1 << 16, inactivity_s=2.0)
 
 
+def test_mixed_capture_with_bad_checksums(monkeypatch):
+    """Checksums verified (--checksums), 3% wrong: a corrupt packet leaves
+    its connection to the engine; both paths give the same C letters."""
+    count = Count(monkeypatch)
+    recs = same(mix.mixed(seed=11, n=600, bad_sums=0.03), 4096, checksums=True)[0]
+    assert sum("C" in r[0]["history"].upper() for r in recs) > 30
+    assert count.made > len(recs) // 4, (count.made, len(recs))
+
+
 def test_mixed_capture_by_interface_off(mixed):
     same(mixed, 4096, by_interface=False)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..fsutil import atomic_write
@@ -14,7 +15,7 @@ from ..ui import timeline as tl_view
 from ..ui import wire as wire_view
 from ..wire.filter import FilterError, compile_filter
 from .errors import CliError, Exit
-from .options import count_type, output_file
+from .options import DAY, count_type, duration_type, output_file
 
 
 @contextmanager
@@ -42,14 +43,38 @@ def add_output_flags(p, h) -> None:
                    help=h("wire.help.show"))
 
 
-def pcap_options(files, filter_text: str | None, keep: int, msg) -> PcapOptions:
+@dataclass(frozen=True)
+class EngineFlags:
+    """How connections are rebuilt (``--checksums``, ``--inactivity``,
+    ``--merge-interfaces``), as typed options."""
+
+    checksums: bool = False
+    inactivity_s: float | None = None
+    merge_interfaces: bool = False
+
+
+def add_engine_flags(p, h) -> None:
+    p.add_argument("--checksums", action="store_true", help=h("wire.help.checksums"))
+    p.add_argument("--inactivity", type=duration_type(maximum=DAY, positive=True),
+                   metavar="DURATION", help=h("wire.help.inactivity"))
+    p.add_argument("--merge-interfaces", action="store_true",
+                   help=h("wire.help.merge_interfaces"))
+
+
+def engine_flags(args) -> EngineFlags:
+    return EngineFlags(args.checksums, args.inactivity, args.merge_interfaces)
+
+
+def pcap_options(files, filter_text: str | None, keep: int, msg,
+                 engine: EngineFlags = EngineFlags()) -> PcapOptions:
     flt = None
     if filter_text is not None:
         try:
             flt = compile_filter(filter_text)
         except FilterError as exc:
             raise CliError(msg("wire.error.filter", text=str(exc)), Exit.USAGE) from None
-    return PcapOptions(tuple(files), flt, keep=max(keep, 0))
+    return PcapOptions(tuple(files), flt, keep=max(keep, 0), inactivity_s=engine.inactivity_s,
+                       by_interface=not engine.merge_interfaces, checksums=engine.checksums)
 
 
 def analyse_and_render(popts: PcapOptions, as_json: bool, svg: Path | None, uid: str | None,

@@ -48,6 +48,12 @@ class Connection:
         self.hist.letters.append("^")
 
     # ---- one packet -----------------------------------------------------------
+    def corrupt(self, low: bool) -> None:
+        """A packet with a bad checksum: history C and nothing else (Zeek
+        drops it before the state machine, its counters and its times)."""
+        ep = self.orig if low == self.orig_low else self.resp
+        self.hist.scaled(ep, "C", "chk")
+
     def process(self, low: bool, t, flags, seq, ack, win, plen, iplen, ttl) -> None:
         is_orig = low == self.orig_low
         ep, peer = (self.orig, self.resp) if is_orig else (self.resp, self.orig)

@@ -37,6 +37,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import checksum
+
 SUPPORTED_LINKTYPES = frozenset({0, 1, 12, 14, 101, 108, 113, 228, 229, 276})
 _VLAN = (0x8100, 0x88A8, 0x9100)
 _MPLS = (0x8847, 0x8848)
@@ -63,6 +65,8 @@ class Packets:
     iplen: np.ndarray  # IP bytes (Zeek's *_ip_bytes)
     ttl: np.ndarray  # IPv4 TTL or IPv6 hop limit
     interface: np.ndarray
+    #: the TCP checksum is wrong (only when verified: decode(checksums=True))
+    bad_sum: np.ndarray
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -162,14 +166,16 @@ def _ipv6_chain(d, l4, nxt, end):
     return l4, nxt
 
 
-def decode(d: np.ndarray, start, caplen, linktype, ts, interface=None) -> Decoded:
+def decode(d: np.ndarray, start, caplen, linktype, ts, interface=None,
+           checksums: bool = False) -> Decoded:
     """Decode a block. With arrays from :class:`~.pcapfile.Block`; returns
-    :class:`Decoded`."""
+    :class:`Decoded`; ``checksums``: verify TCP checksums (wire/checksum.py)."""
     return _decode(d, start, caplen, linktype, ts,
-                   np.zeros(len(start), np.int64) if interface is None else interface)
+                   np.zeros(len(start), np.int64) if interface is None else interface,
+                   checksums)
 
 
-def _decode(d, start, caplen, linktype, ts, interface) -> Decoded:
+def _decode(d, start, caplen, linktype, ts, interface, checksums) -> Decoded:
     supported = np.isin(linktype, list(SUPPORTED_LINKTYPES))
     unsupported = int((~supported).sum())
     end = start + caplen
@@ -205,7 +211,9 @@ def _decode(d, start, caplen, linktype, ts, interface) -> Decoded:
                  _be16(d, l4w), _be16(d, l4w + 2), _be32(d, l4w + 4), _be32(d, l4w + 8),
                  _u8(d, l4w + 13), _be16(d, l4w + 14), np.maximum(payload, 0),
                  ip_total[idx], np.where(is4, _u8(d, l3w + 8), _u8(d, l3w + 7)),
-                 interface[idx])
+                 interface[idx],
+                 checksum.bad(d, l3w, l4w, ip_total[idx], end[idx], is4) if checksums
+                 else np.zeros(len(idx), bool))
     return Decoded(pk, other, cut, unsupported)
 
 

@@ -8,7 +8,8 @@ Nearly every connection of a busy server starts like this and most end
 like this, so the per-packet Python engine only sees what is odd: a
 connection first seen mid-stream, a retransmission, a keepalive, a window
 probe, a zero window, a RST, a TTL that is not the sender's, data after a
-FIN, and every packet after the first odd one. Those go through the
+FIN, a bad checksum (when verified), and every packet after the first odd
+one. Those go through the
 engine as before, from the state the fast path left (``restore``).
 
 A packet belongs to the plain start of its connection (in the block's
@@ -92,6 +93,7 @@ def _prefix(p, order, gs, starts, counts, o, inactivity_s):
     own_end = np.where(o, end_o, end_r)
     ack_rel = (ak - np.where(o, isn_r, isn_o)) & M32
     ok = (fl & 0x16 == 0x10) & (wn > 0) & (ak != 0) & (own_end + seg < MAX_REL)
+    ok &= ~p.bad_sum[order]
     ok &= ((sq - np.where(o, isn_o, isn_r)) & M32) == own_end
     ok &= ack_rel <= np.where(o, end_r, end_o)
     ttl = p.ttl[order]
@@ -135,7 +137,7 @@ def plan(p, low, inv, ng: int, may_start, inactivity_s=None) -> Plan | None:
     f0, f1 = order[starts], order[np.minimum(starts + 1, n - 1)]
     cand = ((counts >= 2) & (fl[f0] & 0x17 == 2) & (pl[f0] == 0) & (wn[f0] > 0)
             & (fl[f1] & 0x17 == 0x12) & (pl[f1] == 0) & (wn[f1] > 0) & (low[f1] != low[f0])
-            & (ak[f1] == (sq[f0] + 1) & M32))
+            & (ak[f1] == (sq[f0] + 1) & M32) & ~p.bad_sum[f0] & ~p.bad_sum[f1])
     for s in np.flatnonzero(cand & head).tolist():
         if not may_start(int(sg[s]), int(f0[s])):
             cand[s] = False

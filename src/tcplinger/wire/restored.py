@@ -136,6 +136,9 @@ class Restored(Connection):
     def process(self, *packet) -> None:
         self.materialise().process(*packet)
 
+    def corrupt(self, low: bool) -> None:
+        self.materialise().corrupt(low)
+
     def close_complete(self) -> bool:
         return self.materialise().close_complete()
 

@@ -40,6 +40,7 @@ class Counts:
     cut: int = 0  # TCP headers cut by the snap length
     unsupported: int = 0  # records of link types not understood
     filtered: int = 0  # TCP packets the filter left out
+    bad_checksum: int = 0  # verified (checksums=True) and wrong: history C only
     connections: int = 0
     first_t: float | None = None
     last_t: float | None = None
@@ -48,7 +49,8 @@ class Counts:
     def to_json(self) -> dict:
         return {"records": self.records, "tcp_packets": self.tcp, "other_packets": self.other,
                 "cut_by_snaplen": self.cut, "unsupported_link_type": self.unsupported,
-                "filtered_out": self.filtered, "connections": self.connections,
+                "filtered_out": self.filtered, "bad_checksum": self.bad_checksum,
+                "connections": self.connections,
                 "first_ts": self.first_t, "last_ts": self.last_t,
                 "link_types": sorted(self.linktypes)}
 
@@ -92,8 +94,9 @@ class Tracker:
 
     def __init__(self, emit: Callable[[ConnRecord], None], *, keep=None,
                  inactivity_s: float | None = None, by_interface: bool = True,
-                 end_t: float | None = None, columnar: bool = True):
+                 end_t: float | None = None, columnar: bool = True, checksums: bool = False):
         self.emit = emit
+        self.checksums = checksums  # verify TCP checksums (history C)
         #: False: every packet through the per-packet engine (the reference
         #: the fast path is tested against)
         self.columnar = columnar
@@ -112,7 +115,7 @@ class Tracker:
         c.records += len(block)
         c.linktypes.update(int(x) for x in np.unique(block.linktype))
         dec = decode(block.data, block.start, block.caplen, block.linktype, block.ts,
-                     block.interface)
+                     block.interface, self.checksums)
         c.other += dec.other
         c.cut += dec.cut
         c.unsupported += dec.unsupported
@@ -122,6 +125,8 @@ class Tracker:
             mask = self.keep(p)
             c.filtered += int((~mask).sum())
             p = p.take(mask)
+        if self.checksums:
+            c.bad_checksum += int(p.bad_sum.sum())
         if not len(p):
             return
         if c.first_t is None:
@@ -173,6 +178,7 @@ class Tracker:
         past ``len(conns)``, closes (queued for Zeek's close delay)."""
         nc = len(conns) if conns is not None else 0
         sport, dport = p.sport[at].tolist(), p.dport[at].tolist()
+        bad = set(np.flatnonzero(p.bad_sum[at]).tolist()) if self.checksums else ()
         for i, r, g, lw, t, fl, sq, ak, wn, pl, ipl, ttl in zip(
                 range(len(at)), ref.tolist() if ref is not None else repeat(-1),
                 inv[at].tolist(), low[at].tolist(), p.ts[at].tolist(), p.flags[at].tolist(),
@@ -199,6 +205,9 @@ class Tracker:
                 self.uid += 1
                 conn = slot.conn = Connection(key[:6], lw, t, flip_first(fl, sport[i], dport[i]),
                                               self.uid, key[6])
+            if bad and i in bad:
+                conn.corrupt(lw)  # Zeek: the connection exists, the packet is dropped
+                continue
             conn.process(lw, t, fl, sq, ak, wn, pl, ipl, ttl)
             if fl & 5 and not conn.queued and conn.close_complete():
                 conn.queued = True

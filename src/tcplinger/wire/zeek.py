@@ -12,13 +12,14 @@ RESET (sent a RST).
 History letters, upper case for the originator: S a SYN without ACK,
 H a SYN-ACK, A a pure ACK, D payload, F FIN, R RST, T retransmitted
 payload, W a zero window, G a content gap, I FIN+RST together, Q SYN+FIN
-or SYN+RST, ^ the roles were flipped, C a bad checksum (never: checksums
-are not verified, as ``zeek -C``; captures taken on a Linux host carry
-offloaded, unfilled checksums). A, D, I and Q are logged once per
-direction; S/H, F and R again whenever the sequence number differs from
-the last packet of the same kind (a retransmission with the same number is
-not logged again); T, W, G are logged at the 1st, 10th, 100th, 1000th...
-occurrence.
+or SYN+RST, ^ the roles were flipped, C a bad checksum (only when
+checksums are verified, ``--checksums``: as ``zeek -r`` without ``-C``;
+captures taken on a Linux host carry offloaded, unfilled checksums; the
+packet is then counted for nothing else, as in Zeek's TCPAnalyzer::
+DeliverPacket). A, D, I and Q are logged once per direction; S/H, F and R
+again whenever the sequence number differs from the last packet of the
+same kind (a retransmission with the same number is not logged again); T,
+W, G, C are logged at the 1st, 10th, 100th, 1000th... occurrence.
 
 >>> s = conn_state(Endpoint.CLOSED, Endpoint.CLOSED, "ShADadFf", 10, 20)
 >>> s, conn_state(Endpoint.SYN_SENT, Endpoint.INACTIVE, "S", 0, 0)
@@ -67,7 +68,8 @@ class Endpoint:
 
     __slots__ = ("is_orig", "state", "prev_state", "start", "last", "acked", "fin_cnt",
                  "rst_cnt", "last_syn", "last_fin", "last_rst", "rxmt_cnt", "rxmt_thresh",
-                 "win0_cnt", "win0_thresh", "gap_cnt", "gap_thresh", "did_close", "pkts",
+                 "win0_cnt", "win0_thresh", "gap_cnt", "gap_thresh", "chk_cnt", "chk_thresh",
+                 "did_close", "pkts",
                  "ip_bytes", "gap_upto", "obs")
 
     def __init__(self, is_orig: bool):
@@ -76,8 +78,8 @@ class Endpoint:
         self.start = self.last = self.acked = 0
         self.fin_cnt = self.rst_cnt = 0
         self.last_syn = self.last_fin = self.last_rst = -1
-        self.rxmt_cnt = self.win0_cnt = self.gap_cnt = 0
-        self.rxmt_thresh = self.win0_thresh = self.gap_thresh = 1
+        self.rxmt_cnt = self.win0_cnt = self.gap_cnt = self.chk_cnt = 0
+        self.rxmt_thresh = self.win0_thresh = self.gap_thresh = self.chk_thresh = 1
         self.did_close = False
         self.pkts = self.ip_bytes = 0
         self.gap_upto = 0
@@ -130,7 +132,7 @@ class History:
         self.letters.append(code if ep.is_orig else code.lower())
 
     def scaled(self, ep: Endpoint, code: str, attr: str) -> None:
-        """T, W, G: at the 1st, 10th, 100th... occurrence."""
+        """T, W, G, C: at the 1st, 10th, 100th... occurrence."""
         cnt = getattr(ep, attr + "_cnt") + 1
         setattr(ep, attr + "_cnt", cnt)
         thresh = getattr(ep, attr + "_thresh")

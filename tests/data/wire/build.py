@@ -41,18 +41,22 @@ class P:
     win: int = 500
     ttl: int | None = None  # default: 64 from the client, 63 from the server
     iface: int = 0
+    bad_sum: bool = False  # a wrong TCP checksum (a corrupt packet)
 
 
-def tcp_ip(src, sport, dst, dport, seq, ack, flags, win, payload, ttl, v6=False) -> bytes:
-    """An IPv4 (or IPv6) packet holding one TCP segment, checksums filled."""
+def tcp_ip(src, sport, dst, dport, seq, ack, flags, win, payload, ttl, v6=False,
+           bad_sum=False) -> bytes:
+    """An IPv4 (or IPv6) packet holding one TCP segment, checksums filled
+    (the TCP one off by 0x5555 when ``bad_sum``)."""
     tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4,
                       flags, win, 0, 0) + payload
+    spoil = 0x5555 if bad_sum else 0
     if v6:
         pseudo = src + dst + struct.pack("!IxxxB", len(tcp), 6)
-        tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
+        tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp) ^ spoil) + tcp[18:]
         return struct.pack("!IHBB", 6 << 28, len(tcp), 6, ttl) + src + dst + tcp
     pseudo = src + dst + struct.pack("!BBH", 0, 6, len(tcp))
-    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
+    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp) ^ spoil) + tcp[18:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0, ttl, 6, 0, src, dst)
     ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
     return ip + tcp
@@ -85,7 +89,7 @@ def frames(pkts, client=("10.1.0.1", 40000), server=("10.2.0.1", 8080), link="et
         ack = ISN[other] + p.ack if "." in p.flags else 0
         ttl = p.ttl if p.ttl is not None else (64 if p.sender == "C" else 63)
         l3 = tcp_ip(addr[p.sender][0], addr[p.sender][1], addr[other][0], addr[other][1], seq,
-                    ack, bits, p.win, b"x" * p.length, ttl, v6)
+                    ack, bits, p.win, b"x" * p.length, ttl, v6, p.bad_sum)
         frame = sll2(l3, v6) if link == "sll2" else l3 if link == "raw" else ether(l3, v6, tags)
         out.append((T0 + p.t, frame, p.iface))
     return out
@@ -125,9 +129,11 @@ def handshake(t=0.0):
 CASES = {}
 
 
-def case(name, kind="pcap"):
+def case(name, kind="pcap", **options):
+    """``options``: the PcapOptions the case is analysed with (e.g.
+    checksums=True), next to the packets they are about."""
     def deco(fn):
-        CASES[name] = (fn, kind)
+        CASES[name] = (fn, kind, options)
         return fn
     return deco
 
@@ -292,8 +298,61 @@ def two_interfaces():
                          "orig_h": "10.1.0.9", "duration": 0.000123456, "findings": []}}
 
 
+@case("bad_checksums", checksums=True)
+def bad_checksums():
+    # verified as Zeek does without -C: a packet with a bad TCP checksum is
+    # history C (c from the responder) and nothing else: not counted, no
+    # state, no sequence number. So the good copy of the data is D, not T.
+    pk = handshake() + [P(0.1, "C", "P.", 1, 1, length=10, bad_sum=True),
+                        P(0.3, "C", "P.", 1, 1, length=10), P(0.301, "S", ".", 1, 11, bad_sum=True),
+                        P(0.302, "S", ".", 1, 11), P(0.5, "C", "F.", 11, 1),
+                        P(0.501, "S", "F.", 1, 12), P(0.502, "C", ".", 12, 2)]
+    # C2: ten corrupt pure ACKs from the client: C at the 1st and the 10th
+    # (Zeek's scaled letters, like T, W and G)
+    c2 = handshake(1.0) + [P(1.1 + k / 100, "C", ".", 1, 1, bad_sum=True) for k in range(10)]
+    recs = frames(pk) + frames(c2, client=("10.1.0.2", 40001))
+    return sorted(recs, key=lambda r: r[0]), {
+        "C1": {"conn_state": "SF", "history": "ShACDcaFf", "orig_pkts": 5, "resp_pkts": 3,
+               "orig_bytes": 10, "resp_bytes": 0, "duration": 0.501, "findings": []},
+        # corrupt packets are no activity either: C2 was last active at its
+        # handshake's ACK, 0.19 s before the end (too short for open-at-end)
+        "C2": {"conn_state": "S1", "history": "ShACC", "orig_pkts": 2, "resp_pkts": 1,
+               "duration": 0.002, "findings": []}}
+
+
+@case("pcapng_one_link_twice", kind="pcapng", by_interface=False)
+def one_link_twice():
+    # the same packets seen on two interfaces of one capture (a bridge and
+    # its port, 10 us apart), merged into one connection as Zeek does
+    # (--merge-interfaces): each copy counts, the copy of the data is a
+    # retransmission (T), other copies repeat a sequence number and add no
+    # letter
+    one = handshake() + [P(0.1, "C", "P.", 1, 1, length=100), P(0.101, "S", ".", 1, 101),
+                         P(0.2, "C", "F.", 101, 1), P(0.201, "S", "F.", 1, 102),
+                         P(0.202, "C", ".", 102, 2)]
+    two = [P(p.t + 0.00001, p.sender, p.flags, p.seq, p.ack, p.length, iface=1) for p in one]
+    recs = frames(one) + [(t, f, 1) for t, f, _ in frames(two, link="raw")]
+    return sorted(recs, key=lambda r: r[0]), {
+        "C1": {"conn_state": "SF", "history": "ShADTaFf", "orig_pkts": 10, "resp_pkts": 6,
+               "orig_bytes": 100, "interface": 0, "findings": []}}
+
+
+@case("idle_split", inactivity_s=300.0)
+def idle_split():
+    # idle for 400 s: with --inactivity 5m (Zeek's tcp_inactivity_timeout)
+    # the connection ends there (S1) and the close starts a new one without
+    # a SYN: both sides' FINs from INACTIVE, Zeek's SF with history FfA
+    pk = handshake() + [P(0.1, "C", "P.", 1, 1, length=10), P(0.101, "S", ".", 1, 11),
+                        P(400.0, "C", "F.", 11, 1), P(400.001, "S", "F.", 1, 12),
+                        P(400.002, "C", ".", 12, 2)]
+    return frames(pk), {
+        "C1": {"conn_state": "S1", "history": "ShADa", "duration": 0.101,
+               "findings": ["open-at-end"]},
+        "C2": {"conn_state": "SF", "history": "FfA", "duration": 0.001, "findings": []}}
+
+
 def build(name: str) -> tuple[bytes, dict]:
-    fn, kind = CASES[name]
+    fn, kind, _ = CASES[name]
     recs, expected = fn()
     if kind == "pcapng":
         blob = pcapng(recs, [(1, 6), (101, 9)])

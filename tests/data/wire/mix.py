@@ -24,11 +24,18 @@ import random
 import struct
 
 def _tcp_ip(src: bytes, sport: int, dst: bytes, dport: int, seq: int, ack: int, flags: int,
-            win: int, plen: int, ttl: int) -> bytes:
-    """IPv4 or IPv6 (by address length) with one TCP segment; checksums
-    are left 0 (tcplinger does not check them, as ``zeek -C``)."""
+            win: int, plen: int, ttl: int, csum=None) -> bytes:
+    """IPv4 or IPv6 (by address length) with one TCP segment; the TCP
+    checksum left 0 (tcplinger checks none by default, as ``zeek -C``) or,
+    with ``csum`` (True: right, False: wrong), filled in."""
     tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4,
                       flags, win, 0, 0) + b"x" * plen
+    if csum is not None:
+        from tcplinger.lab.bridge import checksum
+        pseudo = src + dst + (struct.pack("!IxxxB", len(tcp), 6) if len(src) == 16
+                              else struct.pack("!BBH", 0, 6, len(tcp)))
+        tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp) ^ (0 if csum else 0x0F0F)) \
+            + tcp[18:]
     if len(src) == 16:
         return struct.pack("!IHBB", 6 << 28, len(tcp), 6, ttl) + src + dst + tcp
     return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0, ttl, 6, 0, src,
@@ -122,9 +129,12 @@ KINDS = (["plain"] * 12 + ["syn-only", "rej", "syn-retransmit", "bad-synack", "n
                            "data-after-fin"])
 
 
-def mixed(seed: int = 1, n: int = 1500, span_s: float = 60.0) -> bytes:
-    """pcap bytes (Ethernet) of ``n`` connections started over ``span_s`` s."""
+def mixed(seed: int = 1, n: int = 1500, span_s: float = 60.0,
+          bad_sums: float | None = None) -> bytes:
+    """pcap bytes (Ethernet) of ``n`` connections started over ``span_s`` s;
+    ``bad_sums``: checksums filled in, this fraction of them wrong."""
     rng = random.Random(seed)
+    spoil = random.Random(seed + 1)  # the same connections with or without
     records = []
     v4 = (bytes([10, 1, 0, 1]), bytes([10, 2, 0, 1]))
     v6 = (bytes(15) + b"\x01", bytes(15) + b"\x02")
@@ -143,7 +153,8 @@ def mixed(seed: int = 1, n: int = 1500, span_s: float = 60.0) -> bytes:
             ports = (cport, sport) if who == "C" else (sport, cport)
             l3 = _tcp_ip(src, ports[0], dst, ports[1], isn[who] + seq,
                          isn[other] + ack if flags & A else 0, flags, win, plen,
-                         ttl[who] + dttl)
+                         ttl[who] + dttl,
+                         None if bad_sums is None else spoil.random() >= bad_sums)
             frame = (b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01"
                      + struct.pack("!H", 0x86DD if len(src) == 16 else 0x0800) + l3)
             records.append((t, i, frame))

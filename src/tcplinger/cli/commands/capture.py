@@ -10,7 +10,8 @@ from pathlib import Path
 from ...app.pcap import CaptureOptions, capture_scope
 from ...i18n import Messages, lang_from_env
 from ..options import DAY, add_scope, duration_type, output_file, scope_from
-from ..wire_output import add_output_flags, analyse_and_render, capture_errors, pcap_options
+from ..wire_output import (add_engine_flags, add_output_flags, analyse_and_render, capture_errors,
+                           engine_flags, pcap_options)
 
 NAME = "capture"
 
@@ -25,12 +26,13 @@ def register(sub) -> None:
     p.add_argument("--write", type=output_file, metavar="FILE", help=h("wire.help.write"))
     p.add_argument("--interface", default="any", metavar="IFACE", help=h("wire.help.interface"))
     add_output_flags(p, h)
+    add_engine_flags(p, h)
     p.set_defaults(run=lambda args, term, msg: run(
         CaptureOptions(scope_from(args), args.seconds, args.write, args.filter, args.interface),
-        args.json, args.svg, args.uid, args.show, term, msg))
+        args.json, args.svg, args.uid, args.show, term, msg, engine_flags(args)))
 
 
-def run(opts: CaptureOptions, as_json: bool, svg, uid, show: int, term, msg) -> int:
+def run(opts: CaptureOptions, as_json: bool, svg, uid, show: int, term, msg, engine) -> int:
     if opts.filter_text is not None:
         pcap_options((), opts.filter_text, show, msg)  # a bad filter fails before capturing
     with capture_errors(msg):
@@ -41,7 +43,7 @@ def run(opts: CaptureOptions, as_json: bool, svg, uid, show: int, term, msg) -> 
                          seconds=stats.seconds))
         # tcpdump already applied the filter: the analysis reads everything
         popts = pcap_options([s.path for _, s in captured.files], None,
-                             show if uid is None else 10**9, msg)
+                             show if uid is None else 10**9, msg, engine)
         ends = [s.end_t for _, s in captured.files if s.end_t is not None]
         popts = replace(popts, end_t=max(ends) if ends else None)
         return analyse_and_render(popts, as_json, svg, uid, term, msg)

@@ -1,5 +1,5 @@
 """``tcplinger pcap FILE... [--json] [--filter EXPR] [--svg FILE] [--uid UID]
-[--show N]``: rebuild every TCP connection of capture files with Zeek's
+[--show N] [--checksums] [--inactivity DURATION] [--merge-interfaces]``: rebuild every TCP connection of capture files with Zeek's
 conn_state and history, each endpoint's states, and findings from the
 packets (docs/wire.md)."""
 
@@ -11,7 +11,8 @@ from pathlib import Path
 from ...i18n import Messages, lang_from_env
 from ..errors import CliError, Exit
 from ..options import input_file
-from ..wire_output import add_output_flags, analyse_and_render, pcap_options
+from ..wire_output import (EngineFlags, add_engine_flags, add_output_flags, analyse_and_render,
+                           engine_flags, pcap_options)
 
 NAME = "pcap"
 
@@ -24,6 +25,7 @@ class Options:
     svg: Path | None
     uid: str | None
     show: int
+    engine: EngineFlags
 
 
 def register(sub) -> None:
@@ -31,8 +33,10 @@ def register(sub) -> None:
     p = sub.add_parser(NAME, help=h("wire.help.pcap"), description=h("wire.help.pcap_long"))
     p.add_argument("files", nargs="+", type=input_file, metavar="FILE", help=h("wire.help.files"))
     add_output_flags(p, h)
+    add_engine_flags(p, h)
     p.set_defaults(run=lambda args, term, msg: run(Options(
-        tuple(args.files), args.json, args.filter, args.svg, args.uid, args.show), term, msg))
+        tuple(args.files), args.json, args.filter, args.svg, args.uid, args.show,
+        engine_flags(args)), term, msg))
 
 
 def run(opts: Options, term, msg) -> int:
@@ -40,5 +44,5 @@ def run(opts: Options, term, msg) -> int:
         if not path.exists():
             raise CliError(msg("wire.error.no_file", path=str(path)), Exit.NOT_FOUND)
     popts = pcap_options(opts.files, opts.filter, opts.show if opts.uid is None else 10**9,
-                         msg)
+                         msg, opts.engine)
     return analyse_and_render(popts, opts.json, opts.svg, opts.uid, term, msg)
