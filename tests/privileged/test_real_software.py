@@ -31,10 +31,10 @@ import threading
 import time
 
 import pytest
-
 import realsoft as rs
-from tcplinger.track.store import Store
 from harness import netns, run_json, tcplinger_argv
+
+from tcplinger.track.store import Store
 
 pytestmark = [pytest.mark.privileged(needs=("apache2", "nginx", "ab")), pytest.mark.slow]
 

@@ -52,6 +52,18 @@ def test_overflow_rising_is_critical():
     assert any(t.key.endswith("fact.overflow_delta") for t in f.facts)
 
 
+def test_overflow_still_over_the_interval_says_none_destroyed():
+    """http.server under ab (1,000 TIME_WAIT of 131,072): +0 over the
+    interval had read "TIME_WAIT is being destroyed right now"."""
+    ns = tw(3, buckets=1000, tcpext={"TCPTimeWaitOverflow": 12, "TW": 50},
+            previous_tcpext={"TCPTimeWaitOverflow": 12, "TW": 20}, interval=2.0)
+    [f] = run(ns)
+    assert f.severity == Severity.INFO
+    keys = [t.key for t in f.facts]
+    assert any(k.endswith("fact.overflow_still") for k in keys)
+    assert not any(k.endswith("fact.overflow_delta") for k in keys)
+
+
 def test_overflow_in_the_past_is_info_evidence():
     [f] = run(tw(3, buckets=1000, tcpext={"TCPTimeWaitOverflow": 12}))
     assert f.severity == Severity.INFO

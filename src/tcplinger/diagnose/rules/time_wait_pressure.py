@@ -121,7 +121,8 @@ class TimeWaitPressure(RuleFinding):
                    buckets=self.buckets if self.buckets else "?", pct=self._pct())]
         if self.overflow is not None:
             if self.overflow_delta is not None:
-                facts.append(T("fact.overflow_delta", total=self.overflow,
+                # +0: the buckets kept every TIME_WAIT over the interval
+                facts.append(T("fact.overflow_delta" if self.rising else "fact.overflow_still", total=self.overflow,
                                delta=self.overflow_delta,
                                interval=f"{interval:.0f}" if interval else "?"))
             else:
