@@ -98,6 +98,12 @@ def test_apache_buggy_clients_seed_002():
         assert clients and clients[0]["pid"] == client.pid
         assert "buggy_client.py 127.0.0.1 8080 20" in clients[0]["command"]
         assert f["evidence"]["clients_close_wait"] == held_by(ns, client.pid, "CLOSE_WAIT") == n
+        # Apache closed on its idle timeout: the clients' tcp_info shows the
+        # FIN KeepAliveTimeout (2 s) after the response (measured 2.19 s)
+        idle = f["evidence"]["idle_before_close"]
+        assert idle["clients"] == n and 2.0 <= idle["median_s"] <= 3.0, idle
+        assert not f["evidence"]["closed_after_response"]
+        assert any(x["key"].endswith("fix.server_timeout") for x in f["fixes"])
         # the orphans are no longer orphan-fin-wait-2's
         assert not by_rule(doc, "orphan-fin-wait-2")
         # every age of the orphans is "since close", a lower bound
@@ -109,6 +115,37 @@ def test_apache_buggy_clients_seed_002():
         assert not [x for x in doc["findings"] if x["severity"] != "info"
                     and x["owners"] and x["owners"][0]["comm"] == "apache2"
                     and not x["owners"][0]["inferred"]]
+
+
+def test_http_server_closes_after_each_response():
+    """Python's http.server (HTTP/1.0: it closes every connection after its
+    response) with the same clients: seed 002's orphans and CLOSE_WAIT,
+    but no keep-alive timeout to blame or lower (the clients saw the FIN
+    0 ms after the response; gunicorn's sync worker the same)."""
+    n = 10
+    with netns() as ns, rs.workdir() as d:
+        srv = ns.spawn([sys.executable, "-m", "http.server", "8000", "--bind", "127.0.0.1",
+                        "--directory", str(d)], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        rs.wait_listen(ns, 8000)
+        client = rs.start_app(ns, "buggy_client", "127.0.0.1", 8000, n, ready_line=True)
+        rs.wait_for(lambda: orphans_on(ns, 8000) == n, 30, what="orphans on :8000")
+        time.sleep(6)  # past min_age (5 s) after close()
+        doc = report(ns)
+        [f] = by_rule(doc, "keepalive-timeout-fin-wait-2")
+        assert f["count"] == orphans_on(ns, 8000) == n
+        assert f["severity"] == "warning"
+        server = f["owners"][0]
+        assert server["pid"] == srv.pid and server["basis"] == "listener"
+        assert "-m http.server 8000" in server["command"]
+        assert f["evidence"]["clients"][0]["pid"] == client.pid
+        idle = f["evidence"]["idle_before_close"]
+        assert idle["clients"] == n and idle["median_s"] < 0.5, idle
+        assert f["evidence"]["closed_after_response"]
+        assert "right after its response" in f["title"]
+        # no keep-alive timeout to lower: the clients are the fix
+        assert [x["key"].rsplit(".", 1)[-1] for x in f["fixes"] if x["kind"] == "app"] \
+            == ["clients"], f["fixes"]
 
 
 def _children(pid: int) -> list[int]:
