@@ -31,6 +31,9 @@ from ..model.states import TcpState
 from .finding import OwnerRef, Text
 from .rates import number_text
 
+#: Client-side groups (remote address:port) whose culprits are looked up,
+#: largest first; the rest are shown without one.
+CULPRIT_GROUPS = 64
 #: Characters of a command line shown next to pid and comm.
 CMD_WIDTH = 60
 #: Interpreters whose script, not the interpreter, names the program.
@@ -116,16 +119,19 @@ def listener_owners(ctx, port: int) -> list[Owner]:
 
 
 def clients_of(ctx, family: int, addr: bytes, port: int, where: str,
-               limit: int = 5) -> tuple[OwnerRef, ...]:
+               limit: int = 5, candidates: np.ndarray | None = None) -> tuple[OwnerRef, ...]:
     """The processes behind connections to ``addr``:``port``: those holding
     sockets to it now (any state but LISTEN; basis "destination"), most
     sockets first; when none does (connections that live milliseconds are
     gone before /proc is read), those the tracepoint saw connecting to it
-    during ``--interval`` (basis "connects", with their rate)."""
-    rows = ctx.rows
+    during ``--interval`` (basis "connects", with their rate).
+    ``candidates``: the rows that can hold one (:func:`held_rows`), when
+    the caller asks for many destinations."""
+    if candidates is None:
+        candidates = held_rows(ctx)
+    rows = ctx.rows[candidates]
     key = np.frombuffer(bytes(addr).ljust(16, b"\0"), dtype=rows["daddr"].dtype)[0]
-    same = ((rows["dport"] == port) & (rows["daddr"] == key) & (rows["family"] == family)
-            & (rows["inode"] != 0) & (ctx.state != int(TcpState.LISTEN)))
+    same = (rows["dport"] == port) & (rows["daddr"] == key) & (rows["family"] == family)
     owners = ctx.inp.owners or {}
     counts: dict[int, list] = {}
     for ino in rows["inode"][same].tolist():
@@ -142,12 +148,19 @@ def clients_of(ctx, family: int, addr: bytes, port: int, where: str,
                  for o, n in seen.to(family, text, port)[:limit])
 
 
-def destination_holders(ctx, row: int, limit: int = 5) -> tuple[OwnerRef, ...]:
+def held_rows(ctx) -> np.ndarray:
+    """Rows a process can hold towards a destination: a file (inode) and
+    not a listener."""
+    return np.flatnonzero((ctx.rows["inode"] != 0) & (ctx.state != int(TcpState.LISTEN)))
+
+
+def destination_holders(ctx, row: int, limit: int = 5,
+                        candidates: np.ndarray | None = None) -> tuple[OwnerRef, ...]:
     """:func:`clients_of` the remote address and port of ``row``."""
     rows = ctx.rows
     family, port = int(rows["family"][row]), int(rows["dport"][row])
     addr = rows["daddr"][row].tobytes()
-    return clients_of(ctx, family, addr, port, endpoint(family, addr, port), limit)
+    return clients_of(ctx, family, addr, port, endpoint(family, addr, port), limit, candidates)
 
 
 def groups(ctx, idx: np.ndarray, limit: int = 5) -> list[Group]:
@@ -172,14 +185,21 @@ def groups(ctx, idx: np.ndarray, limit: int = 5) -> list[Group]:
         key = np.ascontiguousarray(rows["daddr"][cli]).view(np.uint64).reshape(-1, 2)
         stacked = np.column_stack([key, rows["dport"][cli].astype(np.uint64),
                                    rows["family"][cli].astype(np.uint64)])
-        _, first, inverse = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
+        _, first, inverse, sizes = np.unique(stacked, axis=0, return_index=True,
+                                             return_inverse=True, return_counts=True)
         inverse = inverse.reshape(-1)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        held = held_rows(ctx)
+        # each lookup scans the held rows: only the largest destinations
+        # get one (5,000 destinations x 5,000 rows had taken 2.8 s)
+        looked = set(np.argsort(-sizes, kind="stable")[:CULPRIT_GROUPS].tolist())
         for g, f in enumerate(first.tolist()):
-            members = cli[inverse == g]
+            members = cli[order[bounds[g]:bounds[g + 1]]]
             i = int(cli[f])
             where = endpoint(int(rows["family"][i]), rows["daddr"][i].tobytes(),
                              int(rows["dport"][i]))
-            culprits = destination_holders(ctx, i, limit)
+            culprits = destination_holders(ctx, i, limit, held) if g in looked else ()
             out.append(Group("client", where, int(rows["dport"][i]), members, culprits))
     out.sort(key=lambda g: (-len(g.rows), g.side, g.where))
     return out
