@@ -34,14 +34,13 @@ for ``keep``. The size this gives is measured in docs/watch.md.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..model.files import NotOurFile
+from .dbfile import NotAWatchDatabase, check_header, uri, verify
 
 
 SCHEMA_VERSION = 2
@@ -69,8 +68,6 @@ CREATE TABLE IF NOT EXISTS live(netns INTEGER, cookie INTEGER, state INTEGER, si
 """
 
 
-
-
 @dataclass(frozen=True)
 class CountRow:
     netns: int
@@ -88,75 +85,6 @@ class SampleInfo:
     age_source: str
 
 
-class NotAWatchDatabase(NotOurFile):
-    """A file that is not a watch database: not SQLite, a damaged one, or
-    another program's (no ``meta`` table with a schema version). Neither
-    ``watch`` nor a reader changes it."""
-
-    def __init__(self, path, reason: str):
-        super().__init__(path, "file.not_watch_db", reason)
-
-
-def _uri(path: Path, mode: str) -> str:
-    """An SQLite URI for ``path`` (https://sqlite.org/uri.html: ``?`` and
-    ``#`` end the path, ``%`` escapes).
-
-    >>> _uri(Path("/tmp/a?b#c%d.db"), "ro")
-    'file:/tmp/a%3fb%23c%25d.db?mode=ro'
-    """
-    text = str(path).replace("%", "%25").replace("?", "%3f").replace("#", "%23")
-    return f"file:{text}?mode={mode}"
-
-
-def _check_header(path: Path, *, empty_ok: bool) -> None:
-    """Judge the file by its first bytes before SQLite opens it: a query
-    on a file whose header says WAL makes SQLite create ``-wal`` and
-    ``-shm`` files beside it, even read-only, and nothing may be made
-    beside a file that is not ours. https://sqlite.org/fileformat.html:
-    the 16-byte magic, the page size at offset 16 (big-endian, 1 = 65536,
-    a power of two from 512), and a file of whole pages.
-
-    >>> import tempfile, os
-    >>> d = tempfile.mkdtemp(); p = Path(d, "x.db")
-    >>> _ = p.write_bytes(b"SQLite format 3\\x00\\x10\\x00" + bytes(4096 - 18))
-    >>> _check_header(p, empty_ok=False)
-    >>> _ = p.write_bytes(p.read_bytes()[:200])
-    >>> _check_header(p, empty_ok=False)
-    Traceback (most recent call last):
-    ...
-    tcplinger.track.store.NotAWatchDatabase: ...: not tcplinger's: cut short or damaged (200 bytes, pages of 4096) (left as it is)
-    """
-    with open(path, "rb") as f:
-        head = f.read(100)
-        size = os.fstat(f.fileno()).st_size
-    if size == 0:
-        if empty_ok:
-            return
-        raise NotAWatchDatabase(path, "empty")
-    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
-        raise NotAWatchDatabase(path, "file is not a database")
-    page = int.from_bytes(head[16:18], "big")
-    page = 65536 if page == 1 else page
-    if page < 512 or page & (page - 1) or size % page:
-        raise NotAWatchDatabase(path, f"cut short or damaged ({size} bytes, pages of {page})")
-
-
-def _verify(db: sqlite3.Connection, path: Path, *, empty_ok: bool) -> None:
-    """Raise NotAWatchDatabase unless ``db`` is one (or, ``empty_ok``,
-    holds no table yet: a new file)."""
-    try:
-        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not names and empty_ok:
-            return
-        if "meta" not in names or "counts" not in names:
-            raise NotAWatchDatabase(path, "no watch tables" if names else "no tables")
-        row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-    except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
-        raise NotAWatchDatabase(path, str(exc)) from None
-    if row is None:
-        raise NotAWatchDatabase(path, "no schema version")
-
-
 class Store:
     """An open watch database. ``Store(path)`` creates it if needed;
     ``Store(path, readonly=True)`` only reads (raises FileNotFoundError
@@ -169,21 +97,21 @@ class Store:
         if readonly:
             if not self.path.exists():
                 raise FileNotFoundError(2, "No such file or directory", str(self.path))
-            _check_header(self.path, empty_ok=False)
-            self.db = sqlite3.connect(_uri(self.path, "ro"), uri=True, timeout=5)
+            check_header(self.path, empty_ok=False)
+            self.db = sqlite3.connect(uri(self.path, "ro"), uri=True, timeout=5)
             try:
-                _verify(self.db, self.path, empty_ok=False)
+                verify(self.db, self.path, empty_ok=False)
             except BaseException:
                 self.db.close()
                 raise
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.exists():
-                _check_header(self.path, empty_ok=True)
-            self.db = sqlite3.connect(_uri(self.path, "rwc"), uri=True, timeout=10,
+                check_header(self.path, empty_ok=True)
+            self.db = sqlite3.connect(uri(self.path, "rwc"), uri=True, timeout=10,
                                       isolation_level=None)
             try:
-                _verify(self.db, self.path, empty_ok=True)
+                verify(self.db, self.path, empty_ok=True)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(SCHEMA)
@@ -372,13 +300,7 @@ class Store:
         owners: what history, top and the report's trends plot and fit."""
         rows = self.db.execute("SELECT t, netns, state, SUM(n) FROM counts WHERE t >= ?"
                                " GROUP BY t, netns, state ORDER BY t", (start,)).fetchall()
-        times = sorted({r[0] for r in rows})
-        pos = {t: i for i, t in enumerate(times)}
-        out: dict = {}
-        for t, ns, st, n in rows:
-            out.setdefault((ns, st), np.zeros(len(times)))[pos[t]] = n
-        ts = np.array(times)
-        return {k: (ts, v) for k, v in out.items()}
+        return _by_key((t, (ns, st), n) for t, ns, st, n in rows)
 
     def series(self, since: float, *, by: str = "state", states=None, res: int | None = None):
         """``{key: (times, values)}`` summed over everything but ``by``
@@ -393,16 +315,8 @@ class Store:
         if res is not None:
             where += " AND res = ?"
             args.append(res)
-        rows = self.db.execute(f"SELECT t, {col}, SUM(n) FROM counts WHERE {where}"
-                               f" GROUP BY t, {col} ORDER BY t", args).fetchall()
-        times = sorted({r[0] for r in rows})
-        pos = {t: i for i, t in enumerate(times)}
-        out: dict = {}
-        for t, key, n in rows:
-            arr = out.setdefault(key, np.zeros(len(times)))
-            arr[pos[t]] = n
-        ts = np.array(times)
-        return {k: (ts, v) for k, v in out.items()}
+        return _by_key(self.db.execute(f"SELECT t, {col}, SUM(n) FROM counts WHERE {where}"
+                                       f" GROUP BY t, {col} ORDER BY t", args))
 
     def kernel_latest(self) -> dict[tuple[int, str], float]:
         """The last value of every limit and counter, per namespace."""
@@ -460,6 +374,23 @@ class Store:
             d["cookie"] &= (1 << 64) - 1
             out.append(d)
         return out
+
+
+def _by_key(rows) -> dict:
+    """``{key: (times, values)}`` from ``(t, key, n)`` rows: every series on
+    the times of all of them, 0 where a key has no row.
+
+    >>> _by_key([(1.0, "a", 2), (2.0, "b", 3)])["b"]
+    (array([1., 2.]), array([0., 3.]))
+    """
+    rows = list(rows)
+    times = sorted({r[0] for r in rows})
+    pos = {t: i for i, t in enumerate(times)}
+    out: dict = {}
+    for t, key, n in rows:
+        out.setdefault(key, np.zeros(len(times)))[pos[t]] = n
+    ts = np.array(times)
+    return {k: (ts, v) for k, v in out.items()}
 
 
 def _i64(cookie: int) -> int:
