@@ -25,9 +25,10 @@ ALLOWED = {
     # act plans purely (its own test checks the planning modules) and
     # executes through collect (SOCK_DESTROY, sysctl writes)
     "act": {"model", "track", "diagnose", "act", "collect", "i18n", "fsutil"},
-    # use cases composed once; never a front end (cli, the lab) nor the simulator
+    # use cases composed once; never a front end (cli); it is the front ends'
+    # one way to the simulator
     "app": {"model", "collect", "track", "diagnose", "wire", "act", "export", "ui", "app",
-            "i18n", "fsutil"},
+            "sim", "i18n", "fsutil"},
     # a front end of app/ (its diagnosis) on real namespaces; never the CLI;
     # it reads its captures with wire/ (the one packet reader and analyser)
     "lab": {"model", "collect", "track", "diagnose", "act", "app", "sim", "lab", "i18n",
@@ -120,3 +121,22 @@ def test_command_imports_are_seen_in_every_form():
     assert _command_imports(path, text) == [
         "tcplinger.cli.commands.report", "tcplinger.cli.commands.watch",
         "tcplinger.cli.commands.watch._duration", "tcplinger.cli.commands.kill"]
+
+
+CLI_FILES = sorted((SRC / "cli").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", CLI_FILES, ids=lambda p: str(p.relative_to(SRC)))
+def test_the_cli_reaches_the_simulator_through_app(path):
+    """``sim`` parses, calls app/simulation.py, renders: the scenario's
+    loading, the run and the sweep are composed there, once."""
+    names = _modules(path.read_text(), path.relative_to(SRC).parts)
+    assert [n for n in names if n.split(".")[:2] == ["tcplinger", "sim"]] == []
+
+
+def test_a_cli_import_of_the_simulator_is_seen():
+    path = SRC / "cli" / "commands" / "sim.py"
+    text = "from ...sim import presets\nfrom ...app.simulation import predict\n"
+    assert [n for n in _modules(text, path.relative_to(SRC).parts)
+            if n.split(".")[:2] == ["tcplinger", "sim"]] == ["tcplinger.sim",
+                                                            "tcplinger.sim.presets"]

@@ -13,17 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...app import simulation
+from ...app.simulation import NoPreset, Source
 from ...fsutil import atomic_write
 from ...i18n import Messages, lang_from_env
-from ...sim import presets as presets_mod
 from ...model.params import ParamError
-from ...sim.scenario import from_document, param_for, parse_toml, with_values
-from ...sim.sweep import parse_vary, run_sweep
-from ...sim.verdict import judge
-from ...sim.simulation import simulate
 from ...ui import simulation as sim_view
 from ...ui import timeline as tl_view
 from ..errors import CliError, Exit
@@ -33,12 +31,6 @@ NAME = "sim"
 
 #: Grids at least this large get a progress bar on a terminal.
 PROGRESS_MIN_POINTS = 2000
-
-
-@dataclass(frozen=True)
-class Source:
-    preset: str | None
-    file: Path | None
 
 
 @dataclass(frozen=True)
@@ -115,65 +107,18 @@ def register(sub) -> None:
     p.set_defaults(run=no_action)
 
 
-# ---- loading a scenario ----
-
-class Loaded:
-    """A preset or a file, with --set applied, able to build the document
-    for given values of further keys (the sweep's varied keys)."""
-
-    def __init__(self, source: Source, sets: tuple[tuple[str, str], ...], msg):
-        self.preset = None
-        self.doc = None
-        if source.preset:
-            try:
-                self.preset = presets_mod.get(source.preset)
-            except KeyError:
-                raise CliError(msg("sim.error.no_preset", name=source.preset,
-                                   names=", ".join(p.name for p in presets_mod.all_presets())),
-                               Exit.NOT_FOUND) from None
-            self.name = self.preset.name
-        else:
-            try:
-                text = source.file.read_text("utf-8")
-            except FileNotFoundError:
-                raise CliError(msg("sim.error.no_file", path=str(source.file)),
-                               Exit.NOT_FOUND) from None
-            self.doc = parse_toml(text)
-            self.name = str(self.doc.get("name", source.file.stem))
-        self.knob_sets, self.path_sets = self.split(dict(sets))
-
-    def split(self, values: dict) -> tuple[dict, dict]:
-        knobs, paths = {}, {}
-        for k, v in values.items():
-            if self.preset is not None and self.preset.knob(k) is not None:
-                knobs[k] = v
-            else:
-                paths[k] = v
-        return knobs, paths
-
-    def document(self, values: dict | None = None) -> dict:
-        knobs, paths = self.split(values or {})
-        if self.preset is not None:
-            given = {**self.knob_sets, **knobs}
-            doc = self.preset.build(presets_mod.knob_values(self.preset, given))
-        else:
-            doc = self.doc
-        return with_values(doc, {**self.path_sets, **paths})
-
-    def kind(self, key: str) -> str:
-        if self.preset is not None and self.preset.knob(key) is not None:
-            return self.preset.knob(key).kind
-        spec = param_for(self.document(), key)
-        if spec is None:
-            raise ParamError(f"{key}: no such parameter in this scenario")
-        return spec.kind
-
-
-def _scenario(loaded: Loaded, horizon_s: float | None):
-    doc = loaded.document()
-    if horizon_s is not None:
-        doc["horizon"] = horizon_s
-    return from_document(doc)
+@contextmanager
+def _errors(source: Source, msg):
+    """The application layer's errors as the command's exit codes."""
+    try:
+        yield
+    except NoPreset as exc:
+        raise CliError(msg("sim.error.no_preset", name=exc.name, names=", ".join(exc.names)),
+                       Exit.NOT_FOUND) from None
+    except FileNotFoundError:
+        raise CliError(msg("sim.error.no_file", path=str(source.file)), Exit.NOT_FOUND) from None
+    except ParamError as exc:
+        raise CliError(f"sim: {exc}", Exit.USAGE) from None
 
 
 def micro_s(x):
@@ -188,7 +133,7 @@ def micro_s(x):
 # ---- presets ----
 
 def run_presets(as_json: bool, term, msg) -> int:
-    items = presets_mod.all_presets()
+    items = simulation.all_presets()
     if as_json:
         out = [{"name": p.name, "seed": p.seed or None, "tags": list(p.tags),
                 "description": msg("sim.preset." + p.name),
@@ -213,13 +158,9 @@ def run_presets(as_json: bool, term, msg) -> int:
 # ---- run ----
 
 def run(opts: RunOptions, term, msg) -> int:
-    try:
-        loaded = Loaded(opts.source, opts.sets, msg)
-        sc = _scenario(loaded, opts.horizon_s)
-        timeline = simulate(sc).timeline()
-        verdict = judge(sc, timeline)
-    except ParamError as exc:
-        raise CliError(f"sim: {exc}", Exit.USAGE) from None
+    with _errors(opts.source, msg):
+        pred = simulation.predict(opts.source, opts.sets, opts.horizon_s)
+    loaded, sc, timeline, verdict = pred.loaded, pred.scenario, pred.timeline, pred.verdict
     if opts.svg is not None:
         atomic_write(opts.svg, tl_view.render_svg(timeline, title=sc.name, msg=msg).encode())
     if opts.json:
@@ -278,21 +219,16 @@ def _verdict_json(v) -> dict:
 # ---- sweep ----
 
 def sweep(opts: SweepOptions, term, msg) -> int:
+    def progress(points: int):
+        return _progress(term, msg) if term.is_tty and points >= PROGRESS_MIN_POINTS else None
+
     try:
-        loaded = Loaded(opts.source, opts.sets, msg)
-        axes = [parse_vary(t) for t in opts.vary]
-        kinds = {a.key: loaded.kind(a.key) for a in axes}
-        total = 1
-        for a in axes:
-            total *= len(a.values)
-        bar = _progress(term, msg) if (term.is_tty and total >= PROGRESS_MIN_POINTS) else None
-        result = run_sweep(loaded.document, axes, kinds, horizon_s=opts.horizon_s, progress=bar)
-    except ParamError as exc:
-        raise CliError(f"sim: {exc}", Exit.USAGE) from None
+        with _errors(opts.source, msg):
+            swept = simulation.sweep(opts.source, opts.sets, opts.vary, opts.horizon_s, progress)
     finally:
         if term.is_tty:
             term.stderr.write("\r\x1b[K")
-    keys = [a.key for a in axes]
+    loaded, keys, result = swept.loaded, swept.keys, swept.result
     if opts.svg is not None:
         atomic_write(opts.svg, sim_view.sweep_chart(result, keys, loaded.name, msg).encode())
     if opts.json:
