@@ -120,3 +120,16 @@ class RuleFinding:
         """:meth:`finding` as the list ``evaluate`` returns."""
         found = self.finding()
         return [] if found is None else [found]
+
+    @classmethod
+    def per_owner(cls, ctx, th, world, limit: int, rows: np.ndarray) -> list[Finding]:
+        """One finding per owning process of ``rows`` (and one for the rows
+        whose owner is unknown): the rules that accuse a program."""
+        if len(rows) == 0:
+            return []
+        groups, unowned = ctx.by_owner(rows)
+        parts = [(mine, owner) for owner, mine in groups.values()]
+        if len(unowned):
+            parts.append((unowned, None))
+        return [f for mine, owner in parts
+                for f in cls(ctx, th, world, limit, mine, owner).findings()]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..finding import Finding, Fix, FixKind, Severity, SysctlChange, Text
+from ..finding import Fix, FixKind, Severity, SysctlChange, Text
 from ..culprits import short_command, who
 
 
@@ -70,18 +70,6 @@ def sysctl_fix(text: Text, key: str, value, current, *, netns=None, requires=())
 
 
 PEER_LOOKUPS = 20_000  # rows whose other end is looked for (cost bound)
-
-
-def per_owner(ctx, idx, one) -> list[Finding]:
-    """One finding per owning process of the rows ``idx`` (and one for the
-    rows whose owner is unknown): ``one(rows, owner)`` builds each."""
-    if len(idx) == 0:
-        return []
-    groups, unowned = ctx.by_owner(idx)
-    out = [one(rows, owner) for owner, rows in groups.values()]
-    if len(unowned):
-        out.append(one(unowned, None))
-    return out
 
 
 def other_ends(ctx, world, rows) -> list[dict]:

@@ -35,16 +35,14 @@ from ..culprits import short_command, who
 from ..metadata import BY_ID
 from ..rates import number_text
 from ..rule_finding import RuleFinding
-from ._common import T as text, at_least, level, other_end_facts, other_ends, per_owner, young
+from ._common import T as text, at_least, level, other_end_facts, other_ends, young
 
 META = BY_ID["close-wait-leak"]
 
 
 def evaluate(ctx, th, world, limit):
     idx = ctx.indices(ctx.in_state(TcpState.CLOSE_WAIT))
-    def one(rows, owner):
-        return CloseWaitLeak(ctx, th, world, limit, rows, owner).finding()
-    return per_owner(ctx, idx, one)
+    return CloseWaitLeak.per_owner(ctx, th, world, limit, idx)
 
 
 class CloseWaitLeak(RuleFinding):

@@ -19,17 +19,14 @@ from ..lifetimes import DEFAULT_FIN_TIMEOUT, fin_wait2_lifetime
 from ..culprits import short_command, who
 from ..metadata import BY_ID
 from ..rule_finding import RuleFinding
-from ._common import T as text, end_owner, level, other_end_facts, other_ends, per_owner, young
+from ._common import T as text, end_owner, level, other_end_facts, other_ends, young
 
 META = BY_ID["half-closed-fin-wait-2"]
 
 
 def evaluate(ctx, th, world, limit):
     idx = ctx.indices(ctx.in_state(TcpState.FIN_WAIT2) & (ctx.inode != 0))
-
-    def one(rows, owner):
-        return HalfClosed(ctx, th, world, limit, rows, owner).finding()
-    return per_owner(ctx, idx, one)
+    return HalfClosed.per_owner(ctx, th, world, limit, idx)
 
 
 class HalfClosed(RuleFinding):
