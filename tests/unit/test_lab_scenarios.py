@@ -11,7 +11,7 @@ from tcplinger.i18n import Messages, catalog
 from tcplinger.lab import middlebox
 from tcplinger.lab.checks import Diagnosed, Fact, Held, Never, Observed, Reaches, Sent, evaluate
 from tcplinger.diagnose.finding import Confidence, Finding, Severity, Text
-from tcplinger.lab.diagnosis import RunFinding
+from tcplinger.app.lab_diagnosis import RunFinding
 from tcplinger.lab.merge import SocketTimeline
 from tcplinger.lab.params import parse_sets, resolve_sysctl
 from tcplinger.model.params import ParamError

@@ -2,7 +2,8 @@
 collect and track import only model; diagnose/track/sim/model do no I/O
 imports; the application layer (app/) is called by the front ends and
 calls the layers below; a CLI command never imports another command; the
-lab never imports the CLI."""
+lab never imports the CLI nor app/; the CLI reaches the simulator and the
+lab through app/ only."""
 
 import ast
 from pathlib import Path
@@ -28,10 +29,11 @@ ALLOWED = {
     # use cases composed once; never a front end (cli); it is the front ends'
     # one way to the simulator
     "app": {"model", "collect", "track", "diagnose", "wire", "act", "export", "ui", "app",
-            "sim", "i18n", "fsutil"},
-    # a front end of app/ (its diagnosis) on real namespaces; never the CLI;
+            "sim", "lab", "i18n", "fsutil"},
+    # real namespaces, peers, recorder and captures; never the CLI nor app/
+    # (app/lab.py runs it and hands it its diagnosis, app/lab_diagnosis.py);
     # it reads its captures with wire/ (the one packet reader and analyser)
-    "lab": {"model", "collect", "track", "diagnose", "act", "app", "sim", "lab", "i18n",
+    "lab": {"model", "collect", "track", "diagnose", "act", "sim", "lab", "i18n",
             "fsutil", "wire"},
 }
 PURE = {"model", "track", "diagnose", "sim", "wire"}
@@ -126,17 +128,24 @@ def test_command_imports_are_seen_in_every_form():
 CLI_FILES = sorted((SRC / "cli").rglob("*.py"))
 
 
+def _below_app(path: Path, text: str | None = None) -> list[str]:
+    """What the CLI file at ``path`` imports of sim/ or lab/."""
+    text = path.read_text() if text is None else text
+    return [n for n in _modules(text, path.relative_to(SRC).parts)
+            if n.split(".")[:2] in (["tcplinger", "sim"], ["tcplinger", "lab"])]
+
+
 @pytest.mark.parametrize("path", CLI_FILES, ids=lambda p: str(p.relative_to(SRC)))
-def test_the_cli_reaches_the_simulator_through_app(path):
-    """``sim`` parses, calls app/simulation.py, renders: the scenario's
-    loading, the run and the sweep are composed there, once."""
-    names = _modules(path.read_text(), path.relative_to(SRC).parts)
-    assert [n for n in names if n.split(".")[:2] == ["tcplinger", "sim"]] == []
+def test_the_cli_reaches_the_simulator_and_the_lab_through_app(path):
+    """``sim`` and ``lab`` parse, call app/simulation.py and app/lab.py,
+    render: loading a scenario, running it, diagnosing a lab run and
+    cleaning up are composed there, once."""
+    assert _below_app(path) == []
 
 
-def test_a_cli_import_of_the_simulator_is_seen():
+def test_a_cli_import_of_the_simulator_or_the_lab_is_seen():
     path = SRC / "cli" / "commands" / "sim.py"
-    text = "from ...sim import presets\nfrom ...app.simulation import predict\n"
-    assert [n for n in _modules(text, path.relative_to(SRC).parts)
-            if n.split(".")[:2] == ["tcplinger", "sim"]] == ["tcplinger.sim",
-                                                            "tcplinger.sim.presets"]
+    text = ("from ...sim import presets\nfrom ...app.simulation import predict\n"
+            "import tcplinger.lab.runner\n")
+    assert _below_app(path, text) == ["tcplinger.sim", "tcplinger.sim.presets",
+                                      "tcplinger.lab.runner"]

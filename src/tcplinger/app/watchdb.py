@@ -32,7 +32,7 @@ def db_path(given: Path | None) -> Path:
 def open_reading(path: Path):
     """The watch database at ``path``, for reading: FileNotFoundError when
     it is missing, an OSError for a directory or a device (fsutil),
-    NotAWatchDatabase for a file that is not one (track/store.py)."""
+    NotAWatchDatabase for a file that is not one (track/dbfile.py)."""
     from ..fsutil import check_regular
     from ..track.store import Store
 

@@ -21,8 +21,6 @@ import sys
 import threading
 import time
 
-from ..app import counters
-from ..collect.snapshot import Scope
 from . import registry, wireview
 from .capture import Capture
 from .peer_process import PeerProcess
@@ -75,9 +73,10 @@ def check_environment() -> None:
         raise LabError(f"`ip netns` does not work here: {done.stderr.strip()}")
 
 
-def run(opts: RunOptions, scenario: Scenario, msg, progress=None) -> LabResult:
+def run(opts: RunOptions, scenario: Scenario, msg, progress=None, diagnosis=None) -> LabResult:
     """Run ``scenario`` once; raises ParamError before touching anything
-    when a parameter is wrong."""
+    when a parameter is wrong. ``diagnosis``: what diagnoses the run at its
+    moments (app/lab_diagnosis.py; script.py's ``Run``), None for none."""
     prepared = prepare(scenario, opts.sets)
     check_environment()
     horizon = scenario.horizon(prepared.params)
@@ -85,7 +84,7 @@ def run(opts: RunOptions, scenario: Scenario, msg, progress=None) -> LabResult:
         horizon = opts.duration
     rec = registry.register(scenario.name)
     topo = Topology(rec.run_id, Addressing(rec.slot))
-    run_ = Run(scenario, prepared, topo, msg, progress, horizon, opts)
+    run_ = Run(scenario, prepared, topo, msg, progress, horizon, opts, diagnosis)
     capture = None
     warnings: list[str] = []
     with _Signals():
@@ -94,9 +93,8 @@ def run(opts: RunOptions, scenario: Scenario, msg, progress=None) -> LabResult:
                 progress(msg("lab.progress.setup", scenario=scenario.name))
             _build(topo, scenario, prepared)
             capture = _start_recording(run_, rec.run_id, opts, warnings)
-            # the counters at the start, for the rules about rising ones
-            run_.baseline = counters.sample(tuple(Scope(netns=topo.ns(role))
-                                                  for role in ("client", "server", "router")))
+            if run_.diagnosis is not None:  # the counters at the start
+                run_.diagnosis.start(run_.namespaces())
             _start_peers(run_)
             run_.t0 = time.monotonic()
             run_.horizon = horizon

@@ -1,6 +1,7 @@
 """What a scenario's script works with: the run in progress (:class:`Run`):
 its time and waits, the sockets as polled, the peers and their actions,
-the router's rules and helpers, and the diagnosis at named moments."""
+the router's rules and helpers, and the diagnosis at named moments (the
+application layer's, handed in: app/lab_diagnosis.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 
 from ..model.states import name as state_name
 from ..model.timeline import Note
-from . import diagnosis as diag_mod
 from .capture import pdeathsig_prefix
 from .merge import Action
 from .peer_process import PeerProcess, package_root
@@ -53,7 +53,8 @@ class Run:
     """What a scenario script works with."""
 
     def __init__(self, scenario: Scenario, prepared: Prepared, topo: Topology, msg,
-                 progress=None, horizon: float = 60.0, options: RunOptions | None = None):
+                 progress=None, horizon: float = 60.0, options: RunOptions | None = None,
+                 diagnosis=None):
         self.scenario = scenario
         self.options = options or RunOptions(scenario.name)
         self.p = prepared.params
@@ -73,11 +74,16 @@ class Run:
         self.bridge_events: list[dict] = []
         self.ct_lines: list[str] = []
         self.recorder: Recorder | None = None
-        #: the counters when the script began (app/counters.sample, by
-        #: namespace inode): the diagnosis sees which rose (TCPTimeWaitOverflow)
-        self.baseline: dict = {}
+        #: ``diagnosis(namespaces, at=, t0=, msg=, age_of=, tables=,
+        #: taken_at=)`` -> findings, with ``start(namespaces)`` called when the
+        #: run begins (app/lab_diagnosis.py); None: no diagnosis
+        self.diagnosis = diagnosis if self.options.diagnose else None
         self._listening = False
         self._conns = 0
+
+    def namespaces(self) -> dict[str, str]:
+        """The run's namespaces by role."""
+        return {role: self.topo.ns(role) for role in ("client", "server", "router")}
 
     # ---- time ------------------------------------------------------------
     def now(self) -> float:
@@ -265,7 +271,7 @@ class Run:
         namespaces: of the sockets as the recorder dumps them at once (the
         rest of the diagnosis, its sysctls, counters and owners, takes its
         time after)."""
-        if not self.options.diagnose:
+        if self.diagnosis is None:
             return
         tables = self.recorder.sockets_now()
         now = time.monotonic()
@@ -280,11 +286,9 @@ class Run:
                     return now - tr.t if tr.new == state else None
             return None
         try:
-            self.findings += diag_mod.diagnose(
-                {"client": self.topo.ns("client"), "server": self.topo.ns("server"),
-                 "router": self.topo.ns("router")}, at=at, t0=self.t0, msg=self.msg,
-                age_of=age_of if self.recorder.traced else None, previous=self.baseline,
-                tables=tables, taken_at=now)
+            self.findings += self.diagnosis(
+                self.namespaces(), at=at, t0=self.t0, msg=self.msg,
+                age_of=age_of if self.recorder.traced else None, tables=tables, taken_at=now)
         except Exception as exc:  # noqa: BLE001 - the lab goes on; the failure is reported
             self.note("lab", "lab.note.diagnosis_failed", error=f"{type(exc).__name__}: {exc}")
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dbfile import NotAWatchDatabase, check_header, uri, verify
+from .dbfile import check_header, uri, verify
 
 
 SCHEMA_VERSION = 2

@@ -14,14 +14,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...app import lab
+from ...app.lab import ALL, DEFAULT_INTERVAL_S, MAX_INTERVAL_S, SYSCTLS, parse_sets
 from ...fsutil import atomic_write
 from ...i18n import Messages, lang_from_env
-from ...lab import registry
-from ...lab import runner as lab_runner
-from ...lab.params import SYSCTLS, parse_sets
 from ...model.params import ParamError
-from ...lab.recorder import DEFAULT_INTERVAL_S, MAX_INTERVAL_S
-from ...lab.scenarios import ALL, get
 from ...ui import timeline as tl_view
 from ..errors import CliError, Exit, exit_for
 from ..options import DAY, duration_type, output_file
@@ -159,27 +156,21 @@ def _progress(term):
 
 def run(opts: RunOptions, term, msg) -> int:
     try:
-        scenario = get(opts.scenario)
+        scenario = lab.get(opts.scenario)
     except KeyError:
         raise CliError("lab: " + msg("lab.error.no_scenario", name=opts.scenario,
                                      names=", ".join(s.name for s in ALL)),
                        Exit.NOT_FOUND) from None
+    ropts = lab.RunOptions(opts.scenario, opts.sets, opts.duration, opts.interval,
+                           opts.tracefs, opts.capture, opts.diagnose)
     progress = None
-    if term.is_tty and not opts.json:
-        try:
-            from ...lab.scenario import prepare
-            expected = opts.duration or scenario.horizon(prepare(scenario, opts.sets).params)
-        except ParamError:
-            expected = 0
-        if expected > PROGRESS_MIN_S:
-            progress = _progress(term)
-    ropts = lab_runner.RunOptions(opts.scenario, opts.sets, opts.duration, opts.interval,
-                                  opts.tracefs, opts.capture, opts.diagnose)
+    if term.is_tty and not opts.json and lab.expected_s(scenario, ropts) > PROGRESS_MIN_S:
+        progress = _progress(term)
     try:
-        result = lab_runner.run(ropts, scenario, msg, progress)
+        result = lab.run(scenario, ropts, msg, progress)
     except ParamError as exc:
         raise CliError(f"lab: {exc}", Exit.USAGE) from None
-    except lab_runner.LabError as exc:
+    except lab.LabError as exc:
         raise CliError(f"lab: {exc}", Exit.UNSUPPORTED) from None
     finally:
         if progress is not None:
@@ -285,11 +276,8 @@ def text_report(result, timeline, title: str, msg, *, width: int = 100,
 def run_clean(as_json: bool, term, msg) -> int:
     if os.geteuid() != 0:
         raise PermissionError(1, "`lab clean` needs root (it deletes network namespaces)")
-    report = registry.clean()
-    left = registry.leftovers()
-    live_prefixes = tuple(f"{registry.PREFIX}{rid}-" for rid in report.in_use)
-    left_names = [n for n in left["namespaces"] + left["instances"]
-                  if not n.startswith(live_prefixes)]
+    cleaned = lab.clean()
+    report, left_names = cleaned.report, cleaned.left
     if as_json:
         term.out(json.dumps({"namespaces": report.namespaces, "processes": report.processes,
                              "instances": report.instances, "records": report.records,

@@ -1,5 +1,6 @@
 """What tcplinger diagnoses at a moment of a lab run: the real diagnosis
-(app/diagnosis.py, as ``report``) over the run's namespaces at once, so
+(app/diagnosis.py, as ``report``), handed to the lab as a
+:class:`LabDiagnosis` (the lab is below the application layer), over the run's namespaces at once, so
 rules that look across namespaces (conntrack-mismatch: the router tracks
 the endpoints' flows) see the whole path. The lab adds what it knows
 better: the ages its recorder saw exactly (every transition), and the
@@ -16,14 +17,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..app.diagnosis import DiagnoseOptions, diagnose as app_diagnose
-from ..app.observation import ObserveOptions
 from ..collect.owners import OwnerPolicy
 from ..collect.roots import Roots
 from ..collect.snapshot import ALL_STATES, Scope
 from ..diagnose.finding import Finding
 from ..diagnose.metadata import BY_ID
 from ..model.socket import Age, AgeSource, UNKNOWN_AGE, format_address
+from . import counters
+from .diagnosis import DiagnoseOptions, diagnose as app_diagnose
+from .observation import ObserveOptions
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,25 @@ def diagnose(namespaces: dict[str, str], *, at: str, t0: float, msg, age_of=None
     t = (time.monotonic() if taken_at is None else taken_at) - t0
     return [RunFinding(at, t, side_of.get(f.netns.inode, "?"), f, f.title.render(msg))
             for f in d.findings if not BY_ID[f.rule].host_wide]
+
+
+class LabDiagnosis:
+    """The diagnosis a lab run calls at its moments (lab/script.py,
+    ``Run.diagnose``). :meth:`start` reads the kernel counters when the
+    run begins, so the rules about rising ones (TCPTimeWaitOverflow) see
+    what rose during it."""
+
+    def __init__(self, roots: Roots = Roots()):
+        self.roots = roots
+        self.baseline: dict = {}
+
+    def start(self, namespaces: dict[str, str]) -> None:
+        scopes = tuple(Scope(netns=name) for name in namespaces.values())
+        self.baseline = counters.sample(scopes, self.roots)
+
+    def __call__(self, namespaces: dict[str, str], **moment) -> list[RunFinding]:
+        """:func:`diagnose` of ``namespaces`` against the baseline."""
+        return diagnose(namespaces, previous=self.baseline, roots=self.roots, **moment)
 
 
 def _key(table, i: int):
