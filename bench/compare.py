@@ -289,6 +289,18 @@ def loadavg() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
+def write_results(kind: str, doc: dict, render) -> Path:
+    """``doc`` (its ``started``: ISO time, UTC) to
+    bench/results/KIND-<start>.json; its tables printed (``render``)."""
+    stamp = dt.datetime.fromisoformat(doc["started"]).strftime("%Y%m%dT%H%M%SZ")
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{kind}-{stamp}.json"
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(render(doc))
+    print(f"\nresults: {path}")
+    return path
+
+
 def host_open_files() -> int:
     return int(Path("/proc/sys/fs/file-nr").read_text().split()[0])
 

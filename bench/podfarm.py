@@ -66,6 +66,8 @@ PODAPP = HERE / "podapp.py"
 CGROUP_V1_PIDS = Path("/sys/fs/cgroup/pids")
 CONTAINERD_TASKS = Path("/run/containerd/io.containerd.runtime.v2.task/k8s.io")
 INNER = "--inner-spec"
+sys.path.insert(0, str(HERE))
+from compare import loadavg, write_results  # noqa: E402  (bench/ is not a package)
 
 
 @dataclass
@@ -181,7 +183,7 @@ def _run_commands(spec: Spec, workdir: Path) -> list[dict]:
             stem = c["key"].replace("/", "-") + ("" if spec.repeat == 1 else f".{r}")
             out, err = workdir / f"{stem}.out", workdir / f"{stem}.err"
             env = dict(os.environ, **c.get("env", {}))
-            load = float(Path("/proc/loadavg").read_text().split()[0])
+            load = loadavg()[0]
             with open(out, "wb") as fo, open(err, "wb") as fe:
                 t0 = time.perf_counter()
                 proc = subprocess.Popen(c["argv"], stdout=fo, stderr=fe, env=env,
@@ -328,13 +330,7 @@ def main(argv=None) -> int:
         return 0
     if os.geteuid() != 0:
         ap.error("needs root (network namespaces, cgroups)")
-    doc = bench(args)
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"podfarm-{doc['started'].replace(':', '').replace('-', '')}.json"
-    path.write_text(json.dumps(doc, indent=1) + "\n")
-    print(render(doc))
-    print(f"\nresults: {path}")
+    write_results("podfarm", bench(args), render)
     return 0
 
 

@@ -59,7 +59,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from compare import loadavg  # noqa: E402  (bench/ is not a package)
+from compare import loadavg, write_results  # noqa: E402  (bench/ is not a package)
 from timed_run import compile_sources, run_once  # noqa: E402
 
 PYTHON = os.path.realpath(sys.executable)
@@ -316,12 +316,7 @@ def main(argv=None) -> int:
            "loadavg_before": loadavg()}
     doc.update(measure(args))
     doc["loadavg_after"] = loadavg()
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"pods-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps(doc, indent=1) + "\n")
-    print(render(doc))
-    print(f"\nresults: {path}")
+    write_results("pods", doc, render)
     return 0
 
 
