@@ -37,7 +37,9 @@ def processes_of(run_id: str, owner: int | None = None) -> list[int]:
         if not entry.isdigit():
             continue
         try:
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            # errors="replace": another process of the host may have any bytes in its argv
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace")
         except OSError:
             continue
         if f"tl-lab-{run_id}" in cmd or (owner is not None and f"--parent {owner}" in cmd):

@@ -38,6 +38,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..collect.netns import ns_inode, scan_proc
+from ..collect.roots import PROC, RUN_NETNS
+
 PREFIX = "tl-lab-"
 STATE_DIR = Path("/run/tcplinger/lab")
 SLOTS = 200  # 198.18.<slot>.0/24 and 198.19.<slot>.0/24 (RFC 2544 benchmark space)
@@ -55,10 +58,10 @@ def ns_name(run_id: str, role: str) -> str:
     return f"{PREFIX}{run_id}-{role}"
 
 
-def proc_starttime(pid: int) -> int | None:
+def proc_starttime(pid: int, proc: Path = PROC) -> int | None:
     """Field 22 of /proc/PID/stat (clock ticks since boot), None if gone."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        text = (proc / str(pid) / "stat").read_text()
     except OSError:
         return None
     # comm may contain spaces and parentheses: split after the last ')'.
@@ -135,29 +138,19 @@ def unregister(run_id: str, state_dir: Path = STATE_DIR) -> None:
 def list_netns() -> list[str]:
     """Names in /run/netns (what `ip netns list` shows)."""
     try:
-        return sorted(os.listdir("/run/netns"))
+        return sorted(os.listdir(RUN_NETNS))
     except FileNotFoundError:
         return []
 
 
-def netns_pids(name: str) -> list[int]:
+def netns_pids(name: str, proc: Path = PROC, run_netns: Path = RUN_NETNS) -> list[int]:
     """Processes whose network namespace is /run/netns/NAME (as
-    `ip netns pids` finds them: same dev and inode as /proc/PID/ns/net)."""
+    `ip netns pids` finds them: the namespace inode of /proc/PID/ns/net)."""
     try:
-        target = os.stat(f"/run/netns/{name}")
+        target = ns_inode(run_netns / name)
     except OSError:
         return []
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            st = os.stat(f"/proc/{entry}/ns/net")
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
-            out.append(int(entry))
-    return out
+    return [pid for pid, inode in scan_proc(proc).inode_of.items() if inode == target]
 
 
 def kill_netns_processes(name: str, timeout: float = 2.0) -> list[int]:
@@ -176,9 +169,9 @@ def kill_netns_processes(name: str, timeout: float = 2.0) -> list[int]:
     return [p for p in pids if _exists(p)]
 
 
-def _exists(pid: int) -> bool:
+def _exists(pid: int, proc: Path = PROC) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        state = (proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return False
     return state != "Z"  # a zombie is gone as far as the namespace is concerned
@@ -186,7 +179,7 @@ def _exists(pid: int) -> bool:
 
 def delete_netns(name: str) -> bool:
     done = subprocess.run(["ip", "netns", "del", name], capture_output=True, text=True)
-    return done.returncode == 0 or not Path(f"/run/netns/{name}").exists()
+    return done.returncode == 0 or not (RUN_NETNS / name).exists()
 
 
 @dataclass
