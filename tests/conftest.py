@@ -18,6 +18,7 @@ privileged tests.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
@@ -70,6 +71,33 @@ def cli():
 # ---- privileged tests ---------------------------------------------------------------------
 
 @functools.cache
+@contextlib.contextmanager
+def _read_only_directory(path: Path):
+    """``path``, a new directory that cannot be written: a read-only bind
+    mount as root (root writes through permission bits), mode 0555
+    otherwise; undone on the way out."""
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        try:
+            yield path
+        finally:
+            path.chmod(0o755)
+        return
+    subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], check=True)
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture(scope="session")
+def read_only_directory():
+    """``with read_only_directory(path) as ro:`` (any fixture scope)."""
+    return _read_only_directory
+
+
 def _base_reason() -> str | None:
     if os.geteuid() != 0:
         return "needs root (network namespaces)"

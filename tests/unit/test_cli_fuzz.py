@@ -36,7 +36,6 @@ import signal
 import socket
 import sqlite3
 import stat
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -228,23 +227,9 @@ def template(tmp_path_factory, read_only):
 
 
 @pytest.fixture(scope="module")
-def read_only(tmp_path_factory):
-    """A read-only directory: a read-only bind mount as root (root writes
-    through permission bits), a 0555 directory otherwise."""
-    base = tmp_path_factory.mktemp("ro")
-    ro = base / "ro"
-    ro.mkdir()
-    if os.geteuid() != 0:
-        ro.chmod(0o555)
+def read_only(tmp_path_factory, read_only_directory):
+    with read_only_directory(tmp_path_factory.mktemp("ro") / "ro") as ro:
         yield ro
-        ro.chmod(0o755)
-        return
-    subprocess.run(["mount", "--bind", str(ro), str(ro)], check=True)
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True)
-        yield ro
-    finally:
-        subprocess.run(["umount", "-l", str(ro)], check=False)
 
 
 def _alarm(signum, frame):

@@ -3,7 +3,6 @@
 import errno
 import os
 import stat
-import subprocess
 
 import pytest
 
@@ -12,22 +11,9 @@ from tcplinger.fsutil import (NotARegularFile, atomic_path, atomic_write, check_
 
 
 @pytest.fixture
-def read_only_dir(tmp_path):
-    """A read-only bind mount as root (root writes through permission
-    bits), a 0555 directory otherwise."""
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    if os.geteuid() != 0:
-        ro.chmod(0o555)
+def read_only_dir(tmp_path, read_only_directory):
+    with read_only_directory(tmp_path / "ro") as ro:
         yield ro
-        ro.chmod(0o755)
-        return
-    subprocess.run(["mount", "--bind", str(ro), str(ro)], check=True)
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True)
-        yield ro
-    finally:
-        subprocess.run(["umount", "-l", str(ro)], check=False)
 
 
 def test_writes_whole_file_with_mode(tmp_path):
