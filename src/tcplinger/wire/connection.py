@@ -10,6 +10,7 @@ state timelines and the findings need.
 
 from __future__ import annotations
 
+from . import reassembly
 from .observe import Observer
 from .zeek import (ACK, FIN, H_ACK, H_DATA, H_FIN, H_FINRST, H_MULTI, H_RST, H_SYN, M32,
                    RST, SYN, TOO_LARGE_SEQ_DELTA, Endpoint, History, conn_state, seq_delta)
@@ -23,7 +24,7 @@ class Connection:
     the roles)."""
 
     __slots__ = ("key", "orig_low", "orig", "resp", "hist", "start", "last", "first",
-                 "obs", "flipped", "uid", "interface", "queued")
+                 "obs", "flipped", "uid", "interface", "queued", "partial")
 
     def __init__(self, key, sender_low: bool, t: float, flip: bool, uid: int, interface=0):
         self.key = key  # (lo_hi, lo_lo, lo_port, hi_hi, hi_lo, hi_port)
@@ -36,6 +37,8 @@ class Connection:
         self.uid = uid
         self.interface = interface
         self.queued = False  # in the tracker's queue of closed connections
+        #: its first packet was not a SYN (Zeek's IsPartial, for content gaps)
+        self.partial = False
         self.obs = Observer(self)
         if flip:
             self.flip()
@@ -76,6 +79,9 @@ class Connection:
                 ep.init_seq(seq, after)
         ep.pkts += 1
         ep.ip_bytes += iplen
+        pos = ep.last + seq_delta(seq, ep.last & M32)  # unwrapped
+        at = pos + (1 if flags & SYN else 0)  # the payload's first byte
+        ack_at = peer.acked + seq_delta(ack, peer.acked & M32)
         self.obs.before(ep, peer, t, flags, seq, ack, win, plen, ttl)
         self._history(ep, flags, seq, plen)
         if win == 0 and not flags & RST and peer.state != E.CLOSED and ep.state != E.RESET:
@@ -84,8 +90,10 @@ class Connection:
             self.last = t
         if flags & FIN:
             ep.fin_cnt += 1
+            ep.fin_seq = pos + seg
         if flags & RST:
             ep.rst_cnt += 1
+        peer_was_active = peer.state != E.INACTIVE  # else this ACK only sets its start
         if flags & ACK:
             if peer.state == E.INACTIVE:
                 peer.init_seq((ack - 1) & M32, (ack - 1) & M32)
@@ -97,12 +105,13 @@ class Connection:
         # the roles may have flipped in _history: look the endpoints up again
         is_orig = ep.is_orig
         close = self._state_machine(ep, peer, is_orig, flags, seq, ack, plen, delta_last)
-        if flags & ACK and not flags & (FIN | RST) and peer.state not in (E.INACTIVE, E.RESET):
-            # Zeek's reassembler reports a gap when data it never saw is
-            # acknowledged; not at a FIN or RST (unreliable there)
-            if peer.acked > peer.last and peer.acked > peer.gap_upto:
-                peer.gap_upto = peer.acked
+        if flags & ACK and peer_was_active:
+            # after the state machine, as Zeek: a gap revealed by a FIN or
+            # RST then finds the sides no longer cleanly established
+            for _ in range(reassembly.ack_received(peer, ep, ack_at, self.partial)):
                 self.hist.scaled(peer, "G", "gap")
+        if plen and not flags & RST and pos >= ep.start:  # not before the start (underflow)
+            reassembly.data_sent(ep, at, at + plen)
         if close:
             self._closed(ep, peer)
         if flags & ACK and not flags & RST:
@@ -126,20 +135,26 @@ class Connection:
         mask = (H_DATA if plen else H_ACK) << (0 if ep.is_orig else 16)
         if not self.hist.seen & mask:
             return False
+        acked = peer.acked
+        delta_ack = ((ack - (acked & M32) + 0x80000000) & M32) - 0x80000000
+        ack_at = acked + delta_ack
+        if ack_at > peer.trim and (ack_at > peer.rs or peer.fin_cnt):
+            return False  # a content gap (or a FIN to leave out): reassembly.py
+        if plen and (ep.rs != last or ep.blocks is not None
+                     or ((seq - (last & M32) + 0x80000000) & M32) - 0x80000000 > 0):
+            return False  # data above a hole
         ep.pkts += 1
         ep.ip_bytes += iplen
         self.last = t
-        delta = ((ack - (peer.acked & M32) + 0x80000000) & M32) - 0x80000000
-        if delta > 0 and not (ack == 0 and delta > TOO_LARGE_SEQ_DELTA):
-            peer.acked += delta
+        if delta_ack > 0 and not (ack == 0 and delta_ack > TOO_LARGE_SEQ_DELTA):
+            peer.acked = ack_at
+        if ack_at > peer.trim:
+            peer.trim = ack_at
         delta = ((seq + plen - (last & M32) + 0x80000000) & M32) - 0x80000000
         if delta > 0:
-            ep.last = last + delta
+            ep.last = ep.rs = last + delta  # in order: nothing waits above a hole
         elif plen:
             self.hist.scaled(ep, "T", "rxmt")
-        if peer.acked > peer.last and peer.acked > peer.gap_upto:
-            peer.gap_upto = peer.acked
-            self.hist.scaled(peer, "G", "gap")
         side.window = win
         side.last_t = t
         if plen:

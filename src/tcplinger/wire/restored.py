@@ -92,6 +92,7 @@ class Restored(Connection):
         conn.key, conn.interface, conn.orig_low = key, interface, low
         conn.start = conn.first = t0
         conn.last, conn.flipped, conn.queued, conn.uid = last, False, False, 0
+        conn.partial = False
         conn.obs = start
         return conn
 
@@ -114,11 +115,15 @@ class Restored(Connection):
             ep.obs = side
             ep.start, ep.last, ep.acked, ep.last_syn = isn, isn + end, isn + acked, isn
             ep.pkts, ep.ip_bytes = pkts, ipb
+            # no hole: all data arrived in order (the FIN is no data)
+            ep.rs = ep.last - (fin_end is not None)
+            ep.trim = max(isn + 1, min(ep.acked, ep.rs))
             if fin_end is None:
                 ep.state, ep.prev_state = E.ESTABLISHED, pre
             else:  # Endpoint.last_fin is the FIN's seq + payload, without the FIN
                 ep.state, ep.prev_state = E.CLOSED, E.ESTABLISHED
                 ep.fin_cnt, ep.did_close, ep.last_fin = 1, True, (fin_end - 1) & M32
+                ep.fin_seq = ep.last
         self.hist = History()
         self.hist.letters, self.hist.seen = list(s.letters), s.seen
         obs = Observer(self)

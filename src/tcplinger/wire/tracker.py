@@ -205,6 +205,7 @@ class Tracker:
                 self.uid += 1
                 conn = slot.conn = Connection(key[:6], lw, t, flip_first(fl, sport[i], dport[i]),
                                               self.uid, key[6])
+                conn.partial = fl & 0x12 != 2  # not begun by a SYN
             if bad and i in bad:
                 conn.corrupt(lw)  # Zeek: the connection exists, the packet is dropped
                 continue

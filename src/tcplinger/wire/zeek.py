@@ -70,7 +70,7 @@ class Endpoint:
                  "rst_cnt", "last_syn", "last_fin", "last_rst", "rxmt_cnt", "rxmt_thresh",
                  "win0_cnt", "win0_thresh", "gap_cnt", "gap_thresh", "chk_cnt", "chk_thresh",
                  "did_close", "pkts",
-                 "ip_bytes", "gap_upto", "obs")
+                 "ip_bytes", "rs", "trim", "blocks", "fin_seq", "obs")
 
     def __init__(self, is_orig: bool):
         self.is_orig = is_orig
@@ -82,7 +82,10 @@ class Endpoint:
         self.rxmt_thresh = self.win0_thresh = self.gap_thresh = self.chk_thresh = 1
         self.did_close = False
         self.pkts = self.ip_bytes = 0
-        self.gap_upto = 0
+        # the reassembler's bookkeeping (wire/reassembly.py)
+        self.rs = self.trim = 1
+        self.blocks = None
+        self.fin_seq = 0  # the sequence number after its FIN
         self.obs = None  # what wire/observe.py learns of this side
 
     def set_state(self, state: int) -> None:
@@ -94,6 +97,8 @@ class Endpoint:
         self.start = start
         self.acked = start
         self.last = start + ((last - start) & M32)
+        self.rs = self.trim = start + 1
+        self.blocks = None
 
     def size(self, peer: "Endpoint") -> int:
         """Payload bytes sent, from sequence numbers (Zeek's ``Size()``)."""

@@ -351,6 +351,27 @@ def idle_split():
         "C2": {"conn_state": "SF", "history": "FfA", "duration": 0.001, "findings": []}}
 
 
+@case("content_gaps")
+def content_gaps():
+    # data the capture lost, found as Zeek's reassembler finds it: when the
+    # peer acknowledges past a hole. The client's 101-200 is missing while
+    # 201-300 arrived: the server's ACK of 301 reveals it (G; the old rule,
+    # "acknowledged above the highest sequence number seen", did not).
+    # 301-400 missing, then the ACK of 501: a 2nd gap, logged at the 10th
+    # only. The server's 51-100 missing: g. The client's data 501-600 never
+    # seen and acknowledged (ack 601): a 3rd gap. The FINs' own numbers are
+    # no data: acknowledging them reveals nothing.
+    pk = handshake() + [
+        P(0.1, "C", "P.", 1, 1, length=100), P(0.3, "C", "P.", 201, 1, length=100),
+        P(0.301, "S", ".", 1, 301), P(0.4, "C", "P.", 401, 1, length=100),
+        P(0.401, "S", ".", 1, 501), P(0.5, "S", "P.", 1, 501, length=50),
+        P(0.6, "S", "P.", 101, 501, length=50), P(0.601, "C", ".", 501, 151),
+        P(0.7, "S", ".", 151, 601), P(0.8, "C", "F.", 601, 151), P(0.801, "S", "F.", 151, 602),
+        P(0.802, "C", ".", 602, 152)]
+    return frames(pk), {"C1": {"conn_state": "SF", "history": "ShADaGdgFf",
+                               "orig_bytes": 600, "resp_bytes": 150, "findings": []}}
+
+
 def build(name: str) -> tuple[bytes, dict]:
     fn, kind, _ = CASES[name]
     recs, expected = fn()
