@@ -36,7 +36,7 @@ from ..diagnose.inputs import Connects, NamespaceInput
 from ..diagnose.metadata import BY_ID
 from ..diagnose.sysctl_files import LEGACY, REMOVED, SysctlSetting, parse, proc_path
 from ..model.states import OWNABLE, TcpState
-from ..model.table import SocketTable
+from ..model.table import SocketTable, distinct
 from . import interval, watchdb
 from .view import NsView, View, take
 
@@ -233,7 +233,7 @@ def wanted_inodes(part: NsView) -> np.ndarray:
     # listeners and same-destination sockets: the inferred culprits of
     # sockets no process holds (diagnose/culprits.py)
     mask |= culprits.wanted_mask(part.table)
-    return np.unique(rows["inode"][mask])
+    return distinct(rows["inode"][mask])
 
 
 def attach_owners(view: View, policy: OwnerPolicy, roots: Roots) -> int | None:

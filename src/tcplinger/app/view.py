@@ -17,7 +17,7 @@ from ..collect.snapshot import Scope
 from ..model.snapshot import NetnsSnapshot, Snapshot
 from ..model.socket import Age, Owner, SocketRecord
 from ..model.states import OWNABLE, TcpState
-from ..model.table import SocketTable, iter_records
+from ..model.table import SocketTable, distinct, iter_records
 from ..track import age as age_mod
 
 #: tcp_info is fetched for these states only: their age lower bound and
@@ -72,7 +72,7 @@ class NsView:
     def inode_array(self) -> np.ndarray:
         """:meth:`inodes` as a sorted numpy array."""
         inodes = self.table.rows["inode"]
-        return np.unique(inodes[inodes != 0])
+        return distinct(inodes[inodes != 0])
 
 
 @dataclass
@@ -103,8 +103,8 @@ class View:
         held = [(p.ns, (wanted_of or NsView.inode_array)(p)) for p in self.parts]
         holders = [ns for ns, inodes in held if len(inodes)]
         # numpy, not a set: the policy makes Python ints only if it walks
-        wanted = np.unique(np.concatenate([np.asarray(i, np.uint64) for _, i in held]
-                                          or [np.zeros(0, np.uint64)]))
+        wanted = distinct(np.concatenate([np.asarray(i, np.uint64) for _, i in held]
+                                         or [np.zeros(0, np.uint64)]))
         found = policy.find(wanted, holders, roots.proc, also=also)
         if found.owners is not None:
             self.unreadable_pids = found.owners.unreadable

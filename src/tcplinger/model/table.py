@@ -216,6 +216,34 @@ def address_codes(rows: np.ndarray, column: str) -> tuple[np.ndarray, list[str]]
     return codes, texts
 
 
+def distinct(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)``: the sorted distinct values, by sorting when
+    the column is of 32- or 64-bit integers.
+
+    numpy 2.3+ answers a plain ``np.unique()`` with a hash table
+    (``_unique_hash``), which for wide integers with many distinct values
+    costs 10-20x a sort here (numpy 2.4.6, best of 3): 300k distinct
+    uint64 inodes 0.131 s against 0.009 s, 1M 0.77 s against 0.036 s (the
+    owner lookup's inode sets at 300k spent 0.4-0.5 s in it). For 8- and
+    16-bit columns (ports, states) the hash stays cheaper (1M uint16:
+    0.039 s against 0.079 s), and other kinds keep np.unique's rules
+    (NaN).
+
+    >>> distinct(np.array([5, 3, 5, 0, 3], dtype=np.uint64)).tolist()
+    [0, 3, 5]
+    >>> distinct(np.array([], dtype=np.int64)).dtype, distinct(np.array([7, 7], np.uint16)).tolist()
+    (dtype('int64'), [7])
+    """
+    values = np.asarray(values).ravel()
+    if values.dtype.kind not in "iu" or values.dtype.itemsize < 4 or len(values) == 0:
+        return np.unique(values)
+    ordered = np.sort(values)
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
 def _factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(distinct values, index of each key in them).
 
@@ -223,7 +251,7 @@ def _factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     here); with few distinct values, sorting them and a binary search per
     key costs less than half of that.
     """
-    uniq = np.unique(key)
+    uniq = distinct(key)
     if len(uniq) <= 1 << 16:
         return uniq, np.searchsorted(uniq, key)
     uniq, inv = np.unique(key, return_inverse=True)
