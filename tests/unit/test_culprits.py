@@ -7,7 +7,7 @@ measured and fall back to generic ones for every other program."""
 
 from dataclasses import replace
 
-from tcplinger.diagnose import culprits
+from tcplinger.diagnose import culprits, process_text
 from tcplinger.diagnose.builder import SocketBuilder, namespace, owners_for
 from tcplinger.diagnose.context import NsContext
 from tcplinger.diagnose.engine import diagnose
@@ -106,14 +106,14 @@ def test_client_side_groups_by_destination():
 
 
 def test_who_says_the_command_line_only_when_it_says_more():
-    assert culprits.who(7, "python3", "python3 leaky_backend.py 9000").render(EN) == \
+    assert process_text.who(7, "python3", "python3 leaky_backend.py 9000").render(EN) == \
         "python3 (pid 7: python3 leaky_backend.py 9000)"
-    assert culprits.who(42, "java", "java").render(EN) == "java (pid 42)"
+    assert process_text.who(42, "java", "java").render(EN) == "java (pid 42)"
     zh = Messages("zh")
-    assert culprits.who(42, "java").render(zh) == "java（pid 42）"
-    refs = [culprits.ref(Owner(pid=p, comm="w", fd=1)) for p in range(5)]
+    assert process_text.who(42, "java").render(zh) == "java（pid 42）"
+    refs = [process_text.ref(Owner(pid=p, comm="w", fd=1)) for p in range(5)]
     from tcplinger.diagnose.finding import Text
     assert Text("rule.common.group.local_clients",
-                {"where": ":80", "who": culprits.who_text(refs)}).render(EN) == \
+                {"where": ":80", "who": process_text.who_text(refs)}).render(EN) == \
         "Clients of :80 on this host: w (pid 0), w (pid 1), w (pid 2) and 2 more (they hold " \
         "connections to it now)."

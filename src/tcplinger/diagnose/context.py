@@ -15,7 +15,7 @@ from ..model.socket import Age, AgeSource, Owner, UNKNOWN_AGE
 from ..model.states import OWNABLE, TcpState
 from ..model.table import SocketTable
 from ..track import age as age_mod
-from . import culprits, rates
+from . import process_text, rates
 from .finding import OwnerRef, SocketSample
 from .inputs import NamespaceInput
 
@@ -177,7 +177,7 @@ class NsContext:
     def owner_refs(self, idx: np.ndarray, limit: int = 10) -> tuple[OwnerRef, ...]:
         groups, _ = self.by_owner(idx)
         ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1][1]), kv[0]))
-        return tuple(culprits.ref(o) for pid, (o, _) in ordered[:limit])
+        return tuple(process_text.ref(o) for pid, (o, _) in ordered[:limit])
 
     # ---- the sample a finding shows -------------------------------------
     def sample(self, idx: np.ndarray, limit: int) -> SocketSample:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..finding import Fix, FixKind, Severity, SysctlChange, Text
-from ..culprits import short_command, who
+from ..process_text import short_command, who
 
 
 def at_least(value: float | None, threshold: float | None) -> bool:

@@ -31,7 +31,7 @@ from ..evidence import (age_stats, age_text, count_older, duration, endpoint_tex
 from ..finding import Confidence, Fix, FixKind, Severity
 from ..inputs import within
 from ..lifetimes import DEFAULT_KEEPALIVE_TIME, keepalive_deadline
-from ..culprits import short_command, who
+from ..process_text import short_command, who
 from ..metadata import BY_ID
 from ..rates import number_text
 from ..rule_finding import RuleFinding

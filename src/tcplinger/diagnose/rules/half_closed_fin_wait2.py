@@ -16,7 +16,7 @@ from ..evidence import (age_stats, age_text, count_older, duration, endpoint_tex
                         port_text, top_local_ports, top_remote)
 from ..finding import Confidence, Fix, FixKind, Severity
 from ..lifetimes import DEFAULT_FIN_TIMEOUT, fin_wait2_lifetime
-from ..culprits import short_command, who
+from ..process_text import short_command, who
 from ..metadata import BY_ID
 from ..rule_finding import RuleFinding
 from ._common import T as text, end_owner, level, other_end_facts, other_ends, young

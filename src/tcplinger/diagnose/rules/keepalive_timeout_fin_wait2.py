@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...model.states import TcpState
-from .. import culprits
+from .. import culprits, process_text
 from .. import sysctl_proposals as propose
 from ..evidence import age_stats, age_text, duration, endpoint_text, top_remote
 from ..finding import Confidence, Fix, FixKind, Severity
@@ -152,14 +152,14 @@ class KeepaliveTimeout(RuleFinding):
 
     def title(self):
         return self.T("title_after_response" if self.immediate else "title", n=self.n, where=self.group.where,
-                      server=culprits.who_text(self.server, 1))
+                      server=process_text.who_text(self.server, 1))
 
     def facts(self) -> list:
         T, where = self.T, self.group.where
         facts = [T("fact.count", n=self.n, where=where, age=age_text(self.stats), old=self.old,
                    min_age=duration(self.min_age))]
         if self.server:
-            facts.append(T("fact.server", who=culprits.who_text(self.server), where=where))
+            facts.append(T("fact.server", who=process_text.who_text(self.server), where=where))
         if self.held:
             facts.append(T("fact.held", n=self.held))
         if self.clients:
