@@ -7,6 +7,7 @@ In process through ``main()`` (as tests/unit/test_cli.py), on loopback.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -18,9 +19,14 @@ import pytest
 GOOD_HASH = "$2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG"
 
 
+#: One prefix (issue 13): "tcplinger exporter: " on a usage error (argparse
+#: names the command), "tcplinger: " on any other; never both.
+PREFIX = re.compile(r"tcplinger(?: exporter)?: (?!tcplinger)")
+
+
 def one_line(err: str) -> str:
     assert err.count("\n") == 1, err
-    assert err.startswith("tcplinger: ") and "Traceback" not in err
+    assert PREFIX.match(err) and "Traceback" not in err, err
     return err
 
 
@@ -49,12 +55,14 @@ def test_address_not_on_this_host(cli):
                                   "127.0.0.1:http"])
 def test_bad_listen_syntax(cli, text):
     code, _, err = cli("exporter", "--listen", text)
-    assert code == 2 and "invalid listen address" in one_line(err)
+    assert code == 2
+    assert one_line(err).startswith("tcplinger exporter: argument --listen: invalid listen address")
 
 
 def test_listen_and_textfile_exclude_each_other(cli, tmp_path):
     code, _, err = cli("exporter", "--listen", "127.0.0.1:1", "--textfile", str(tmp_path))
-    assert code == 2 and "not allowed with argument" in one_line(err)
+    assert code == 2 and one_line(err).startswith("tcplinger exporter: argument ")
+    assert "not allowed with argument" in err
 
 
 def test_web_config_with_textfile(cli, tmp_path):
@@ -100,7 +108,27 @@ def test_bad_web_config(cli, tmp_path, name):
 
 def test_web_config_missing_file(cli, tmp_path):
     code, _, err = cli("exporter", "--listen", "127.0.0.1:1", "--web-config", str(tmp_path / "nope.yml"))
-    assert code == 2 and "cannot read it: No such file or directory" in one_line(err)
+    assert code == 3 and "cannot read it: No such file or directory" in one_line(err)
+
+
+@pytest.mark.parametrize("text", ["", "# nothing\n", "---\n"])
+def test_web_config_that_enables_nothing_is_refused(cli, tmp_path, text):
+    """An empty web config served plain HTTP without auth (issue 13)."""
+    cfg = tmp_path / "web.yml"
+    cfg.write_text(text)
+    code, _, err = cli("exporter", "--listen", "127.0.0.1:1", "--web-config", str(cfg))
+    assert code == 2
+    assert one_line(err) == (f"tcplinger: bad web config {cfg}: it enables nothing (neither TLS"
+                             " nor basic auth)\n")
+
+
+def test_web_config_that_is_not_a_file(cli, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # opening it for reading without O_NONBLOCK would hang the start
+    code, _, err = cli("exporter", "--listen", "127.0.0.1:1", "--web-config", str(fifo))
+    assert code == 2 and "not a regular file (a FIFO)" in one_line(err)
+    code, _, err = cli("exporter", "--listen", "127.0.0.1:1", "--web-config", str(tmp_path))
+    assert code == 2 and "Is a directory" in one_line(err)
 
 
 def test_basic_auth_without_bcrypt(cli, tmp_path, monkeypatch):
@@ -127,7 +155,7 @@ def test_textfile_not_a_directory(cli, tmp_path):
     f = tmp_path / "file"
     f.write_text("")
     code, _, err = cli("exporter", "--textfile", str(f))
-    assert code == 3 and "not a directory" in one_line(err)
+    assert code == 2 and "not a directory" in one_line(err)
 
 
 def test_textfile_directory_unwritable(tmp_path):
@@ -150,6 +178,28 @@ def test_textfile_directory_unwritable(tmp_path):
     assert proc.returncode == 4, proc.stderr
     assert proc.stderr == f"tcplinger: cannot write to the textfile directory {d}: Permission denied\n"
     assert list(d.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a read-only bind mount needs root")
+def test_textfile_directory_on_a_read_only_mount(cli, tmp_path):
+    """Exit 1 before (issue 13); the docs say 4: it cannot be written."""
+    d = tmp_path / "ro"
+    d.mkdir()
+    subprocess.run(["mount", "--bind", str(d), str(d)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(d)], check=True)
+        code, _, err = cli("exporter", "--textfile", str(d))
+    finally:
+        subprocess.run(["umount", "-l", str(d)], check=False)
+    assert code == 4
+    assert one_line(err) == (f"tcplinger: cannot write to the textfile directory {d}:"
+                             " Read-only file system\n")
+
+
+def test_textfile_empty_name(cli, tmp_path):
+    """`--textfile ''` wrote ./tcplinger.prom (issue 13)."""
+    code, _, err = cli("exporter", "--textfile", "")
+    assert code == 2 and "invalid file name ''" in err and err.count("\n") == 1
 
 
 def test_namespace_that_does_not_exist(cli):

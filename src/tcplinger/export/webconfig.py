@@ -56,9 +56,20 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..fsutil import read_regular
+
 
 class WebConfigError(ValueError):
     """The web config file is wrong; the message says where."""
+
+
+class CannotRead(WebConfigError):
+    """The file could not be read: ``errno`` says why (the exit code)."""
+
+    def __init__(self, exc: OSError):
+        super().__init__(f"cannot read it: {exc.strerror or exc}")
+        self.errno = exc.errno
+        self.os_error = exc
 
 
 class MissingModule(WebConfigError):
@@ -137,7 +148,8 @@ def parse(text: str, directory: Path = Path(".")) -> WebConfig:
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
-        raise WebConfigError(f"not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+        what = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line
+        raise WebConfigError(f"not valid YAML{at}: {what}") from None
     doc = _mapping(doc, "the file")
     _known(doc, TOP_KEYS, "")
     tls = _tls(_mapping(doc.get("tls_server_config"), "tls_server_config"), directory)
@@ -239,10 +251,10 @@ class Loaded:
 def load(path: Path) -> Loaded:
     """Read and check ``path``: its certificate files load, its hashes can
     be checked. Raises WebConfigError (or MissingModule) saying what is wrong."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
+    try:  # a regular file only (a FIFO would hang the start, /dev/null says nothing)
+        text = read_regular(path, limit=1 << 20).decode("utf-8")
     except OSError as exc:
-        raise WebConfigError(f"cannot read it: {exc.strerror or exc}") from None
+        raise CannotRead(exc) from None
     except UnicodeDecodeError:
         raise WebConfigError("not UTF-8 text") from None
     cfg = parse(text, Path(path).resolve().parent)

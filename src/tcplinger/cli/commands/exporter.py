@@ -16,7 +16,7 @@ from ...app.scrape import ScrapeOptions, ScrapeSource
 from ...collect import snapshot as snap_mod
 from ...collect.roots import Roots
 from ...model import units
-from ..errors import CliError, Exit
+from ..errors import CliError, Exit, exit_for
 from ..options import (DAY, add_owners, add_scope, count_type, directory, duration_type,
                        input_file, owner_policy, scope_from, thresholds)
 
@@ -145,9 +145,13 @@ def run(opts: ExporterOptions, term, msg, roots: Roots = Roots()) -> int:
         except webconfig.MissingModule as exc:
             raise CliError(msg("exporter.bad_web_config", path=opts.web_config, reason=exc),
                            Exit.UNSUPPORTED) from None
+        except webconfig.CannotRead as exc:  # missing 3, unreadable 4, a device 2
+            raise CliError(msg("exporter.bad_web_config", path=opts.web_config, reason=exc),
+                           exit_for(exc.os_error)) from None
         except webconfig.WebConfigError as exc:
             raise CliError(msg("exporter.bad_web_config", path=opts.web_config, reason=exc),
                            Exit.USAGE) from None
+        _judge_web_config(opts.web_config, loaded, term, msg)
     if opts.textfile is not None:
         try:
             textfile.check_directory(opts.textfile)
@@ -171,11 +175,23 @@ def run(opts: ExporterOptions, term, msg, roots: Roots = Roots()) -> int:
     return _serve(opts, registry, loaded, server, term, msg)
 
 
+def _judge_web_config(path: Path, loaded, term, msg) -> None:
+    """A web config that enables nothing protects nothing: an empty one is
+    refused (an unfilled template, a secret mounted empty), one with only
+    headers is served with a warning that names it (docs/exporter.md)."""
+    cfg = loaded.config
+    if loaded.context is not None or loaded.auth is not None:
+        return
+    if not cfg.headers:
+        raise CliError(msg("exporter.bad_web_config", path=path,
+                           reason=msg("exporter.web_config_empty")), Exit.USAGE)
+    term.err(msg("exporter.web_config_plain", path=path))
+
+
 def _textfile_error(path: Path, exc: OSError, msg) -> CliError:
-    code = {errno.ENOENT: Exit.NOT_FOUND, errno.ENOTDIR: Exit.NOT_FOUND,
-            errno.EACCES: Exit.PERMISSION, errno.EPERM: Exit.PERMISSION}.get(exc.errno, Exit.ERROR)
+    """missing 3; unwritable or read-only 4; not a directory 2 (cli/errors.exit_for)"""
     return CliError(msg("exporter.textfile_unwritable", path=path,
-                        reason=exc.strerror or str(exc)), code)
+                        reason=exc.strerror or str(exc)), exit_for(exc))
 
 
 def _write_files(opts, registry, collector, textfile, term, msg) -> int:
