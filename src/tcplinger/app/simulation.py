@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..fsutil import read_regular
 from ..model.params import ParamError
 from ..model.timeline import Timeline
 from ..sim import presets as presets_mod
@@ -18,6 +19,9 @@ from ..sim.scenario import Scenario, from_document, param_for, parse_toml, with_
 from ..sim.simulation import simulate
 from ..sim.sweep import SweepResult, parse_vary, run_sweep
 from ..sim.verdict import Verdict, judge
+
+#: A scenario is a page of TOML (docs/simulator.md); a larger file is not one.
+SCENARIO_MAX_BYTES = 1 << 20
 
 #: every preset, for ``sim presets``
 all_presets = presets_mod.all_presets
@@ -42,7 +46,8 @@ class NoPreset(LookupError):
 class Loaded:
     """A preset or a file, with --set applied, able to build the document
     for given values of further keys (the sweep's varied keys). Raises
-    NoPreset, FileNotFoundError, ParamError."""
+    NoPreset, ParamError, OSError (FileNotFoundError; a directory, device
+    or FIFO: fsutil.NotARegularFile)."""
 
     def __init__(self, source: Source, sets: tuple[tuple[str, str], ...]):
         self.preset = None
@@ -54,7 +59,14 @@ class Loaded:
                 raise NoPreset(source.preset) from None
             self.name = self.preset.name
         else:
-            self.doc = parse_toml(source.file.read_text("utf-8"))
+            # a regular file only: /dev/null or a FIFO is no scenario
+            data = read_regular(source.file, limit=SCENARIO_MAX_BYTES)
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ParamError(f"{source.file}: scenario is not UTF-8 text (byte "
+                                 f"{exc.start})") from None
+            self.doc = parse_toml(text)
             self.name = str(self.doc.get("name", source.file.stem))
         self.knob_sets, self.path_sets = self.split(dict(sets))
 
@@ -118,6 +130,12 @@ def sweep(source: Source, sets: tuple[tuple[str, str], ...], vary: tuple[str, ..
     """The scenario at every point of the grid ``vary`` (``KEY=V1,V2,...``
     each). ``progress(points)`` may return a callback ``(done, total)``."""
     loaded = Loaded(source, sets)
+    # every --set value is judged, also one that a --vary of the same key
+    # overrides (`--set tcp_fin_timeout=nan` passed unseen: issue 13)
+    doc = loaded.document()
+    if horizon_s is not None:
+        doc["horizon"] = horizon_s
+    from_document(doc)
     axes = [parse_vary(t) for t in vary]
     kinds = {a.key: loaded.kind(a.key) for a in axes}
     total = 1

@@ -58,3 +58,13 @@ def exit_for(exc: OSError) -> Exit:
     if isinstance(exc, NotARegularFile):
         return Exit.USAGE
     return _BY_ERRNO.get(exc.errno, Exit.ERROR)
+
+
+def one_line(text: str) -> str:
+    r"""An error is one line, whatever it quotes (a file or namespace name
+    with a newline in it): line breaks are shown escaped.
+
+    >>> print(one_line("no connection tl\nx among those kept"))
+    no connection tl\nx among those kept
+    """
+    return text.replace("\r", "\\r").replace("\n", "\\n")

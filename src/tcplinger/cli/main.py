@@ -17,7 +17,7 @@ from .. import __version__
 from ..i18n import Messages, lang_from_env
 from ..model.files import NotOurFile
 from .commands import BY_NAME, COMMANDS, DEFAULT_COMMAND
-from .errors import CliError, Exit, exit_for
+from .errors import CliError, Exit, exit_for, one_line
 from .options import OptionError
 from .output import strerror_text
 from .terminal import Terminal
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None, term: Terminal | None = None) -> int:
 
     def say(key: str, **fields) -> None:  # one line on stderr, in the user's language
         m = msg or _early_messages(argv, term.env)
-        term.err(m("error.line", text=m(key, **fields) if key else fields["text"]))
+        term.err(one_line(m("error.line", text=m(key, **fields) if key else fields["text"])))
 
     try:
         argv = _with_default_command(argv)
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None, term: Terminal | None = None) -> int:
         return int(args.run(args, term, msg))
     except CliError as exc:
         if isinstance(exc, UsageError):  # "tcplinger ls: argument ...": its own prefix
-            term.err(exc.render(msg or _early_messages(argv, term.env)))
+            term.err(one_line(exc.render(msg or _early_messages(argv, term.env))))
         else:  # commands' own texts: they choose their language themselves
             say("", text=exc.message)
         return int(exc.code)

@@ -22,12 +22,15 @@ from .options import DAY, count_type, duration_type, output_file
 def capture_errors(msg):
     """A live capture that cannot run (no tcpdump) or fails, as one line
     and an exit code (``capture``, ``report --capture``)."""
-    from ..collect.capture import CaptureFailed, CaptureToolMissing
+    from ..collect.capture import CaptureFailed, CaptureToolMissing, NoSuchInterface
 
     try:
         yield
     except CaptureToolMissing:
         raise CliError(msg("wire.error.capture_tool"), Exit.UNSUPPORTED) from None
+    except NoSuchInterface as exc:
+        raise CliError(msg("wire.error.no_interface", interface=repr(exc.interface),
+                           netns=exc.netns_path), Exit.NOT_FOUND) from None
     except CaptureFailed as exc:
         raise CliError(msg("wire.error.capture_failed", netns="-", text=str(exc)),
                        Exit.ERROR) from None
@@ -78,9 +81,12 @@ def pcap_options(files, filter_text: str | None, keep: int, msg,
 
 
 def analyse_and_render(popts: PcapOptions, as_json: bool, svg: Path | None, uid: str | None,
-                       term, msg) -> int:
-    """Analyse, then print text or stream JSON."""
+                       term, msg, notices: tuple[str, ...] = ()) -> int:
+    """Analyse, then print text or stream JSON. The notices for stderr
+    (``notices``: the caller's, then the files') are said once everything
+    went well: a run that fails says one line, its error."""
     writer = _JsonWriter(term) if as_json else None
+    said = list(notices)
     results = []
     for path in popts.files:
         if writer is not None:
@@ -100,13 +106,15 @@ def analyse_and_render(popts: PcapOptions, as_json: bool, svg: Path | None, uid:
             for line in wire_view.render_result(res, msg, width=term.width or 100):
                 term.out(line)
         for n in res.notices:  # on stderr too, so that scripts see them
-            term.err(msg("wire.notice_line", path=str(res.path), text=msg(n.key, **n.fields)))
+            said.append(msg("wire.notice_line", path=str(res.path), text=msg(n.key, **n.fields)))
     if writer is not None:
         writer.close()
     if svg is not None:
         _svg(results, svg, uid, msg)
     elif uid is not None and not _find(results, uid):
         raise CliError(msg("wire.error.no_uid", uid=uid), Exit.NOT_FOUND)
+    for line in said:
+        term.err(line)
     return int(Exit.OK)
 
 

@@ -36,6 +36,14 @@ class CaptureFailed(RuntimeError):
     pass
 
 
+class NoSuchInterface(CaptureFailed):
+    """tcpdump found no interface of that name in the namespace."""
+
+    def __init__(self, interface: str, netns_path: str):
+        super().__init__(f"no interface {interface!r} in {netns_path}")
+        self.interface, self.netns_path = interface, netns_path
+
+
 @dataclass(frozen=True)
 class CaptureStats:
     path: Path
@@ -75,6 +83,10 @@ def capture(netns_path: str, out: Path, seconds: float, filter_text: str | None 
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
             proc.wait(5)
+            # pcap_activate: PCAP_ERROR_NO_SUCH_DEVICE; a number is an index
+            # into `tcpdump -D`'s list (tcpdump(8), -i), "Invalid adapter index"
+            if "No such device" in seen or "Invalid adapter index" in seen:
+                raise NoSuchInterface(interface, netns_path)
             raise CaptureFailed(seen.strip().splitlines()[-1] if seen.strip()
                                 else f"exit {proc.returncode}")
         t0 = time.monotonic()

@@ -4,16 +4,33 @@ namespace(s), then the analysis of ``tcplinger pcap`` (docs/wire.md)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
 from ...app.pcap import CaptureOptions, capture_scope
 from ...i18n import Messages, lang_from_env
-from ..options import DAY, add_scope, duration_type, output_file, scope_from
+from ..options import DAY, OptionError, add_scope, duration_type, output_file, scope_from
 from ..wire_output import (add_engine_flags, add_output_flags, analyse_and_render, capture_errors,
                            engine_flags, pcap_options)
 
 NAME = "capture"
+
+
+def interface(text: str) -> str:
+    """An interface name as the kernel takes one (net/core/dev.c,
+    dev_valid_name(): not empty, shorter than IFNAMSIZ (16 bytes), not
+    "." or "..", no "/", ":" or white space), or tcpdump's "any".
+
+    >>> interface("eth0"), interface("any")
+    ('eth0', 'any')
+    """
+    raw = os.fsencode(text)
+    if not raw or len(raw) >= 16 or text in (".", "..") or b"\0" in raw \
+            or any(c in b"/: \t\n\v\f\r" for c in raw):
+        raise OptionError("opt.bad_interface", "invalid interface name {value!r} (at most 15"
+                          " bytes, no '/', ':' or spaces)", value=text)
+    return text
 
 
 def register(sub) -> None:
@@ -24,7 +41,8 @@ def register(sub) -> None:
                    metavar="N",
                    help=h("wire.help.seconds"))
     p.add_argument("--write", type=output_file, metavar="FILE", help=h("wire.help.write"))
-    p.add_argument("--interface", default="any", metavar="IFACE", help=h("wire.help.interface"))
+    p.add_argument("--interface", type=interface, default="any", metavar="IFACE",
+                   help=h("wire.help.interface"))
     add_output_flags(p, h)
     add_engine_flags(p, h)
     p.set_defaults(run=lambda args, term, msg: run(
@@ -38,14 +56,13 @@ def run(opts: CaptureOptions, as_json: bool, svg, uid, show: int, term, msg, eng
     with capture_errors(msg):
         captured = capture_scope(opts)
     try:
-        for ns, stats in captured.files:
-            term.err(msg("wire.notice.captured", packets=stats.captured, netns=ns.label(),
-                         seconds=stats.seconds))
+        said = tuple(msg("wire.notice.captured", packets=stats.captured, netns=ns.label(),
+                         seconds=stats.seconds) for ns, stats in captured.files)
         # tcpdump already applied the filter: the analysis reads everything
         popts = pcap_options([s.path for _, s in captured.files], None,
                              show if uid is None else 10**9, msg, engine)
         ends = [s.end_t for _, s in captured.files if s.end_t is not None]
         popts = replace(popts, end_t=max(ends) if ends else None)
-        return analyse_and_render(popts, as_json, svg, uid, term, msg)
+        return analyse_and_render(popts, as_json, svg, uid, term, msg, said)
     finally:
         captured.cleanup()

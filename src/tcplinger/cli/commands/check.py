@@ -21,7 +21,7 @@ from ...collect.roots import Roots
 from ...diagnose.finding import Severity
 from ...model.files import NotOurFile
 from ...model.states import TcpState
-from ..errors import CliError
+from ..errors import CliError, one_line
 from ..options import add_diagnose_args, diagnose_options, input_file
 
 NAME = "check"
@@ -56,7 +56,7 @@ def _run_args(args, term, msg) -> int:
     try:
         opts = CheckOptions(diagnose_options(args), args.state)
     except CliError as exc:
-        term.out(f"TCPLINGER UNKNOWN - {msg('check.bad_threshold', reason=exc.message)}")
+        term.out(one_line(f"TCPLINGER UNKNOWN - {msg('check.bad_threshold', reason=exc.message)}"))
         return UNKNOWN
     return run(opts, term, msg)
 
@@ -68,7 +68,7 @@ def run(opts: CheckOptions, term, msg, roots: Roots = Roots()) -> int:
         if opts.state:
             counters.save(opts.state, d.view)
     except Exception as exc:  # noqa: BLE001 - a plugin must answer UNKNOWN, not crash
-        term.out(f"TCPLINGER UNKNOWN - {msg('check.unknown', reason=_reason(exc, msg))}")
+        term.out(one_line(f"TCPLINGER UNKNOWN - {msg('check.unknown', reason=_reason(exc, msg))}"))
         return UNKNOWN
     code, text = status(d, msg)
     term.out(f"TCPLINGER {STATUS[code]} - {text} | {perfdata(d)}")
