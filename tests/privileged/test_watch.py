@@ -34,6 +34,7 @@ from tcplinger.app import watchdb  # noqa: E402
 from tcplinger.app.view import Filters, take  # noqa: E402
 from tcplinger.collect import tracefs  # noqa: E402
 from tcplinger.collect.snapshot import Scope  # noqa: E402
+from tcplinger.model.files import NotOurFile  # noqa: E402
 from tcplinger.model.states import TcpState  # noqa: E402
 from tcplinger.track.store import Store  # noqa: E402
 
@@ -108,7 +109,7 @@ def wait_samples(db: Path, n: int, timeout: float = 20) -> None:
                     return
             finally:
                 s.db.close()
-        except (FileNotFoundError, sqlite3.Error):
+        except (FileNotFoundError, sqlite3.Error, NotOurFile):  # not written yet
             pass
         time.sleep(0.2)
     raise AssertionError(f"{db}: fewer than {n} samples after {timeout}s")
@@ -309,6 +310,38 @@ def test_stale_trace_instance_removed_after_kill_9(tmp_path):
             capture_output=True, text=True, timeout=60)
         assert again.returncode == 0, again.stderr
         assert not (TRACEFS / "instances" / name).exists()
+
+
+@needs_trace
+def test_lab_clean_removes_the_instance_of_a_sigkilled_watch_only(tmp_path):
+    """`lab clean` did not remove a SIGKILLed watch's tl-watch-<pid> (issue
+    13); it must, and never the instance of a watch that is alive."""
+    with harness.netns(prefix="tl-w-") as ns:
+        dead = start_watch(ns, tmp_path / "dead.db")
+        live = start_watch(ns, tmp_path / "live.db")
+        try:
+            wait_samples(tmp_path / "dead.db", 1)
+            wait_samples(tmp_path / "live.db", 1)
+            dead_name, live_name = f"tl-watch-{dead.pid}", f"tl-watch-{live.pid}"
+            assert (TRACEFS / "instances" / dead_name).is_dir()
+            dead.kill()
+            dead.wait(timeout=10)
+            assert (TRACEFS / "instances" / dead_name).is_dir()  # left behind by kill -9
+            done = subprocess.run(harness.tcplinger_argv("lab", "clean", "--json"),
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+            assert dead_name in json.loads(done.stdout)["instances"]
+            assert not (TRACEFS / "instances" / dead_name).exists()
+            assert (TRACEFS / "instances" / live_name).is_dir()
+            assert live.poll() is None
+        finally:
+            for proc in (dead, live):
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(timeout=30)
+            if (TRACEFS / "instances" / dead_name).exists():  # the test failed: ours to remove
+                tracefs.remove_instance(TRACEFS / "instances" / dead_name)
+        assert not (TRACEFS / "instances" / live_name).exists()  # its own close removed it
 
 
 def test_top_kill_ends_a_close_wait_socket(tmp_path):

@@ -219,7 +219,11 @@ def clean(state_dir: Path = STATE_DIR, *, include_live: bool = False) -> CleanRe
             if rid not in live:
                 unregister(rid, state_dir)
                 report.records.append(rid)
-        report.instances = _clean_instances(live, tracefs)
+        # and any tcplinger instance whose owner died: a SIGKILLed `watch`
+        # left tl-watch-<pid> (inet_sock_set_state on, 4 MB a CPU); one whose
+        # pid lives is never touched (issue 13)
+        report.instances = sorted(set(_clean_instances(live, tracefs))
+                                  | set(tracefs.remove_stale_instances()))
         for path in _capture_dirs():
             m = re.match(r"^tl-lab-([0-9a-f]{6})-cap-", path.name)
             if m and m.group(1) not in live:
