@@ -57,6 +57,17 @@ def test_text_output_has_sparklines_and_the_sentence(cli, tmp_path):
     assert "its fd limit 65536 is reached in about 3d15h" in out
 
 
+def test_title_names_the_first_sample_not_the_window(cli, tmp_path):
+    """A watch of 10 minutes under the default --since 6h: the title says
+    when the samples start (it said six hours ago)."""
+    now = time.time()
+    build(tmp_path / "w.db", now, hours=10 / 60)
+    code, out, _ = cli("history", "--db", str(tmp_path / "w.db"))
+    assert code == 0
+    first = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now - 600))
+    assert out.splitlines()[0].startswith(f"History since {first} (11 samples")
+
+
 def test_by_owner_and_state_filter(cli, tmp_path):
     build(tmp_path / "w.db", time.time())
     code, out, _ = cli("history", "--db", str(tmp_path / "w.db"), "--by", "owner",

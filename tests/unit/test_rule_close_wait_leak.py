@@ -143,3 +143,25 @@ def test_min_age_override():
     assert f.severity == Severity.WARNING
     [f] = run(leaking(50, age_ms=3_000), thresholds={"close-wait-leak": {"min_age": None}})
     assert f.severity == Severity.WARNING
+
+
+def test_sides_name_the_service_never_ephemeral_ports():
+    """A client's CLOSE_WAIT (httpx.Client per job against Node.js :9000)
+    are named by the address:port it connected to; a server's by its
+    listening port. "Local ports: 33836 (1), 33838 (1), ..." said nothing."""
+    from tcplinger.i18n import Messages
+    b = SocketBuilder()
+    b.add("CLOSE_WAIT", "127.0.0.1:33836", "127.0.0.1:9000", vary="sport", inode=5000,
+          recv_q=1, last_ack_recv=15_000, count=30)
+    b.add("CLOSE_WAIT", "10.0.0.1:8080", "10.0.0.9:40000", inode=6000, recv_q=1,
+          last_ack_recv=15_000, count=3)
+    b.add("LISTEN", "0.0.0.0:8080", inode=4999)
+    owners = owners_for(5000, 30, 7, "python3") | owners_for(6000, 3, 7, "python3")
+    [f] = run(namespace(b.table(), owners=owners))
+    assert f.evidence["destinations"] == [{"address": "127.0.0.1", "port": 9000, "count": 30}]
+    assert f.evidence["local_ports"] == [{"port": 8080, "count": 3}]
+    assert f.evidence["peers"] == [{"address": "10.0.0.9", "count": 3}]
+    text = " ".join(t.render(Messages("en")) for t in f.facts)
+    assert "Connections it opened to 127.0.0.1:9000 (30)." in text
+    assert "Connections to its listening ports 8080 (3); peers 10.0.0.9 (3)." in text
+    assert "33836" not in text

@@ -56,6 +56,17 @@ def top_local_ports(ctx: NsContext, idx: np.ndarray, n: int = 5) -> list[dict]:
     return [{"port": int(ports[k]), "count": int(counts[k])} for k in order]
 
 
+def by_side(ctx: NsContext, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``idx`` split into server side (the local port has a listener in
+    this namespace: accepted connections) and client side (the rest:
+    connections this host opened, on ephemeral local ports, which say
+    nothing; their remote address:port names the service)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    ports = np.fromiter(ctx.listen_ports, dtype=np.uint16, count=len(ctx.listen_ports))
+    server = np.isin(ctx.rows["sport"][idx], ports)
+    return idx[server], idx[~server]
+
+
 def top_remote_ports(ctx: NsContext, idx: np.ndarray, n: int = 5) -> list[dict]:
     if len(idx) == 0:
         return []

@@ -52,7 +52,10 @@ def run(opts: HistoryOptions, term, msg) -> int:
         doc = history(q)
     except FileNotFoundError:
         raise CliError(msg("history.error.no_db", path=q.db), Exit.NOT_FOUND)
-    since_text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(doc["since"]))
+    # the first sample shown, not the start of the window asked for: "since
+    # 10:25" over samples of the last minute read as six hours of history
+    first = min((s["times"][0] for s in doc["series"] if s["times"]), default=doc["since"])
+    since_text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(first))
     if doc["samples"] == 0 and not doc["series"]:
         raise CliError(msg("history.error.empty", path=q.db, since=since_text),
                        Exit.NOT_FOUND)

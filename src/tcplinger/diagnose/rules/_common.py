@@ -96,6 +96,29 @@ def other_ends(ctx, world, rows) -> list[dict]:
             for k, n in sorted(seen.items(), key=lambda kv: -kv[1])]
 
 
+def peer_evidence(ctx, rows) -> dict:
+    """Who a process's sockets talk to, by side (evidence.by_side): its
+    listening ports and their peers' addresses (server side), the
+    address:port it connected to (client side). Ephemeral local ports are
+    left out: "Local ports: 33836 (1), 33838 (1)" told nothing."""
+    from ..evidence import by_side, top_local_ports, top_remote
+    server, client = by_side(ctx, rows)
+    return {"peers": top_remote(ctx, server), "local_ports": top_local_ports(ctx, server),
+            "destinations": top_remote(ctx, client, with_port=True)}
+
+
+def peer_facts(found: dict) -> list:
+    """The sentences of :func:`peer_evidence`."""
+    from ..evidence import endpoint_text, port_text
+    out = []
+    if found["local_ports"]:
+        out.append(T("rule.common.peers_server", ports=port_text(found["local_ports"]),
+                     peers=endpoint_text(found["peers"])))
+    if found["destinations"]:
+        out.append(T("rule.common.peers_client", dests=endpoint_text(found["destinations"])))
+    return out
+
+
 def end_owner(h: dict) -> Text:
     """The process holding other ends (an :func:`other_ends` entry)."""
     if not h["pid"]:

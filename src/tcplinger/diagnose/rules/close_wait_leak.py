@@ -26,8 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...model.states import TcpState
-from ..evidence import (age_stats, age_text, count_older, duration, endpoint_text,
-                        keepalive_mask, percent, port_text, top_local_ports, top_remote)
+from ..evidence import age_stats, age_text, count_older, duration, keepalive_mask, percent
 from ..finding import Confidence, Fix, FixKind, Severity
 from ..inputs import within
 from ..lifetimes import DEFAULT_KEEPALIVE_TIME, keepalive_deadline
@@ -35,7 +34,8 @@ from ..process_text import short_command, who
 from ..metadata import BY_ID
 from ..rates import number_text
 from ..rule_finding import RuleFinding
-from ._common import T as text, at_least, level, other_end_facts, other_ends, young
+from ._common import (T as text, at_least, level, other_end_facts, other_ends, peer_evidence,
+                      peer_facts, young)
 
 META = BY_ID["close-wait-leak"]
 
@@ -68,8 +68,7 @@ class CloseWaitLeak(RuleFinding):
         self.fd_ratio = None
         if self.fds is not None and self.fds.soft_limit:
             self.fd_ratio = self.fds.open_fds / self.fds.soft_limit
-        self.peers = top_remote(ctx, rows)
-        self.ports = top_local_ports(ctx, rows)
+        self.sides = peer_evidence(ctx, rows)
         self.here = other_ends(ctx, self.world, rows)
         self.growing = _growing(ctx, owner, self.fds)
         self.ttl = self.growing["time_to_limit_s"] if self.growing is not None else None
@@ -113,8 +112,7 @@ class CloseWaitLeak(RuleFinding):
             "fds": ({"open": fds.open_fds, "soft_limit": fds.soft_limit,
                      "ratio": round(fd_ratio, 4) if fd_ratio is not None else None}
                     if fds is not None else None),
-            "peers": self.peers,
-            "local_ports": self.ports,
+            **self.sides,
             "other_end": self.here,
             "owners_resolved": self.ctx.owners_resolved,
             "growing": self.growing,
@@ -152,7 +150,7 @@ class CloseWaitLeak(RuleFinding):
                                **args))
             else:
                 facts.append(T("fact.growing_no_limit", **args))
-        facts.append(T("fact.peers", peers=endpoint_text(self.peers), ports=port_text(self.ports)))
+        facts += peer_facts(self.sides)
         facts.append(T("fact.keepalive", ka=self.ka, n=n, kt=self.kt))
         return facts + other_end_facts(self.here)
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import numpy as np
 
 from ...model.states import TcpState
-from ..evidence import (age_stats, age_text, count_older, duration, endpoint_text,
-                        port_text, top_local_ports, top_remote)
+from ..evidence import age_stats, age_text, count_older, duration
 from ..finding import Confidence, Fix, FixKind, Severity
 from ..lifetimes import DEFAULT_FIN_TIMEOUT, fin_wait2_lifetime
 from ..process_text import short_command, who
 from ..metadata import BY_ID
 from ..rule_finding import RuleFinding
-from ._common import T as text, end_owner, level, other_end_facts, other_ends, young
+from ._common import (T as text, end_owner, level, other_end_facts, other_ends, peer_evidence,
+                      peer_facts, young)
 
 META = BY_ID["half-closed-fin-wait-2"]
 
@@ -45,8 +45,7 @@ class HalfClosed(RuleFinding):
         self.unread = int(np.count_nonzero(ctx.rows["recv_q"][rows] > 0))
         self.old = count_older(ctx, rows, th["warning_age"]) if th["warning_age"] is not None \
             else 0
-        self.peers = top_remote(ctx, rows, with_port=True)
-        self.ports = top_local_ports(ctx, rows)
+        self.sides = peer_evidence(ctx, rows)
         self.here = other_ends(ctx, self.world, rows)
         # a lingering close (Apache: ~2 s after its FIN) is normal behaviour:
         # only sockets at least min_age old accuse the process
@@ -75,8 +74,7 @@ class HalfClosed(RuleFinding):
                          "unknown": int(np.count_nonzero(self.shut < 0))},
             "unread_data": self.unread,
             "tcp_fin_timeout": self.fin,
-            "peers": self.peers,
-            "local_ports": self.ports,
+            **self.sides,
             "other_end": self.here,
             "owners_resolved": self.ctx.owners_resolved,
         }
@@ -98,7 +96,7 @@ class HalfClosed(RuleFinding):
             facts.append(T("fact.shutdown", wr=self.shut_wr, both=self.shut_both))
         if self.unread:
             facts.append(T("fact.unread", n=self.unread))
-        facts.append(T("fact.peers", peers=endpoint_text(self.peers), ports=port_text(self.ports)))
+        facts += peer_facts(self.sides)
         facts.append(T("fact.fin_timeout", fin=self.fin))
         return facts + other_end_facts(self.here)
 
