@@ -170,7 +170,8 @@ class ConnectProbe:
     def stop(self) -> ConnectSample | None:
         if self.session is None:
             return None
-        window = time.monotonic() - self._t0
+        # the window is exactly while recording was on (tracing_on 1 .. 0)
+        window = self.session.pause() - (self.session.on_at or self._t0)
         try:
             time.sleep(0.02)  # trace_pipe wakes its reader per event: let it catch up
             lost = self.session.lost()
