@@ -108,6 +108,13 @@ class Api:
         assert doc["status"] == "success", doc
         return doc["data"]
 
+    def ready(self) -> bool:
+        """``/-/ready`` answers 200: until then (the TSDB opening, the
+        config loading) every API call is 503 "Service Unavailable"
+        (web/web.go testReady), which the first query met under load."""
+        with urllib.request.urlopen(self.base + "/-/ready", timeout=10) as r:
+            return r.status == 200
+
     def query(self, expr: str) -> dict:
         """``{frozenset(labels without __name__): value}`` of an instant query."""
         data = self.get("/api/v1/query", query=expr)
@@ -190,6 +197,7 @@ def _scenario(ns, tmp_path):
                             f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
                            tmp_path / "prometheus.log", cwd=tmp_path)
         api = Api(prom_port)
+        wait_for("Prometheus to be ready", api.ready, 40)  # a 503 is an OSError: waited out
         wait_for("the exporter's first good scrape", lambda: api.query(
             'up{job="tcplinger"} == 1 and on() tcplinger_scrape_success == 1'), 40)
         t_up = time.monotonic()
