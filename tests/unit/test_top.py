@@ -37,7 +37,7 @@ def test_filters_and_sort():
 
 def test_pilot_80x24():
     pytest.importorskip("textual")
-    from textual.widgets import DataTable, Static
+    from textual.widgets import DataTable, Footer, Static
 
     async def scenario():
         app = top_ui.make_app(lambda: MODEL, MSG, refresh=0, model=MODEL)
@@ -46,7 +46,13 @@ def test_pilot_80x24():
             assert oldest.row_count == len(MODEL.oldest)
             states = app.query_one("#states", DataTable)
             assert states.row_count == 5
-            await pilot.pause()  # let the footer render
+            # the footer composes its keys after the screen publishes its
+            # bindings (textual/widgets/_footer.py: bindings_changed ->
+            # call_after_refresh(recompose)); one pause was not always
+            # enough under load (the screenshot lacked "quit"): wait for them
+            footer = app.query_one(Footer)
+            while not footer.query("FooterKey"):
+                await pilot.pause()
             svg_before = app.export_screenshot()
             await pilot.press("f")  # first state in sorted order
             first = sorted({s for _, s, _, _ in MODEL.states} | {o.state for o in MODEL.oldest})[0]
@@ -138,7 +144,7 @@ def test_panels_fill_the_terminal(size):
     """Issue 11 point 8: at 200x50 the panels widen and grow; the findings
     panel is there at both sizes."""
     pytest.importorskip("textual")
-    from textual.widgets import DataTable, Static
+    from textual.widgets import DataTable, Footer, Static
 
     async def scenario():
         app = top_ui.make_app(lambda: MODEL, MSG, refresh=0, model=MODEL)
