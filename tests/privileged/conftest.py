@@ -1,6 +1,6 @@
 """Privileged tests: root, `ip netns`, and the harness next to this file.
 
-Modules here import ``harness``, ``ssparse`` and ``compare`` by name; with
+Modules here import ``harness``, ``ssparse`` and ``ssbracket`` by name; with
 pytest's ``--import-mode=importlib`` nothing puts this directory on
 sys.path, so this conftest does (it is loaded before any module of the
 directory). Namespaces come from ``harness.netns()`` (a context manager)

@@ -14,7 +14,7 @@ import pytest
 pytestmark = pytest.mark.privileged
 
 import harness  # noqa: E402
-from compare import bracket, expired, problems, ss_orphan  # noqa: E402
+from ssbracket import bracket, expired, problems, ss_orphan  # noqa: E402
 from harness import Item  # noqa: E402
 
 
@@ -114,7 +114,7 @@ def _ss_owner_counts(rows: list[dict]) -> dict:
 
 def _count_problems(name: str, got, before, after) -> list[str]:
     """got must lie between the two ss counts (equal when nothing expired
-    in between: compare.expired is the only change allowed)."""
+    in between: ssbracket.expired is the only change allowed)."""
     if isinstance(before, dict):
         got = got if isinstance(got, dict) else {}
         return [p for k in sorted(set(before) | set(after) | set(got))

@@ -3,7 +3,7 @@
 One namespace holds the standard population (harness.standard_items: every
 teardown state in both families, three owners, shared and dup'd fds,
 orphans full and timewait-type, a non-root uid). Each test runs tcplinger
-between two ``ss`` runs and compares by socket cookie (compare.py says
+between two ``ss`` runs and compares by socket cookie (ssbracket.py says
 which tolerance applies where, and why).
 """
 
@@ -19,7 +19,7 @@ import pytest
 pytestmark = pytest.mark.privileged
 
 import harness  # noqa: E402
-from compare import Bracket, bracket, problems  # noqa: E402
+from ssbracket import Bracket, bracket, problems  # noqa: E402
 from ssparse import key  # noqa: E402
 
 #: <= 60 s, so orphan FIN_WAIT2 sockets are timewait-type (tcp_close() in
