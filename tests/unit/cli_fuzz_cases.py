@@ -90,11 +90,20 @@ NUMBER_CLASSES = {
     "forty-digits": (["1" * 40], st.integers(10**39, 10**40 - 1).map(str)),
     "empty": ([""], st.just("")),
     "unicode": (["５秒", "\u200b5", "１"], st.text(min_size=1, max_size=4).filter(lambda s: "\0" not in s)),
+    # widened after issue 13's list: each found a traceback or a hang somewhere
+    "zero": (["0", "0s", "-0", "0.0"], st.sampled_from(["0", "0ms"])),
+    "tiny": (["1e-9", "0.0000001", "1e-400", "1ns"], st.sampled_from(["1e-9", "1e-7"])),
+    "spaces": ([" 5", "5\n", "\t", "5 s"], st.sampled_from([" 5", "5 "])),
+    "long": (["9" * 5000, "1" + "0" * 400 + "s"], st.sampled_from(["9" * 5000])),
+    "bytes": (["\udcff", "5\udcff"], st.sampled_from(["\udcff"])),  # argv not UTF-8
 }
 NAME_CLASSES = {
     "empty": ([""], st.just("")),
     "unicode": (["é", "中文", "🙂"], st.text(min_size=1, max_size=6).filter(lambda s: "\0" not in s and not s.startswith("-"))),
     "odd-names": (["..", "a/b", "x" * 300, " ", "tl\nx"], st.sampled_from([".", "../etc", "/run/netns/x", "x" * 256])),
+    "long": (["x" * 5000], st.sampled_from(["x" * 5000])),
+    "control": (["\x1b[31m", "a\tb", "\r", "-x"], st.sampled_from(["\x1b[31m", "\x7f"])),
+    "bytes": (["\udcff", "tl-\udcff"], st.sampled_from(["\udcff"])),  # argv not UTF-8
 }
 KV_CLASSES = {
     "nan-inf": (["{k}=nan", "{k}=inf"], st.sampled_from(["{k}=-inf", "{k}=NaN"])),
@@ -102,6 +111,9 @@ KV_CLASSES = {
     "forty-digits": (["{k}=" + "1" * 40], st.integers(10**39, 10**40 - 1).map(lambda i: f"{{k}}={i}")),
     "empty": (["", "{k}="], st.just("=")),
     "malformed": (["{k}", "=5", "{k}=1x", "nokey.x=1"], st.from_regex(r"[a-z]{1,5}=?[0-9x]{0,3}", fullmatch=True)),
+    "zero": (["{k}=0"], st.just("{k}=0")),
+    "long": (["{k}=" + "9" * 5000, "{k}=1e-400"], st.just("{k}=1e-400")),
+    "bytes": (["{k}=\udcff", "\udcff=1"], st.just("{k}=\udcff")),
 }
 FILE_CLASSES = {
     "missing": (["{tmp}/missing/none.x", "{tmp}/none.x"], None),
@@ -114,11 +126,16 @@ FILE_CLASSES = {
     "read-only": (["{ro}/x"], None),
     "empty": ([""], None),
     "unicode": (["{tmp}/é中🙂.x"], None),
+    "bytes": (["{tmp}/\udcff.x"], None),
+    "long": (["{tmp}/" + "x" * 300, "{tmp}/" + "d/" * 3000 + "x"], None),
+    "fifo": (["{tmp}/fifo"], None),  # `pcap FIFO` waited for a writer forever
+    "symlink-loop": (["{tmp}/loop"], None),
 }
 REFUSE = {"malformed", "nan-inf", "negative", "forty-digits", "empty", "odd-names"}
-READ_REFUSE = {"missing", "corrupt", "wrong-kind", "directory", "devnull", "read-only", "empty"}
-WRITE_REFUSE = {"directory", "read-only", "empty"}
-DIR_REFUSE = {"corrupt", "wrong-kind", "devnull", "read-only", "empty"}  # --textfile DIR
+READ_REFUSE = {"missing", "corrupt", "wrong-kind", "directory", "devnull", "read-only", "empty", "fifo",
+               "symlink-loop"}
+WRITE_REFUSE = {"directory", "read-only", "empty", "fifo", "symlink-loop"}
+DIR_REFUSE = {"corrupt", "wrong-kind", "devnull", "read-only", "empty", "fifo", "symlink-loop"}  # --textfile DIR
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,8 @@ class World:
     def __init__(self, base: Path, n: int, template: "Template"):
         self.dir = base / f"run{n}"
         shutil.copytree(template.dir, self.dir)
+        os.mkfifo(self.dir / "fifo")  # a FIFO read without O_NONBLOCK waits for a writer
+        os.symlink("loop", self.dir / "loop")  # ELOOP
         if os.geteuid() == 0:
             os.mknod(self.dir / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
         with socket.socket() as s:  # a port free now (the exporter listens on it)

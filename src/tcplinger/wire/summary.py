@@ -53,7 +53,8 @@ class Summary:
                     held.append(spans[-1].state)
                     self.held_at_end[state_name(spans[-1].state)] += 1
         rank = 0 if found else 1 if any(s in TEARDOWN_STATES for s in held) else None
-        if rank is not None and (len(self.shown) < self.keep or rank < self.shown[-1][0]):
+        if rank is not None and (len(self.shown) < self.keep  # --show 0 keeps none
+                                 or (self.shown and rank < self.shown[-1][0])):
             self.shown.append((rank, rec))
             self.shown.sort(key=lambda x: (x[0], x[1].ts))
             del self.shown[self.keep:]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...fsutil import check_regular
 from ...i18n import Messages, lang_from_env
 from ..errors import CliError, Exit
 from ..options import input_file
@@ -41,6 +42,7 @@ def register(sub) -> None:
 
 def run(opts: Options, term, msg) -> int:
     for path in opts.files:
+        check_regular(path)  # a FIFO would wait for a writer: refused, exit 2 (README)
         if not path.exists():
             raise CliError(msg("wire.error.no_file", path=str(path)), Exit.NOT_FOUND)
     popts = pcap_options(opts.files, opts.filter, opts.show if opts.uid is None else 10**9,

@@ -15,6 +15,8 @@ from ..errors import CliError, Exit, exit_for
 from ..options import DAY, LONGEST, add_db, add_scope, count_type, duration_type, scope_from
 
 NAME = "watch"
+#: the shortest sampling interval (docs/watch.md)
+MIN_INTERVAL_S = 0.1
 
 
 def register(sub) -> None:
@@ -25,8 +27,10 @@ def register(sub) -> None:
                                    "SQLite database that ls, stats, report, history and top "
                                    "read (docs/watch.md).")
     add_scope(p)
-    p.add_argument("--interval", type=duration_type(maximum=DAY, positive=True), default=10.0,
-                   metavar="S",
+    # at least 0.1 s: faster is a tight loop that fills the WAL (issue 13:
+    # --interval 1e-7 took 10 000 samples a second), not a measurement
+    p.add_argument("--interval", type=duration_type(minimum=MIN_INTERVAL_S, maximum=DAY),
+                   default=10.0, metavar="S",
                    help="seconds between samples (default 10)")
     add_db(p, daemon=True)
     p.add_argument("--no-trace", action="store_true",
