@@ -4,11 +4,18 @@ Catalogs are TOML files in ``tcplinger/messages/<lang>/*.toml`` (one file
 per area: core, rules, lab, sim...), flat ``key = "text with {placeholders}"``.
 Code asks for a key; a test checks both languages hold the same keys and
 placeholders.
+
+Plurals: a field whose format spec holds a ``|`` is replaced by the form
+for its number, ``one|other`` in English (one for exactly 1, as CLDR's
+English rule): ``"{n} {n:socket|sockets}"``. The number itself is written
+by the plain ``{n}`` beside it. Chinese has no plural: zh texts keep one
+form and need no spec.
 """
 
 from __future__ import annotations
 
 import os
+import string
 import tomllib
 from functools import lru_cache
 from importlib import resources
@@ -43,6 +50,24 @@ def lang_from_env(env=None) -> str:
     return "en"
 
 
+class _PluralFormatter(string.Formatter):
+    """str.format, and ``{n:one|other}`` for the form that goes with n.
+
+    >>> f = _PluralFormatter()
+    >>> [f.format("{n} {n:socket|sockets}, {k} {k:has|have}", n=n, k=n) for n in (0, 1, 2)]
+    ['0 sockets, 0 have', '1 socket, 1 has', '2 sockets, 2 have']
+    """
+
+    def format_field(self, value, format_spec):
+        if "|" in format_spec:
+            one, _, other = format_spec.partition("|")
+            return one if value == 1 else other
+        return super().format_field(value, format_spec)
+
+
+_PLURAL = _PluralFormatter()
+
+
 class Messages:
     """``msg("key", n=3)`` -> the text in the chosen language."""
 
@@ -55,4 +80,6 @@ class Messages:
 
     def __call__(self, key: str, /, **fields) -> str:  # a field may be named "key"
         text = self._cat.get(key) or self._en[key]
-        return text.format(**fields) if fields else text
+        if not fields:
+            return text
+        return _PLURAL.vformat(text, (), fields) if "|" in text else text.format(**fields)

@@ -1,5 +1,6 @@
 """Both catalogs are complete: same keys, same placeholders, no empty text."""
 
+import re
 import string
 
 import pytest
@@ -63,3 +64,65 @@ def test_lc_all_wins_end_to_end(cli):
     assert "invalid port 'x'" in err
     _, _, err = cli("ls", "--port", "x", env={"LC_ALL": "zh_CN.UTF-8", "LANG": "C"})
     assert "无效的端口 'x'" in err
+
+
+# ---- plural forms (issue 15, item 6): "1 sockets", "1 have" --------------------------
+
+#: the nouns the catalogs count and the verbs that agree with a count
+PLURALS = ("sockets namespaces findings changes values ports pages files expectations polls "
+           "events records connections groups retransmissions orphans minisockets warnings "
+           "points samples packets keepalives times probes segments processes entries "
+           "instances").split()
+AGREEING = ("have", "are", "were")
+COUNTED = re.compile(r"\b1((?: [\w-]+){0,3}?) (" + "|".join(PLURALS + list(AGREEING)) + r")\b")
+
+
+def _counted_wrongly(text):
+    """Places where the number 1 is followed by a plural noun or verb
+    (at most three words between, none of them "of", "per"...: "1 of these
+    sockets" is right)."""
+    return [m.group(0) for m in COUNTED.finditer(text)
+            if not set(m.group(1).split()) & {"of", "per", "than", "in", "at", "for", "to",
+                                              "and", "or", "from", "every", "each", "after"}
+            and not text[:m.start()].endswith(("of ", "= ", ".."))]
+
+
+#: fields that are no count (names, paths, a rate, a range's end)
+NOT_COUNTS = {"path", "who", "netns", "server", "phase", "tag", "rate", "sender", "side", "src",
+              "dest", "program", "name", "comm", "most"}
+
+
+def test_every_english_count_agrees_with_one():
+    """Each en message rendered with one numeric field at 1 (the others at
+    2) says "1 socket", "1 has", never "1 sockets", "1 have"."""
+    msg = Messages("en")
+    bad = {}
+    for key, text in catalog("en").items():
+        fields = _fields(text)
+        for f in fields - NOT_COUNTS:
+            try:
+                out = msg(key, **{g: 1 if g == f else 2 for g in fields})
+            except (ValueError, TypeError):
+                continue  # a field that takes no number
+            if _counted_wrongly(out) and f"{{{f}}}" in text:
+                bad[key, f] = out
+    assert not bad
+
+
+@pytest.mark.parametrize("key,fields,one,two", [
+    ("ls.footer", {}, "1 socket.", "2 sockets."),
+    ("report.findings", {}, "1 finding:", "2 findings:"),
+    ("report.overview", {"sockets": 1, "shown": "x"},
+     "1 namespace, 1 TCP socket. With lingering sockets or findings: x",
+     "2 namespaces, 1 TCP socket. With lingering sockets or findings: x"),
+    ("rule.close-wait-leak.fact.eof_unread", {},
+     "1 has Recv-Q 1: the peer's FIN", "2 have Recv-Q 1: the peer's FIN"),
+    ("kill.head.act", {}, "Ending 1 socket:", "Ending 2 sockets:"),
+    ("stats.more_owners", {}, "... and 1 more process", "... and 2 more processes"),
+])
+def test_english_plural_forms(key, fields, one, two):
+    en, zh = Messages("en"), Messages("zh")
+    assert en(key, n=1, **fields).startswith(one)
+    assert en(key, n=2, **fields).startswith(two)
+    # Chinese has one form: the same text but the number
+    assert zh(key, n=1, **fields).replace("1", "2", 1) == zh(key, n=2, **fields)

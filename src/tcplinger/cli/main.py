@@ -18,6 +18,7 @@ from ..i18n import Messages, lang_from_env
 from ..model.files import NotOurFile
 from .commands import BY_NAME, COMMANDS, DEFAULT_COMMAND
 from .errors import CliError, Exit, exit_for, one_line
+from .formatter import Formatter
 from .options import OptionError
 from .output import strerror_text
 from .terminal import Terminal
@@ -41,6 +42,12 @@ ARGPARSE_MESSAGES = [
     (re.compile(r"argument (?P<arg>\S+): not allowed with argument (?P<other>\S+)"),
      "usage.not_allowed_with"),
     (re.compile(r"argument (?P<arg>\S+): expected one argument"), "usage.expected_one"),
+    (re.compile(r"argument (?P<arg>\S+): expected at least one argument"),
+     "usage.expected_at_least_one"),
+    (re.compile(r"argument (?P<arg>\S+): expected at most one argument"),
+     "usage.expected_at_most_one"),
+    (re.compile(r"ambiguous option: (?P<option>\S+) could match (?P<matches>.*)"),
+     "usage.ambiguous"),
     (re.compile(r"argument (?P<arg>\S+): invalid (?P<type>\w+) value: (?P<value>.*)"),
      "usage.invalid_typed"),
     (re.compile(r"argument (?P<arg>\S+): ignored explicit argument (?P<value>.*)"),
@@ -71,13 +78,17 @@ def _usage_render(prog: str, message: str) -> Callable[[Messages], str]:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of printing usage and exiting."""
+    """argparse that raises instead of printing usage and exiting, and
+    says its own words (usage, options, -h) in ``texts``' language."""
+
+    texts: Messages | None = None  # set by _argparse_words
 
     #: a command may set another code for bad arguments (``check`` answers
     #: 3, UNKNOWN, as the monitoring-plugin guidelines ask)
     usage_exit_code = Exit.USAGE
 
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", Formatter)
         super().__init__(*args, **kwargs)
         # argparse reads a value only if it looks like a negative number
         # (r'^-\d+$|^-\d*\.\d+$', Lib/argparse.py), so `--older-than -3s`
@@ -85,6 +96,12 @@ class _Parser(argparse.ArgumentParser):
         # (or -inf, -nan) is a value, and the option's type judges it
         # (model/units.py: "must not be negative"). No option is spelt -<digit>.
         self._negative_number_matcher = re.compile(r"^-(\.?[0-9]|inf|nan)", re.IGNORECASE)
+
+    def _get_formatter(self):
+        formatter = super()._get_formatter()
+        if self.texts is not None and isinstance(formatter, Formatter):
+            formatter.usage_prefix = self.texts("argparse.usage")
+        return formatter
 
     def error(self, message):
         raise UsageError(f"{self.prog}: {message}", self.usage_exit_code,
@@ -138,31 +155,29 @@ def _early_messages(argv: list[str], env) -> Messages:
     return Messages(lang_from_env(env))
 
 
-def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
-    """The parser; only the ``selected`` command's module is imported and
-    adds its arguments, the others are listed by name and help."""
-    parser = _Parser(
-        prog="tcplinger",
-        description="Find, explain and end lingering TCP connections "
-                    "(FIN_WAIT_2, CLOSE_WAIT, TIME_WAIT, orphans) on this host.",
-        epilog=f"With no command: `tcplinger {DEFAULT_COMMAND}`. "
-               "Exit codes: 0 ok, 1 unexpected error, 2 bad arguments, 3 not found, "
-               "4 permission denied, 5 kernel feature missing, 6 kill refused every socket, "
-               "7 a file that is not what it should be (capture, watch database, state file).")
-    parser.add_argument("--version", action="version", version=f"tcplinger {__version__}")
-    parser.add_argument("--lang", choices=("en", "zh"),
-                        help="language of the output (default: from LC_ALL/LANG)")
+def build_parser(selected: str | None = None, h: Messages | None = None
+                 ) -> argparse.ArgumentParser:
+    """The parser, every help text from ``h``'s catalog (English by
+    default); only the ``selected`` command's module is imported and adds
+    its arguments, the others are listed by name and help."""
+    h = h or Messages("en")
+    parser = _Parser(prog="tcplinger", description=h("help.tcplinger.about"),
+                     epilog=h("help.tcplinger.epilog", command=DEFAULT_COMMAND))
+    parser.add_argument("--version", action="version", version=f"tcplinger {__version__}",
+                        help=h("argparse.version"))
+    parser.add_argument("--lang", choices=("en", "zh"), help=h("help.tcplinger.lang"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for command in COMMANDS:
         if command.name == selected:
-            command.load().register(sub)
+            command.load().register(sub, h)
         else:
-            sub.add_parser(command.name, help=command.help)
-    _global_everywhere(sub)
+            sub.add_parser(command.name, help=h(command.help))
+    _global_everywhere(sub, h)
+    _argparse_words(parser, h)
     return parser
 
 
-def _global_everywhere(sub: argparse._SubParsersAction) -> None:
+def _global_everywhere(sub: argparse._SubParsersAction, h: Messages) -> None:
     """``--lang`` wherever the user types it: after the command
     (``tcplinger report --lang zh``) as before it. The copy on each
     command's parser has no default (SUPPRESS), so it overrides the
@@ -171,10 +186,25 @@ def _global_everywhere(sub: argparse._SubParsersAction) -> None:
     for parser in set(sub.choices.values()):
         nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
         for action in nested:
-            _global_everywhere(action)
+            _global_everywhere(action, h)
         if "--lang" not in parser._option_string_actions:
             parser.add_argument("--lang", choices=("en", "zh"), default=argparse.SUPPRESS,
-                                help="language of the output (default: from LC_ALL/LANG)")
+                                help=h("help.tcplinger.lang"))
+
+
+def _argparse_words(parser: _Parser, h: Messages) -> None:
+    """argparse's own words on every parser of the tree in ``h``'s
+    language: the group titles, -h's help, "usage: " (argparse takes them
+    from gettext, which has no catalog of ours)."""
+    parser.texts = h
+    parser._positionals.title = h("argparse.positionals")
+    parser._optionals.title = h("argparse.options")
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            action.help = h("argparse.help")
+        elif isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _argparse_words(child, h)
 
 
 def main(argv: list[str] | None = None, term: Terminal | None = None) -> int:
@@ -188,7 +218,7 @@ def main(argv: list[str] | None = None, term: Terminal | None = None) -> int:
 
     try:
         argv = _with_default_command(argv)
-        parser = build_parser(_selected(argv))
+        parser = build_parser(_selected(argv), _early_messages(argv, term.env))
         with contextlib.redirect_stdout(term.stdout):  # --help, --version
             args = parser.parse_args(argv)
         msg = Messages(args.lang or lang_from_env(term.env))

@@ -160,19 +160,15 @@ def count_type(*, maximum: int, minimum: int = 0):
 
 # ---- shared flag groups ----
 
-def add_scope(parser: argparse.ArgumentParser) -> None:
+def add_scope(parser: argparse.ArgumentParser, h) -> None:
+    """``--netns``, ``--netns-pid``, ``--all-netns``, ``--container``,
+    ``--pod``; ``h`` is the catalog of the help's language."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--netns", metavar="NAME",
-                       help="the named network namespace (from /run/netns, as `ip netns`)")
-    group.add_argument("--netns-pid", metavar="PID", type=pid,
-                       help="the network namespace of process PID")
-    group.add_argument("--all-netns", action="store_true",
-                       help="every network namespace on the host (containers included)")
-    group.add_argument("--container", metavar="NAME",
-                       help="the network namespace of the container NAME (docker, podman, "
-                            "containerd, CRI-O name; a pod's container name; or an id prefix)")
-    group.add_argument("--pod", metavar="NS/NAME",
-                       help="the network namespace of the Kubernetes pod NAME in namespace NS")
+    group.add_argument("--netns", metavar="NAME", help=h("help.scope.netns"))
+    group.add_argument("--netns-pid", metavar="PID", type=pid, help=h("help.scope.netns-pid"))
+    group.add_argument("--all-netns", action="store_true", help=h("help.scope.all-netns"))
+    group.add_argument("--container", metavar="NAME", help=h("help.scope.container"))
+    group.add_argument("--pod", metavar="NS/NAME", help=h("help.scope.pod"))
 
 
 def scope_from(args) -> Scope:
@@ -182,14 +178,12 @@ def scope_from(args) -> Scope:
                  container=args.container, pod=args.pod)
 
 
-def add_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state", type=states, metavar="LIST",
-                        help="comma-separated states or groups (close-wait, FIN_WAIT2,"
-                             " timewait, lingering, ...)")
-    parser.add_argument("--port", type=port, help="local or remote port")
-    parser.add_argument("--sport", type=port, help="local (source) port")
-    parser.add_argument("--dport", type=port, help="remote (destination) port")
-    parser.add_argument("--pid", type=pid, help="only sockets held by this process")
+def add_filters(parser: argparse.ArgumentParser, h) -> None:
+    parser.add_argument("--state", type=states, metavar="LIST", help=h("help.filter.state"))
+    parser.add_argument("--port", type=port, help=h("help.filter.port"))
+    parser.add_argument("--sport", type=port, help=h("help.filter.sport"))
+    parser.add_argument("--dport", type=port, help=h("help.filter.dport"))
+    parser.add_argument("--pid", type=pid, help=h("help.filter.pid"))
 
 
 def filters_from(args) -> Filters:
@@ -199,19 +193,18 @@ def filters_from(args) -> Filters:
                    dport=args.dport, pid=args.pid)
 
 
-def add_owners(parser: argparse.ArgumentParser, always: str) -> None:
+def add_owners(parser: argparse.ArgumentParser, h, always: str) -> None:
     """``--owners`` / ``--no-owners``: ``args.owners`` is True, False, or
     None for the automatic choice of the one owner policy (collect/owners.py:
     walk /proc/*/fd only while the walk reads fewer than
-    AUTO_OWNERS_MAX_FILES open files)."""
+    AUTO_OWNERS_MAX_FILES open files); ``always`` is the catalog key of
+    ``--owners``' help."""
     from ..collect.files import AUTO_OWNERS_MAX_FILES
 
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--owners", action="store_true", default=None, help=always)
+    group.add_argument("--owners", action="store_true", default=None, help=h(always))
     group.add_argument("--no-owners", dest="owners", action="store_false",
-                       help="never walk /proc/*/fd (default: walk the namespace's own "
-                            "processes, or every process for the host's namespace, while "
-                            f"they hold fewer than {AUTO_OWNERS_MAX_FILES} open files)")
+                       help=h("help.owners.no-owners", files=AUTO_OWNERS_MAX_FILES))
 
 
 def owner_policy(choice: bool | None):
@@ -221,30 +214,24 @@ def owner_policy(choice: bool | None):
     return OwnerPolicy(walk=choice)
 
 
-def add_db(parser: argparse.ArgumentParser, *, daemon: bool = False) -> None:
+def add_db(parser: argparse.ArgumentParser, h, *, daemon: bool = False) -> None:
     """``--db``: the watch database that ``watch`` writes (``daemon``) or
     that a one-shot command takes ages from."""
-    if daemon:
-        text = ("the watch database (default: /var/lib/tcplinger/watch.db for root, "
-                "~/.local/state/tcplinger/watch.db otherwise)")
-    else:
-        text = ("take ages from this watch database (default: the watch daemon's, "
-                "when it is fresh; docs/watch.md)")
+    text = h("help.db.daemon") if daemon else h("help.db.ages")
     parser.add_argument("--db", metavar="PATH", type=input_file, default=None, help=text)
 
 
-def add_diagnose_args(p: argparse.ArgumentParser) -> None:
+def add_diagnose_args(p: argparse.ArgumentParser, h) -> None:
     """What ``report``, ``check`` and ``tune`` share."""
-    add_scope(p)
-    add_owners(p, "always find the owning processes of lingering sockets")
+    add_scope(p, h)
+    add_owners(p, h, "help.diagnose.owners")
     p.add_argument("--threshold", action="append", default=[], metavar="RULE.NAME=VALUE",
-                   help="override a rule threshold (see `tcplinger rules`); repeatable")
+                   help=h("help.diagnose.threshold"))
     p.add_argument("--rule", action="append", default=None, metavar="RULE",
-                   help="run only this rule (repeatable)")
+                   help=h("help.diagnose.rule"))
     p.add_argument("--interval", type=duration_type(maximum=3600, positive=True), default=None,
-                   metavar="SECONDS",
-                   help="sample the kernel counters twice, SECONDS apart, to see which are rising")
-    add_db(p)
+                   metavar="SECONDS", help=h("help.diagnose.interval"))
+    add_db(p, h)
 
 
 def thresholds(texts) -> dict[str, dict]:

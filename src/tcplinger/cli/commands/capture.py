@@ -9,7 +9,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from ...app.pcap import CaptureOptions, capture_scope
-from ...i18n import Messages, lang_from_env
 from ..options import DAY, OptionError, add_scope, duration_type, output_file, scope_from
 from ..wire_output import (add_engine_flags, add_output_flags, analyse_and_render, capture_errors,
                            engine_flags, pcap_options)
@@ -33,10 +32,9 @@ def interface(text: str) -> str:
     return text
 
 
-def register(sub) -> None:
-    h = Messages(lang_from_env())
+def register(sub, h) -> None:
     p = sub.add_parser(NAME, help=h("wire.help.capture"), description=h("wire.help.capture_long"))
-    add_scope(p)
+    add_scope(p, h)
     p.add_argument("--seconds", type=duration_type(maximum=DAY, positive=True), required=True,
                    metavar="N",
                    help=h("wire.help.seconds"))

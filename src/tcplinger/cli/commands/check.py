@@ -39,16 +39,13 @@ class CheckOptions:
     state: Path | None
 
 
-def register(sub) -> None:
-    p = sub.add_parser(NAME, help="monitoring plugin: one line, exit 0 OK / 1 WARNING / "
-                                  "2 CRITICAL / 3 UNKNOWN",
-                       description="Run the diagnosis and report like a Nagios/Icinga plugin: "
-                                   "one summary line with performance data, and the exit code "
-                                   "of the worst finding (info findings are OK).")
+def register(sub, h) -> None:
+    p = sub.add_parser(NAME, help=h("help.check"),
+                       description=h("help.check.about"))
     p.usage_exit_code = UNKNOWN  # bad arguments are UNKNOWN, not CRITICAL (2)
-    add_diagnose_args(p)
+    add_diagnose_args(p, h)
     p.add_argument("--state", type=input_file, metavar="FILE",
-                   help="keep kernel counters here between runs, to see which are rising")
+                   help=h("help.check.state"))
     p.set_defaults(run=_run_args)
 
 

@@ -11,12 +11,10 @@ from ..output import strerror_text
 NAME = "doctor"
 
 
-def register(sub) -> None:
-    p = sub.add_parser(NAME, help="what this host and user allow tcplinger to do",
-                       description="Probe kernel features (sock_diag, SOCK_DESTROY, tcp_info, "
-                                   "tracefs, namespaces, conntrack) and say what each missing "
-                                   "one costs.")
-    p.add_argument("--json", action="store_true", help="JSON output")
+def register(sub, h) -> None:
+    p = sub.add_parser(NAME, help=h("help.doctor"),
+                       description=h("help.doctor.about"))
+    p.add_argument("--json", action="store_true", help=h("help.doctor.json"))
     p.set_defaults(run=lambda args, term, msg: run(args.json, term, msg))
 
 

@@ -11,13 +11,10 @@ from ..errors import CliError, Exit
 NAME = "explain"
 
 
-def register(sub) -> None:
-    p = sub.add_parser(NAME, help="explain a rule: the TCP behaviour behind it, measured facts, "
-                                  "references",
-                       description="Print the long explanation of a rule (see `tcplinger rules`)"
-                                   " with its thresholds and references (RFC 9293, kernel "
-                                   "ip-sysctl documentation, man pages).")
-    p.add_argument("rule", metavar="RULE", help="a rule id, e.g. close-wait-leak")
+def register(sub, h) -> None:
+    p = sub.add_parser(NAME, help=h("help.explain"),
+                       description=h("help.explain.about"))
+    p.add_argument("rule", metavar="RULE", help=h("help.explain.rule"))
     p.set_defaults(run=lambda args, term, msg: run(args.rule, term, msg))
 
 

@@ -63,39 +63,30 @@ def listen_address(text: str) -> tuple[str, int]:
     return host, number
 
 
-def register(sub) -> None:
-    p = sub.add_parser(NAME, help="Prometheus exporter (HTTP, or a file for node_exporter)",
-                       description="Serve Prometheus metrics built from a fresh snapshot at each "
-                                   "scrape: sockets by state and owner, ages, orphans and "
-                                   "TIME_WAIT against their limits, ephemeral ports, TcpExt "
-                                   "counters, conntrack, and the current findings. Listens on "
-                                   f"{DEFAULT_LISTEN} unless told otherwise.")
-    add_scope(p)
+def register(sub, h) -> None:
+    p = sub.add_parser(NAME, help=h("help.exporter"),
+                       description=h("help.exporter.about", listen=DEFAULT_LISTEN))
+    add_scope(p, h)
     out = p.add_mutually_exclusive_group()
     out.add_argument("--listen", type=listen_address, default=None, metavar="HOST:PORT",
-                     help=f"address to serve /metrics on (default {DEFAULT_LISTEN}; "
-                          f":{DEFAULT_PORT} for every address)")
+                     help=h("help.exporter.listen", listen=DEFAULT_LISTEN, port=DEFAULT_PORT))
     out.add_argument("--textfile", type=directory, metavar="DIR",
-                     help="write DIR/tcplinger.prom for node_exporter's textfile collector "
-                          "instead of serving")
+                     help=h("help.exporter.textfile"))
     p.add_argument("--web-config", type=input_file, metavar="FILE",
-                   help="TLS and basic auth, in the Prometheus exporter-toolkit format")
+                   help=h("help.exporter.web-config"))
     p.add_argument("--interval", type=duration_type(minimum=1, maximum=DAY), metavar="SECONDS",
-                   help="with --textfile: rewrite the file every SECONDS (default: once)")
+                   help=h("help.exporter.interval"))
     p.add_argument("--top-owners", type=count_type(maximum=TOP_MAX), default=10, metavar="K",
-                   help="processes per namespace and state with their own owner label; the "
-                        "rest are summed as owner=\"other\" (default 10)")
+                   help=h("help.exporter.top-owners"))
     p.add_argument("--top-destinations", type=count_type(maximum=TOP_MAX), default=5, metavar="N",
-                   help="busiest destinations per namespace in tcplinger_ephemeral_ports_used "
-                        "(default 5)")
+                   help=h("help.exporter.top-destinations"))
     p.add_argument("--no-age-histograms", dest="age_histograms", action="store_false",
-                   help="export only the oldest age per state, not age histograms (16 series "
-                        "per namespace, state and age source)")
-    add_owners(p, "always find the processes owning lingering sockets")
+                   help=h("help.exporter.no-age-histograms"))
+    add_owners(p, h, "help.exporter.owners")
     p.add_argument("--no-findings", dest="findings", action="store_false",
-                   help="do not run the diagnosis (no tcplinger_finding)")
+                   help=h("help.exporter.no-findings"))
     p.add_argument("--threshold", action="append", default=[], metavar="RULE.NAME=VALUE",
-                   help="override a rule threshold for tcplinger_finding; repeatable")
+                   help=h("help.exporter.threshold"))
     p.set_defaults(run=lambda args, term, msg: run(options_from(args), term, msg))
 
 

@@ -26,21 +26,20 @@ class HistoryOptions:
     png: Path | None
 
 
-def register(sub) -> None:
-    p = sub.add_parser(NAME, help="trends from the watch database: sparklines, growth, time to limit",
-                       description="Show how socket counts evolved (from `tcplinger watch`), which "
-                                   "grow, at what rate, and when they reach their limit (fd limit "
-                                   "of the owner, tcp_max_tw_buckets, the ephemeral port range).")
+def register(sub, h) -> None:
+    p = sub.add_parser(NAME, help=h("help.history"),
+                       description=h("help.history.about"))
     p.add_argument("--since", type=duration_type(maximum=LONGEST, positive=True),
                    default=6 * 3600.0, metavar="DURATION",
-                   help="how far back (default 6h)")
+                   help=h("help.history.since"))
     p.add_argument("--state", dest="states", type=states_arg, default=None, metavar="LIST",
-                   help="only these states (close-wait, time-wait, lingering, ...)")
-    p.add_argument("--by", choices=("state", "owner", "netns"), default="state")
-    p.add_argument("--json", action="store_true", help="JSON output")
+                   help=h("help.history.state"))
+    p.add_argument("--by", choices=("state", "owner", "netns"), default="state",
+                   help=h("help.history.by"))
+    p.add_argument("--json", action="store_true", help=h("help.history.json"))
     p.add_argument("--png", type=output_file, default=None, metavar="FILE",
-                   help="also plot the series into a PNG file (needs matplotlib)")
-    add_db(p, daemon=True)
+                   help=h("help.history.png"))
+    add_db(p, h, daemon=True)
     p.set_defaults(run=lambda args, term, msg: run(HistoryOptions(
         HistoryQuery(db_path(args.db), args.since, args.states, args.by), args.json, args.png),
         term, msg))

@@ -52,40 +52,33 @@ def _typed(fn):
     return parse
 
 
-def register(sub) -> None:
+def register(sub, h) -> None:
     p = sub.add_parser(
-        NAME, help="end lingering sockets (SOCK_DESTROY); a dry run unless --yes",
-        description="End TCP sockets through sock_diag SOCK_DESTROY, in their own network "
-                    "namespace. Without --yes nothing is changed: the plan is printed. "
-                    "LISTEN sockets are always refused; ESTABLISHED (and opening) ones "
-                    "unless --include-established. Default states: the lingering ones "
-                    "(FIN_WAIT1, FIN_WAIT2, CLOSING, TIME_WAIT, CLOSE_WAIT, LAST_ACK).")
-    add_scope(p)
+        NAME, help=h("help.kill"),
+        description=h("help.kill.about"))
+    add_scope(p, h)
     p.add_argument("--state", type=states, metavar="LIST",
-                   help="comma-separated states or groups (default: lingering)")
-    p.add_argument("--pid", type=pid, help="only sockets held by this process")
-    p.add_argument("--comm", metavar="NAME", help="only sockets held by a process of this name"
-                                                  " (as in /proc/PID/comm)")
-    p.add_argument("--port", type=port, help="local or remote port")
-    p.add_argument("--sport", type=port, help="local (source) port")
-    p.add_argument("--dport", type=port, help="remote (destination) port")
+                   help=h("help.kill.state"))
+    p.add_argument("--pid", type=pid, help=h("help.kill.pid"))
+    p.add_argument("--comm", metavar="NAME", help=h("help.kill.comm"))
+    p.add_argument("--port", type=port, help=h("help.kill.port"))
+    p.add_argument("--sport", type=port, help=h("help.kill.sport"))
+    p.add_argument("--dport", type=port, help=h("help.kill.dport"))
     p.add_argument("--peer", type=_typed(selection.parse_peer), action="append", default=[],
-                   metavar="ADDR[/PREFIX]", help="remote address or network (repeatable)")
+                   metavar="ADDR[/PREFIX]", help=h("help.kill.peer"))
     p.add_argument("--older-than", type=duration_type(maximum=LONGEST), metavar="DURATION",
-                   help="only sockets known to be in their state at least this long "
-                        "(90s, 5m, 2h); unknown ages are left out, never guessed")
+                   help=h("help.kill.older-than"))
     p.add_argument("--cookie", type=_typed(selection.parse_cookie), action="append", default=[],
-                   help="sock_diag cookie, as `tcplinger ls --json` shows it (repeatable)")
+                   help=h("help.kill.cookie"))
     p.add_argument("--include-established", action="store_true",
-                   help="allow ending ESTABLISHED (and SYN_SENT/SYN_RECV) connections")
+                   help=h("help.kill.include-established"))
     p.add_argument("--max", type=count_type(minimum=1, maximum=selection.MAX_MAX),
                    default=selection.DEFAULT_MAX,
-                   metavar="N", help=f"end at most N sockets (default {selection.DEFAULT_MAX})")
-    p.add_argument("--yes", action="store_true", help="act: end the sockets (default: dry run)")
-    p.add_argument("--json", action="store_true", help="JSON output (docs/act.md)")
+                   metavar="N", help=h("help.kill.max", max=selection.DEFAULT_MAX))
+    p.add_argument("--yes", action="store_true", help=h("help.kill.yes"))
+    p.add_argument("--json", action="store_true", help=h("help.kill.json"))
     p.add_argument("--audit-log", type=input_file, metavar="PATH",
-                   help="audit log file (default /var/log/tcplinger/audit.jsonl for root, "
-                        "~/.local/state/tcplinger/audit.jsonl otherwise)")
+                   help=h("help.kill.audit-log"))
     p.set_defaults(run=lambda args, term, msg: run(options_from(args), term, msg))
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from ...app import lab
 from ...app.lab import ALL, DEFAULT_INTERVAL_S, MAX_INTERVAL_S, SYSCTLS, parse_sets
 from ...fsutil import atomic_write
-from ...i18n import Messages, lang_from_env
 from ...model.params import ParamError
 from ...ui import timeline as tl_view
 from ..errors import CliError, Exit, exit_for
@@ -43,8 +42,7 @@ class RunOptions:
     html: Path | None = None
 
 
-def register(sub) -> None:
-    h = Messages(lang_from_env())
+def register(sub, h) -> None:
     p = sub.add_parser(NAME, help=h("lab.help.command"), description=h("lab.help.description"))
     actions = p.add_subparsers(dest="lab_action", metavar="ACTION", parser_class=type(p))
 

@@ -30,16 +30,15 @@ class LsOptions:
     db: Path | None = None  # a watch database path (None: the default one, if fresh)
 
 
-def register(sub) -> None:
-    p = sub.add_parser(NAME, help="list sockets (like ss -tan) with age, owner and namespace",
-                       description="List TCP sockets with their state, timer, age in state "
-                                   "(and where that age comes from), owner and namespace.")
-    add_scope(p)
-    add_filters(p)
+def register(sub, h) -> None:
+    p = sub.add_parser(NAME, help=h("help.ls"),
+                       description=h("help.ls.about"))
+    add_scope(p, h)
+    add_filters(p, h)
     p.add_argument("--owners", action="store_true",
-                   help="find the owning processes (walks /proc/*/fd for the listed sockets)")
-    p.add_argument("--json", action="store_true", help="JSON output (docs/json.md)")
-    add_db(p)
+                   help=h("help.ls.owners"))
+    p.add_argument("--json", action="store_true", help=h("help.ls.json"))
+    add_db(p, h)
     p.set_defaults(run=lambda args, term, msg: run(
         LsOptions(scope_from(args), filters_from(args), args.owners, args.json, args.db),
         term, msg))

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...fsutil import check_regular
-from ...i18n import Messages, lang_from_env
 from ..errors import CliError, Exit
 from ..options import input_file
 from ..wire_output import (EngineFlags, add_engine_flags, add_output_flags, analyse_and_render,
@@ -29,8 +28,7 @@ class Options:
     engine: EngineFlags
 
 
-def register(sub) -> None:
-    h = Messages(lang_from_env())
+def register(sub, h) -> None:
     p = sub.add_parser(NAME, help=h("wire.help.pcap"), description=h("wire.help.pcap_long"))
     p.add_argument("files", nargs="+", type=input_file, metavar="FILE", help=h("wire.help.files"))
     add_output_flags(p, h)

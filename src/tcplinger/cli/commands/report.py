@@ -16,7 +16,6 @@ from pathlib import Path
 from ...app.diagnosis import DiagnoseOptions, diagnose
 from ...collect.roots import Roots
 from ...export import findings as findings_export
-from ...i18n import Messages, lang_from_env
 from ...ui import overview as overview_view
 from ...ui import report as report_view
 from ...ui import wire as wire_view
@@ -38,26 +37,20 @@ class ReportOptions:
     verbose: bool = False  # every namespace's table and every finding, ungrouped
 
 
-def register(sub) -> None:
-    p = sub.add_parser(NAME, help="explain lingering connections: cause, evidence, lifetime, fix "
-                                  "(the default command)",
-                       description="Diagnose lingering TCP connections: a state summary per "
-                                   "namespace next to the kernel limits, then findings, most "
-                                   "severe first, each with evidence, cause, lifetime and fixes.")
-    add_diagnose_args(p)
-    p.add_argument("--json", action="store_true", help="JSON output (docs/json.md)")
+def register(sub, h) -> None:
+    p = sub.add_parser(NAME, help=h("help.report"),
+                       description=h("help.report.about"))
+    add_diagnose_args(p, h)
+    p.add_argument("--json", action="store_true", help=h("help.report.json"))
     p.add_argument("-v", "--verbose", action="store_true",
-                   help="over several namespaces: every namespace's states and limits and "
-                        "every finding on its own (default: one line per namespace with "
-                        "lingering sockets, findings grouped by rule and program)")
+                   help=h("help.report.verbose"))
     p.add_argument("--sockets", type=count_type(maximum=10**6), default=5, metavar="N",
-                   help="sockets shown per finding in text output (default 5)")
+                   help=h("help.report.sockets"))
     p.add_argument("--html", type=output_file, default=None, metavar="FILE",
-                   help="also write the report as one self-contained HTML page (no scripts, "
-                        "nothing fetched) to attach to a ticket")
+                   help=h("help.report.html"))
     p.add_argument("--capture", type=duration_type(maximum=DAY, positive=True),
                    metavar="SECONDS",
-                   help=Messages(lang_from_env())("wire.help.report_capture"))
+                   help=h("wire.help.report_capture"))
     p.set_defaults(run=lambda args, term, msg: run(
         ReportOptions(diagnose_options(args), args.json, args.sockets, args.html, args.capture,
                       args.verbose), term, msg))

@@ -11,11 +11,10 @@ from ...ui.table import render as render_table
 NAME = "rules"
 
 
-def register(sub) -> None:
-    p = sub.add_parser(NAME, help="list the diagnosis rules and their thresholds",
-                       description="List the rules `tcplinger report` runs, what each finds, "
-                                   "and the thresholds `check --threshold` can change.")
-    p.add_argument("--json", action="store_true", help="JSON output")
+def register(sub, h) -> None:
+    p = sub.add_parser(NAME, help=h("help.rules"),
+                       description=h("help.rules.about"))
+    p.add_argument("--json", action="store_true", help=h("help.rules.json"))
     p.set_defaults(run=lambda args, term, msg: run(args.json, term, msg))
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from ...app import simulation
 from ...app.simulation import NoPreset, Source
 from ...fsutil import atomic_write
-from ...i18n import Messages, lang_from_env
 from ...model.params import ParamError
 from ...ui import simulation as sim_view
 from ...ui import timeline as tl_view
@@ -77,12 +76,11 @@ def _source(args) -> Source:
     return Source(args.preset, Path(args.scenario) if args.scenario else None)
 
 
-def register(sub) -> None:
-    h = Messages(lang_from_env())
+def register(sub, h) -> None:
     p = sub.add_parser(NAME, help=h("sim.help.command"), description=h("sim.help.description"))
     actions = p.add_subparsers(dest="sim_action", metavar="ACTION", parser_class=type(p))
 
-    pp = actions.add_parser("presets", help=h("sim.help.presets"))
+    pp = actions.add_parser("presets", help=h("sim.help.presets"), description=h("sim.help.presets"))
     pp.add_argument("--json", action="store_true", help=h("sim.help.json"))
     pp.set_defaults(run=lambda args, term, msg: run_presets(args.json, term, msg))
 

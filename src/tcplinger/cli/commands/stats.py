@@ -29,14 +29,13 @@ class StatsOptions:
     db: Path | None = None  # a watch database (None: the default one, when fresh)
 
 
-def register(sub) -> None:
-    p = sub.add_parser(NAME, help="counts by state per namespace and owner, next to kernel limits",
-                       description="Count TCP sockets by state per network namespace and per "
-                                   "owning process; orphans and TIME_WAIT next to their limits.")
-    add_scope(p)
-    add_owners(p, "always count per owning process")
-    p.add_argument("--json", action="store_true", help="JSON output (docs/json.md)")
-    add_db(p)
+def register(sub, h) -> None:
+    p = sub.add_parser(NAME, help=h("help.stats"),
+                       description=h("help.stats.about"))
+    add_scope(p, h)
+    add_owners(p, h, "help.stats.owners")
+    p.add_argument("--json", action="store_true", help=h("help.stats.json"))
+    add_db(p, h)
     p.set_defaults(run=lambda args, term, msg: run(
         StatsOptions(scope_from(args), owner_policy(args.owners), args.json, args.db), term, msg))
 

@@ -31,20 +31,15 @@ class TopOptions:
         return LiveOptions(self.scope, self.db, self.history)
 
 
-def register(sub) -> None:
-    p = sub.add_parser(NAME, help="live full-screen view: states, owners, oldest sockets, growth",
-                       description="A live view: counts per state and namespace with their trend "
-                                   "(from `tcplinger watch`), the owners with the most lingering "
-                                   "sockets, the oldest sockets with their ages, and what grows. "
-                                   "Keys: q quit, s sort, f/o/n filter by state/owner/netns, c clear, "
-                                   "k end the sockets shown (after y). Without a terminal: one "
-                                   "screen as text.")
-    add_scope(p)
-    add_db(p)
+def register(sub, h) -> None:
+    p = sub.add_parser(NAME, help=h("help.top"),
+                       description=h("help.top.about"))
+    add_scope(p, h)
+    add_db(p, h)
     p.add_argument("--refresh", type=duration_type(maximum=3600, positive=True), default=2.0,
                    metavar="S",
-                   help="seconds between refreshes (default 2)")
-    p.add_argument("--once", action="store_true", help="print one screen as text and exit")
+                   help=h("help.top.refresh"))
+    p.add_argument("--once", action="store_true", help=h("help.top.once"))
     p.set_defaults(run=lambda args, term, msg: run(TopOptions(
         scope_from(args), args.db, args.refresh, args.once), term, msg))
 

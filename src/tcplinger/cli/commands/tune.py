@@ -49,29 +49,25 @@ class TuneOptions:
     audit_log: Path | None = None
 
 
-def register(sub) -> None:
+def register(sub, h) -> None:
     p = sub.add_parser(
-        NAME, help="a reviewed plan of sysctl changes from the findings (--apply, --revert)",
-        description="Turn the findings into sysctl changes: current -> proposed value, the "
-                    "finding each answers, its risk and the bound that limits it. Says when no "
-                    "sysctl can help (a CLOSE_WAIT leak is a code bug). Never proposes "
-                    "tcp_tw_recycle.")
-    add_diagnose_args(p)
-    p.add_argument("--json", action="store_true", help="JSON output (docs/act.md)")
-    p.add_argument("--write", type=output_file, metavar="FILE", help="write the plan as a sysctl.d snippet")
+        NAME, help=h("help.tune"),
+        description=h("help.tune.about"))
+    add_diagnose_args(p, h)
+    p.add_argument("--json", action="store_true", help=h("help.tune.json"))
+    p.add_argument("--write", type=output_file, metavar="FILE", help=h("help.tune.write"))
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--apply", action="store_true",
-                      help="apply the plan to the namespace after confirmation")
+                      help=h("help.tune.apply"))
     mode.add_argument("--revert", action="store_true",
-                      help="restore the values recorded by the last --apply")
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+                      help=h("help.tune.revert"))
+    p.add_argument("--yes", action="store_true", help=h("help.tune.yes"))
     p.add_argument("--force", action="store_true",
-                   help="with --revert: also restore values changed since by someone else")
+                   help=h("help.tune.force"))
     p.add_argument("--state-file", type=input_file, metavar="PATH",
-                   help="where --apply records previous values (default "
-                        "/var/lib/tcplinger/tune-state.json for root)")
+                   help=h("help.tune.state-file"))
     p.add_argument("--audit-log", type=input_file, metavar="PATH",
-                   help="audit log file (default /var/log/tcplinger/audit.jsonl for root)")
+                   help=h("help.tune.audit-log"))
     p.set_defaults(run=lambda args, term, msg: run(TuneOptions(
         diagnose_options(args), args.json, args.write, args.apply, args.revert, args.yes,
         args.force, args.state_file, args.audit_log), term, msg))

@@ -19,37 +19,30 @@ NAME = "watch"
 MIN_INTERVAL_S = 0.1
 
 
-def register(sub) -> None:
-    p = sub.add_parser(NAME, help="the daemon: remember ages in state, transitions and trends",
-                       description="Sample the host every interval, track each socket's age in "
-                                   "state (exact with the state-change tracepoint, else from "
-                                   "sampling) and keep counts, limits and transitions in an "
-                                   "SQLite database that ls, stats, report, history and top "
-                                   "read (docs/watch.md).")
-    add_scope(p)
+def register(sub, h) -> None:
+    p = sub.add_parser(NAME, help=h("help.watch"), description=h("help.watch.about"))
+    add_scope(p, h)
     # at least 0.1 s: faster is a tight loop that fills the WAL (issue 13:
     # --interval 1e-7 took 10 000 samples a second), not a measurement
     p.add_argument("--interval", type=duration_type(minimum=MIN_INTERVAL_S, maximum=DAY),
-                   default=10.0, metavar="S",
-                   help="seconds between samples (default 10)")
-    add_db(p, daemon=True)
+                   default=10.0, metavar="S", help=h("help.watch.interval"))
+    add_db(p, h, daemon=True)
     p.add_argument("--no-trace", action="store_true",
-                   help="do not use the tracepoint: ages from sampling only")
+                   help=h("help.watch.no-trace"))
     p.add_argument("--no-owners", action="store_true",
-                   help="do not attribute lingering sockets to processes")
+                   help=h("help.watch.no-owners"))
     p.add_argument("--samples", type=count_type(minimum=1, maximum=10**9), default=None,
                    metavar="N",
-                   help="stop after N samples (default: run until SIGTERM)")
+                   help=h("help.watch.samples"))
     p.add_argument("--full-every", type=duration_type(maximum=DAY), default=10.0,
                    metavar="DURATION",
-                   help="dump ESTABLISHED sockets this often; the samples between dump the "
-                        "other states only (default 10s; 0: every sample)")
+                   help=h("help.watch.full-every"))
     p.add_argument("--keep", type=duration_type(maximum=LONGEST, positive=True),
                    default=30 * 24 * 3600.0, metavar="DURATION",
-                   help="how long history is kept (default 30d)")
+                   help=h("help.watch.keep"))
     p.add_argument("--raw-keep", type=duration_type(maximum=LONGEST, positive=True),
                    default=6 * 3600.0, metavar="DURATION",
-                   help="how long every sample is kept before 5-minute roll-ups (default 6h)")
+                   help=h("help.watch.raw-keep"))
     p.set_defaults(run=lambda args, term, msg: run(WatchOptions(
         scope_from(args), args.interval, db_path(args.db), not args.no_trace, args.samples,
         not args.no_owners, args.raw_keep, args.keep, full_every=args.full_every), term, msg))
