@@ -15,10 +15,11 @@ form and need no spec.
 from __future__ import annotations
 
 import os
-import string
 import tomllib
 from functools import lru_cache
 from importlib import resources
+
+from .model.plural import fill
 
 LANGS = ("en", "zh")
 
@@ -50,24 +51,6 @@ def lang_from_env(env=None) -> str:
     return "en"
 
 
-class _PluralFormatter(string.Formatter):
-    """str.format, and ``{n:one|other}`` for the form that goes with n.
-
-    >>> f = _PluralFormatter()
-    >>> [f.format("{n} {n:socket|sockets}, {k} {k:has|have}", n=n, k=n) for n in (0, 1, 2)]
-    ['0 sockets, 0 have', '1 socket, 1 has', '2 sockets, 2 have']
-    """
-
-    def format_field(self, value, format_spec):
-        if "|" in format_spec:
-            one, _, other = format_spec.partition("|")
-            return one if value == 1 else other
-        return super().format_field(value, format_spec)
-
-
-_PLURAL = _PluralFormatter()
-
-
 class Messages:
     """``msg("key", n=3)`` -> the text in the chosen language."""
 
@@ -82,4 +65,4 @@ class Messages:
         text = self._cat.get(key) or self._en[key]
         if not fields:
             return text
-        return _PLURAL.vformat(text, (), fields) if "|" in text else text.format(**fields)
+        return fill(text, fields)

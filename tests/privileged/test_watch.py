@@ -358,5 +358,5 @@ def test_top_kill_ends_a_close_wait_socket(tmp_path):
         cookies = [int(c) for part in view.parts for c in part.table.rows["cookie"]]
         assert len(cookies) == 1
         text = kill_cookies(cookies, Messages("en"), dict(os.environ))
-        assert text == "ended 1 sockets; 0 failed", text
+        assert text == "ended 1 socket; 0 failed", text
         assert ns.ss(states=("CLOSE_WAIT",)) == []

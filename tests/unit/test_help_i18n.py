@@ -151,3 +151,46 @@ def test_every_action_and_command_has_a_catalog_help(lang):
                 assert mine.help != theirs.help and CJK.search(mine.help), where
         if lang == "zh" and path:
             assert CJK.search(parser.description), path
+
+
+# ---- errors in Chinese ----------------------------------------------------------------
+
+#: bad input per command: argparse's errors, option types, and the
+#: commands' own argument checks
+BAD_INPUT = {
+    "report": [["--rule", "nope"], ["--threshold", "x"], ["--sockets", "-1"]],
+    "ls": [["--port", "x"], ["--s", "1"]],
+    "stats": [["--owners", "--no-owners"]],
+    "rules": [["extra"]],
+    "explain": [[]],
+    "check": [["--threshold", "close-wait-leak.nope=3"]],
+    "doctor": [["--json=x"]],
+    "kill": [["--peer", "zz"], ["--cookie", "q"], ["--older-than"]],
+    "tune": [["--threshold", "close-wait-leak.min_age=abc"], ["--apply", "--revert"]],
+    "sim": [[], ["run"], ["run", "--set", "x"], ["sweep", "--preset", "x"]],
+    "pcap": [[]],
+    "capture": [["--seconds", "0"]],
+    "lab": [[], ["run"], ["list", "--bogus"]],
+    "exporter": [["--listen", "bad"], ["--interval", "5"],
+                 ["--textfile", "/tmp", "--web-config", "x"]],
+    "watch": [["--interval", "0"], ["--samples", "0"]],
+    "history": [["--by", "pid"]],
+    "top": [["--refresh", "0"]],
+}
+
+
+def test_bad_input_covers_every_command():
+    assert set(BAD_INPUT) == {c.name for c in COMMANDS}
+
+
+@pytest.mark.parametrize("argv", [[c.name, *bad] for c in COMMANDS for bad in
+                                  [["--no-such-option-xyz"], *BAD_INPUT[c.name]]],
+                         ids=" ".join)
+def test_usage_errors_in_chinese(cli, argv):
+    names = set().union(*(_names(p) for _, p in ZH_PARSERS)) | set(argv)  # the user's words
+    code, out, err = cli("--lang", "zh", *argv, env={"LANG": "C"})
+    text = err or out  # check, a monitoring plugin, answers on stdout
+    assert code in (2, 3), (argv, code, text)
+    assert text.count("\n") == 1 and CJK.search(text), (argv, text)
+    text = re.sub(r"'[^']*'|TCPLINGER UNKNOWN", " ", text)  # the user's own values
+    assert english_words(text, names) == [], (argv, text)

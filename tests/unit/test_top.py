@@ -18,7 +18,7 @@ MSG = Messages("en")
 
 def test_plain_text_fits_80_columns():
     lines = top_ui.render_text(MODEL, width=80, msg=MSG)
-    assert lines[0].startswith("tcplinger top — 35 sockets, 1 namespaces")
+    assert lines[0].startswith("tcplinger top — 35 sockets, 1 namespace,")
     assert all(len(line) <= 80 for line in lines)
     assert any("CLOSE_WAIT" in line and "▁" in line for line in lines)
     assert any("(trace)" in line for line in lines)

@@ -29,7 +29,13 @@ MAX_MAX = 10**8
 
 
 class BadValue(ValueError):
-    """A flag value that does not parse; the message is one line for the user."""
+    """A flag value that does not parse: ``str()`` the English line,
+    ``key`` and ``fields`` the catalog's (``opt.*``); ``value`` repr()'d."""
+
+    def __init__(self, key: str, english: str, value: str):
+        self.key = key
+        self.fields = {"value": repr(value)}
+        super().__init__(english.format(**self.fields))
 
 
 @dataclass(frozen=True)
@@ -90,8 +96,8 @@ def parse_peer(text: str):
     try:
         return ipaddress.ip_network(text.strip().strip("[]").replace("]/", "/"), strict=False)
     except ValueError:
-        raise BadValue(f"invalid peer {text!r} (an address or ADDRESS/PREFIX, "
-                       "e.g. 10.0.0.5 or 10.0.0.0/8 or 2001:db8::/32)") from None
+        raise BadValue("opt.invalid_peer", "invalid peer {value} (an address or ADDRESS/PREFIX,"
+                       " e.g. 10.0.0.5 or 10.0.0.0/8 or 2001:db8::/32)", text) from None
 
 
 def parse_cookie(text: str) -> int:
@@ -104,7 +110,8 @@ def parse_cookie(text: str) -> int:
     m = re.fullmatch(r"0x([0-9a-f]{1,16})|([0-9]{1,20})", text.strip().lower(), re.ASCII)
     value = -1 if m is None else int(m.group(1), 16) if m.group(1) else int(m.group(2))
     if not 0 <= value < (1 << 64) - 1:
-        raise BadValue(f"invalid cookie {text!r} (the number `tcplinger ls --json` shows)")
+        raise BadValue("opt.invalid_cookie",
+                       "invalid cookie {value} (the number `tcplinger ls --json` shows)", text)
     return value
 
 

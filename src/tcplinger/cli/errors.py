@@ -30,6 +30,31 @@ class CliError(Exception):
         self.code = code
 
 
+class CatalogError(CliError):
+    """A CliError told by its catalog key: ``message`` is the English
+    text, main.py says ``msg(key, **fields)`` in the user's language
+    (for code that runs before a Messages is at hand: argument checks).
+
+    >>> e = CatalogError("error.unknown_rule", Exit.USAGE, rule="'x'")
+    >>> e.message, int(e.code)
+    ("unknown rule 'x' (see `tcplinger rules`)", 2)
+    """
+
+    def __init__(self, key: str, code: Exit = Exit.ERROR, **fields):
+        from ..i18n import Messages
+
+        self.key = key
+        self.fields = fields
+        super().__init__(self.render(Messages("en")), code)
+
+    def render(self, msg) -> str:
+        """The text in ``msg``'s language; a field that is itself a keyed
+        error (units.BadValue, a Notice: ``key`` and ``fields``) is said by
+        its own key."""
+        return msg(self.key, **{k: msg(v.key, **v.fields) if hasattr(v, "key") and
+                                hasattr(v, "fields") else v for k, v in self.fields.items()})
+
+
 #: errno -> exit code, for an OSError no command turned into a message of
 #: its own (README, "Exit codes"): a missing file is "not found", a file
 #: that may not be written "permission denied", a name that cannot be a

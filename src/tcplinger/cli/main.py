@@ -17,7 +17,7 @@ from .. import __version__
 from ..i18n import Messages, lang_from_env
 from ..model.files import NotOurFile
 from .commands import BY_NAME, COMMANDS, DEFAULT_COMMAND
-from .errors import CliError, Exit, exit_for, one_line
+from .errors import CatalogError, CliError, Exit, exit_for, one_line
 from .formatter import Formatter
 from .options import OptionError
 from .output import strerror_text
@@ -226,6 +226,8 @@ def main(argv: list[str] | None = None, term: Terminal | None = None) -> int:
     except CliError as exc:
         if isinstance(exc, UsageError):  # "tcplinger ls: argument ...": its own prefix
             term.err(one_line(exc.render(msg or _early_messages(argv, term.env))))
+        elif isinstance(exc, CatalogError):
+            say("", text=exc.render(msg or _early_messages(argv, term.env)))
         else:  # commands' own texts: they choose their language themselves
             say("", text=exc.message)
         return int(exc.code)

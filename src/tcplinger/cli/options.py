@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..model import units
 from ..model.states import TcpState, UnknownState, parse_states
-from .errors import CliError, Exit
+from .errors import CatalogError, Exit
 
 if TYPE_CHECKING:  # imported when called: --version, --help, rules and explain need no numpy
     from ..app.view import Filters
@@ -243,7 +243,7 @@ def thresholds(texts) -> dict[str, dict]:
         try:
             rule, name, value = parse_override(text)
         except BadThreshold as exc:
-            raise CliError(str(exc), Exit.USAGE) from None
+            raise CatalogError(exc.key, Exit.USAGE, **exc.fields) from None
         overrides.setdefault(rule, {})[name] = value
     return overrides
 
@@ -259,7 +259,7 @@ def diagnose_options(args):
     if args.rule:
         unknown = [r for r in args.rule if r not in BY_ID]
         if unknown:
-            raise CliError(f"unknown rule {unknown[0]!r} (see `tcplinger rules`)", Exit.USAGE)
+            raise CatalogError("error.unknown_rule", Exit.USAGE, rule=repr(unknown[0]))
         rules = tuple(args.rule)
     seen = ObserveOptions(scope_from(args), owner_policy(args.owners), args.interval, args.db)
     return DiagnoseOptions(seen, overrides, rules)

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..model.kernel import KernelContext
+from ..model.plural import fill
 from ..model.snapshot import NetnsSnapshot, Snapshot
 from ..model.states import REPORTED, state_mask
 from ..model.table import SocketTable
@@ -70,7 +71,7 @@ class Notice(str):
     def __new__(cls, key: str, english: str, **fields) -> "Notice":
         # plain values only: the fields go into JSON documents as they are
         fields = {k: v if isinstance(v, (int, float)) else str(v) for k, v in fields.items()}
-        self = super().__new__(cls, english.format(**fields))
+        self = super().__new__(cls, fill(english, fields))
         self.key = key
         self.fields = fields
         return self
@@ -88,10 +89,10 @@ def _notice(key: str, text: str, fields: dict) -> Notice:
 #: English texts of the notices (the catalogs' ``notice.<key>`` keep their
 #: placeholders: tests/unit/test_i18n_cli.py checks)
 NOTICES = {
-    "uninspected_processes": "{n} processes could not be inspected: namespaces only"
-                             " they are in may be missing",
-    "uninspected_processes_user": "{n} processes could not be inspected (not root):"
-                                  " namespaces only they are in may be missing",
+    "uninspected_processes": "{n} {n:process|processes} could not be inspected: namespaces"
+                             " only they are in may be missing",
+    "uninspected_processes_user": "{n} {n:process|processes} could not be inspected (not"
+                                  " root): namespaces only they are in may be missing",
     "vanished": "vanished while being read",
     "enter_failed": "{error}",
     "sock_diag_unavailable": "sock_diag unavailable ({error}); read /proc/net/tcp instead:"

@@ -230,7 +230,17 @@ Thresholds = Mapping[str, Mapping[str, "float | None"]]
 
 
 class BadThreshold(ValueError):
-    """An override naming an unknown rule or threshold, or a bad value."""
+    """An override naming an unknown rule or threshold, or a bad value.
+
+    ``str()`` is the English text; ``key`` and ``fields`` name the catalog
+    message (``threshold.*``); a bad value's reason is the units.BadValue
+    in ``fields["reason"]``, said by its own key.
+    """
+
+    def __init__(self, key: str, english: str, **fields):
+        self.key = key
+        self.fields = fields
+        super().__init__(english.format(**fields))
 
 
 def parse_override(text: str) -> tuple[str, str, float | None]:
@@ -244,13 +254,17 @@ def parse_override(text: str) -> tuple[str, str, float | None]:
     left, sep, value = text.partition("=")
     rule, dot, name = left.strip().rpartition(".")
     if not sep or not dot:
-        raise BadThreshold(f"{text!r}: expected RULE.THRESHOLD=VALUE")
+        raise BadThreshold("threshold.format", "{text}: expected RULE.THRESHOLD=VALUE",
+                           text=repr(text))
     meta = BY_ID.get(rule)
     if meta is None:
-        raise BadThreshold(f"{text!r}: unknown rule {rule!r}")
+        raise BadThreshold("threshold.unknown_rule", "{text}: unknown rule {rule}",
+                           text=repr(text), rule=repr(rule))
     if name not in meta.defaults():
-        raise BadThreshold(f"{text!r}: rule {rule} has no threshold {name!r} "
-                           f"(it has {', '.join(meta.defaults())})")
+        raise BadThreshold("threshold.unknown_name",
+                           "{text}: rule {rule} has no threshold {name} (it has {known})",
+                           text=repr(text), rule=rule, name=repr(name),
+                           known=", ".join(meta.defaults()))
     value = value.strip()
     if value.lower() in ("off", "none"):
         return rule, name, None
@@ -258,7 +272,8 @@ def parse_override(text: str) -> tuple[str, str, float | None]:
     try:
         return rule, name, threshold.parse(value)
     except units.BadValue as exc:
-        raise BadThreshold(f"{text!r}: {exc}") from None
+        raise BadThreshold("threshold.bad_value", "{text}: {reason}", text=repr(text),
+                           reason=exc) from None
 
 
 def merge(overrides: Thresholds | None = None) -> dict[str, dict[str, float | None]]:
@@ -266,9 +281,11 @@ def merge(overrides: Thresholds | None = None) -> dict[str, dict[str, float | No
     out = {r.id: r.defaults() for r in RULES}
     for rule, values in (overrides or {}).items():
         if rule not in out:
-            raise BadThreshold(f"unknown rule {rule!r}")
+            raise BadThreshold("error.unknown_rule", "unknown rule {rule} (see `tcplinger rules`)",
+                               rule=repr(rule))
         for name, value in values.items():
             if name not in out[rule]:
-                raise BadThreshold(f"rule {rule} has no threshold {name!r}")
+                raise BadThreshold("threshold.no_name", "rule {rule} has no threshold {name}",
+                                   rule=rule, name=repr(name))
             out[rule][name] = value
     return out

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from pathlib import Path
 
 from ...app.pcap import CaptureOptions, capture_scope
 from ..options import DAY, OptionError, add_scope, duration_type, output_file, scope_from

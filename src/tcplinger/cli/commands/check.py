@@ -21,7 +21,7 @@ from ...collect.roots import Roots
 from ...diagnose.finding import Severity
 from ...model.files import NotOurFile
 from ...model.states import TcpState
-from ..errors import CliError, one_line
+from ..errors import CatalogError, CliError, one_line
 from ..options import add_diagnose_args, diagnose_options, input_file
 
 NAME = "check"
@@ -53,7 +53,8 @@ def _run_args(args, term, msg) -> int:
     try:
         opts = CheckOptions(diagnose_options(args), args.state)
     except CliError as exc:
-        term.out(one_line(f"TCPLINGER UNKNOWN - {msg('check.bad_threshold', reason=exc.message)}"))
+        reason = exc.render(msg) if isinstance(exc, CatalogError) else exc.message
+        term.out(one_line(f"TCPLINGER UNKNOWN - {msg('check.bad_threshold', reason=reason)}"))
         return UNKNOWN
     return run(opts, term, msg)
 

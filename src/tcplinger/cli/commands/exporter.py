@@ -4,7 +4,6 @@ reads is app/scrape.py's; this module parses, serves and writes."""
 
 from __future__ import annotations
 
-import argparse
 import errno
 import signal
 import threading
@@ -16,9 +15,9 @@ from ...app.scrape import ScrapeOptions, ScrapeSource
 from ...collect import snapshot as snap_mod
 from ...collect.roots import Roots
 from ...model import units
-from ..errors import CliError, Exit, exit_for
-from ..options import (DAY, add_owners, add_scope, count_type, directory, duration_type,
-                       input_file, owner_policy, scope_from, thresholds)
+from ..errors import CatalogError, CliError, Exit, exit_for
+from ..options import (DAY, OptionError, add_owners, add_scope, count_type, directory,
+                       duration_type, input_file, owner_policy, scope_from, thresholds)
 
 NAME = "exporter"
 DEFAULT_PORT = 9469
@@ -58,8 +57,9 @@ def listen_address(text: str) -> tuple[str, int]:
     except units.BadValue:
         number = None
     if number is None:
-        raise argparse.ArgumentTypeError(
-            f"invalid listen address {text!r} (HOST:PORT, [IPv6]:PORT or :PORT)")
+        raise OptionError("opt.invalid_listen",
+                          "invalid listen address {value} (HOST:PORT, [IPv6]:PORT or :PORT)",
+                          value=text)
     return host, number
 
 
@@ -92,9 +92,9 @@ def register(sub, h) -> None:
 
 def options_from(args) -> ExporterOptions:
     if args.web_config is not None and args.textfile is not None:
-        raise CliError("--web-config applies to the HTTP server: not with --textfile", Exit.USAGE)
+        raise CatalogError("exporter.err.web_config_textfile", Exit.USAGE)
     if args.interval is not None and args.textfile is None:
-        raise CliError("--interval applies to --textfile", Exit.USAGE)
+        raise CatalogError("exporter.err.interval_needs_textfile", Exit.USAGE)
     scrape = ScrapeOptions(scope_from(args), owner_policy(args.owners), args.findings,
                            thresholds(args.threshold))
     return ExporterOptions(

@@ -9,7 +9,6 @@ and reports what ended and what did not (docs/act.md).
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,8 @@ from ...model.states import BY_STATE, TcpState
 from ...ui.sockets import age_text
 from ...ui.table import duration, render as render_table
 from ..errors import CliError, Exit
-from ..options import (LONGEST, add_scope, count_type, duration_type, input_file, pid, port,
-                       scope_from, states)
+from ..options import (LONGEST, OptionError, add_scope, count_type, duration_type, input_file,
+                       pid, port, scope_from, states)
 from ..output import report_problems, snapshot_meta
 
 NAME = "kill"
@@ -47,7 +46,7 @@ def _typed(fn):
         try:
             return fn(text)
         except selection.BadValue as exc:
-            raise argparse.ArgumentTypeError(str(exc))
+            raise OptionError.of(exc) from None
     parse.__name__ = fn.__name__
     return parse
 

@@ -19,7 +19,7 @@ from ...app.lab import ALL, DEFAULT_INTERVAL_S, MAX_INTERVAL_S, SYSCTLS, parse_s
 from ...fsutil import atomic_write
 from ...model.params import ParamError
 from ...ui import timeline as tl_view
-from ..errors import CliError, Exit, exit_for
+from ..errors import CatalogError, CliError, Exit, exit_for
 from ..options import DAY, duration_type, output_file
 
 NAME = "lab"
@@ -75,7 +75,7 @@ def register(sub, h) -> None:
     pc.set_defaults(run=lambda args, term, msg: run_clean(args.json, term, msg))
 
     def no_action(args, term, msg):
-        raise CliError("lab: choose an action: list, run or clean", Exit.USAGE)
+        raise CatalogError("lab.err.action", Exit.USAGE)
 
     p.set_defaults(run=no_action)
 

@@ -10,7 +10,6 @@ stack and behind each middlebox (docs/simulator.md).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from contextlib import contextmanager
@@ -23,8 +22,8 @@ from ...fsutil import atomic_write
 from ...model.params import ParamError
 from ...ui import simulation as sim_view
 from ...ui import timeline as tl_view
-from ..errors import CliError, Exit
-from ..options import LONGEST, duration_type, output_file
+from ..errors import CatalogError, CliError, Exit
+from ..options import LONGEST, OptionError, duration_type, output_file
 
 NAME = "sim"
 
@@ -55,7 +54,7 @@ class SweepOptions:
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        raise OptionError("opt.expected_key_value", "expected KEY=VALUE, got {value}", value=text)
     return key.strip(), value.strip()
 
 
@@ -72,7 +71,7 @@ def _add_source(p, h) -> None:
 
 def _source(args) -> Source:
     if bool(args.preset) == bool(args.scenario):
-        raise CliError("sim: give either --preset NAME or a SCENARIO.toml file", Exit.USAGE)
+        raise CatalogError("sim.err.source", Exit.USAGE)
     return Source(args.preset, Path(args.scenario) if args.scenario else None)
 
 
@@ -80,7 +79,8 @@ def register(sub, h) -> None:
     p = sub.add_parser(NAME, help=h("sim.help.command"), description=h("sim.help.description"))
     actions = p.add_subparsers(dest="sim_action", metavar="ACTION", parser_class=type(p))
 
-    pp = actions.add_parser("presets", help=h("sim.help.presets"), description=h("sim.help.presets"))
+    pp = actions.add_parser("presets", help=h("sim.help.presets"),
+                            description=h("sim.help.presets"))
     pp.add_argument("--json", action="store_true", help=h("sim.help.json"))
     pp.set_defaults(run=lambda args, term, msg: run_presets(args.json, term, msg))
 
@@ -100,7 +100,7 @@ def register(sub, h) -> None:
         term, msg))
 
     def no_action(args, term, msg):
-        raise CliError("sim: choose an action: presets, run or sweep", Exit.USAGE)
+        raise CatalogError("sim.err.action", Exit.USAGE)
 
     p.set_defaults(run=no_action)
 
