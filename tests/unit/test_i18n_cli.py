@@ -8,7 +8,7 @@ import string
 import pytest
 
 from tcplinger.cli import options
-from tcplinger.collect import snapshot
+from tcplinger.collect import kernel, snapshot
 from tcplinger.i18n import Messages, catalog
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -116,7 +116,7 @@ def _fields(text):
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_snapshot_notices_are_in_the_catalogs(lang):
     cat = catalog(lang)
-    for key, english in snapshot.NOTICES.items():
+    for key, english in {**snapshot.NOTICES, **kernel.NOTICES}.items():
         assert _fields(cat[f"notice.{key}"]) == _fields(english), key
         if lang == "en":
             assert cat[f"notice.{key}"] == english
@@ -131,3 +131,21 @@ def test_notice_renders_in_chinese_and_stays_english_text():
     assert notice_text("plain text", Messages("zh")) == "plain text"
     import copy
     assert copy.deepcopy(n).key == "read_via_pid"
+
+
+def test_kernel_context_missing_lines_in_chinese(tmp_path):
+    """What could not be read (a proc tree with no sysctls, no sockstat, no
+    netstat; one file unreadable as a directory) is said in Chinese, and
+    stays English in the model (--json)."""
+    from tcplinger.model.notice import notice_text
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "netstat").mkdir()  # read_text() fails: IsADirectoryError
+    ctx = kernel.read_kernel_context(tmp_path)
+    keys = {m.key for m in ctx.missing}
+    assert {"kernel_absent", "kernel_no_file", "kernel_unreadable",
+            "conntrack_not_loaded"} <= keys, keys
+    zh, en = Messages("zh"), Messages("en")
+    for m in ctx.missing:
+        assert notice_text(m, en) == m  # the catalog's English is the model's
+        text = notice_text(m, zh)
+        assert CJK.search(text) and _english_sentences(text) == [], text

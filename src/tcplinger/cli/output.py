@@ -7,6 +7,8 @@ import errno
 import os
 from typing import TYPE_CHECKING
 
+from ..model.notice import notice_text
+
 if TYPE_CHECKING:
     from ..app.view import View
 
@@ -53,13 +55,6 @@ def snapshot_meta(view: View) -> dict:
 def _notice_json(text: str) -> dict:
     return {"key": getattr(text, "key", None), "fields": dict(getattr(text, "fields", {})),
             "text": str(text)}
-
-
-def notice_text(text: str, msg) -> str:
-    """A warning of collect/ in the catalog's language: a Notice by its key,
-    any other (plain English) text as it is."""
-    key = getattr(text, "key", None)
-    return msg(f"notice.{key}", **text.fields) if key else str(text)
 
 
 def report_problems(view: View, term, msg) -> None:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..model.kernel import SYSCTLS, KernelContext, SockStat
+from ..model.notice import Notice
 from .roots import PROC
 
 SysctlValue = int | tuple[int, ...]
@@ -174,24 +175,21 @@ def read_kernel_context(proc_root: Path = PROC, *, proc_net: Path | None = None,
         except FileNotFoundError:
             pass
         except (OSError, ValueError) as exc:
-            missing.append(f"{spec.name}: {_why(exc)} ({path})")
+            missing.append(_unreadable(spec.name, exc, path))
             continue
         if spec.path.startswith(_CONNTRACK_PREFIX):
             absent_conntrack.append(spec.name)
         elif not spec.per_netns and global_sysctls and spec.name in global_sysctls:
             sysctls[spec.name] = global_sysctls[spec.name]
         elif not spec.per_netns:
-            missing.append(f"{spec.name}: global-only sysctl, absent in a child network"
-                           " namespace; the host's value applies (read it from the init"
-                           " namespace)")
+            missing.append(not_read("kernel_global_only", what=spec.name))
         else:
-            missing.append(f"{spec.name}: not on this kernel ({path} does not exist)")
+            missing.append(not_read("kernel_absent", what=spec.name, path=path))
     if absent_conntrack:
         every = len(absent_conntrack) == sum(
             s.path.startswith(_CONNTRACK_PREFIX) for s in SYSCTLS)
-        missing.append(
-            "nf_conntrack: not loaded (no net/netfilter/nf_conntrack_* sysctls)" if every
-            else f"{', '.join(absent_conntrack)}: not on this kernel")
+        missing.append(not_read("conntrack_not_loaded") if every else
+                       not_read("kernel_absent_names", what=", ".join(absent_conntrack)))
 
     sockstat = None
     texts = []
@@ -200,23 +198,23 @@ def read_kernel_context(proc_root: Path = PROC, *, proc_net: Path | None = None,
             texts.append((proc_net / name).read_text())
         except FileNotFoundError:
             if name == "sockstat":
-                missing.append(f"sockstat: {proc_net / name} does not exist")
+                missing.append(not_read("kernel_no_file", what="sockstat", path=proc_net / name))
             # no sockstat6: IPv6 disabled, TCP6 simply counts nothing
         except OSError as exc:
-            missing.append(f"{name}: {_why(exc)} ({proc_net / name})")
+            missing.append(_unreadable(name, exc, proc_net / name))
     if texts and "TCP:" in texts[0]:
         try:
             sockstat = parse_sockstat("".join(texts))
         except ValueError as exc:
-            missing.append(f"sockstat: {exc}")
+            missing.append(_unreadable("sockstat", exc, proc_net / "sockstat"))
 
     tcpext: dict[str, int] = {}
     try:
         tcpext = parse_netstat((proc_net / "netstat").read_text())
     except FileNotFoundError:
-        missing.append(f"TcpExt: {proc_net / 'netstat'} does not exist")
+        missing.append(not_read("kernel_no_file", what="TcpExt", path=proc_net / "netstat"))
     except (OSError, ValueError) as exc:
-        missing.append(f"TcpExt: {_why(exc)} ({proc_net / 'netstat'})")
+        missing.append(_unreadable("TcpExt", exc, proc_net / "netstat"))
 
     conntrack = None
     count, cmax = sysctls.get("nf_conntrack_count"), sysctls.get("nf_conntrack_max")
@@ -224,6 +222,43 @@ def read_kernel_context(proc_root: Path = PROC, *, proc_net: Path | None = None,
         conntrack = (count, cmax)
     return KernelContext(sysctls=sysctls, sockstat=sockstat, tcpext=tcpext,
                          conntrack=conntrack, missing=tuple(missing))
+
+
+#: English texts of what could not be read (``KernelContext.missing``); the
+#: catalogs' ``notice.<key>`` say them in the user's language
+#: (tests/unit/test_i18n_cli.py checks both agree)
+NOTICES = {
+    "kernel_denied": "{what}: permission denied ({path})",
+    "kernel_unreadable": "{what}: {why} ({path})",
+    "kernel_global_only": "{what}: global-only sysctl, absent in a child network namespace;"
+                          " the host's value applies (read it from the init namespace)",
+    "kernel_absent": "{what}: not on this kernel ({path} does not exist)",
+    "kernel_absent_names": "{what}: not on this kernel",
+    "conntrack_not_loaded": "nf_conntrack: not loaded (no net/netfilter/nf_conntrack_* sysctls)",
+    "kernel_no_file": "{what}: {path} does not exist",
+    "kernel_unparsed": "{what}: {why}",
+    "sysctls_not_entered": "sysctls: cannot enter the namespace ({why})",
+}
+
+
+def not_read(key: str, **fields) -> Notice:
+    """One line of ``missing``.
+
+    >>> not_read("kernel_absent", what="tcp_tw_reuse", path="/proc/sys/x")
+    'tcp_tw_reuse: not on this kernel (/proc/sys/x does not exist)'
+    """
+    return Notice(key, NOTICES[key], **fields)
+
+
+def _unreadable(what: str, exc: Exception, path) -> Notice:
+    if isinstance(exc, PermissionError):
+        return not_read("kernel_denied", what=what, path=path)
+    if isinstance(exc, OSError):
+        # the errno's name lets a front end say the C library's text in its
+        # language (model/notice.py)
+        return not_read("kernel_unreadable", what=what, why=_why(exc), path=path,
+                        errno=errno.errorcode.get(exc.errno or 0, ""))
+    return not_read("kernel_unparsed", what=what, why=_why(exc))
 
 
 def _why(exc: Exception) -> str:

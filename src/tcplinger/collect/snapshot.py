@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..model.kernel import KernelContext
-from ..model.plural import fill
+from ..model.notice import Notice
 from ..model.snapshot import NetnsSnapshot, Snapshot
 from ..model.states import REPORTED, state_mask
 from ..model.table import SocketTable
@@ -50,40 +50,6 @@ ONE_DUMP_MAX = 50_000
 #: (setns() moves one thread, collect/setns.py); the dumps are kernel time
 #: in recvmsg(), which releases the GIL.
 WORKERS = 4
-
-
-class Notice(str):
-    """A warning: the English text (what the model stores and ``--json``
-    shows) that also carries a stable ``key`` and its ``fields``, from
-    which the CLI renders it in the user's language (catalog keys
-    ``notice.<key>``; collect/ does not import the i18n layer).
-
-    >>> n = Notice("vanished", "vanished while being read")
-    >>> n == "vanished while being read", n.key, n.fields
-    (True, 'vanished', {})
-    >>> Notice("read_via_pid", "read through /proc/{pid}/net", pid=7)
-    'read through /proc/7/net'
-    """
-
-    key: str
-    fields: dict
-
-    def __new__(cls, key: str, english: str, **fields) -> "Notice":
-        # plain values only: the fields go into JSON documents as they are
-        fields = {k: v if isinstance(v, (int, float)) else str(v) for k, v in fields.items()}
-        self = super().__new__(cls, fill(english, fields))
-        self.key = key
-        self.fields = fields
-        return self
-
-    def __reduce__(self):  # copy/pickle: str.__reduce__ would call __new__(cls, text)
-        return _notice, (self.key, str(self), self.fields)
-
-
-def _notice(key: str, text: str, fields: dict) -> Notice:
-    n = Notice(key, "{text}", text=text)
-    n.fields = fields
-    return n
 
 
 #: English texts of the notices (the catalogs' ``notice.<key>`` keep their
@@ -234,8 +200,8 @@ def _collect_from_pid(info, wanted, roots: Roots, exc) -> NetnsSnapshot | None:
             table = _filter_states(procfs.read_sockets(proc_net), wanted)
         except OSError:
             continue
-        kctx = KernelContext(missing=("sysctls: cannot enter the namespace"
-                                      f" ({exc.strerror or exc})",))
+        kctx = KernelContext(missing=(kernel_reader.not_read(
+            "sysctls_not_entered", why=exc.strerror or exc),))
         return NetnsSnapshot(netns=info.ref, table=table, kernel=kctx, source="procfs",
                              taken_at=time.time(), monotonic=time.monotonic(),
                              pids=tuple(info.pids), current=info.current,

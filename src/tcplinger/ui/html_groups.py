@@ -23,6 +23,8 @@ from __future__ import annotations
 from html import escape
 from typing import Callable
 
+from ..model.notice import notice_text
+
 
 def grouped(doc: dict) -> bool:
     """The page shows the overview and groups: more than one namespace."""
@@ -63,7 +65,7 @@ def overview_section(doc: dict, msg) -> list[str]:
         text = msg("report.overview.quiet", n=quiet["namespaces"], sockets=quiet["sockets"])
         out.append(f"<p>{escape(text)}</p>")
     for m in ov.get("missing", []):
-        text = msg("report.missing_in", n=m["namespaces"], what=m["what"])
+        text = msg("report.missing_in", n=m["namespaces"], what=notice_text(m["what"], msg))
         out.append(f'<p class="meta">{escape(text)}</p>')
     out.append("</section>")
     return out

@@ -20,6 +20,7 @@ from __future__ import annotations
 from ..diagnose.finding import Severity
 from ..diagnose.groups import FindingGroup, member_name
 from ..diagnose.summary import Overview
+from ..model.notice import notice_text
 from .report import SEVERITY_KEYS, WRAP, render_finding, wrap
 from .table import render as render_table
 from .table import width as text_width
@@ -61,7 +62,7 @@ def render_overview(ov: Overview, msg, *, namespaces: int, sockets: int) -> list
     if ov.quiet:
         lines.append("  " + msg("report.overview.quiet", n=ov.quiet, sockets=ov.quiet_sockets))
     for what, n in ov.missing:
-        lines.append("  " + msg("report.missing_in", n=n, what=what))
+        lines.append("  " + msg("report.missing_in", n=n, what=notice_text(what, msg)))
     lines.append("  " + msg("report.overview.verbose"))
     return lines
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import textwrap
 
 from ..diagnose.finding import Finding, FixKind, Severity
+from ..model.notice import notice_text
 from ..model.states import BY_STATE, TcpState
 from .sockets import age_text, owner_text, timer_text
 from .table import render as render_table
@@ -64,7 +65,7 @@ def render_summary(summary: dict, msg) -> list[str]:
     if summary["conntrack"]:
         lines.append("  " + msg("report.conntrack", **summary["conntrack"]))
     for what in summary["missing"]:
-        lines.append("  " + msg("report.missing", what=what))
+        lines.append("  " + msg("report.missing", what=notice_text(what, msg)))
     return lines
 
 
