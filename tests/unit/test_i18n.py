@@ -118,11 +118,15 @@ def test_every_english_count_agrees_with_one():
     ("rule.close-wait-leak.fact.eof_unread", {},
      "1 has Recv-Q 1: the peer's FIN", "2 have Recv-Q 1: the peer's FIN"),
     ("kill.head.act", {}, "Ending 1 socket:", "Ending 2 sockets:"),
-    ("stats.more_owners", {}, "... and 1 more process", "... and 2 more processes"),
+    ("stats.more_owners", {}, "... and 1 more process.", "... and 2 more processes."),
+    ("rule.common.other_end_unowned", {"state": "FIN_WAIT2", "netns": "x"},
+     "1 of the other ends is visible", "2 of the other ends are visible"),
+    ("rule.common.young", {"min_age": "10s"}, "This one is not known to be 10s old",
+     "None of these 2 is known to be 10s old"),
 ])
 def test_english_plural_forms(key, fields, one, two):
     en, zh = Messages("en"), Messages("zh")
-    assert en(key, n=1, **fields).startswith(one)
-    assert en(key, n=2, **fields).startswith(two)
+    assert (en(key, n=1, **fields) + ".").startswith(one)
+    assert (en(key, n=2, **fields) + ".").startswith(two)
     # Chinese has one form: the same text but the number
     assert zh(key, n=1, **fields).replace("1", "2", 1) == zh(key, n=2, **fields)
