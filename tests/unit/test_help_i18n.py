@@ -33,6 +33,8 @@ GLOSSARY = {
     # the pcap-filter primitives, top's keys
     "-tan", "-w", "--immediate-mode", "host", "net", "port", "portrange", "src", "dst", "tcp",
     "ip", "and", "or", "not", "q", "s", "f", "o", "n", "c", "k", "y", "any",
+    # Zeek's history letters and `zeek -r` without `-C` (pcap --checksums)
+    "C", "zeek", "-r", "-C",
 }
 
 
