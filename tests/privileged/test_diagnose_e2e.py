@@ -144,7 +144,8 @@ def test_close_wait_leak_names_the_process(cli):
         doc = report(cli, ns)
         [f] = by_rule(doc, "close-wait-leak")
         assert pid_comm(f["owners"]) == [(pid, "tl-leaker", False)]
-        assert f["owners"][0]["command"].startswith("python3 holder.py")
+        py = os.path.basename(sys.executable)  # the holder runs under the tests' own interpreter
+        assert f["owners"][0]["command"].startswith(f"{py} holder.py")
         assert f["count"] == 12 and f["severity"] == "warning"
         # The holder read each EOF before keeping the socket: Recv-Q 0.
         assert f["evidence"]["recv_q"] == {"eof_unread": 0, "eof_read": 12, "data_unread": 0}
@@ -157,11 +158,11 @@ def test_close_wait_leak_names_the_process(cli):
 
         rc, out, _ = cli("report", "--netns", ns)
         flat = " ".join(out.split())  # findings wrap to the terminal
-        assert f"tl-leaker (pid {pid}: python3 holder.py" in flat
+        assert f"tl-leaker (pid {pid}: {py} holder.py" in flat
         assert "holds 12 sockets in CLOSE_WAIT" in flat
         rc, out, _ = cli("--lang", "zh", "report", "--netns", ns)
         flat = " ".join(out.split())
-        assert f"tl-leaker（pid {pid}：python3 holder.py" in flat
+        assert f"tl-leaker（pid {pid}：{py} holder.py" in flat
         assert "持有 12 个 CLOSE_WAIT 套接字" in flat
         rc, out, _ = cli("check", "--netns", ns)
         assert rc == 1 and out.startswith("TCPLINGER WARNING - ") and "close-wait-leak" in out
