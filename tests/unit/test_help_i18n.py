@@ -15,6 +15,7 @@ from tcplinger.cli.commands import COMMANDS
 from tcplinger.cli.main import build_parser
 from tcplinger.diagnose.metadata import BY_ID
 from tcplinger.i18n import Messages
+from tcplinger.model.params import Param, ParamError
 from tcplinger.model.states import UnknownState, parse_states
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -196,3 +197,79 @@ def test_usage_errors_in_chinese(cli, argv):
     assert text.count("\n") == 1 and CJK.search(text), (argv, text)
     text = re.sub(r"'[^']*'|TCPLINGER UNKNOWN", " ", text)  # the user's own values
     assert english_words(text, names) == [], (argv, text)
+
+
+#: the simulator's and the lab's parameter errors (ParamError: a catalog key
+#: and fields); none of these touches the kernel
+PARAM_ERRORS = [
+    ["sim", "run", "--preset", "linux-orphan-fin-wait-2", "--set", "nope=1"],
+    ["sim", "run", "--preset", "linux-orphan-fin-wait-2", "--set", "tcp_fin_timeout=abc"],
+    ["sim", "run", "--preset", "linux-orphan-fin-wait-2", "--set", "tcp_fin_timeout=-5"],
+    ["sim", "run", "--preset", "linux-orphan-fin-wait-2", "--set", "client.nope.x=1"],
+    ["sim", "sweep", "--preset", "linux-orphan-fin-wait-2", "--vary", "tcp_fin_timeout=5..1"],
+    ["sim", "sweep", "--preset", "linux-orphan-fin-wait-2", "--vary", "tcp_fin_timeout=a..b"],
+    ["sim", "sweep", "--preset", "linux-orphan-fin-wait-2", "--vary",
+     "tcp_fin_timeout=1..100000000"],
+    ["sim", "sweep", "--preset", "linux-orphan-fin-wait-2", "--vary", "tcp_fin_timeout=1..1000",
+     "--vary", "linger2=1..1000"],
+    ["sim", "sweep", "--preset", "linux-orphan-fin-wait-2", "--vary", "tcp_fin_timeout"],
+    ["sim", "sweep", "--preset", "linux-orphan-fin-wait-2", "--vary", "tcp_fin_timeout=1e11"],
+    ["lab", "run", "close-wait-leak", "--set", "nope=1"],
+    ["lab", "run", "close-wait-leak", "--set", "tcp_fin_timeout=99999999"],
+    ["lab", "run", "close-wait-leak", "--set", "keepalive=2"],
+    ["lab", "run", "close-wait-leak", "--set", "x"],
+]
+
+
+@pytest.mark.parametrize("argv", PARAM_ERRORS, ids=" ".join)
+def test_parameter_errors_in_chinese(cli, argv):
+    """The same line in English (str() of the ParamError, what the
+    library raises) and in Chinese, said from the catalog."""
+    names = set().union(*(_names(p) for _, p in ZH_PARSERS)) | set(argv)
+    names |= {w for a in argv for w in re.split(r"[=.]", a)}  # a key's parts: client, nope
+    code, _, en = cli(*argv, env={"LANG": "C"})
+    assert code == 2 and en.count("\n") == 1 and not CJK.search(en), (argv, en)
+    for lang_args, env in ((("--lang", "zh"), {"LANG": "C"}), ((), {"LANG": "zh_CN.UTF-8"})):
+        code, out, err = cli(*lang_args, *argv, env=env)
+        assert code == 2 and out == "" and err.count("\n") == 1 and CJK.search(err), (argv, err)
+        text = re.sub(r"'[^']*'", " ", err)  # the user's own values
+        # the names the scenario or preset has ("已知：client, drop, ..."): keys, not words
+        text = re.sub(r"[\w.-]+(, [\w.-]+)+", " ", text)
+        assert english_words(text, names) == [], (argv, err)
+
+
+def _param_error(call) -> ParamError:
+    with pytest.raises(ParamError) as info:
+        call()
+    return info.value
+
+
+def test_parameter_errors_english_catalog_is_the_library_text():
+    """str() of a ParamError (what a library user and --json see) is the
+    English catalog's text for its key and fields, and zh says it otherwise."""
+    from tcplinger.cli.errors import said
+    from tcplinger.lab import scenario as lab_scenario
+    from tcplinger.lab.scenarios import get as lab_get
+    from tcplinger.lab.params import parse_sets
+    from tcplinger.sim import scenario as sim_scenario
+    from tcplinger.sim.sweep import parse_vary
+
+    fin = Param("fin", 60.0, "seconds", minimum=0, maximum=3600)
+    errors = [
+        _param_error(lambda: fin.parse("abc")), _param_error(lambda: fin.parse("4000")),
+        _param_error(lambda: Param("b", 0, "bool").parse("2")),
+        _param_error(lambda: Param("c", "a", "choice", choices=("a", "b")).parse("z")),
+        _param_error(lambda: Param("r", "1 2", "range", minimum=1, maximum=9).parse("5 3")),
+        _param_error(lambda: parse_vary("x=5..1")), _param_error(lambda: parse_vary("x=a..b")),
+        _param_error(lambda: parse_vary("x")), _param_error(lambda: parse_vary("x=1..100000000")),
+        _param_error(lambda: parse_sets(["x"])),
+        _param_error(lambda: lab_scenario.prepare(lab_get("close-wait-leak"), [("nope", "1")])),
+        _param_error(lambda: sim_scenario.from_document({"nope": 1})),
+        _param_error(lambda: sim_scenario.from_document({"client": {"behaviour": "x"}})),
+        _param_error(lambda: sim_scenario.parse_toml("= =")),
+        _param_error(lambda: sim_scenario.set_path({}, "box.x", 1)),
+    ]
+    en, zh = Messages("en"), Messages("zh")
+    for e in errors:
+        assert said(en, e.key, e.fields) == str(e), e.key
+        assert CJK.search(said(zh, e.key, e.fields)), e.key

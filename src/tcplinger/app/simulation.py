@@ -64,8 +64,8 @@ class Loaded:
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise ParamError(f"{source.file}: scenario is not UTF-8 text (byte "
-                                 f"{exc.start})") from None
+                raise ParamError("param.not_utf8", "{path}: scenario is not UTF-8 text (byte "
+                                 "{byte})", path=str(source.file), byte=exc.start) from None
             self.doc = parse_toml(text)
             self.name = str(self.doc.get("name", source.file.stem))
         self.knob_sets, self.path_sets = self.split(dict(sets))
@@ -93,7 +93,7 @@ class Loaded:
             return self.preset.knob(key).kind
         spec = param_for(self.document(), key)
         if spec is None:
-            raise ParamError(f"{key}: no such parameter in this scenario")
+            raise ParamError("param.no_key", "{key}: no such parameter in this scenario", key=key)
         return spec.kind
 
 

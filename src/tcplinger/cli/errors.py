@@ -48,11 +48,23 @@ class CatalogError(CliError):
         super().__init__(self.render(Messages("en")), code)
 
     def render(self, msg) -> str:
-        """The text in ``msg``'s language; a field that is itself a keyed
-        error (units.BadValue, a Notice: ``key`` and ``fields``) is said by
-        its own key."""
-        return msg(self.key, **{k: msg(v.key, **v.fields) if hasattr(v, "key") and
-                                hasattr(v, "fields") else v for k, v in self.fields.items()})
+        """The text in ``msg``'s language (see :func:`said`)."""
+        return said(msg, self.key, self.fields)
+
+
+def said(msg, key: str, fields: dict) -> str:
+    """``msg(key, **fields)``, where a field that is itself a keyed error
+    (units.BadValue, a Notice, a ParamError: ``key`` and ``fields``) is
+    said by its own key.
+
+    >>> from tcplinger.i18n import Messages
+    >>> from tcplinger.model.params import ParamError
+    >>> e = ParamError("param.vary_empty", "--vary {key}: no values", key="x")
+    >>> said(Messages("zh"), e.key, e.fields)
+    '--vary x：没有取值'
+    """
+    return msg(key, **{k: said(msg, v.key, v.fields) if hasattr(v, "key") and
+                       hasattr(v, "fields") else v for k, v in fields.items()})
 
 
 #: errno -> exit code, for an OSError no command turned into a message of

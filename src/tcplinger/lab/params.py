@@ -87,6 +87,6 @@ def parse_sets(pairs) -> list[tuple[str, str]]:
     for text in pairs:
         key, sep, value = str(text).partition("=")
         if not sep or not key.strip():
-            raise ParamError(f"expected NAME=VALUE, got {text!r}")
+            raise ParamError("param.format", "expected NAME=VALUE, got {text}", text=repr(text))
         out.append((key.strip(), value.strip()))
     return out

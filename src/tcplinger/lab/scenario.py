@@ -73,8 +73,10 @@ def prepare(scenario: Scenario, sets) -> Prepared:
         sc = resolve_sysctl(key)
         if sc is None:
             known = ", ".join(p.name for p in scenario.params)
-            raise ParamError(f"{key}: no such parameter of {scenario.name} (it has: {known}) "
-                             "and not a namespace sysctl the lab knows (see `tcplinger lab list`)")
+            raise ParamError("param.lab_unknown", "{key}: no such parameter of {scenario} (it has:"
+                             " {known}) and not a namespace sysctl the lab knows (see"
+                             " `tcplinger lab list`)", key=key, scenario=scenario.name,
+                             known=known)
         extra[sc.name] = (sc.param.parse(text), sc.roles)
         given[sc.name] = extra[sc.name][0]
     out = Prepared(values, given=given)

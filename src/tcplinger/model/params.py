@@ -51,7 +51,21 @@ _FALSE = {"0", "false", "no", "off"}
 
 class ParamError(ValueError):
     """A parameter that does not exist, or a value it does not take (the
-    CLI turns it into exit 2)."""
+    CLI turns it into exit 2).
+
+    ``str()`` is the English text; ``key`` and ``fields`` name the catalog
+    message (``param.*`` in messages/*/core.toml) so the CLI says it in the
+    user's language; a field that is a units.BadValue is said by its own key.
+
+    >>> e = ParamError("param.not_bool", "{name}={value}: expected 0 or 1", name="x", value="2")
+    >>> str(e), e.key
+    ('x=2: expected 0 or 1', 'param.not_bool')
+    """
+
+    def __init__(self, key: str, english: str, /, **fields):  # a field may be named "key"
+        self.key = key
+        self.fields = fields
+        super().__init__(english.format(**fields))
 
 
 @dataclass(frozen=True)
@@ -97,8 +111,10 @@ class Param:
                 return self._bool(value)
             if self.kind == "choice":
                 if str(value).strip() not in self.choices:
-                    raise ParamError(f"{self.name}={value}: expected one of "
-                                     f"{', '.join(self.choices)}")
+                    raise ParamError("param.not_choice",
+                                     "{name}={value}: expected one of {choices}",
+                                     name=self.name, value=value,
+                                     choices=", ".join(self.choices))
                 return str(value).strip()
             if self.kind == "range":
                 return self._range(str(value))
@@ -106,7 +122,8 @@ class Param:
                 return str(value)
             return self._number(value)
         except units.BadValue as exc:
-            raise ParamError(f"{self.name}: {exc}") from None
+            raise ParamError("param.bad_value", "{name}: {reason}", name=self.name,
+                             reason=exc) from None
 
     def check(self, values: np.ndarray) -> None:
         """Refuse a batch (a sweep's column) if any value is out of bounds,
@@ -119,7 +136,8 @@ class Param:
         if not ok.all():
             first = np.asarray(values)[~ok][0].item()
             self.parse(first)
-            raise ParamError(f"{self.name}: invalid value {first!r}")
+            raise ParamError("param.invalid", "{name}: invalid value {value}", name=self.name,
+                             value=repr(first))
 
     def to_json(self) -> dict:
         out = {"name": self.name, "default": self.default, "kind": self.kind,
@@ -167,20 +185,25 @@ class Param:
                 return 0
         elif isinstance(value, (bool, int)) and value in (0, 1):
             return int(value)
-        raise ParamError(f"{self.name}={value}: expected 0 or 1")
+        raise ParamError("param.not_bool", "{name}={value}: expected 0 or 1", name=self.name,
+                         value=value)
 
     def _range(self, text: str) -> str:
         parts = text.strip().replace(",", " ").replace("-", " ").split()
         if len(parts) != 2:
-            raise ParamError(f"{self.name}={text}: expected two port numbers, LOW HIGH")
+            raise ParamError("param.not_range",
+                             "{name}={value}: expected two port numbers, LOW HIGH",
+                             name=self.name, value=text)
         lo, hi = (units.parse_count(x, minimum=self.minimum, maximum=self.maximum)
                   for x in parts)
         if lo > hi:
-            raise ParamError(f"{self.name}={text}: LOW is above HIGH")
+            raise ParamError("param.range_order", "{name}={value}: LOW is above HIGH",
+                             name=self.name, value=text)
         return f"{lo} {hi}"
 
     def _array(self, value: np.ndarray) -> np.ndarray:
         if self.kind not in ("seconds", "count", "int", "float", "bool"):
-            raise ParamError(f"{self.name}: only numeric parameters can vary in a batch")
+            raise ParamError("param.not_numeric", "{name}: only numeric parameters can vary in a"
+                             " batch", name=self.name)
         self.check(value)
         return value.astype(float) if self.kind in ("seconds", "float") else value.astype(np.int64)

@@ -17,8 +17,8 @@ class Values:
         known = {s.name for s in specs}
         unknown = set(values) - known
         if unknown:
-            raise ParamError(f"unknown parameter(s): {', '.join(sorted(unknown))} "
-                             f"(known: {', '.join(sorted(known))})")
+            raise ParamError("param.unknown", "unknown parameter(s): {names} (known: {known})",
+                             names=", ".join(sorted(unknown)), known=", ".join(sorted(known)))
         for s in specs:
             setattr(self, s.name, values.get(s.name, s.default))
 

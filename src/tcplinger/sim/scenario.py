@@ -138,7 +138,8 @@ def parse_toml(text: str) -> dict:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ParamError(f"scenario is not valid TOML: {exc}") from None
+        raise ParamError("param.toml", "scenario is not valid TOML: {reason}",
+                         reason=str(exc)) from None
 
 
 def _values(specs: tuple[Param, ...], table: dict, where: str) -> dict:
@@ -147,7 +148,8 @@ def _values(specs: tuple[Param, ...], table: dict, where: str) -> dict:
     for key, value in table.items():
         spec = by_name.get(key)
         if spec is None:
-            raise ParamError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(by_name))})")
+            raise ParamError("param.unknown_key", "{where}: unknown key {key} (known: {known})",
+                             where=where, key=repr(key), known=", ".join(sorted(by_name)))
         out[key] = spec.parse(value)
     return out
 
@@ -155,7 +157,7 @@ def _values(specs: tuple[Param, ...], table: dict, where: str) -> dict:
 def _table(doc: dict, key: str, where: str) -> dict:
     value = doc.get(key, {})
     if not isinstance(value, dict):
-        raise ParamError(f"{where}.{key} must be a table")
+        raise ParamError("param.not_table", "{where}.{key} must be a table", where=where, key=key)
     return value
 
 
@@ -165,11 +167,13 @@ def _party(name: str, doc: dict) -> PartySpec:
     try:
         prof = profiles.get(profile)
     except KeyError:
-        raise ParamError(f"{name}.profile: unknown profile {profile!r} "
-                         f"(known: {', '.join(profiles.names())})") from None
+        raise ParamError("param.unknown_profile", "{name}.profile: unknown profile {profile} "
+                         "(known: {known})", name=name, profile=repr(profile),
+                         known=", ".join(profiles.names())) from None
     behaviour = str(t.get("behaviour", "graceful"))
     if behaviour not in BEHAVIOURS:
-        raise ParamError(f"{name}.behaviour: {behaviour!r} is not one of {', '.join(BEHAVIOURS)}")
+        raise ParamError("param.behaviour", "{name}.behaviour: {behaviour} is not one of {known}",
+                         name=name, behaviour=repr(behaviour), known=", ".join(BEHAVIOURS))
     params = _values(prof.params, {k: v for k, v in t.items() if k not in _PARTY_KEYS}, name)
     sock = _values(prof.socket, _table(t, "socket", name), name + ".socket")
     app_t = _values(APP_PARAMS, _table(t, "app", name), name + ".app")
@@ -180,9 +184,11 @@ def _party(name: str, doc: dict) -> PartySpec:
     elif behaviour == "shutdown-only":
         app_t.setdefault("on_eof", "ignore")
         if app_t.get("shutdown_at") is None:
-            raise ParamError(f"{name}: behaviour 'shutdown-only' needs app.shutdown_at")
+            raise ParamError("param.needs_shutdown_at", "{name}: behaviour 'shutdown-only' needs"
+                             " app.shutdown_at", name=name)
     if behaviour == "vanish" and host_t.get("vanish_at") is None:
-        raise ParamError(f"{name}: behaviour 'vanish' needs host.vanish_at")
+        raise ParamError("param.needs_vanish_at", "{name}: behaviour 'vanish' needs host.vanish_at",
+                         name=name)
     sends = ()
     if app_t.get("send_at") is not None:
         sends = ((app_t["send_at"], app_t.get("send_bytes", 1000)),)
@@ -201,16 +207,18 @@ def _middleboxes(doc: dict) -> tuple[MiddleboxSpec, ...]:
     out = []
     for i, t in enumerate(items):
         if not isinstance(t, dict) or "profile" not in t:
-            raise ParamError(f"middlebox[{i}] needs a profile "
-                             f"(one of {', '.join(middleboxes.names())})")
+            raise ParamError("param.box_no_profile", "middlebox[{i}] needs a profile (one of"
+                             " {known})", i=i, known=", ".join(middleboxes.names()))
         try:
             prof = middleboxes.get(str(t["profile"]))
         except KeyError:
-            raise ParamError(f"middlebox[{i}].profile: unknown {t['profile']!r} "
-                             f"(known: {', '.join(middleboxes.names())})") from None
+            raise ParamError("param.box_profile", "middlebox[{i}].profile: unknown {profile} "
+                             "(known: {known})", i=i, profile=repr(t["profile"]),
+                             known=", ".join(middleboxes.names())) from None
         name = str(t.get("name", prof.name))
         if name in ("client", "server") or any(m.name == name for m in out):
-            raise ParamError(f"middlebox[{i}]: name {name!r} is taken")
+            raise ParamError("param.box_taken", "middlebox[{i}]: name {name} is taken", i=i,
+                             name=repr(name))
         params = _values(prof.params, {k: v for k, v in t.items() if k not in ("profile", "name")},
                          name)
         out.append(MiddleboxSpec(name, prof.name, params))
@@ -227,7 +235,8 @@ def _drops(doc: dict) -> tuple[DropRule, ...]:
         try:
             flags = parse_flags(v.get("flags", ""))
         except ValueError as exc:
-            raise ParamError(f"drop[{i}].flags: {exc}") from None
+            raise ParamError("param.drop_flags", "drop[{i}].flags: {reason}", i=i,
+                             reason=str(exc)) from None
         out.append(DropRule(v.get("sender", "any"), flags, v.get("from_s", 0.0),
                             v.get("until_s", math.inf), v.get("count", 0)))
     return tuple(out)
@@ -237,8 +246,8 @@ def from_document(doc: dict) -> Scenario:
     known = {p.name for p in TOP_PARAMS} | {"client", "server", "middlebox", "drop", "knobs"}
     unknown = set(doc) - known
     if unknown:
-        raise ParamError(f"unknown top-level key(s): {', '.join(sorted(unknown))} "
-                         f"(known: {', '.join(sorted(known))})")
+        raise ParamError("param.unknown_top", "unknown top-level key(s): {names} (known: {known})",
+                         names=", ".join(sorted(unknown)), known=", ".join(sorted(known)))
     top = _values(TOP_PARAMS, {k: doc[k] for k in doc if k in {p.name for p in TOP_PARAMS}}, "")
     return Scenario(
         name=top.get("name", "scenario"), description=top.get("description", ""),
@@ -252,7 +261,7 @@ def set_path(doc: dict, path: str, value) -> None:
     name a middlebox: ``ipfw.dyn_keepalive``."""
     parts = [p for p in path.split(".") if p]
     if not parts:
-        raise ParamError(f"empty key in {path!r}")
+        raise ParamError("param.empty_key", "empty key in {path}", path=repr(path))
     table = doc
     if parts[0] not in ("client", "server") and len(parts) > 1:
         boxes = doc.get("middlebox", [])
@@ -260,12 +269,14 @@ def set_path(doc: dict, path: str, value) -> None:
             boxes = [boxes]
         match = [b for b in boxes if str(b.get("name", b.get("profile"))) == parts[0]]
         if not match:
-            raise ParamError(f"{path}: no party or middlebox named {parts[0]!r}")
+            raise ParamError("param.no_party", "{path}: no party or middlebox named {name}",
+                             path=path, name=repr(parts[0]))
         table, parts = match[0], parts[1:]
     for p in parts[:-1]:
         nxt = table.setdefault(p, {})
         if not isinstance(nxt, dict):
-            raise ParamError(f"{path}: {p!r} is not a table")
+            raise ParamError("param.path_not_table", "{path}: {part} is not a table", path=path,
+                             part=repr(p))
         table = nxt
     table[parts[-1]] = value
 

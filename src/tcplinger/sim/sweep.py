@@ -62,12 +62,15 @@ def _range(text: str) -> list[float] | None:
         start, stop = (units.parse_number(x, minimum=None, maximum=units.LONGEST) for x in (a, b))
         step_v = units.parse_number(step, maximum=units.LONGEST) if step else 1.0
     except units.BadValue as exc:
-        raise ParamError(f"bad range {text!r} (START..STOP:STEP): {exc}") from None
+        raise ParamError("param.range_syntax", "bad range {text} (START..STOP:STEP): {reason}",
+                         text=repr(text), reason=exc) from None
     if step_v <= 0 or stop < start:
-        raise ParamError(f"bad range {text!r} (START <= STOP, STEP > 0)")
+        raise ParamError("param.range_bounds", "bad range {text} (START <= STOP, STEP > 0)",
+                         text=repr(text))
     n = int(math.floor((stop - start) / step_v + 1e-9)) + 1
     if n > MAX_POINTS:
-        raise ParamError(f"range {text!r} has {n} points (at most {MAX_POINTS})")
+        raise ParamError("param.range_points", "range {text!r} has {n} points (at most {max})",
+                         text=text, n=n, max=MAX_POINTS)
     return [start + i * step_v for i in range(n)]
 
 
@@ -75,7 +78,8 @@ def parse_vary(text: str) -> Axis:
     """``key=v1,v2,...``; an item may be a range ``a..b:step``."""
     key, sep, rest = text.partition("=")
     if not sep or not key.strip() or not rest.strip():
-        raise ParamError(f"--vary needs KEY=V1,V2,... (got {text!r})")
+        raise ParamError("param.vary_format", "--vary needs KEY=V1,V2,... (got {text})",
+                         text=repr(text))
     values: list = []
     for item in rest.split(","):
         item = item.strip()
@@ -84,7 +88,7 @@ def parse_vary(text: str) -> Axis:
         rng = _range(item)
         values.extend(rng if rng is not None else [item])
     if not values:
-        raise ParamError(f"--vary {key}: no values")
+        raise ParamError("param.vary_empty", "--vary {key}: no values", key=key)
     return Axis(key.strip(), tuple(values))
 
 
@@ -207,7 +211,8 @@ def run_sweep(make_document: Callable[[dict], dict], axes: list[Axis], kinds: di
     shape = tuple(len(a.values) for a in axes)
     total = math.prod(shape)
     if total > MAX_POINTS:
-        raise ParamError(f"the grid has {total} points (at most {MAX_POINTS})")
+        raise ParamError("param.grid_points", "the grid has {n} points (at most {max})", n=total,
+                         max=MAX_POINTS)
     numeric = [k for k in keys if kinds.get(k) in ("seconds", "count")]
     # one index array per axis: point i uses axis value idx[k][i]
     idx = dict(zip(keys, np.unravel_index(np.arange(total), shape)))
@@ -295,4 +300,5 @@ def _axis_number(key: str, kind: str, value) -> float:
         return float(units.parse_number(value, minimum=None, maximum=math.inf,
                                         integer=kind == "count"))
     except units.BadValue as exc:
-        raise ParamError(f"--vary {key}: {exc}") from None
+        raise ParamError("param.vary_value", "--vary {key}: {reason}", key=key,
+                         reason=exc) from None

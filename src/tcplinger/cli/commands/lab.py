@@ -19,7 +19,7 @@ from ...app.lab import ALL, DEFAULT_INTERVAL_S, MAX_INTERVAL_S, SYSCTLS, parse_s
 from ...fsutil import atomic_write
 from ...model.params import ParamError
 from ...ui import timeline as tl_view
-from ..errors import CatalogError, CliError, Exit, exit_for
+from ..errors import CatalogError, CliError, Exit, exit_for, said
 from ..options import DAY, duration_type, output_file
 
 NAME = "lab"
@@ -84,7 +84,7 @@ def _run_options(args, msg) -> RunOptions:
     try:
         sets = tuple(parse_sets(args.sets))
     except ParamError as exc:
-        raise CliError(f"lab: {exc}", Exit.USAGE) from None
+        raise CliError("lab: " + said(msg, exc.key, exc.fields), Exit.USAGE) from None
     return RunOptions(args.scenario, sets, args.duration, args.json, args.svg, args.interval,
                       args.tracefs, args.capture, args.diagnose, args.html)
 
@@ -167,7 +167,7 @@ def run(opts: RunOptions, term, msg) -> int:
     try:
         result = lab.run(scenario, ropts, msg, progress)
     except ParamError as exc:
-        raise CliError(f"lab: {exc}", Exit.USAGE) from None
+        raise CliError("lab: " + said(msg, exc.key, exc.fields), Exit.USAGE) from None
     except lab.LabError as exc:
         raise CliError(f"lab: {exc}", Exit.UNSUPPORTED) from None
     finally:

@@ -22,7 +22,7 @@ from ...fsutil import atomic_write
 from ...model.params import ParamError
 from ...ui import simulation as sim_view
 from ...ui import timeline as tl_view
-from ..errors import CatalogError, CliError, Exit
+from ..errors import CatalogError, CliError, Exit, said
 from ..options import LONGEST, OptionError, duration_type, output_file
 
 NAME = "sim"
@@ -116,7 +116,7 @@ def _errors(source: Source, msg):
     except FileNotFoundError:
         raise CliError(msg("sim.error.no_file", path=str(source.file)), Exit.NOT_FOUND) from None
     except ParamError as exc:
-        raise CliError(f"sim: {exc}", Exit.USAGE) from None
+        raise CliError("sim: " + said(msg, exc.key, exc.fields), Exit.USAGE) from None
 
 
 def micro_s(x):

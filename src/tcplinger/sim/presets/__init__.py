@@ -45,8 +45,12 @@ def knob_values(preset: Preset, given: dict) -> dict:
         out[k.name] = k.parse(given[k.name]) if k.name in given else k.default
     unknown = set(given) - set(out)
     if unknown:
-        raise ParamError(f"preset {preset.name}: unknown knob(s) {', '.join(sorted(unknown))} "
-                         f"(knobs: {', '.join(preset.knob_names()) or 'none'})")
+        if preset.knob_names():
+            raise ParamError("param.unknown_knob", "preset {preset}: unknown knob(s) {names}"
+                             " (knobs: {knobs})", preset=preset.name,
+                             names=", ".join(sorted(unknown)), knobs=", ".join(preset.knob_names()))
+        raise ParamError("param.no_knobs", "preset {preset}: unknown knob(s) {names} (knobs: none)",
+                         preset=preset.name, names=", ".join(sorted(unknown)))
     return out
 
 
