@@ -87,6 +87,18 @@ def text_of(dom: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", dom))
 
 
+def seen_in_browser(page: Path, shot: Path, *, ink: float = 0.03) -> tuple[str, str]:
+    """(rendered DOM, its text on one line) of ``page`` after Chromium drew
+    it without a console message, on a screenshot that is not blank (more
+    than ``ink`` of the pixels not white, more than 50 colours)."""
+    dom, console = render(page, shot)
+    assert console == [], console
+    non_white, colours = not_blank(shot)
+    print(f"\n{shot}: {non_white:.1%} non-white pixels, {colours} colours")
+    assert non_white > ink and colours > 50
+    return dom, " ".join(text_of(dom).split())
+
+
 @pytest.fixture(scope="module")
 def leaky(tmp_path_factory):
     pytest.importorskip("matplotlib", reason="the PNG reader (tcplinger[plot])")
@@ -124,12 +136,7 @@ def test_report_page_in_a_real_browser(leaky, lang):
     assert "<script" not in source and "http://" not in source.split("</style>")[0]
     assert not re.search(r'\b(src|href)\s*=\s*"(?!#)', source)  # nothing to load
 
-    dom, console = render(page, shot)
-    assert console == [], console
-    non_white, colours = not_blank(shot)
-    print(f"\n{shot}: {non_white:.1%} non-white pixels, {colours} colours")
-    assert non_white > 0.03 and colours > 50
-    text = " ".join(text_of(dom).split())
+    dom, text = seen_in_browser(page, shot)
     for f in doc["findings"]:
         for piece in [f["title"], *f["facts"], *f["cause"], *f["lifetime"],
                       *(x["text"] for x in f["fixes"]),
@@ -160,10 +167,6 @@ def test_lab_run_page_in_a_real_browser(tmp_path):
                        capture_output=True, text=True, timeout=180,
                        env={**os.environ, "LANG": "C"})
     assert p.returncode == 0, p.stderr
-    dom, console = render(page, shot)
-    assert console == [], console
-    non_white, colours = not_blank(shot)
-    assert non_white > 0.01 and colours > 50  # a short page in a 1280x4800 window
-    text = " ".join(text_of(dom).split())
+    dom, text = seen_in_browser(page, shot, ink=0.01)  # a short page in a 1280x4800 window
     assert "Lab orphan-fin-wait-2 on Linux" in text and "Expected outcome" in text
     assert dom.count("<svg") == 1 and "FIN_WAIT2" in dom
