@@ -48,6 +48,8 @@ def test_list_json(cli):
     (["lab", "run", "close-wait-leak", "--set", "peer=asleep"], 2, "expected one of"),
     (["lab", "run", "orphan-fin-wait-2", "--set", "tcp_fin_timeout"], 2, "NAME=VALUE"),
     (["lab", "run", "orphan-fin-wait-2", "--interval", "0.2"], 2, "--interval"),
+    # below one dump's time the poller would only spin
+    (["lab", "run", "orphan-fin-wait-2", "--interval", "0.0001"], 2, "(at least 1ms)"),
     (["lab", "run", "orphan-fin-wait-2", "--duration", "0"], 2, "--duration"),
     (["lab"], 2, "choose an action"),
 ])

@@ -158,3 +158,6 @@ def test_check_perfdata_sums_states():
     perf = check_cmd.perfdata(D)
     assert "close_wait=25" in perf and "time_wait=1200" in perf
     assert "findings_warning=2" in perf
+    # Every lingering state of the state table, CLOSING too, in the kernel's order.
+    labels = [part.split("=")[0] for part in perf.split()]
+    assert labels[:6] == ["fin_wait1", "fin_wait2", "time_wait", "close_wait", "last_ack", "closing"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..lab import registry, runner
 from ..lab.params import SYSCTLS, parse_sets
-from ..lab.recorder import DEFAULT_INTERVAL_S, MAX_INTERVAL_S
+from ..lab.recorder import DEFAULT_INTERVAL_S, MAX_INTERVAL_S, MIN_INTERVAL_S
 from ..lab.result import LabResult
 from ..lab.scenario import Scenario, prepare
 from ..lab.scenarios import ALL, get
@@ -19,8 +19,8 @@ from ..lab.script import LabError, RunOptions
 from ..model.params import ParamError
 from .lab_diagnosis import LabDiagnosis
 
-__all__ = ["ALL", "SYSCTLS", "DEFAULT_INTERVAL_S", "MAX_INTERVAL_S", "LabError", "RunOptions",
-           "get", "parse_sets", "expected_s", "run", "clean", "Cleaned"]
+__all__ = ["ALL", "SYSCTLS", "DEFAULT_INTERVAL_S", "MAX_INTERVAL_S", "MIN_INTERVAL_S", "LabError",
+           "RunOptions", "get", "parse_sets", "expected_s", "run", "clean", "Cleaned"]
 
 
 def expected_s(scenario: Scenario, opts: RunOptions) -> float:

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 
+from ..collect.roots import PROC
 from . import registry, wireview
 from .capture import Capture
 from .peer_process import PeerProcess
@@ -63,7 +64,7 @@ def check_environment() -> None:
     """One clear error when the lab cannot run here."""
     if os.geteuid() != 0:
         raise PermissionError(1, "the lab needs root (it creates network namespaces)")
-    if not os.path.exists("/proc/self/ns/net"):
+    if not (PROC / "self" / "ns" / "net").exists():
         raise LabError("this kernel has no network namespaces")
     try:
         done = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)

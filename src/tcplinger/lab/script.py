@@ -237,11 +237,11 @@ class Run:
 
     def tcpext(self, role: str) -> dict:
         from ..collect.kernel import parse_netstat
+        from ..collect.roots import PROC
         from ..collect.setns import run_in_netns
 
-        def read():
-            with open("/proc/thread-self/net/netstat") as f:
-                return parse_netstat(f.read())
+        def read():  # thread-self: this thread entered the namespace, the process did not
+            return parse_netstat((PROC / "thread-self" / "net" / "netstat").read_text())
         return run_in_netns(self.topo.path(role), read)
 
     def helper(self, role: str, argv: list[str], sink: list, parse_json: bool = True):

@@ -20,7 +20,7 @@ from ...app.diagnosis import DiagnoseOptions, diagnose
 from ...collect.roots import Roots
 from ...diagnose.finding import Severity
 from ...model.files import NotOurFile
-from ...model.states import TcpState
+from ...model.states import LINGERING, REPORTED
 from ..errors import CatalogError, CliError, one_line
 from ..options import add_diagnose_args, diagnose_options, input_file
 
@@ -29,8 +29,8 @@ NAME = "check"
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATUS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 #: Plugin status words are protocol tokens, the same in every language.
-PERF_STATES = (TcpState.CLOSE_WAIT, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2, TcpState.TIME_WAIT,
-               TcpState.LAST_ACK)
+#: The perfdata counts: the lingering group of model/states.py, in the kernel's state order.
+PERF_STATES = tuple(s for s in REPORTED if s in LINGERING)
 
 
 @dataclass(frozen=True)

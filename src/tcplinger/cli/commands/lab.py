@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...app import lab
-from ...app.lab import ALL, DEFAULT_INTERVAL_S, MAX_INTERVAL_S, SYSCTLS, parse_sets
+from ...app.lab import ALL, DEFAULT_INTERVAL_S, MAX_INTERVAL_S, MIN_INTERVAL_S, SYSCTLS, parse_sets
 from ...fsutil import atomic_write
 from ...model.params import ParamError
 from ...ui import timeline as tl_view
@@ -59,7 +59,7 @@ def register(sub, h) -> None:
     pr.add_argument("--json", action="store_true", help=h("lab.help.json"))
     pr.add_argument("--svg", type=output_file, metavar="FILE", help=h("lab.help.svg"))
     pr.add_argument("--html", type=output_file, metavar="FILE", help=h("lab.help.html"))
-    pr.add_argument("--interval", type=duration_type(maximum=MAX_INTERVAL_S, positive=True),
+    pr.add_argument("--interval", type=duration_type(minimum=MIN_INTERVAL_S, maximum=MAX_INTERVAL_S),
                     default=DEFAULT_INTERVAL_S,
                     metavar="S", help=h("lab.help.interval"))
     pr.add_argument("--no-tracefs", dest="tracefs", action="store_false",
