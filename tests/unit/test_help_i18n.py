@@ -124,6 +124,25 @@ def test_help_in_chinese_has_no_english_word(cli, path):
         assert english_words(out, names) == [], (argv, out)
 
 
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_usage_continuation_lines_line_up_in_columns(lang, monkeypatch):
+    """A wrapped usage continues under the first option, counted in
+    terminal columns: "用法：" is 3 characters but 6 columns."""
+    from tcplinger.cli.formatter import width
+
+    monkeypatch.setenv("COLUMNS", "80")  # argparse's width, where usages wrap
+
+    wrapped = 0
+    for path, parser in _command_parsers(lang):
+        lines = parser.format_usage().splitlines()
+        head = lines[0].split("[", 1)[0]  # "用法：tcplinger report "
+        for line in lines[1:]:
+            if line.strip():
+                wrapped += 1
+                assert len(line) - len(line.lstrip(" ")) == width(head), (path, lines)
+    assert wrapped  # some usage does wrap at argparse's width
+
+
 def test_english_help_keeps_english(cli):
     code, out, _ = cli("ls", "--help", env={"LANG": "C"})
     assert code == 0 and out.startswith("usage: tcplinger ls") and not CJK.search(out)

@@ -69,6 +69,16 @@ class Formatter(argparse.HelpFormatter):
         super().add_usage(usage, actions, groups,
                           self.usage_prefix if prefix is None else prefix)
 
+    def _format_usage(self, usage, actions, groups, prefix):
+        # argparse indents the usage's continuation lines by len(prefix)
+        # characters: "用法：" is 3 characters but 6 columns. Lay it out with
+        # a stand-in of the prefix's display width, then put the prefix back.
+        if prefix is None or not is_wide(prefix):
+            return super()._format_usage(usage, actions, groups, prefix)
+        stand_in = "\0" * width(prefix)
+        text = super()._format_usage(usage, actions, groups, stand_in)
+        return prefix + text[len(stand_in):]
+
     def _split_lines(self, text, width):
         return wrap(text, width) if is_wide(text) else super()._split_lines(text, width)
 
