@@ -117,3 +117,55 @@ def test_who_says_the_command_line_only_when_it_says_more():
                 {"where": ":80", "who": process_text.who_text(refs)}).render(EN) == \
         "Clients of :80 on this host: w (pid 0), w (pid 1), w (pid 2) and 2 more (they hold " \
         "connections to it now)."
+
+
+def _reference_clients(ctx, family, addr, port, limit=5):
+    """clients_of()'s holders as written before it read only the held rows
+    towards the port (a scan of every held row's copy)."""
+    import numpy as np
+    from tcplinger.model.states import TcpState
+    held = np.flatnonzero((ctx.rows["inode"] != 0) & (ctx.state != int(TcpState.LISTEN)))
+    rows = ctx.rows[held]
+    key = np.frombuffer(bytes(addr).ljust(16, b"\0"), dtype=rows["daddr"].dtype)[0]
+    same = (rows["dport"] == port) & (rows["daddr"] == key) & (rows["family"] == family)
+    counts: dict[int, list] = {}
+    for ino in rows["inode"][same].tolist():
+        for o in (ctx.inp.owners or {}).get(int(ino), ())[:1]:
+            counts.setdefault(o.pid, [o, 0])[1] += 1
+    ranked = sorted(counts.values(), key=lambda e: (-e[1], e[0].pid))
+    return tuple(process_text.ref(o, "destination", "x") for o, _ in ranked[:limit])
+
+
+def test_clients_of_reads_the_held_rows_towards_the_port_as_a_scan_of_all():
+    """Random tables (IPv4, IPv6, v4-mapped, equal ports across families,
+    listeners, orphans): the holders found through held_rows() are those a
+    scan of every row finds, for every destination and a missing one."""
+    import random
+    import socket
+    rnd = random.Random(7)
+    addrs = ("10.0.0.7", "10.0.0.8", "fd00::7", "::ffff:10.0.0.7")
+    found = 0
+    for _ in range(30):
+        b, owners, inode = SocketBuilder(), {}, 1
+        for _ in range(rnd.randrange(1, 60)):
+            a = rnd.choice(addrs)
+            remote = f"[{a}]:{rnd.choice((80, 443, 5432))}" if ":" in a else \
+                f"{a}:{rnd.choice((80, 443, 5432))}"
+            local = "[fd00::1]:50000" if ":" in a else "10.0.0.1:50000"
+            state = rnd.choice(("ESTABLISHED", "CLOSE_WAIT", "TIME_WAIT", "LISTEN"))
+            ino = 0 if state == "TIME_WAIT" else inode
+            b.add(state, local, remote, inode=ino)
+            if ino:
+                owners |= owners_for(ino, 1, rnd.choice((300, 301, 302)), "java")
+            inode += 1
+        ctx = NsContext(namespace(b.table(), owners=owners))
+        held = culprits.held_rows(ctx)
+        for a in addrs + ("10.0.0.9",):
+            family = socket.AF_INET6 if ":" in a else socket.AF_INET
+            raw = socket.inet_pton(family, a)
+            for port in (80, 443, 5432, 8080):
+                want = _reference_clients(ctx, family, raw, port)
+                assert culprits.clients_of(ctx, family, raw, port, "x", 5, held) == want
+                assert culprits.clients_of(ctx, family, raw, port, "x") == want
+                found += bool(want)
+    assert found > 50

@@ -55,3 +55,84 @@ def test_merged_index_answers_as_the_per_namespace_search(seed, monkeypatch):
     single = _answers(_world(random.Random(seed), n))
     assert merged == single
     assert any(c >= 0 for cs, _ in single for c in cs)  # not vacuous: peers are found
+
+
+def _reference_other_ends(ctx, world, rows) -> list[dict]:
+    """other_ends() as it was written before it counted in numpy: one key
+    tuple per row found (the answer the vectorised one must give)."""
+    from tcplinger.diagnose.process_text import short_command
+    from tcplinger.diagnose.rules._common import PEER_LOOKUPS
+    from tcplinger.model.states import TcpState
+
+    ctx_idx, peer_rows = world.peers(ctx, rows[:PEER_LOOKUPS])
+    seen: dict[tuple, int] = {}
+    for k, j in zip(ctx_idx.tolist(), peer_rows.tolist()):
+        if k < 0:
+            continue
+        other = world.contexts[k]
+        owners = other.owners_of_row(j)
+        who = owners[0] if owners else None
+        key = (other.netns.label(), TcpState(int(other.state[j])).name,
+               who.pid if who else None, who.comm if who else None,
+               int(other.inode[j]) == 0,
+               short_command(who.cmdline, who.comm) if who else None)
+        seen[key] = seen.get(key, 0) + 1
+    return [{"netns": k[0], "state": k[1], "pid": k[2], "comm": k[3], "orphan": k[4],
+             "command": k[5], "count": n}
+            for k, n in sorted(seen.items(), key=lambda kv: -kv[1])]
+
+
+def _owned_world(rnd: random.Random, namespaces: int) -> World:
+    """Like _world, with orphans (inode 0), sockets held by one of a few
+    processes (one pid seen with two command lines, a socket held by two
+    processes), unheld sockets, and namespaces sharing a label."""
+    from tcplinger.model.socket import Owner
+    procs = [(100, "nginx", "nginx: worker process"), (100, "nginx", "nginx: master"),
+             (200, "python3", "python3 app.py"), (300, "java", "java -jar x.jar")]
+    inputs, inode = [], 1
+    for k in range(namespaces):
+        b, owners = SocketBuilder(), {}
+        for _ in range(rnd.randrange(0, 40)):
+            v6 = rnd.random() < 0.5
+            pool = [a for a in ADDRS if (":" in a) == v6]
+            a, c = rnd.choice(pool), rnd.choice(pool)
+            p, q = rnd.choice((80, 8080, 40000, 40001)), rnd.choice((80, 8080, 40000, 40001))
+            for local, remote in [(_endpoint(a, p), _endpoint(c, q))] + \
+                    ([(_endpoint(c, q), _endpoint(a, p))] if rnd.random() < 0.7 else []):
+                ino = 0 if rnd.random() < 0.2 else inode
+                inode += 1
+                b.add(rnd.choice(STATES), local, remote, inode=ino)
+                if ino and rnd.random() < 0.8:
+                    held = rnd.sample(procs, rnd.choice((1, 1, 2)))
+                    owners[ino] = tuple(Owner(pid=pid, comm=comm, cmdline=cmd, fd=3 + n)
+                                        for n, (pid, comm, cmd) in enumerate(held))
+        inputs.append(namespace(b.table(), name=f"ns{k % 3}", inode=4026531840 + k,
+                                owners=owners))
+    return World(inputs)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_other_ends_count_as_one_key_per_row(seed):
+    """The vectorised other_ends() gives the per-row reference's list, in
+    the same order (ties by first row), for every namespace's rows."""
+    from tcplinger.diagnose.rules._common import other_ends
+    rnd = random.Random(seed)
+    world = _owned_world(rnd, rnd.choice((1, 2, 3, 9)))
+    found = 0
+    for ctx in world.contexts:
+        rows = np.array(rnd.sample(range(len(ctx.rows)), len(ctx.rows)), dtype=np.int64)
+        want = _reference_other_ends(ctx, world, rows)
+        assert other_ends(ctx, world, rows) == want
+        found += len(want)
+    assert found or seed % 10  # most seeds find other ends
+
+
+def test_other_ends_not_vacuous():
+    from tcplinger.diagnose.rules._common import other_ends
+    hits = 0
+    for seed in range(60):
+        world = _owned_world(random.Random(seed), 3)
+        for ctx in world.contexts:
+            got = other_ends(ctx, world, np.arange(len(ctx.rows)))
+            hits += sum(1 for h in got if h["pid"]) and sum(1 for h in got if h["count"] > 1)
+    assert hits > 20

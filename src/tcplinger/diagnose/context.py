@@ -78,7 +78,9 @@ class NsContext:
     def in_state(self, *states: TcpState) -> np.ndarray:
         if len(states) == 1:
             return self.state == int(states[0])
-        return np.isin(self.state, [int(s) for s in states])
+        wanted = np.zeros(256, bool)  # a lookup by state number: np.isin sorts
+        wanted[[int(s) for s in states]] = True
+        return wanted[self.state]
 
     def indices(self, mask: np.ndarray) -> np.ndarray:
         return np.flatnonzero(mask)

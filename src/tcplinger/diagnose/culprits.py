@@ -77,7 +77,7 @@ def listener_owners(ctx, port: int) -> list[Owner]:
 
 
 def clients_of(ctx, family: int, addr: bytes, port: int, where: str,
-               limit: int = 5, candidates: np.ndarray | None = None) -> tuple[OwnerRef, ...]:
+               limit: int = 5, candidates: Held | None = None) -> tuple[OwnerRef, ...]:
     """The processes behind connections to ``addr``:``port``: those holding
     sockets to it now (any state but LISTEN; basis "destination"), most
     sockets first; when none does (connections that live milliseconds are
@@ -85,16 +85,20 @@ def clients_of(ctx, family: int, addr: bytes, port: int, where: str,
     during ``--interval`` (basis "connects", with their rate).
     ``candidates``: the rows that can hold one (:func:`held_rows`), when
     the caller asks for many destinations."""
-    if candidates is None:
-        candidates = held_rows(ctx)
-    rows = ctx.rows[candidates]
-    key = np.frombuffer(bytes(addr).ljust(16, b"\0"), dtype=rows["daddr"].dtype)[0]
-    same = (rows["dport"] == port) & (rows["daddr"] == key) & (rows["family"] == family)
     owners = ctx.inp.owners or {}
     counts: dict[int, list] = {}
-    for ino in rows["inode"][same].tolist():
-        for o in owners.get(int(ino), ())[:1]:
-            counts.setdefault(o.pid, [o, 0])[1] += 1
+    if owners:  # without owners no row can name a holder: nothing to scan
+        if candidates is None:
+            candidates = held_rows(ctx)
+        rows = ctx.rows
+        near = candidates.to_port(port)
+        key = np.frombuffer(bytes(addr).ljust(16, b"\0"), dtype=np.uint64)
+        words = np.ascontiguousarray(rows["daddr"][near]).view(np.uint64).reshape(-1, 2)
+        same = near[(words[:, 0] == key[0]) & (words[:, 1] == key[1])
+                    & (rows["family"][near] == family)]
+        for ino in rows["inode"][same].tolist():
+            for o in owners.get(int(ino), ())[:1]:
+                counts.setdefault(o.pid, [o, 0])[1] += 1
     ranked = sorted(counts.values(), key=lambda e: (-e[1], e[0].pid))
     if ranked:
         return tuple(ref(o, "destination", where) for o, _ in ranked[:limit])
@@ -106,14 +110,31 @@ def clients_of(ctx, family: int, addr: bytes, port: int, where: str,
                  for o, n in seen.to(family, text, port)[:limit])
 
 
-def held_rows(ctx) -> np.ndarray:
-    """Rows a process can hold towards a destination: a file (inode) and
-    not a listener."""
-    return np.flatnonzero((ctx.rows["inode"] != 0) & (ctx.state != int(TcpState.LISTEN)))
+@dataclass(frozen=True)
+class Held:
+    """Rows a process can hold towards a destination (a file, and not a
+    listener), ordered by remote port, so that those towards one port are
+    a slice: each destination's lookup had copied every held row (0.25 s
+    a destination at 1M sockets)."""
+
+    rows: np.ndarray
+    dports: np.ndarray  # the rows' remote ports, ascending
+
+    def to_port(self, port: int) -> np.ndarray:
+        lo = np.searchsorted(self.dports, port, "left")
+        return self.rows[lo:np.searchsorted(self.dports, port, "right")]
+
+
+def held_rows(ctx) -> Held:
+    """:class:`Held` of a namespace."""
+    rows = np.flatnonzero((ctx.rows["inode"] != 0) & (ctx.state != int(TcpState.LISTEN)))
+    dports = ctx.rows["dport"][rows]
+    order = np.argsort(dports, kind="stable")
+    return Held(rows[order], dports[order])
 
 
 def destination_holders(ctx, row: int, limit: int = 5,
-                        candidates: np.ndarray | None = None) -> tuple[OwnerRef, ...]:
+                        candidates: Held | None = None) -> tuple[OwnerRef, ...]:
     """:func:`clients_of` the remote address and port of ``row``."""
     rows = ctx.rows
     family, port = int(rows["family"][row]), int(rows["dport"][row])

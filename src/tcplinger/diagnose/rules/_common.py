@@ -4,6 +4,8 @@ shape itself is diagnose/rule_finding.py's)."""
 
 from __future__ import annotations
 
+from itertools import repeat
+
 import numpy as np
 
 from ..finding import Fix, FixKind, Severity, SysctlChange, Text
@@ -74,23 +76,45 @@ PEER_LOOKUPS = 20_000  # rows whose other end is looked for (cost bound)
 
 def other_ends(ctx, world, rows) -> list[dict]:
     """The other ends of ``rows`` found in the namespaces looked at,
-    grouped by (namespace, state, owner)."""
+    grouped by (namespace, state, owner), most first (ties: in the order
+    of their first row in ``rows``)."""
     from ...model.states import TcpState
 
     sel = rows[:PEER_LOOKUPS]
     ctx_idx, peer_rows = world.peers(ctx, sel)
-    seen: dict[tuple, int] = {}
-    for k, j in zip(ctx_idx.tolist(), peer_rows.tolist()):
-        if k < 0:
-            continue
+    hit = np.flatnonzero(ctx_idx >= 0)
+    if len(hit) == 0:
+        return []
+    # A code per other end of (namespace, state, orphan, holder), counted
+    # in numpy; Python builds the key of one row of each code (a key tuple
+    # per lookup, 20,000 of them, took 0.4 s of a report at 1M).
+    ks, js = ctx_idx[hit], peer_rows[hit]
+    code = np.empty(len(hit), np.int64)
+    holders: dict[tuple, int] = {}  # (pid, comm, cmdline) -> number from 1
+    for k in np.unique(ks).tolist():
+        at = np.flatnonzero(ks == k)
         other = world.contexts[k]
+        j = js[at]
+        inode = other.inode[j]
+        holder = np.zeros(len(at), np.int64)
+        if other.inp.owners:
+            holder[:] = [holders.setdefault((o[0].pid, o[0].comm, o[0].cmdline), len(holders) + 1)
+                         if o else 0
+                         for o in map(other.inp.owners.get, inode.tolist(), repeat(()))]
+        code[at] = (((k * 256 + other.state[j].astype(np.int64)) * 2 + (inode == 0)) << 32) \
+            | holder
+    _, first, counts = np.unique(code, return_index=True, return_counts=True)
+    seen: dict[tuple, int] = {}
+    for g in np.argsort(first, kind="stable").tolist():
+        i = int(first[g])
+        other, j = world.contexts[int(ks[i])], int(js[i])
         owners = other.owners_of_row(j)
         who = owners[0] if owners else None
         key = (other.netns.label(), TcpState(int(other.state[j])).name,
                who.pid if who else None, who.comm if who else None,
                int(other.inode[j]) == 0,
                short_command(who.cmdline, who.comm) if who else None)
-        seen[key] = seen.get(key, 0) + 1
+        seen[key] = seen.get(key, 0) + int(counts[g])
     return [{"netns": k[0], "state": k[1], "pid": k[2], "comm": k[3], "orphan": k[4],
              "command": k[5], "count": n}
             for k, n in sorted(seen.items(), key=lambda kv: -kv[1])]
