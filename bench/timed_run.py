@@ -54,6 +54,14 @@ def compile_sources(*src_dirs: str) -> None:
     for src in src_dirs:
         subprocess.run([os.path.realpath(sys.executable), "-m", "compileall", "-q", "-j", "0",
                         src], check=True, stdout=subprocess.DEVNULL)
+        # the message catalogs' compiled cache (i18n.load_catalog), which the
+        # first run of an installed package writes beside it like a .pyc;
+        # a tree without catalog-*.marshal (older trees) writes nothing
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        subprocess.run([os.path.realpath(sys.executable), "-c",
+                        "from tcplinger import i18n\n"
+                        "for lang in i18n.LANGS: i18n.catalog(lang)"],
+                       check=True, stdout=subprocess.DEVNULL, env=dict(env, PYTHONPATH=src))
 
 
 GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None

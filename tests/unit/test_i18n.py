@@ -1,11 +1,14 @@
 """Both catalogs are complete: same keys, same placeholders, no empty text."""
 
+import marshal
+import os
 import re
 import string
+import sys
 
 import pytest
 
-from tcplinger.i18n import LANGS, Messages, catalog, lang_from_env
+from tcplinger.i18n import LANGS, Messages, catalog, lang_from_env, load_catalog
 
 
 def _fields(text):
@@ -130,3 +133,65 @@ def test_english_plural_forms(key, fields, one, two):
     assert (en(key, n=2, **fields) + ".").startswith(two)
     # Chinese has one form: the same text but the number
     assert zh(key, n=1, **fields).replace("1", "2", 1) == zh(key, n=2, **fields)
+
+
+# The compiled catalog cache (i18n.load_catalog): valid only for the .toml
+# files it was made from, whatever their mtimes say.
+
+def _write(path, text, mtime_ns=None):
+    path.write_text(text, encoding="utf-8")
+    if mtime_ns is not None:
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def test_catalog_cache_is_written_and_read(tmp_path):
+    folder, cache = tmp_path / "en", tmp_path / "__pycache__"
+    folder.mkdir()
+    _write(folder / "core.toml", 'a = "one"\n')
+    assert load_catalog(folder, cache) == {"a": "one"}
+    (written,) = cache.iterdir()
+    # what is read back is the cache's: a cache with the sources' key but
+    # other messages is believed (proves the second load does not parse)
+    key, _messages = marshal.loads(written.read_bytes())
+    written.write_bytes(marshal.dumps((key, {"a": "from the cache"})))
+    assert load_catalog(folder, cache) == {"a": "from the cache"}
+
+
+def test_catalog_cache_follows_an_edit_of_the_same_size_and_mtime(tmp_path):
+    folder, cache = tmp_path / "en", tmp_path / "__pycache__"
+    folder.mkdir()
+    _write(folder / "core.toml", 'a = "one"\n', mtime_ns=10**18)
+    assert load_catalog(folder, cache) == {"a": "one"}
+    _write(folder / "core.toml", 'a = "two"\n', mtime_ns=10**18)  # same size, same mtime
+    assert load_catalog(folder, cache) == {"a": "two"}
+
+
+def test_catalog_cache_follows_added_and_removed_files(tmp_path):
+    folder, cache = tmp_path / "en", tmp_path / "__pycache__"
+    folder.mkdir()
+    _write(folder / "core.toml", 'a = "one"\n')
+    assert load_catalog(folder, cache) == {"a": "one"}
+    _write(folder / "rules.toml", 'b = "two"\n')
+    assert load_catalog(folder, cache) == {"a": "one", "b": "two"}
+    (folder / "core.toml").unlink()
+    assert load_catalog(folder, cache) == {"b": "two"}
+
+
+def test_catalog_cache_not_written_when_told_and_garbage_ignored(tmp_path):
+    folder, cache = tmp_path / "en", tmp_path / "__pycache__"
+    folder.mkdir()
+    _write(folder / "core.toml", 'a = "one"\n')
+    assert load_catalog(folder, cache, write=False) == {"a": "one"}
+    assert not cache.exists()  # PYTHONDONTWRITEBYTECODE: nothing beside the package
+    cache.mkdir()
+    (cache / f"catalog-en.{sys.implementation.cache_tag}.marshal").write_bytes(b"\x00garbage")
+    assert load_catalog(folder, cache) == {"a": "one"}
+
+
+def test_catalog_cache_keeps_the_duplicate_check(tmp_path):
+    folder, cache = tmp_path / "en", tmp_path / "__pycache__"
+    folder.mkdir()
+    _write(folder / "a.toml", 'x = "one"\n')
+    _write(folder / "b.toml", 'x = "two"\n')
+    with pytest.raises(ValueError, match="defined twice"):
+        load_catalog(folder, cache)
