@@ -82,3 +82,23 @@ def report_watch_db(attached, given, term, msg) -> None:
     elif attached.stale:
         ago = "never" if attached.ago is None else f"{attached.ago:.0f}s"
         term.err(msg("watch.stale", path=attached.path, ago=ago))
+
+
+def write_page(path, page: str, msg) -> None:
+    """An HTML page (``--html``) written whole or not at all by the one
+    atomic writer; a failure is one line and the errno's exit code."""
+    from ..fsutil import atomic_write
+    from .errors import CliError, exit_for
+
+    try:
+        atomic_write(path, page.encode("utf-8"))
+    except OSError as exc:
+        raise CliError(msg("html.unwritable", path=path, reason=exc.strerror or str(exc)),
+                       exit_for(exc)) from None
+
+
+def generated() -> str:
+    """When a page was made, as its head says it (local time and zone)."""
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z")

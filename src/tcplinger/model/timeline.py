@@ -23,6 +23,7 @@ True
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from .states import LINGERING, name as state_name, parse_state
@@ -183,6 +184,21 @@ class Timeline:
 
 #: States drawn as "the connection is being torn down" (for lifetimes).
 TEARDOWN_STATES = LINGERING
+
+#: Buckets of time held in a state (upper bounds, seconds), shared by the
+#: HTML pages' histograms (socket ages in ``report --html``, time held at
+#: the end of a capture in ``pcap --html``): 60 s is TIME_WAIT and the
+#: default tcp_fin_timeout, 7200 s the default tcp_keepalive_time.
+AGE_BUCKETS = (1, 5, 15, 60, 300, 1800, 7200)
+
+
+def age_bucket(seconds: float) -> int:
+    """The bucket of ``seconds`` (``len(AGE_BUCKETS)``: beyond the last).
+
+    >>> age_bucket(0.5), age_bucket(1), age_bucket(59.9), age_bucket(1e6)
+    (0, 1, 3, 7)
+    """
+    return bisect.bisect_right(AGE_BUCKETS, seconds)
 
 
 def lingering_time(party: PartyTimeline, horizon_s: float | None = None) -> float | None:

@@ -23,43 +23,17 @@ from html import escape
 import numpy as np
 
 from ..model.states import LINGERING, name as state_name, parse_state
+from ..model.timeline import AGE_BUCKETS
 from ..track.age import age_arrays
 from .html_groups import group_section, grouped, overview_section
+from .html_page import PAGE_END, card_head, fixes_list, page_head
 from .report import workload_line
 from .svgchart import histogram_svg, series_svg
 from .ticks import time_label
 from .timeline import COLOUR, GREY
 from .table import duration
 
-CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI","Noto Sans","WenQuanYi Zen Hei",sans-serif;
- color:#1d1d1f;background:#fafafa;margin:0}
-main{max-width:1100px;margin:0 auto;padding:18px 24px 40px}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 10px;border-bottom:1px solid #ddd}
-h3{font-size:15px;margin:0 0 6px}.meta{color:#666;font-size:12px}
-.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:12px 16px;margin:12px 0}
-table{border-collapse:collapse;font-size:13px}td,th{padding:3px 10px 3px 0;text-align:left;
- vertical-align:top}th{color:#555;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.grid{display:flex;flex-wrap:wrap;gap:18px}.bar{background:#eee;width:140px;height:9px;
- display:inline-block;border-radius:3px;vertical-align:middle}.bar i{display:block;height:9px;
- border-radius:3px;background:#4e79a7}.bar i.hot{background:#c0392b}
-.sev{display:inline-block;padding:1px 7px;border-radius:10px;color:#fff;font-size:12px;
- font-weight:700;margin-right:6px}.sev-critical{background:#c0392b}.sev-warning{background:#d68910}
-.sev-info{background:#2e86c1}.finding{border-left:5px solid #bbb}.finding.critical{border-left-color:#c0392b}
-.finding.warning{border-left-color:#d68910}.finding.info{border-left-color:#2e86c1}
-ul{margin:4px 0 8px;padding-left:20px}li{margin:2px 0}.kind{color:#555;font-size:12px;
- text-transform:uppercase;margin-right:4px}
-pre{background:#f1f3f5;border:1px solid #dde;border-radius:4px;padding:6px 8px;margin:4px 0;
- white-space:pre-wrap;word-break:break-all;font:12.5px/1.4 ui-monospace,"DejaVu Sans Mono",monospace}
-pre.cmd{user-select:all;-webkit-user-select:all;cursor:text}.lbl{font-size:12px;color:#555}
-details summary{cursor:pointer;color:#2e5d8f}.sw{display:inline-block;width:10px;height:10px;
- margin-right:4px;vertical-align:middle}
-"""
-
 SEVERITIES = ("critical", "warning", "info")
-#: Age buckets of the histograms (upper bounds, seconds): 60 s is TIME_WAIT
-#: and the default tcp_fin_timeout, 7200 s the default tcp_keepalive_time.
-AGE_BUCKETS = (1, 5, 15, 60, 300, 1800, 7200)
 
 
 def state_colour(name: str) -> str:
@@ -112,16 +86,7 @@ def render_page(doc: dict, msg, *, generated: str, host: str, lang: str = "en",
                 ages: dict | None = None, history: dict | None = None) -> str:
     """The whole page. ``ages``: ``{netns inode: {state: [count per bucket]}}``;
     ``history``: ``{"series": [...], "limits": [...], "since": t, "until": t}``."""
-    out = [f'<!DOCTYPE html>\n<html lang="{escape(lang)}"><head><meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           # nothing may be fetched: a browser that is asked to load anything
-           # refuses and says so in its console (the test suite checks it is empty)
-           '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-           'style-src \'unsafe-inline\'; img-src data:">',
-           f'<title>{escape(msg("html.title", host=host))}</title><style>{CSS}</style>'
-           '</head><body><main>',
-           f'<h1>{escape(msg("html.title", host=host))}</h1>',
-           f'<div class="meta">{escape(msg("html.generated", when=generated))}</div>']
+    out = page_head(msg("html.title", host=host), msg, generated=generated, lang=lang)
     out += _overview(doc, msg)
     many = grouped(doc)  # several namespaces: the overview, the rest folded
     if many:
@@ -146,7 +111,7 @@ def render_page(doc: dict, msg, *, generated: str, host: str, lang: str = "en",
             out += _finding(f, msg, i)
     if history and history.get("series"):
         out += _history(history, msg)
-    out.append(f'<p class="meta">{escape(msg("html.footer"))}</p></main></body></html>\n')
+    out.append(f'<p class="meta">{escape(msg("html.footer"))}</p>{PAGE_END}')
     return "\n".join(out)
 
 
@@ -223,25 +188,13 @@ def _finding(f: dict, msg, index: int) -> list[str]:
     sev = f["severity"]
     where = msg("report.where", rule=f["rule"], netns=f["netns"].get("name")
                 or f["netns"].get("container") or f"net:[{f['netns']['inode']}]")
-    out = [f'<section class="card finding {sev}" id="finding-{index + 1}">',
-           f'<h3><span class="sev sev-{sev}">{escape(msg("report.severity." + sev))}</span>'
-           f'{escape(f["title"])}</h3>', f'<div class="meta">{escape(where)}</div>']
+    out = card_head(sev, f["title"], where, f"finding-{index + 1}", msg)
     for key, items in (("report.evidence", f.get("facts")), ("report.cause", f.get("cause")),
                        ("report.lifetime", f.get("lifetime"))):
         if items:
             out.append(f'<div class="lbl">{escape(msg(key))}</div><ul>'
                        + "".join(f"<li>{escape(t)}</li>" for t in items) + "</ul>")
-    if f.get("fixes"):
-        out.append(f'<div class="lbl">{escape(msg("report.fixes"))}</div><ul>')
-        for fix in f["fixes"]:
-            item = (f'<li><span class="kind">{escape(msg("report.fix." + fix["kind"]))}</span>'
-                    f'{escape(fix["text"])}')
-            for key in ("command", "persist"):
-                if fix.get(key):
-                    item += (f'<div class="lbl">{escape(msg("report.fix." + key))}</div>'
-                             f'<pre class="cmd">{escape(fix[key])}</pre>')
-            out.append(item + "</li>")
-        out.append("</ul>")
+    out += fixes_list(f.get("fixes"), msg)
     out.append(f'<p class="lbl">{escape(msg("report.confidence", level=msg("report.confidence." + f["confidence"]), reason=f.get("confidence_reason") or ""))}</p>')
     if f.get("sockets"):
         out += _sockets(f, msg)
@@ -294,13 +247,7 @@ def render_timeline_page(title: str, svg: str, lines: list[str], msg, *, generat
                          lang: str = "en") -> str:
     """A lab run (or any timeline) as one self-contained page: the picture,
     then the text report as the terminal shows it."""
-    return "\n".join([
-        f'<!DOCTYPE html>\n<html lang="{escape(lang)}"><head><meta charset="utf-8">',
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        'style-src \'unsafe-inline\'; img-src data:">',
-        f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>",
-        f"<h1>{escape(title)}</h1>",
-        f'<div class="meta">{escape(msg("html.generated", when=generated))}</div>',
+    return "\n".join(page_head(title, msg, generated=generated, lang=lang) + [
         f'<section class="card" style="overflow-x:auto">{svg}</section>',
         f'<section class="card"><pre>{escape(chr(10).join(lines))}</pre></section>',
-        "</main></body></html>\n"])
+        PAGE_END])

@@ -24,6 +24,7 @@ from html import escape
 from typing import Callable
 
 from ..model.notice import notice_text
+from .html_page import card_head
 
 
 def grouped(doc: dict) -> bool:
@@ -81,11 +82,8 @@ def group_section(g: dict, doc: dict, msg, index: int, card: Callable) -> list[s
     sev = g["severity"]
     kind = msg(f"report.group.kind.{g['kind']}")
     members = msg("report.group.members", rule=g["rule"], kind=kind, names=len(g["members"]))
-    out = [f'<section class="card finding {sev}" id="group-{index + 1}">',
-           f'<h3><span class="sev sev-{sev}">{escape(msg("report.severity." + sev))}</span>'
-           f'{escape(g["title"])}</h3>',
-           f'<div class="meta">{escape(members)}</div>',
-           f'<details><summary>{escape(msg("html.group.members", n=len(g["members"])))}</summary>'
+    out = card_head(sev, g["title"], members, f"group-{index + 1}", msg)
+    out += [f'<details><summary>{escape(msg("html.group.members", n=len(g["members"])))}</summary>'
            '<table>', "<tr>" + "".join(f"<th>{escape(msg(k))}</th>" for k in (
                "report.col.namespace", "report.col.count", "report.col.worst")) + "</tr>"]
     for m in g["members"]:

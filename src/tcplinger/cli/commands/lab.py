@@ -19,8 +19,9 @@ from ...app.lab import ALL, DEFAULT_INTERVAL_S, MAX_INTERVAL_S, MIN_INTERVAL_S, 
 from ...fsutil import atomic_write
 from ...model.params import ParamError
 from ...ui import timeline as tl_view
-from ..errors import CatalogError, CliError, Exit, exit_for, said
+from ..errors import CatalogError, CliError, Exit, said
 from ..options import DAY, duration_type, output_file
+from ..output import generated, write_page
 
 NAME = "lab"
 
@@ -198,19 +199,13 @@ def run(opts: RunOptions, term, msg) -> int:
 
 def _write_html(path: Path, result, timeline, title: str, msg) -> None:
     """The run as one self-contained page: the timeline picture and the text report."""
-    import time as time_mod
-
     from ...ui.html import render_timeline_page
 
     page = render_timeline_page(title, tl_view.render_svg(timeline, msg=msg),
                                 text_report(result, timeline, title, msg, width=110), msg,
-                                generated=time_mod.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                                generated=generated(),
                                 lang=msg.lang)
-    try:
-        atomic_write(path, page.encode("utf-8"))
-    except OSError as exc:
-        raise CliError(msg("html.unwritable", path=path, reason=exc.strerror or str(exc)),
-                       exit_for(exc)) from None
+    write_page(path, page, msg)
 
 
 def text_report(result, timeline, title: str, msg, *, width: int = 100,

@@ -19,10 +19,10 @@ from ...export import findings as findings_export
 from ...ui import overview as overview_view
 from ...ui import report as report_view
 from ...ui import wire as wire_view
-from ..errors import CliError, Exit, exit_for
+from ..errors import CliError, Exit
 from ..options import (DAY, add_diagnose_args, count_type, diagnose_options, duration_type,
                        output_file)
-from ..output import report_problems, snapshot_meta
+from ..output import generated, report_problems, snapshot_meta, write_page
 
 NAME = "report"
 
@@ -105,21 +105,15 @@ def json_document(d, msg) -> dict:
 def write_html(path: Path, d, db, msg) -> None:
     """The report as one HTML page (ui/html.py), written atomically."""
     import socket
-    import time
 
     from ...app.watchdb import state_plots
-    from ...fsutil import atomic_write
     from ...ui import html
 
     doc = json_document(d, msg)
-    page = html.render_page(doc, msg, generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    page = html.render_page(doc, msg, generated=generated(),
                             host=socket.gethostname(), lang=msg.lang,
                             ages=html.age_histograms(d.inputs), history=state_plots(db))
-    try:
-        atomic_write(path, page.encode("utf-8"))
-    except OSError as exc:
-        raise CliError(msg("html.unwritable", path=path, reason=exc.strerror or str(exc)),
-                       exit_for(exc)) from None
+    write_page(path, page, msg)
 
 
 def capture_join(opts: ReportOptions, msg, roots: Roots):
