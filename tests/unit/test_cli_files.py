@@ -111,7 +111,7 @@ def test_the_check_state_file_is_ours_and_read_back(cli, tmp_path):
     ["check", "--state", "{null}"], ["tune", "--write", "{null}"],
     ["report", "--html", "{null}"], ["history", "--png", "{null}"],
     ["sim", "run", "--preset", "linux-orphan-fin-wait-2", "--svg", "{null}"],
-    ["pcap", "{capture}", "--svg", "{null}"],
+    ["pcap", "{capture}", "--svg", "{null}"], ["pcap", "{capture}", "--html", "{null}"],
 ])
 def test_a_device_node_is_never_replaced(cli, files, argv):
     """`check --state /dev/null`, `tune --write /dev/null`, `report --html

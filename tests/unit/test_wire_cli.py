@@ -3,7 +3,10 @@ and one line with a documented exit code for everything that is not a
 capture (README, "Exit codes": 7)."""
 
 import json
+import os
 from pathlib import Path
+
+import pytest
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "wire"
 FIN = str(DATA / "retransmitted_fin.pcap")
@@ -93,3 +96,33 @@ def test_checksums_inactivity_and_merged_interfaces_from_the_command_line(cli):
     assert conns(twice)[1] == [("SF", "ShADaFf")] * 2  # kept apart per interface
     code, _, err = cli("pcap", "--inactivity", "soon", twice)
     assert code == 2 and err.count("\n") == 1
+
+
+def test_html_page_next_to_the_text_or_the_json(cli, tmp_path):
+    """``--html`` adds the page; the text and the JSON stay as they are."""
+    page = tmp_path / "wire.html"
+    _, plain, _ = cli("pcap", FIN, SEED000)
+    code, out, err = cli("pcap", FIN, SEED000, "--html", str(page))
+    assert code == 0 and out == plain and err == f"report written to {page}\n"
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and "<script" not in text
+    assert "left 4 times" in text and "Capture " + FIN in text and "Capture " + SEED000 in text
+    _, plain_json, _ = cli("--lang", "zh", "pcap", "--json", FIN)
+    code, out, _ = cli("--lang", "zh", "pcap", "--json", FIN, "--html", str(page))
+    assert code == 0 and json.loads(out) == json.loads(plain_json)
+    assert '<html lang="zh">' in page.read_text()
+
+
+@pytest.mark.parametrize("target,code", [("dir", 2), ("fifo", 2), ("missing/x.html", 3),
+                                         ("", 2)])
+def test_html_target_refused_before_any_work(cli, tmp_path, target, code):
+    """A directory, a FIFO (which would block the writer), a file in a
+    directory that does not exist: one line and the README's exit code
+    before any packet is read (nothing on stdout, nothing left behind)."""
+    (tmp_path / "dir").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    before = sorted(os.listdir(tmp_path))
+    path = str(tmp_path / target) if target else ""
+    got, out, err = cli("pcap", FIN, "--html", path)
+    assert (got, out) == (code, "") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert sorted(os.listdir(tmp_path)) == before and os.listdir(tmp_path / "dir") == []

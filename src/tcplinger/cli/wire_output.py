@@ -81,10 +81,12 @@ def pcap_options(files, filter_text: str | None, keep: int, msg,
 
 
 def analyse_and_render(popts: PcapOptions, as_json: bool, svg: Path | None, uid: str | None,
-                       term, msg, notices: tuple[str, ...] = ()) -> int:
-    """Analyse, then print text or stream JSON. The notices for stderr
-    (``notices``: the caller's, then the files') are said once everything
-    went well: a run that fails says one line, its error."""
+                       term, msg, notices: tuple[str, ...] = (), *, html: Path | None = None,
+                       filter_text: str | None = None) -> int:
+    """Analyse, then print text or stream JSON, and write the page
+    (``html``). The notices for stderr (``notices``: the caller's, then
+    the files') are said once everything went well: a run that fails says
+    one line, its error."""
     writer = _JsonWriter(term) if as_json else None
     said = list(notices)
     results = []
@@ -113,6 +115,13 @@ def analyse_and_render(popts: PcapOptions, as_json: bool, svg: Path | None, uid:
         _svg(results, svg, uid, msg)
     elif uid is not None and not _find(results, uid):
         raise CliError(msg("wire.error.no_uid", uid=uid), Exit.NOT_FOUND)
+    if html is not None:
+        from ..ui.html_wire import render_wire_page
+        from .output import generated, write_page
+
+        write_page(html, render_wire_page(results, msg, generated=generated(), lang=msg.lang,
+                                          filter_text=filter_text), msg)
+        said.append(msg("html.written", path=html))
     for line in said:
         term.err(line)
     return int(Exit.OK)

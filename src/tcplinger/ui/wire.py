@@ -6,6 +6,7 @@ the simulator's)."""
 from __future__ import annotations
 
 from ..model.states import name as state_name
+from ..wire.fixes import ROLES
 from . import timeline as tl_view
 from .table import render
 
@@ -25,8 +26,7 @@ def side_name(rec, side: str) -> str:
 
 def finding_text(f, rec_names: dict, msg) -> str:
     fields = dict(f.field_dict())
-    for k in ("closer", "other", "sender", "side", "answerer", "ignorer", "answered_from",
-              "ignored_from"):
+    for k in ROLES:
         if k in fields:
             fields[k] = rec_names.get(fields[k], fields[k])
     return msg("wire.finding." + f.rule, **fields)

@@ -53,6 +53,8 @@ class WireFinding:
     fields: tuple[tuple[str, object], ...]
     evidence: tuple[WirePacket, ...]
     ts: float  # the connection's first packet (evidence times are relative to it)
+    conn_state: str = ""  # the connection's, for the pages' tables (not in the JSON:
+    history: str = ""  # each connection's own record carries them)
 
     def field_dict(self) -> dict:
         return dict(self.fields)
@@ -77,7 +79,7 @@ def _pick(rec: ConnRecord, pred) -> tuple[WirePacket, ...]:
 
 def _f(rec, rule, severity, evidence, **fields) -> WireFinding:
     return WireFinding(rule, severity, rec.uid, rec.tuple_text(), tuple(fields.items()),
-                       evidence, rec.ts)
+                       evidence, rec.ts, rec.conn_state, rec.history)
 
 
 def findings(rec: ConnRecord) -> list[WireFinding]:

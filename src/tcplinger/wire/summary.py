@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..model.states import name as state_name
-from ..model.timeline import TEARDOWN_STATES
+from ..model.timeline import AGE_BUCKETS, TEARDOWN_STATES, age_bucket
 from .findings import WireFinding, findings
 from .record import ConnRecord
 
@@ -35,6 +35,9 @@ class Summary:
     finding_counts: Counter = field(default_factory=Counter)
     shown: list = field(default_factory=list)  # (rank, ConnRecord)
     held_at_end: Counter = field(default_factory=Counter)  # state name -> endpoints
+    #: state name -> endpoints per AGE_BUCKETS bucket of how long they had
+    #: held it when the capture ended (the pages' histograms; bounded)
+    held_for: dict = field(default_factory=dict)
 
     def add(self, rec: ConnRecord) -> list[WireFinding]:
         self.connections += 1
@@ -51,7 +54,10 @@ class Summary:
             for spans in (rec.orig_spans, rec.resp_spans):
                 if spans and spans[-1].end_s is None:
                     held.append(spans[-1].state)
-                    self.held_at_end[state_name(spans[-1].state)] += 1
+                    st = state_name(spans[-1].state)
+                    self.held_at_end[st] += 1
+                    buckets = self.held_for.setdefault(st, [0] * (len(AGE_BUCKETS) + 1))
+                    buckets[age_bucket(rec.capture_end - rec.ts - spans[-1].start_s)] += 1
         rank = 0 if found else 1 if any(s in TEARDOWN_STATES for s in held) else None
         if rank is not None and (len(self.shown) < self.keep  # --show 0 keeps none
                                  or (self.shown and rank < self.shown[-1][0])):

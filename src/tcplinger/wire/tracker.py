@@ -45,6 +45,7 @@ class Counts:
     first_t: float | None = None
     last_t: float | None = None
     linktypes: set = field(default_factory=set)
+    interfaces: set = field(default_factory=set)  # the file's interface numbers seen
 
     def to_json(self) -> dict:
         return {"records": self.records, "tcp_packets": self.tcp, "other_packets": self.other,
@@ -114,6 +115,7 @@ class Tracker:
         c = self.counts
         c.records += len(block)
         c.linktypes.update(int(x) for x in np.unique(block.linktype))
+        c.interfaces.update(int(x) for x in np.unique(block.interface))
         dec = decode(block.data, block.start, block.caplen, block.linktype, block.ts,
                      block.interface, self.checksums)
         c.other += dec.other

@@ -1,0 +1,149 @@
+"""The wire page (``pcap --html``, ui/html_wire.py) from the hand-built
+captures of tests/data/wire: self-contained, every finding's sentence
+and packets, fixes with their commands, conn_states next to end states,
+escaped, in Chinese too, and bounded when a capture has thousands of
+findings."""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tcplinger.app.pcap import PcapOptions, analyse_file
+from tcplinger.i18n import Messages
+from tcplinger.ui import html_wire
+from tcplinger.ui import wire as wire_view
+from tcplinger.wire.fixes import FIXES, fields as fix_fields
+from tcplinger.wire.findings import RULES
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "wire"
+CAPTURES = sorted(p for p in DATA.iterdir() if p.suffix in (".pcap", ".pcapng"))
+
+
+def analyse(path: Path, **kw):
+    return analyse_file(path, PcapOptions((path,), **kw))
+
+
+def page(results, lang="en", **kw) -> str:
+    return html_wire.render_wire_page(results, Messages(lang), generated="2026-12-07 20:00",
+                                      lang=lang, **kw)
+
+
+def text(page_html: str) -> str:
+    """What a reader sees: tags out, entities decoded, blanks folded."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page_html)).split())
+
+
+def self_contained(out: str) -> None:
+    assert out.startswith("<!DOCTYPE html>") and "<script" not in out
+    assert "default-src 'none'" in out
+    assert not re.search(r'\b(src|href)\s*=', out)
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
+def test_every_finding_its_packets_and_fixes_are_on_the_page(path):
+    res = analyse(path, checksums=path.name.startswith("bad_checksums"))
+    out = page([res])
+    self_contained(out)
+    seen = text(out)
+    msg = Messages("en")
+    for st, n in res.summary.conn_states.items():
+        assert f"{st} {n:,} {msg('wire.state.' + st)}" in seen
+    for st, n in res.summary.held_at_end.items():
+        assert f"{st} {n:,}" in seen
+    by_rule = {}
+    for f in res.summary.sorted_findings():
+        by_rule.setdefault(f.rule, []).append(f)
+    for rule, found in by_rule.items():
+        assert msg("wire.html.rule_title", rule=rule, n=res.summary.finding_counts[rule]) in seen
+        for f in found:  # each finding's sentence, with the ends by address
+            names = dict(zip(("orig", "resp"), f.conn.split(" → ")))
+            assert wire_view.finding_text(f, names, msg) in seen, f
+        for f in found[:html_wire.FULL]:
+            for p in f.evidence:
+                assert " ".join(wire_view.evidence_line(p, f.ts, names, msg).split()) in seen
+        first = fix_fields(found[0])
+        for fx in FIXES[rule]:
+            assert msg(fx.key, **first) in seen
+            if fx.command:
+                assert f'<pre class="cmd">{html.escape(fx.command.format(**first))}</pre>' in out
+    assert out.count("<svg") == len(res.summary.held_for) + min(
+        len(res.summary.records()), html_wire.TIMELINES)
+    assert ("S s" in seen and msg("wire.history.S") in seen)  # the letters explained
+
+
+def test_the_fixtures_cover_the_rules_that_have_fixes():
+    found = set()
+    for path in CAPTURES:
+        found |= set(analyse(path).summary.finding_counts)
+    assert set(FIXES) == set(RULES)
+    # rst-after-fin and open-at-end: the real capture of the browser test
+    assert {"fin-unacked", "half-close-unanswered", "keepalive-one-sided", "keepalive-foreign",
+            "reset-foreign", "zero-window-at-close"} <= found
+
+
+def test_the_capture_what_was_skipped_and_why(tmp_path):
+    res = analyse(DATA / "retransmitted_fin.pcap", filter=None)
+    seen = text(page([res]))
+    assert "link types 1 ETHERNET" in seen and "interfaces 1 (number 0)" in seen
+    assert "records 7" in seen and "TCP packets 7" in seen
+    assert "2023-11-14 22:13:20.000 to 2023-11-14 22:13:22.400 UTC (2.400s)" in seen
+    assert "Nothing: every record was a TCP packet and was analysed." in seen
+    # a capture cut mid-record, a filter: said with their numbers
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes((DATA / "retransmitted_fin.pcap").read_bytes()[:-30])
+    from tcplinger.wire.filter import compile_filter
+    res = analyse(cut, filter=compile_filter("src host 10.1.0.1"))
+    seen = text(page([res], filter_text="src host 10.1.0.1"))
+    assert "TCP packets left out by --filter src host 10.1.0.1" in seen
+    assert "ends in the middle of a record" in seen
+    two = analyse(DATA / "pcapng_two_interfaces.pcapng")
+    assert "interfaces 2 (number 0, 1)" in text(page([two]))
+
+
+def test_hostile_names_are_escaped(tmp_path):
+    evil = tmp_path / "<script>alert(1)<\\script>&'.pcap"
+    shutil.copy(DATA / "seed000_ipfw_keepalives.pcap", evil)
+    out = page([analyse(evil)], filter_text='"><img src=x onerror=alert(2)>')
+    self_contained(out)
+    assert "<script>alert" not in out and "&lt;script&gt;alert(1)&lt;\\script&gt;&amp;" in out
+    assert "<img" not in out
+    # the command quotes the name for a shell, then the page escapes it
+    assert html.escape(f"tcplinger pcap '{evil}'\"'\"'.pcap") not in out
+    assert "tcplinger pcap " + html.escape("'" + str(evil).replace("'", "'\"'\"'") + "'") in out
+
+
+def test_chinese_page():
+    res = analyse(DATA / "seed000_ipfw_keepalives.pcap")
+    out = page([res], lang="zh")
+    seen = text(out)
+    msg = Messages("zh")
+    assert '<html lang="zh">' in out and "报文中的发现（4）" in seen
+    assert "按 Zeek conn_state 统计的连接" in seen and "Zeek 的 history 字母" in seen
+    for f in res.summary.findings:
+        names = dict(zip(("orig", "resp"), f.conn.split(" → ")))
+        assert wire_view.finding_text(f, names, msg) in seen
+    [one_sided] = [f for f in res.summary.findings if f.rule == "keepalive-one-sided"]
+    assert msg("wire.fix.firewall_keepalive", **fix_fields(one_sided)) in seen
+
+
+def test_bounded_when_a_capture_has_thousands_of_findings():
+    """10,000 findings of one rule (Summary keeps that many): the card
+    lists ROWS of them and counts the rest; the page stays small."""
+    res = analyse(DATA / "retransmitted_fin.pcap")
+    f = res.summary.findings[0]
+    many = [dataclasses.replace(f, uid=f"C{i}") for i in range(10_000)]
+    res.summary.findings[:] = many
+    res.summary.finding_counts[f.rule] = 250_000  # exact count, beyond what is kept
+    out = page([res])
+    seen = text(out)
+    assert "The connections behind it (250000)" in seen
+    assert f"... and {250_000 - html_wire.ROWS} more (--json lists them all)" in seen
+    behind = out[out.index("The connections behind it"):]
+    assert behind[:behind.index("</details>")].count("<tr><td>C") == html_wire.ROWS
+    assert len(out.encode()) < 400_000
