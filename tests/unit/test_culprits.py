@@ -65,14 +65,22 @@ def test_clients_seen_connecting_by_the_tracepoint():
     assert "keepalive 32" in fixes[0] and "pid 201" in fixes[0]
 
 
-def test_holders_win_over_the_tracepoint():
-    ns = proxy_in_front_of_upstream(Connects(3.0, ((worker(), 2, "127.0.0.1", 8084, 30),)))
+def test_holders_first_then_the_other_processes_seen_connecting():
+    """A process holding a connection to the destination now comes first;
+    one the tracepoint saw connecting (a curl that connected once and has
+    exited, named from the details read while it lived) follows; a holder
+    also seen connecting is listed once, as a holder."""
+    curl = Owner(pid=4321, comm="curl", fd=-1, cmdline="curl -s http://127.0.0.1:8084/")
+    ns = proxy_in_front_of_upstream(Connects(3.0, ((worker(), 2, "127.0.0.1", 8084, 30),
+                                                   (curl, 2, "127.0.0.1", 8084, 6))))
     b = SocketBuilder()
     b.add("ESTABLISHED", "127.0.0.1:50000", "127.0.0.1:8084", inode=7)
     table = type(ns.table).concat([ns.table, b.table()])
-    ns = replace(ns, table=table, owners=dict(ns.owners) | owners_for(7, 1, 203, "nginx"))
+    ns = replace(ns, table=table, owners=dict(ns.owners) | owners_for(7, 1, worker().pid, "nginx"))
     [g] = tw_finding(ns).evidence["groups"]
-    assert [(c["pid"], c["basis"]) for c in g["clients"]] == [(203, "destination")]
+    assert [(c["pid"], c["basis"]) for c in g["clients"]] == \
+        [(worker().pid, "destination"), (4321, "connects")]
+    assert g["clients"][1]["connects_per_s"] == 2.0
 
 
 def test_programs_without_a_named_fix_get_the_generic_one():

@@ -173,7 +173,10 @@ def _connects(first, inode: int, roots: Roots) -> Connects | None:
         return None
     items = []
     for c in first.connects.by_netns.get(inode, ()):
-        owner = owners_mod.process_owner(c.pid, roots.proc)
+        # read again (a process may exec between), else as it was while it
+        # connected: a client that connected once and exited is named too
+        owner = (owners_mod.process_owner(c.pid, roots.proc)
+                 or first.connects.processes.get(c.pid))
         if owner is not None:
             items.append((owner, c.family, c.addr, c.port, c.count))
     return Connects(first.connects.window_s, tuple(items), first.connects.lost,

@@ -28,7 +28,8 @@ saddr=... daddr=A ... daddrv6=A6 oldstate=TCP_CLOSE newstate=TCP_SYN_SENT``;
 ...     b"protocol=IPPROTO_TCP sport=0 dport=443 saddr=0.0.0.0 daddr=0.0.0.0 "
 ...     b"saddrv6=:: daddrv6=fd00::2 oldstate=TCP_CLOSE newstate=TCP_SYN_SENT\\n")
 >>> c = ConnectCounts()
->>> c.add_chunk(chunk)
+>>> sorted(c.add_chunk(chunk))  # the threads seen in it
+[77, 4242]
 >>> sorted(c.by_task.items())
 [((77, 10, 'fd00::2', 443), 1), ((4242, 2, '127.0.0.1', 8084), 2)]
 
@@ -56,6 +57,7 @@ from pathlib import Path
 
 from . import tracefs
 from .netns import ns_inode
+from .owners import process_owner
 from .roots import PROC
 
 _CONNECT = re.compile(
@@ -75,12 +77,16 @@ class ConnectCounts:
     by_task: Counter = field(default_factory=Counter)
     lost: int = 0
 
-    def add_chunk(self, chunk: bytes) -> None:
+    def add_chunk(self, chunk: bytes) -> set[int]:
+        """Count the chunk's connects; the thread ids seen in it."""
+        tids = set()
         for tid, v6, dport, daddr, daddr6 in _CONNECT.findall(chunk):
             addr = (daddr6 if v6 else daddr).decode()
+            tids.add(int(tid))
             self.by_task[(int(tid), 10 if v6 else 2, addr, int(dport))] += 1
         if b"LOST" in chunk:
             self.lost += sum(int(n) for n in _LOST.findall(chunk))
+        return tids
 
 
 @dataclass(frozen=True)
@@ -131,16 +137,26 @@ def parse_status_tgid(text: str) -> int | None:
     return None
 
 
+#: Threads placed while the window is recording, at most: a client that
+#: connects once and exits (curl in a shell loop) is gone by the end of the
+#: window, so it is placed, and its process's details read, when its first
+#: connect is read; beyond this many the rest are placed at the end.
+MAX_PLACED_EARLY = 5000
+
+
 @dataclass(frozen=True)
 class ConnectSample:
     """Connects seen in ``window_s`` seconds, per network namespace inode;
     ``lost`` events the ring buffer dropped, ``unplaced`` connects of
-    threads gone before they could be placed."""
+    threads gone before they could be placed; ``processes``: pid -> the
+    process's details (collect/owners.Owner, fd -1) as read when it was
+    placed, for the processes that may have exited since."""
 
     window_s: float
     by_netns: dict  # inode -> list[Connector]
     lost: int = 0
     unplaced: int = 0
+    processes: dict = field(default_factory=dict)
 
 
 class ConnectProbe:
@@ -153,12 +169,28 @@ class ConnectProbe:
         self.session: tracefs.TraceSession | None = None
         self.error: str | None = None
         self._t0 = 0.0
+        self.places: dict[int, tuple[int, int] | None] = {}  # tid -> (pid, netns inode)
+        self.processes: dict = {}  # pid -> Owner, read when first placed
+
+    def _on_chunk(self, chunk: bytes) -> None:
+        """Count, and place the threads not seen before while they live."""
+        for tid in self.counts.add_chunk(chunk):
+            if tid not in self.places and len(self.places) < MAX_PLACED_EARLY:
+                self._remember(tid)
+
+    def _remember(self, tid: int) -> tuple[int, int] | None:
+        place = self.places[tid] = self._place(tid)
+        if place is not None and place[0] not in self.processes:
+            owner = process_owner(place[0], self.proc_root)
+            if owner is not None:
+                self.processes[place[0]] = owner
+        return place
 
     def start(self) -> bool:
         try:
             self.session = tracefs.TraceSession(
                 "connects", events=("sock/inet_sock_set_state",), filter=FILTER,
-                buffer_kb=2048, on_chunk=self.counts.add_chunk,
+                buffer_kb=2048, on_chunk=self._on_chunk,
                 max_lines_per_s=MAX_LINES_PER_S).start()
         except (tracefs.TracefsUnavailable, OSError) as exc:
             self.session = None
@@ -178,10 +210,10 @@ class ConnectProbe:
         finally:
             self.session.close()
             self.session = None
-        places: dict[int, tuple[int, int] | None] = {}
+        places = self.places
         for tid, *_ in self.counts.by_task:
             if tid not in places:
-                places[tid] = self._place(tid)
+                self._remember(tid)
         by_netns: dict[int, list[Connector]] = {}
         netns_of = {}
         for tid, place in places.items():
@@ -191,7 +223,8 @@ class ConnectProbe:
         for c in connectors:
             by_netns.setdefault(netns_of[c.pid], []).append(c)
         unplaced = sum(n for (tid, *_), n in self.counts.by_task.items() if places[tid] is None)
-        return ConnectSample(window, by_netns, lost + self.counts.lost, unplaced)
+        return ConnectSample(window, by_netns, lost + self.counts.lost, unplaced,
+                             dict(self.processes))
 
     def _place(self, tid: int) -> tuple[int, int] | None:
         """(process id, netns inode) of a thread, None when it is gone."""

@@ -8,7 +8,11 @@ them. Their culprit is inferred, and said to be, with its basis:
   listener closed them (apache2 for orphans on :8080);
 * **client side**: the processes that hold sockets to the same remote
   address and port now (the nginx workers for TIME_WAIT towards an
-  upstream :8084). When none does at this moment, nobody is named.
+  upstream :8084), then those the state-change tracepoint saw connecting
+  to it during ``--interval`` (collect/connects.py), one entry per command
+  line: a shell loop of curl is a process per connection, each gone
+  before the window ends, named from what was read while it lived. When
+  nobody is seen, nobody is named.
 
 Ownerless sockets are grouped by listening port (server side) or remote
 address:port (client side), never by ephemeral local port.
@@ -80,9 +84,10 @@ def clients_of(ctx, family: int, addr: bytes, port: int, where: str,
                limit: int = 5, candidates: Held | None = None) -> tuple[OwnerRef, ...]:
     """The processes behind connections to ``addr``:``port``: those holding
     sockets to it now (any state but LISTEN; basis "destination"), most
-    sockets first; when none does (connections that live milliseconds are
-    gone before /proc is read), those the tracepoint saw connecting to it
-    during ``--interval`` (basis "connects", with their rate).
+    sockets first, then the others the tracepoint saw connecting to it
+    during ``--interval`` (basis "connects", with their rate): connections
+    that live milliseconds are gone before /proc is read, and so are
+    clients that connect once and exit (curl in a loop).
     ``candidates``: the rows that can hold one (:func:`held_rows`), when
     the caller asks for many destinations."""
     owners = ctx.inp.owners or {}
@@ -100,14 +105,22 @@ def clients_of(ctx, family: int, addr: bytes, port: int, where: str,
             for o in owners.get(int(ino), ())[:1]:
                 counts.setdefault(o.pid, [o, 0])[1] += 1
     ranked = sorted(counts.values(), key=lambda e: (-e[1], e[0].pid))
-    if ranked:
-        return tuple(ref(o, "destination", where) for o, _ in ranked[:limit])
+    out = [ref(o, "destination", where) for o, _ in ranked[:limit]]
     seen = ctx.inp.connects
     if seen is None or seen.window_s <= 0:
-        return ()
+        return tuple(out)
     text = format_address(family, bytes(addr))
-    return tuple(ref(o, "connects", where, per_s=n / seen.window_s)
-                 for o, n in seen.to(family, text, port)[:limit])
+    # one-shot clients (a shell loop of curl) are a process per connection:
+    # one entry per command line, with all their connects
+    folded: dict[tuple, list] = {}
+    for o, n in seen.to(family, text, port):
+        if o.pid not in counts:
+            entry = folded.setdefault((o.comm, short_command(o.cmdline, o.comm)), [o, 0, 0])
+            entry[1] += n
+            entry[2] += 1
+    out += [ref(o, "connects", where, per_s=n / seen.window_s, processes=k)
+            for o, n, k in sorted(folded.values(), key=lambda e: (-e[1], e[0].pid))]
+    return tuple(out[:limit])
 
 
 @dataclass(frozen=True)
@@ -249,9 +262,9 @@ def group_facts(ctx, found: list[Group], limit: int = 3) -> list:
             key = "group.server" if g.culprits else "group.server_none"
             out.append(T(_K + key, n=int(len(g.rows)), where=g.where, who=who_text(g.culprits)))
             if g.clients:
-                out.append(_clients_fact(ctx, "group.local", g, g.clients))
+                out += _clients_facts(ctx, "group.local", g, g.clients)
         elif g.culprits:
-            out.append(_clients_fact(ctx, "group.client", g, g.culprits))
+            out += _clients_facts(ctx, "group.client", g, g.culprits)
         else:
             out.append(T(_K + "group.client_none", n=int(len(g.rows)), where=g.where))
     if len(found) > limit:
@@ -260,14 +273,21 @@ def group_facts(ctx, found: list[Group], limit: int = 3) -> list:
     return out
 
 
-def _clients_fact(ctx, key: str, g: Group, refs):
-    """``key`` + "_clients" (held sockets) or + "_connects" (seen by the
-    tracepoint, with the first one's rate)."""
+def _clients_facts(ctx, key: str, g: Group, refs) -> list:
+    """``key`` + "_clients" for those holding sockets to it, + "_connects"
+    for those seen by the tracepoint (with their rate, summed)."""
     from .rules._common import T
-    if refs[0].basis == "connects":
-        return T(_K + key + "_connects", n=int(len(g.rows)), where=g.where, who=who_text(refs),
-                 rate=number_text(refs[0].per_s), window=f"{ctx.inp.connects.window_s:.1f}")
-    return T(_K + key + "_clients", n=int(len(g.rows)), where=g.where, who=who_text(refs))
+    held = [r for r in refs if r.basis != "connects"]
+    seen = [r for r in refs if r.basis == "connects"]
+    out = []
+    if held:
+        out.append(T(_K + key + "_clients", n=int(len(g.rows)), where=g.where,
+                     who=who_text(held)))
+    if seen:
+        out.append(T(_K + key + "_connects", n=int(len(g.rows)), where=g.where,
+                     who=who_text(seen), rate=number_text(sum(r.per_s or 0 for r in seen)),
+                     window=f"{ctx.inp.connects.window_s:.1f}"))
+    return out
 
 
 def group_fixes(ctx, found: list[Group], limit: int = 3) -> list:

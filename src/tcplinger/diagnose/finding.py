@@ -190,6 +190,9 @@ class OwnerRef:
     where: str = ""
     #: basis "connects": connections it opened per second to ``where``
     per_s: float | None = None
+    #: basis "connects": the processes with this command line it stands for
+    #: (one-shot clients, each its own process: ``pid`` is the busiest)
+    processes: int = 1
 
     @property
     def inferred(self) -> bool:
@@ -200,6 +203,8 @@ class OwnerRef:
                "inferred": self.inferred, "basis": self.basis, "where": self.where or None}
         if self.per_s is not None:
             out["connects_per_s"] = round(self.per_s, 3)
+        if self.processes > 1:
+            out["processes"] = self.processes
         return out
 
 

@@ -45,16 +45,21 @@ def short_command(cmdline: str, comm: str = "", width: int = CMD_WIDTH) -> str:
 
 
 def ref(owner: Owner, basis: str = "owner", where: str = "",
-        per_s: float | None = None) -> OwnerRef:
+        per_s: float | None = None, processes: int = 1) -> OwnerRef:
     """The :class:`OwnerRef` a finding shows for ``owner``."""
     return OwnerRef(owner.pid, owner.comm, short_command(owner.cmdline, owner.comm), basis, where,
-                    per_s)
+                    per_s, processes)
 
 
-def who(pid: int, comm: str, command: str = "") -> Text:
+def who(pid: int, comm: str, command: str = "", processes: int = 1) -> Text:
     """A process as a finding names it: comm and pid, and the shortened
     command line when it says more than comm (``python3 (pid 7:
-    python3 leaky_backend.py 9000)``, but ``java (pid 42)``)."""
+    python3 leaky_backend.py 9000)``, but ``java (pid 42)``); several
+    processes of one command line by one of them (``curl (12 processes,
+    e.g. pid 7: curl -s http://…)``)."""
+    if processes > 1:
+        return Text("rule.common.who_many", {"comm": comm, "pid": pid, "n": processes,
+                                             "cmd": command or comm})
     if command and command != comm:
         return Text("rule.common.who", {"comm": comm, "pid": pid, "cmd": command})
     return Text("rule.common.who_bare", {"comm": comm, "pid": pid})
@@ -66,7 +71,7 @@ def who_text(refs, limit: int = 3) -> Text | tuple[Text, ...]:
     refs = list(refs)
     if not refs:
         return Text("rule.common.who_unknown")
-    items = tuple(who(r.pid, r.comm, r.command) for r in refs[:limit])
+    items = tuple(who(r.pid, r.comm, r.command, r.processes) for r in refs[:limit])
     more = len(refs) - limit
     if more > 0:
         return Text("rule.common.who_more", {"list": items, "more": more})
