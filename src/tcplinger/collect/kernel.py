@@ -37,6 +37,7 @@ on this kernel (6.18) with a thread that setns()'d into a child namespace
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 from typing import Mapping
 
@@ -47,6 +48,22 @@ from .roots import PROC
 SysctlValue = int | tuple[int, ...]
 
 _CONNTRACK_PREFIX = "net/netfilter/nf_conntrack_"
+
+
+def _read(path: Path) -> str:
+    """A /proc file's text, read with os.open()/os.read(): Path.read_text()
+    (a TextIOWrapper, the locale's codec) cost ten times as much CPU per
+    file here (150 namespaces x 18 sysctls: 0.16 s against 0.016 s), and
+    --all-netns reads 21 such files per namespace. Undecodable bytes raise
+    UnicodeDecodeError, a ValueError, as a parse error does."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode()
 
 
 def parse_sysctl_value(text: str) -> SysctlValue:
@@ -144,7 +161,7 @@ def read_global_sysctls(proc_root: Path = PROC) -> dict[str, SysctlValue]:
     for spec in SYSCTLS:
         if not spec.per_netns:
             try:
-                out[spec.name] = parse_sysctl_value((proc_root / "sys" / spec.path).read_text())
+                out[spec.name] = parse_sysctl_value(_read(proc_root / "sys" / spec.path))
             except (OSError, ValueError):
                 pass
     return out
@@ -170,7 +187,7 @@ def read_kernel_context(proc_root: Path = PROC, *, proc_net: Path | None = None,
     for spec in SYSCTLS:
         path = proc_root / "sys" / spec.path
         try:
-            sysctls[spec.name] = parse_sysctl_value(path.read_text())
+            sysctls[spec.name] = parse_sysctl_value(_read(path))
             continue
         except FileNotFoundError:
             pass
@@ -195,7 +212,7 @@ def read_kernel_context(proc_root: Path = PROC, *, proc_net: Path | None = None,
     texts = []
     for name in ("sockstat", "sockstat6"):
         try:
-            texts.append((proc_net / name).read_text())
+            texts.append(_read(proc_net / name))
         except FileNotFoundError:
             if name == "sockstat":
                 missing.append(not_read("kernel_no_file", what="sockstat", path=proc_net / name))
@@ -210,7 +227,7 @@ def read_kernel_context(proc_root: Path = PROC, *, proc_net: Path | None = None,
 
     tcpext: dict[str, int] = {}
     try:
-        tcpext = parse_netstat((proc_net / "netstat").read_text())
+        tcpext = parse_netstat(_read(proc_net / "netstat"))
     except FileNotFoundError:
         missing.append(not_read("kernel_no_file", what="TcpExt", path=proc_net / "netstat"))
     except (OSError, ValueError) as exc:
