@@ -1,13 +1,15 @@
-"""The other end of a connection across namespaces (diagnose/context.py
+"""The other end of a connection across namespaces (diagnose/peers.py,
 World.peers): from MERGED_PEERS_MIN namespaces on it searches one merged
-index; the answer must be the per-namespace search's, row for row."""
+index, and answers every teardown row of every namespace in one pass; the
+answer must be the per-namespace search's, row for row, whatever rows are
+asked in whatever order."""
 
 import random
 
 import numpy as np
 import pytest
 
-from tcplinger.diagnose import context
+from tcplinger.diagnose import peers
 from tcplinger.diagnose.builder import SocketBuilder, namespace
 from tcplinger.diagnose.context import World
 
@@ -51,7 +53,7 @@ def test_merged_index_answers_as_the_per_namespace_search(seed, monkeypatch):
     rnd = random.Random(seed)
     n = rnd.choice((8, 9, 20))
     merged = _answers(_world(random.Random(seed), n))
-    monkeypatch.setattr(context, "MERGED_PEERS_MIN", 10**9)
+    monkeypatch.setattr(peers, "MERGED_PEERS_MIN", 10**9)
     single = _answers(_world(random.Random(seed), n))
     assert merged == single
     assert any(c >= 0 for cs, _ in single for c in cs)  # not vacuous: peers are found
@@ -136,3 +138,29 @@ def test_other_ends_not_vacuous():
             got = other_ends(ctx, world, np.arange(len(ctx.rows)))
             hits += sum(1 for h in got if h["pid"]) and sum(1 for h in got if h["count"] > 1)
     assert hits > 20
+
+
+def _asked(world: World, rnd: random.Random):
+    """Each namespace's rows in a random order and subset, teardown and
+    others mixed, asked one namespace after another as the rules ask."""
+    out = []
+    for ctx in world.contexts:
+        rows = [i for i in range(len(ctx.rows)) if rnd.random() < 0.7]
+        rnd.shuffle(rows)
+        teardown = [i for i in rows if ctx.state[i] in (8, 5)]  # CLOSE_WAIT, FIN_WAIT2
+        for ask in (rows, teardown, teardown[:1]):
+            c, r = world.peers(ctx, np.array(ask, dtype=np.int64))
+            out.append((c.tolist(), r.tolist()))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_batched_answers_as_the_search_for_any_rows(seed, monkeypatch):
+    n = random.Random(seed).choice((8, 9, 20))
+    world = _world(random.Random(seed), n)
+    batched = _asked(world, random.Random(seed))
+    assert world._peers.__dict__.get("_batched") is not None  # the one pass ran
+    monkeypatch.setattr(peers, "MERGED_PEERS_MIN", 10**9)
+    single = _asked(_world(random.Random(seed), n), random.Random(seed))
+    assert batched == single
+    assert any(c >= 0 for cs, _ in single for c in cs)

@@ -18,21 +18,7 @@ from ..track import age as age_mod
 from . import process_text, rates
 from .finding import OwnerRef, SocketSample
 from .inputs import NamespaceInput
-
-
-
-#: Established sockets in scope up to which they are candidates for "the
-#: other end" (hashing and sorting a million keys costs ~0.3 s here).
-PEER_ESTABLISHED_MAX = 200_000
-#: From this many namespaces on, :meth:`World.peers` searches one index of
-#: them all instead of each namespace's: 150 pods made 300 lookups of 150
-#: searches each (1.8 s of a 3 s scrape).
-MERGED_PEERS_MIN = 8
-
-
-def address_words(column: np.ndarray) -> np.ndarray:
-    """A ``V16`` address column as an (n, 2) uint64 array, for grouping."""
-    return np.ascontiguousarray(column).view(np.uint64).reshape(-1, 2)
+from .peers import PeerIndex, address_words, mix64  # noqa: F401 - evidence, ephemeral_ports
 
 
 class NsContext:
@@ -209,144 +195,18 @@ class World:
         self.sysctl_files = tuple(sysctl_files)
 
     @cached_property
-    def _peer_index(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per namespace: hashed connection keys of its connected sockets,
-        sorted, and the rows they belong to (for :meth:`peers`)."""
-        teardown = sorted(int(s) for s in OWNABLE)
-        est = sum(int(np.count_nonzero(c.state == int(TcpState.ESTABLISHED)))
-                  for c in self.contexts)
-        # ESTABLISHED peers (of a FIN_WAIT1 behind a zero window) are worth
-        # indexing only while there are not too many of them.
-        wanted = teardown + ([int(TcpState.ESTABLISHED)] if est <= PEER_ESTABLISHED_MAX else [])
-        out = []
-        for ctx in self.contexts:
-            sel = np.flatnonzero(np.isin(ctx.rows["state"], wanted))
-            keys = connection_hash(ctx.rows[sel])
-            order = np.argsort(keys, kind="stable")
-            out.append((keys[order], sel[order]))
-        return out
+    def _peers(self) -> PeerIndex:
+        return PeerIndex(self.contexts)
 
     def peers(self, ctx: NsContext, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The other end of each of ``rows``, if it is in a namespace being
-        looked at: (context index, row) arrays, -1 where not found.
-
-        Loopback connections match only inside the same namespace (each
-        namespace has its own 127.0.0.1).
-        """
-        rows = np.asarray(rows, dtype=np.int64)
-        found_ctx = np.full(len(rows), -1, dtype=np.int64)
-        found_row = np.full(len(rows), -1, dtype=np.int64)
-        if len(rows) == 0:
-            return found_ctx, found_row
-        q = ctx.rows[rows]
-        want = connection_hash(q, reverse=True)
-        loop = loopback_mask(q)
-        if len(self.contexts) >= MERGED_PEERS_MIN:
-            self._peers_merged(ctx, rows, q, want, loop, found_ctx, found_row)
-            return found_ctx, found_row
-        for k, (keys, where) in enumerate(self._peer_index):
-            if len(keys) == 0:
-                continue
-            pos = np.searchsorted(keys, want)
-            pos = np.minimum(pos, len(keys) - 1)
-            hit = (keys[pos] == want) & (found_ctx < 0)
-            if self.contexts[k] is not ctx:
-                hit &= ~loop
-            if not hit.any():
-                continue
-            cand = where[pos[hit]]
-            other = self.contexts[k].rows[cand]
-            mine = q[hit]
-            exact = ((other["family"] == mine["family"]) & (other["sport"] == mine["dport"])
-                     & (other["dport"] == mine["sport"])
-                     & (other["saddr"] == mine["daddr"]) & (other["daddr"] == mine["saddr"]))
-            if self.contexts[k] is ctx:
-                exact &= cand != rows[hit]
-            idx = np.flatnonzero(hit)[exact]
-            found_ctx[idx] = k
-            found_row[idx] = cand[exact]
-        return found_ctx, found_row
-
-    @cached_property
-    def _merged_peer_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every namespace's peer index in one: keys, context, row, sorted
-        by (key, context), keeping of each (key, context) only the entry a
-        search of that context's own index finds first (searchsorted,
-        side left; lexsort is stable)."""
-        index = self._peer_index
-        keys = np.concatenate([k for k, _ in index])
-        ctx = np.concatenate([np.full(len(k), i, np.int64) for i, (k, _) in enumerate(index)])
-        rows = np.concatenate([w.astype(np.int64) for _, w in index])
-        order = np.lexsort((ctx, keys))
-        keys, ctx, rows = keys[order], ctx[order], rows[order]
-        first = np.ones(len(keys), bool)
-        first[1:] = (keys[1:] != keys[:-1]) | (ctx[1:] != ctx[:-1])
-        return keys[first], ctx[first], rows[first]
-
-    def _peers_merged(self, ctx, rows, q, want, loop, found_ctx, found_row) -> None:
-        """:meth:`peers` through the merged index, with the same answer:
-        of the contexts holding the key, in their order, the first whose
-        candidate is the exact other end (loopback only in ``ctx``)."""
+        looked at: (context index, row) arrays, -1 where not found
+        (diagnose/peers.py). Loopback connections match only inside the
+        same namespace (each namespace has its own 127.0.0.1)."""
         me = next(i for i, c in enumerate(self.contexts) if c is ctx)
-        keys, kctx, krow = self._merged_peer_index
-        lo = np.searchsorted(keys, want, "left")
-        n = np.searchsorted(keys, want, "right") - lo
-        if not n.any():
-            return
-        q_of = np.repeat(np.arange(len(rows)), n)
-        pos = np.arange(int(n.sum())) + np.repeat(lo - (np.cumsum(n) - n), n)
-        k, cand = kctx[pos], krow[pos]
-        ok = (k == me) | ~loop[q_of]
-        exact = np.zeros(len(pos), bool)
-        for c in np.unique(k[ok]).tolist():
-            sel = np.flatnonzero(ok & (k == c))
-            other, mine = self.contexts[c].rows[cand[sel]], q[q_of[sel]]
-            e = ((other["family"] == mine["family"]) & (other["sport"] == mine["dport"])
-                 & (other["dport"] == mine["sport"])
-                 & (other["saddr"] == mine["daddr"]) & (other["daddr"] == mine["saddr"]))
-            if c == me:
-                e &= cand[sel] != rows[q_of[sel]]
-            exact[sel] = e
-        good = np.flatnonzero(exact)
-        hit, first = np.unique(q_of[good], return_index=True)
-        found_ctx[hit] = k[good[first]]
-        found_row[hit] = cand[good[first]]
+        return self._peers.peers(me, rows)
 
     def peer_of(self, ctx: NsContext, i: int):
         """(context, row) of the other end of row ``i``, or None."""
         c, r = self.peers(ctx, np.array([i]))
         return None if c[0] < 0 else (self.contexts[int(c[0])], int(r[0]))
-
-
-def mix64(h: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser, vectorised (uint64 arithmetic wraps)."""
-    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return h ^ (h >> np.uint64(31))
-
-
-def connection_hash(rows: np.ndarray, reverse: bool = False) -> np.ndarray:
-    """A 64-bit key per row of (family, local, remote); ``reverse`` swaps
-    local and remote, giving the key of the other end. Equal keys are
-    checked column by column before being believed."""
-    sa, da = address_words(rows["saddr"]), address_words(rows["daddr"])
-    sp, dp = rows["sport"].astype(np.uint64), rows["dport"].astype(np.uint64)
-    if reverse:
-        sa, da, sp, dp = da, sa, dp, sp
-    with np.errstate(over="ignore"):
-        h = mix64(rows["family"].astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15))
-        for col in (sa[:, 0], sa[:, 1], da[:, 0], da[:, 1], (sp << np.uint64(16)) | dp):
-            h = mix64(h ^ col)
-    return h
-
-
-def loopback_mask(rows: np.ndarray) -> np.ndarray:
-    """Rows whose local address is loopback (127/8, ::1, ::ffff:127/104)."""
-    raw = np.ascontiguousarray(rows["saddr"]).view(np.uint8).reshape(-1, 16)
-    v4 = (rows["family"] == 2) & (raw[:, 0] == 127)
-    one = np.zeros(16, np.uint8)
-    one[15] = 1
-    v6 = (rows["family"] == 10) & np.all(raw == one, axis=1)
-    mapped = (rows["family"] == 10) & np.all(raw[:, :10] == 0, axis=1) & \
-        (raw[:, 10] == 0xFF) & (raw[:, 11] == 0xFF) & (raw[:, 12] == 127)
-    return v4 | v6 | mapped
