@@ -95,6 +95,7 @@ class Watcher:
         self.stop = threading.Event()
         self.tracker = Tracker(event_horizon=max(30.0, 3 * opts.interval))
         self.queue: collections.deque = collections.deque()
+        self.pending = tracelines.PendingEvents()
         self.session: tracefs.TraceSession | None = None
         self.age_source = "first_seen"
         self.trace_error: str | None = None
@@ -180,12 +181,15 @@ class Watcher:
             # appends faster than this loop could ever empty the queue.
             # Events after ``now`` wait in the tracker for the next sample.
             for _ in range(len(self.queue)):
-                events, lost = tracelines.parse_chunk(self.queue.popleft())
-                self.session.lost_in_pipe += lost
-                self.tracker.add_events(events)
+                self.session.lost_in_pipe += self.pending.add(self.queue.popleft())
         parts = [(ns.netns.inode, ns.table) for ns in snap.namespaces]
+        # only the events of port pairs this sample looks up become
+        # StateEvents; the others wait as columns until one does or they
+        # pass the tracker's horizon (most are other namespaces')
+        self.tracker.add_events(self.pending.claim(self.tracker.wanted_ports(parts)))
         transitions = self.tracker.observe(parts, now,
                                            dumped_states=None if full else BETWEEN_STATES)
+        self.pending.prune(now - self.tracker.event_horizon)
         # namespaces deleted since the last sample (not merely unreadable)
         seen = {ino for ino, _ in parts} | {ref.inode for ref, _ in snap.skipped if ref}
         gone = [ns for ns in self.tracker.namespaces if ns not in seen]

@@ -58,8 +58,8 @@ from ..model.socket import AgeSource
 from ..model.table import SocketTable
 from .events import (CLOSE, FIRST_SEEN, TRACE, StateEvent, TrackedAges, Transition, bound_codes,
                      merge_ages)
-from .identity import (Namespace, concat, endpoints, match, port_key, port_keys, same_tuple,
-                       sorted_columns, state_bits, tuple_hash, unseen_rows)
+from .identity import (Namespace, by_tuple, concat, endpoints, match, port_key, port_keys,
+                       socket_tuple, sorted_columns, state_bits, tuple_hash, unseen_rows)
 
 @dataclass
 class Tracker:
@@ -110,6 +110,15 @@ class Tracker:
         self._prune_events(now)
         out.sort(key=lambda tr: tr.t)
         return out
+
+    def wanted_ports(self, parts: Sequence[tuple[int, SocketTable]]) -> np.ndarray:
+        """The port pairs :meth:`observe` of ``parts`` looks events up by:
+        those of the rows it is given and of the sockets it holds (a gone
+        one's last events). Events of other pairs can wait unparsed
+        (tracelines.PendingEvents)."""
+        keys = [port_keys(t.rows) for _, t in parts]
+        keys += [port_keys(st.cols) for st in self.namespaces.values()]
+        return np.concatenate(keys) if keys else np.empty(0, np.uint32)
 
     # ---- output ---------------------------------------------------------
     def since_arrays(self, ns: int, table: SocketTable):
@@ -229,11 +238,17 @@ class Tracker:
         time, and the traced chain of transitions in place of a sampled one."""
         keys = port_keys(cur)
         wanted = np.fromiter(self.events.keys(), np.uint32, len(self.events))
+        groups: dict = {}  # port pair -> by_tuple() of its events
+        traced: set[int] = set()
+        chains: list[Transition] = []
         for i in np.flatnonzero(np.isin(keys, wanted)).tolist():
             k = int(keys[i])
             if k in ambiguous:
                 continue
-            evs = [e for e in self.events[k] if e.t <= now and same_tuple(e, cur[i])]
+            group = groups.get(k)
+            if group is None:
+                group = groups[k] = by_tuple(self.events[k], now)
+            evs = group.get(socket_tuple(cur[i]))
             if not evs:
                 continue
             last = evs[-1]
@@ -242,12 +257,15 @@ class Tracker:
             if rows.code[i] == TRACE and rows.since[i] >= last.t:
                 continue  # already used
             cookie = int(cur["cookie"][i])
-            # replace a sampled transition of this sample by the traced chain
-            out = [t for t in out if not (t.netns == ns and t.cookie == cookie
-                                          and t.source == AgeSource.FIRST_SEEN)]
-            out += _chain(ns, cookie, int(cur["family"][i]), evs, rows, i)
+            traced.add(cookie)
+            chains += _chain(ns, cookie, int(cur["family"][i]), evs, rows, i)
             rows.since[i], rows.code[i], rows.at_least[i] = last.t, TRACE, False
-        return out
+        if not traced:
+            return out
+        # the traced chains replace the sampled transitions of their sockets
+        # (one pass: filtering ``out`` again per socket was quadratic)
+        return [t for t in out if not (t.netns == ns and t.cookie in traced
+                                       and t.source == AgeSource.FIRST_SEEN)] + chains
 
     def _sampled(self, ns, old: Namespace, j: int, new: int, now: float) -> Transition:
         row = old.cols[j]
@@ -261,8 +279,10 @@ class Tracker:
         since, low = float(old.since[j]), bool(old.at_least[j])
         # events after it entered its last known state are its own (a new
         # socket on the same 4-tuple within seconds is not plausible)
+        tup = socket_tuple(row)
         evs = [e for e in self.events.get(port_key(row), ())
-               if max(since, prev_t - self.event_horizon) < e.t <= now and same_tuple(e, row)]
+               if max(since, prev_t - self.event_horizon) < e.t <= now
+               and (e.family, e.local, e.remote) == tup]
         out = []
         for e in evs:
             if e.t <= since and int(old.code[j]) == TRACE:
