@@ -237,11 +237,17 @@ class Tracker:
         """Trace events for rows whose port pair has some: the row's entry
         time, and the traced chain of transitions in place of a sampled one."""
         keys = port_keys(cur)
-        wanted = np.fromiter(self.events.keys(), np.uint32, len(self.events))
+        # a row can only take events whose pair has one entering the row's
+        # state (its tuple's last event must): (pair, new state) in numpy
+        # first, so rows in a state no event entered (ESTABLISHED: not
+        # traced) cost nothing
+        entered = np.fromiter({(k << 4) | (e.new & 15) for k, evs in self.events.items()
+                               for e in evs if e.new is not None and e.t <= now}, np.uint64)
+        combo = (keys.astype(np.uint64) << np.uint64(4)) | (cur["state"].astype(np.uint64) & 15)
         groups: dict = {}  # port pair -> by_tuple() of its events
         traced: set[int] = set()
         chains: list[Transition] = []
-        for i in np.flatnonzero(np.isin(keys, wanted)).tolist():
+        for i in np.flatnonzero(np.isin(combo, entered)).tolist():
             k = int(keys[i])
             if k in ambiguous:
                 continue
