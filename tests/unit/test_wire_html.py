@@ -102,6 +102,10 @@ def test_the_capture_what_was_skipped_and_why(tmp_path):
     seen = text(page([res], filter_text="src host 10.1.0.1"))
     assert "TCP packets left out by --filter src host 10.1.0.1" in seen
     assert "ends in the middle of a record" in seen
+    empty = tmp_path / "header_only.pcap"
+    empty.write_bytes((DATA / "retransmitted_fin.pcap").read_bytes()[:24])
+    seen = text(page([analyse(empty)]))
+    assert "link types - interfaces - records 0" in seen and "Findings from the packets (0)" in seen
     two = analyse(DATA / "pcapng_two_interfaces.pcapng")
     assert "interfaces 2 (number 0, 1)" in text(page([two]))
 

@@ -70,7 +70,8 @@ def _capture(res, msg, filter_text) -> list[str]:
     rows = [[msg("wire.html.file"), str(res.path)],
             [msg("wire.html.link_types"), links or "-"],
             [msg("wire.html.interfaces"), msg("wire.html.interfaces_value", n=len(c.interfaces),
-                                              numbers=", ".join(map(str, sorted(c.interfaces))))],
+                                              numbers=", ".join(map(str, sorted(c.interfaces))))
+             if c.interfaces else "-"],
             [msg("wire.html.records"), f"{c.records:,}"], [msg("wire.html.tcp"), f"{c.tcp:,}"],
             [msg("wire.html.connections"), f"{res.summary.connections:,}"]]
     if c.first_t is not None:
