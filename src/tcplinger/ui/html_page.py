@@ -22,7 +22,7 @@ h3{font-size:15px;margin:0 0 6px}.meta{color:#666;font-size:12px}
 .card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:12px 16px;margin:12px 0}
 table{border-collapse:collapse;font-size:13px}td,th{padding:3px 10px 3px 0;text-align:left;
  vertical-align:top}th{color:#555;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.grid{display:flex;flex-wrap:wrap;gap:18px}.bar{background:#eee;width:140px;height:9px;
+.grid{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}.bar{background:#eee;width:140px;height:9px;
  display:inline-block;border-radius:3px;vertical-align:middle}.bar i{display:block;height:9px;
  border-radius:3px;background:#4e79a7}.bar i.hot{background:#c0392b}
 .sev{display:inline-block;padding:1px 7px;border-radius:10px;color:#fff;font-size:12px;
