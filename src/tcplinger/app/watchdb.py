@@ -13,9 +13,12 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..diagnose.inputs import NamespaceTrends, Trend
 from ..model.states import TcpState
+
+if TYPE_CHECKING:  # imported where used: stats and ls need no diagnosis inputs
+    from ..diagnose.inputs import NamespaceTrends
 
 #: How far back the diagnosis fits growth in the watch database (the raw
 #: samples' retention, and history's default).
@@ -152,6 +155,8 @@ class WatchTrends:
     by_netns: dict  # inode -> (by_state {state: Trend}, connections Trend | None)
 
     def of(self, inode: int) -> NamespaceTrends:
+        from ..diagnose.inputs import NamespaceTrends
+
         by_state, conns = self.by_netns.get(inode, ({}, None))
         return NamespaceTrends(self.by_owner, by_state, conns)
 
@@ -193,6 +198,7 @@ def owned_series(series: dict) -> dict:
 
 def trends_of(store, start: float) -> WatchTrends:
     """The growing series of ``store`` since ``start``, as diagnosis input."""
+    from ..diagnose.inputs import Trend
     from ..track import trends as trends_mod
 
     cw = int(TcpState.CLOSE_WAIT)

@@ -15,10 +15,12 @@ import argparse
 import re
 import unicodedata
 
-#: one wide character, or a run of anything else but spaces, or spaces
-_TOKEN = re.compile(r"[\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f"
-                    r"\uff00-\uff60\uffe0-\uffe6]|[^\s\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3"
-                    r"\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6]+|\s+")
+#: one wide character, or a run of anything else but spaces, or spaces (the
+#: text of the pattern: ``re`` compiles it at the first wrap and caches it;
+#: at import it cost every start ~5 ms, for commands that wrap nothing)
+_TOKEN = (r"[\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f"
+          r"\uff00-\uff60\uffe0-\uffe6]|[^\s\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3"
+          r"\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6]+|\s+")
 #: closing punctuation that must not begin a line (the "kinsoku" rule)
 _NO_LINE_START = set("，。、；：）」』】》！？")
 
@@ -45,7 +47,7 @@ def wrap(text: str, columns: int) -> list[str]:
     """
     lines: list[str] = []
     line = ""
-    for token in _TOKEN.findall(" ".join(text.split())):
+    for token in re.findall(_TOKEN, " ".join(text.split())):
         if token.isspace():
             line += " " if line else ""
         elif not line or width(line + token) <= columns or token in _NO_LINE_START:

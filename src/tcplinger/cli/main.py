@@ -36,25 +36,27 @@ class UsageError(CliError):
 
 #: argparse's own English messages (Lib/argparse.py, Python 3.11; argparse
 #: has no catalog of ours) -> our catalog key. Unmatched ones stay English.
+#: Pattern texts, compiled by ``re`` when an error needs them (and cached
+#: there): compiling all of them cost every start ~2 ms (issue 16).
 ARGPARSE_MESSAGES = [
-    (re.compile(r"argument (?P<arg>\S+): invalid choice: (?P<value>.*?)"
-                r" \(choose from (?P<choices>.*)\)"), "usage.invalid_choice"),
-    (re.compile(r"argument (?P<arg>\S+): not allowed with argument (?P<other>\S+)"),
+    (r"argument (?P<arg>\S+): invalid choice: (?P<value>.*?)"
+     r" \(choose from (?P<choices>.*)\)", "usage.invalid_choice"),
+    (r"argument (?P<arg>\S+): not allowed with argument (?P<other>\S+)",
      "usage.not_allowed_with"),
-    (re.compile(r"argument (?P<arg>\S+): expected one argument"), "usage.expected_one"),
-    (re.compile(r"argument (?P<arg>\S+): expected at least one argument"),
+    (r"argument (?P<arg>\S+): expected one argument", "usage.expected_one"),
+    (r"argument (?P<arg>\S+): expected at least one argument",
      "usage.expected_at_least_one"),
-    (re.compile(r"argument (?P<arg>\S+): expected at most one argument"),
+    (r"argument (?P<arg>\S+): expected at most one argument",
      "usage.expected_at_most_one"),
-    (re.compile(r"ambiguous option: (?P<option>\S+) could match (?P<matches>.*)"),
+    (r"ambiguous option: (?P<option>\S+) could match (?P<matches>.*)",
      "usage.ambiguous"),
-    (re.compile(r"argument (?P<arg>\S+): invalid (?P<type>\w+) value: (?P<value>.*)"),
+    (r"argument (?P<arg>\S+): invalid (?P<type>\w+) value: (?P<value>.*)",
      "usage.invalid_typed"),
-    (re.compile(r"argument (?P<arg>\S+): ignored explicit argument (?P<value>.*)"),
+    (r"argument (?P<arg>\S+): ignored explicit argument (?P<value>.*)",
      "usage.ignored_explicit"),
-    (re.compile(r"unrecognized arguments: (?P<args>.*)"), "usage.unrecognized"),
-    (re.compile(r"the following arguments are required: (?P<args>.*)"), "usage.required"),
-    (re.compile(r"one of the arguments (?P<args>.*) is required"), "usage.one_required"),
+    (r"unrecognized arguments: (?P<args>.*)", "usage.unrecognized"),
+    (r"the following arguments are required: (?P<args>.*)", "usage.required"),
+    (r"one of the arguments (?P<args>.*) is required", "usage.one_required"),
 ]
 
 
@@ -71,7 +73,7 @@ def _usage_render(prog: str, message: str) -> Callable[[Messages], str]:
         return lambda msg: msg("usage.line", prog=prog, text=msg(
             "usage.argument", arg=arg, text=msg(bad.key, **bad.fields)))
     for pattern, key in ARGPARSE_MESSAGES:
-        m = pattern.fullmatch(message)
+        m = re.fullmatch(pattern, message)
         if m:
             return lambda msg: msg("usage.line", prog=prog, text=msg(key, **m.groupdict()))
     return lambda msg: msg("usage.line", prog=prog, text=message)
@@ -109,16 +111,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: Not-found texts of collect/netns.py and collect/files.py (English, one
-#: line) -> our catalog key; unmatched ones are shown as they are.
+#: line) -> our catalog key; unmatched ones are shown as they are
+#: (pattern texts, as ARGPARSE_MESSAGES).
 NOT_FOUND_MESSAGES = [
-    (re.compile(r"no network namespace named (?P<name>.*) in (?P<path>\S+)"),
+    (r"no network namespace named (?P<name>.*) in (?P<path>\S+)",
      "error.no_netns_named"),
-    (re.compile(r"invalid network namespace name (?P<name>.*)"), "error.invalid_netns_name"),
-    (re.compile(r"(?P<path>\S+) is not a network namespace \(a file left by an"
-                r" interrupted `ip netns add`\?\)"), "error.not_a_netns"),
-    (re.compile(r"no process (?P<pid>\d+) in (?P<root>\S+)"), "error.no_process_in"),
-    (re.compile(r"no process (?P<pid>\d+)"), "error.no_process"),
-    (re.compile(r"network namespace (?P<netns>.+) vanished while being read"),
+    (r"invalid network namespace name (?P<name>.*)", "error.invalid_netns_name"),
+    (r"(?P<path>\S+) is not a network namespace \(a file left by an"
+     r" interrupted `ip netns add`\?\)", "error.not_a_netns"),
+    (r"no process (?P<pid>\d+) in (?P<root>\S+)", "error.no_process_in"),
+    (r"no process (?P<pid>\d+)", "error.no_process"),
+    (r"network namespace (?P<netns>.+) vanished while being read",
      "error.netns_vanished"),
 ]
 
@@ -126,7 +129,7 @@ NOT_FOUND_MESSAGES = [
 
 def _not_found_text(text: str, msg: Messages) -> str:
     for pattern, key in NOT_FOUND_MESSAGES:
-        m = pattern.fullmatch(text)
+        m = re.fullmatch(pattern, text)
         if m:
             return msg(key, **m.groupdict())
     return text
