@@ -30,8 +30,8 @@ def escape(text: str) -> str:
     imports urllib.request, http.client, ssl and email (~20 ms of every
     report's start, issue 16).
 
-    >>> escape("a<b & c>d \"q\"")
-    'a&lt;b &amp; c&gt;d "q"'
+    >>> escape("a<b & c>d 'q'")
+    "a&lt;b &amp; c&gt;d 'q'"
     """
     return _escape(text, quote=False)
 
