@@ -183,3 +183,50 @@ def test_idle_connection_is_aborted_without_time_wait():
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_metrics_answer_as_prometheus_clients_app():
+    """/metrics by export/exposition.py (the default text format) or by
+    prometheus_client's WSGI app (OpenMetrics, a name[] filter): the same
+    status, Content-Type, Content-Encoding and body as the app gives for
+    every request."""
+    from prometheus_client import make_wsgi_app
+    registry = CollectorRegistry()
+    g = Gauge("tl_test", 'a "value"', ["who"], registry=registry)
+    g.labels('a\\b "c"\nd').set(1)
+    g.labels("ü").set(2)
+    Gauge("tl_other", "another", registry=registry).set(3)
+    app = make_wsgi_app(registry)
+    srv = server_mod.make_server("127.0.0.1", 0, registry)
+    port = srv.server_address[1]
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for path, accept, encoding in [
+                ("/metrics", "", ""), ("/metrics", "", "gzip"),
+                ("/metrics", "text/plain; version=0.0.4", "gzip, deflate"),
+                ("/metrics", "application/openmetrics-text; version=1.0.0", ""),
+                ("/metrics", "text/plain; version=1.0.0; escaping=allow-utf-8", ""),
+                ("/metrics?name[]=tl_other", "", "")]:
+            conn.request("GET", path, headers={"Accept": accept, "Accept-Encoding": encoding})
+            r = conn.getresponse()
+            body, headers = r.read(), dict(r.getheaders())
+            got = {}
+
+            def start_response(status, hdrs, exc_info=None):
+                got["status"], got["headers"] = status, dict(hdrs)
+
+            want = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics",
+                                 "QUERY_STRING": path.partition("?")[2], "HTTP_ACCEPT": accept,
+                                 "HTTP_ACCEPT_ENCODING": encoding}, start_response))
+            assert r.status == int(got["status"].split()[0]) == 200
+            assert headers["Content-Type"] == got["headers"]["Content-Type"], (path, accept)
+            assert headers.get("Content-Encoding") == got["headers"].get("Content-Encoding")
+            if encoding:
+                body, want = gzip.decompress(body), gzip.decompress(want)
+            assert body == want, (path, accept, encoding)
+        conn.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -40,18 +40,20 @@ auth, TLS and the extra headers follow the exporter-toolkit web config
 from __future__ import annotations
 
 import errno
+import gzip
 import select
 import socket
 import ssl
 import struct
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import make_wsgi_app
-from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.exposition import choose_encoder, generate_latest, gzip_accepted
 
 from .. import __version__
+from . import exposition
 from .webconfig import Loaded, WebConfig
 
 IDLE_S = 330.0  # > Go's http.Transport IdleConnTimeout in Prometheus (5 min)
@@ -119,6 +121,7 @@ class MetricsHandler(BaseHTTPRequestHandler):
     server_version = f"tcplinger-exporter/{__version__}"
     rbufsize = 0  # unbuffered: select() must see a pipelined request
     app = None  # prometheus_client WSGI app, set by make_server()
+    registry = None  # ... and its registry, for export/exposition.py's text format
     loaded: Loaded = Loaded(WebConfig(), None, None)
     idle_s = IDLE_S
     linger_s = LINGER_S
@@ -182,6 +185,16 @@ class MetricsHandler(BaseHTTPRequestHandler):
             self._send(404, b"Not Found\n", [], body)
 
     def _metrics(self, query: str) -> None:
+        encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+        if encoder is generate_latest and "name[]" not in parse_qs(query):
+            # the default text format, as the WSGI app would answer it
+            # (prometheus_client's _bake_output), by export/exposition.py
+            content, headers = exposition.text(self.registry), [("Content-Type", content_type)]
+            if gzip_accepted(self.headers.get("Accept-Encoding", "")):
+                content = gzip.compress(content)
+                headers.append(("Content-Encoding", "gzip"))
+            self._send(200, content, headers)
+            return
         environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": query,
                    "HTTP_ACCEPT": self.headers.get("Accept", ""),
                    "HTTP_ACCEPT_ENCODING": self.headers.get("Accept-Encoding", "")}
@@ -287,7 +300,8 @@ def make_server(host: str, port: int, registry, loaded: Loaded | None = None,
     loaded = loaded or Loaded(WebConfig(), None, None)
     backlog = backlog or listen_backlog()
     handler = type("Handler", (MetricsHandler,),
-                   {"app": staticmethod(make_wsgi_app(registry)), "loaded": loaded})
+                   {"app": staticmethod(make_wsgi_app(registry)), "registry": registry,
+                    "loaded": loaded})
     if host == "":
         try:
             return MetricsServer(("::", port), socket.AF_INET6, handler, loaded, backlog)

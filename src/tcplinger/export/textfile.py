@@ -19,9 +19,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from prometheus_client.exposition import generate_latest
-
 from ..fsutil import atomic_write
+from .exposition import text
 
 FILENAME = "tcplinger.prom"
 _PREFIX, _SUFFIX = ".tcplinger-", ".tmp"
@@ -45,8 +44,9 @@ def check_directory(directory: Path) -> None:
 
 
 def write(directory: Path, registry, filename: str = FILENAME) -> Path:
-    """Write ``registry``'s exposition to ``directory/filename`` atomically."""
-    return write_bytes(directory, generate_latest(registry), filename)
+    """Write ``registry``'s exposition (the text format, export/exposition.py)
+    to ``directory/filename`` atomically."""
+    return write_bytes(directory, text(registry), filename)
 
 
 def write_bytes(directory: Path, data: bytes, filename: str = FILENAME) -> Path:
