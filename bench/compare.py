@@ -100,6 +100,12 @@ def default_commands() -> list[Command]:
         Command("tl-ls-json", tl + ("ls", "--json")),
         Command("tl-ls-close-wait-owners", tl + ("ls", "--state", "close-wait", "--owners")),
         Command("tl-report", tl),
+        # the walk forced: issue 16's 10k/100k targets are with owners,
+        # which the automatic mode leaves out while the host holds
+        # >= 100,000 open files (another job's population, say)
+        # (the sizes ss -tanp runs at: these are its peers)
+        Command("tl-stats-owners", tl + ("stats", "--owners"), QUADRATIC_LIMIT),
+        Command("tl-report-owners", tl + ("report", "--owners"), QUADRATIC_LIMIT),
     ]
 
 
