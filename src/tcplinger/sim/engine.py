@@ -26,15 +26,18 @@ from .num import OrderSplit, Split, is_batch, truth
 class Event:
     __slots__ = ("when", "seq", "fn", "args", "active", "lo", "hi")
 
-    def __init__(self, when, seq: int, fn, args: tuple):
+    def __init__(self, when, seq: int, fn, args: tuple, bounds: tuple | None = None):
         self.when = when
         self.seq = seq
         self.fn = fn
         self.args = args
         self.active = True
         # bounds of the time over the batch: most comparisons of two events
-        # are settled by them without looking at every point
-        if isinstance(when, np.ndarray):
+        # are settled by them without looking at every point (any bounds
+        # will do: a comparison they cannot settle looks at the points)
+        if bounds is not None:
+            self.lo, self.hi = bounds
+        elif isinstance(when, np.ndarray):
             self.lo, self.hi = float(when.min()), float(when.max())
         else:
             self.lo = self.hi = when
@@ -58,12 +61,16 @@ class Engine:
         self.batch = batch
         self._queue: list[Event] = []
         self._seq = 0
+        self._now_lo = self._now_hi = 0.0  # bounds of now over the batch
         self.fired = 0
         #: batch points still simulated (None: all); see _run_batch
         self.live = None
 
     def at(self, when, fn, *args) -> Event:
-        ev = Event(when, self._seq, fn, args)
+        return self._push(when, fn, args, None)
+
+    def _push(self, when, fn, args: tuple, bounds) -> Event:
+        ev = Event(when, self._seq, fn, args, bounds)
         self._seq += 1
         if self.batch:
             self._queue.append(ev)
@@ -74,7 +81,12 @@ class Engine:
         return ev
 
     def after(self, delay, fn, *args) -> Event:
-        return self.at(self.now + delay, fn, *args)
+        if isinstance(self.now, np.ndarray) and not isinstance(delay, np.ndarray):
+            # the bounds of now + a scalar are those of now plus it: rounding
+            # is monotonic, so min(fl(t + d)) == fl(min(t) + d); no reduction
+            return self._push(self.now + delay, fn, args,
+                              (self._now_lo + delay, self._now_hi + delay))
+        return self._push(self.now + delay, fn, args, None)
 
     def _pop(self) -> Event | None:
         q = self._queue
@@ -147,6 +159,7 @@ class Engine:
                     elif beyond:
                         return
                     self.now = ev.when
+                    self._now_lo, self._now_hi = ev.lo, ev.hi
                     self.fired += 1
                     ev.active = False
                     ev.fn(*ev.args)
