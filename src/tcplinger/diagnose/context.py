@@ -129,7 +129,7 @@ class NsContext:
         """
         idx = np.asarray(idx, dtype=np.int64)
         owners = self.inp.owners or {}
-        if not owners:
+        if not owners or len(idx) == 0:
             return {}, idx
         found = [owners.get(i) for i in self.inode[idx].tolist()]
         first_pid = np.fromiter((f[0].pid if f else -1 for f in found), dtype=np.int64,
@@ -142,6 +142,10 @@ class NsContext:
                     if o.pid != f[0].pid and int(idx[k]) not in extra_rows.get(o.pid, ()):
                         extra_rows.setdefault(o.pid, []).append(int(idx[k]))
                         who.setdefault(o.pid, o)
+        if not extra_rows and first_pid[0] >= 0 and (first_pid == first_pid[0]).all():
+            # one process holds them all (a finding's own rows): its group as
+            # the general case below builds it, without np.unique's sorts
+            return {int(first_pid[0]): (found[0][0], idx.copy())}, idx[:0].copy()
         groups: dict[int, tuple[Owner, np.ndarray]] = {}
         owned = first_pid >= 0
         if owned.any():
