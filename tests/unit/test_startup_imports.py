@@ -64,3 +64,13 @@ def test_snapshot_commands_import_no_unused_standard_modules(command):
     code, modules = modules_after(command, "--help")
     assert code == 0 and f"tcplinger.cli.commands.{command}" in modules
     assert [m for m in modules if m in UNUSED or m.split(".")[0] in UNUSED] == []
+
+
+def test_report_imports_the_interval_sampler_only_with_interval():
+    """``report --interval`` samples twice and may record connects through
+    tracefs (app/interval.py, collect/connects.py): a plain report imports
+    none of it (~10 ms, 9 dataclasses)."""
+    code, modules = modules_after("report", "--help")
+    assert code == 0
+    assert [m for m in modules if m in ("tcplinger.app.interval", "tcplinger.collect.connects",
+                                        "tcplinger.collect.tracefs")] == []

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -37,7 +37,10 @@ from ..diagnose.metadata import BY_ID
 from ..diagnose.sysctl_files import LEGACY, REMOVED, SysctlSetting, parse, proc_path
 from ..model.states import OWNABLE, TcpState
 from ..model.table import SocketTable, distinct
-from . import interval, watchdb
+from . import watchdb
+
+if TYPE_CHECKING:  # report --interval only: its connect probe and tracefs, ~10 ms to import
+    from . import interval
 from .view import NsView, View, take
 
 #: Below this many established sockets in scope, they are dumped a second
@@ -103,6 +106,8 @@ def observe(opts: ObserveOptions, roots: Roots = Roots(), *, previous: dict | No
     before = dict(previous or {})
     first = None
     if opts.interval:
+        from . import interval
+
         first = interval.sample_over(scopes, opts.interval, roots, connects=opts.connects)
         before = first.counters
         if first.connects_error:
@@ -139,6 +144,8 @@ def observe(opts: ObserveOptions, roots: Roots = Roots(), *, previous: dict | No
         trends = watchdb.watch_trends(opts.db)  # and what grows, from the same database
         rates = watchdb.watch_rates(opts.db) or {}  # and the counters' rates
     if first is not None and ages is None:  # a socket in both looks: at least the interval old
+        from . import interval
+
         for part in view.parts:
             interval.attach_ages(part, first.sockets.get(part.ns.netns.inode))
     inputs = [_input(part, roots, before, opts, ages, trends, first,
