@@ -87,9 +87,10 @@ class NsContext:
             lower = np.array([a.at_least for a in self.inp.ages], dtype=bool)
             return secs.reshape(n), lower.reshape(n)
         exact, bound = age_mod.age_arrays(self.table, self.kernel)
-        lower = np.isnan(exact) & ~np.isnan(bound)
-        secs = np.where(np.isnan(exact), bound, exact)
-        return secs, lower
+        unknown = np.isnan(exact)
+        lower = unknown & ~np.isnan(bound)
+        np.copyto(exact, bound, where=unknown)  # in place: 8 MB less at 1M rows
+        return exact, lower
 
     @property
     def age(self) -> np.ndarray:

@@ -40,25 +40,47 @@ def address_words(column: np.ndarray) -> np.ndarray:
 
 
 def mix64(h: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser, vectorised (uint64 arithmetic wraps)."""
-    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return h ^ (h >> np.uint64(31))
-
-
-def connection_hash(rows: np.ndarray, reverse: bool = False) -> np.ndarray:
-    """A 64-bit key per row of (family, local, remote); ``reverse`` swaps
-    local and remote, giving the key of the other end. Equal keys are
-    checked column by column before being believed."""
-    sa, da = address_words(rows["saddr"]), address_words(rows["daddr"])
-    sp, dp = rows["sport"].astype(np.uint64), rows["dport"].astype(np.uint64)
-    if reverse:
-        sa, da, sp, dp = da, sa, dp, sp
-    with np.errstate(over="ignore"):
-        h = mix64(rows["family"].astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15))
-        for col in (sa[:, 0], sa[:, 1], da[:, 0], da[:, 1], (sp << np.uint64(16)) | dp):
-            h = mix64(h ^ col)
+    """splitmix64's finaliser, vectorised (uint64 arithmetic wraps); a new
+    array, transformed in place after its first step (half the temporaries)."""
+    h = h ^ (h >> np.uint64(30))
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
     return h
+
+
+def column(rows: np.ndarray, name: str, idx: np.ndarray | None = None) -> np.ndarray:
+    """A column of ``rows``, of the rows ``idx`` only when given: gathering
+    the columns a computation reads costs a fraction of copying whole
+    rows (``rows[idx]``: 78 bytes a row, 39 MB for 500k of them)."""
+    return rows[name] if idx is None else rows[name][idx]
+
+
+def connection_hash(rows: np.ndarray, reverse: bool = False,
+                    idx: np.ndarray | None = None) -> np.ndarray:
+    """A 64-bit key per row (of ``idx``, when given) of (family, local,
+    remote); ``reverse`` swaps local and remote, giving the key of the
+    other end. Equal keys are checked column by column before being
+    believed."""
+    local, remote = ("daddr", "saddr") if reverse else ("saddr", "daddr")
+    sp = column(rows, "sport", idx).astype(np.uint64)
+    dp = column(rows, "dport", idx).astype(np.uint64)
+    if reverse:
+        sp, dp = dp, sp
+    sp <<= np.uint64(16)
+    sp |= dp
+    del dp
+    with np.errstate(over="ignore"):
+        h = mix64(column(rows, "family", idx).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15))
+        for name in (local, remote):  # one address column at a time: less memory
+            words = address_words(column(rows, name, idx))
+            for k in (0, 1):
+                h ^= words[:, k]
+                h = mix64(h)
+            del words
+        h ^= sp
+        return mix64(h)
 
 
 def loopback_mask(rows: np.ndarray) -> np.ndarray:
@@ -96,10 +118,12 @@ class PeerIndex:
         # ESTABLISHED peers (of a FIN_WAIT1 behind a zero window) are worth
         # indexing only while there are not too many of them.
         wanted = teardown + ([int(TcpState.ESTABLISHED)] if est <= PEER_ESTABLISHED_MAX else [])
+        lookup = np.zeros(256, bool)  # by state number: np.isin sorts
+        lookup[wanted] = True
         out = []
         for ctx in self.contexts:
-            sel = np.flatnonzero(np.isin(ctx.rows["state"], wanted))
-            keys = connection_hash(ctx.rows[sel])
+            sel = np.flatnonzero(lookup[ctx.state])
+            keys = connection_hash(ctx.rows, idx=sel)
             order = np.argsort(keys, kind="stable")
             out.append((keys[order], sel[order]))
         return out

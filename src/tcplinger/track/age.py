@@ -52,21 +52,21 @@ def timer_ages(table: SocketTable, kernel: KernelContext | None) -> np.ndarray:
     """
     rows = table.rows
     ages = np.full(len(rows), np.nan)
-    left = rows["expires_ms"] / 1000.0
+    expires = rows["expires_ms"]
     fin = float((kernel.get("tcp_fin_timeout") if kernel else None) or 60)
     tw = rows["timewait"] & (rows["timer"] == 3)
     st = rows["state"]
     in_tw = tw & (st == int(TcpState.TIME_WAIT))
-    ages[in_tw] = TCP_TIMEWAIT_LEN_S - left[in_tw]
+    ages[in_tw] = TCP_TIMEWAIT_LEN_S - expires[in_tw] / 1000.0
     fw2_mini = tw & (st == int(TcpState.FIN_WAIT2))
     if fin <= TCP_TIMEWAIT_LEN_S:
-        ages[fw2_mini] = fin - left[fw2_mini]
+        ages[fw2_mini] = fin - expires[fw2_mini] / 1000.0
     else:
         phase = fin - TCP_TIMEWAIT_LEN_S
-        ages[fw2_mini] = phase + (phase - left[fw2_mini])
+        ages[fw2_mini] = phase + (phase - expires[fw2_mini] / 1000.0)
         first = (~rows["timewait"] & (st == int(TcpState.FIN_WAIT2))
                  & (rows["inode"] == 0) & (rows["timer"] == 2))
-        ages[first] = phase - left[first]
+        ages[first] = phase - expires[first] / 1000.0
     np.maximum(ages, 0.0, out=ages, where=~np.isnan(ages))
     return ages
 

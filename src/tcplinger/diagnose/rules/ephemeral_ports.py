@@ -19,7 +19,7 @@ import numpy as np
 
 from ...model.socket import format_address
 from ...model.states import NOT_OUTGOING, TcpState
-from ..context import address_words, mix64
+from ..peers import address_words, column, mix64
 from .. import sysctl_proposals as propose
 from ..evidence import duration, percent
 from ..finding import Confidence, Fix, FixKind
@@ -32,14 +32,19 @@ from ._common import at_least, level, sysctl_fix
 META = BY_ID["ephemeral-port-exhaustion"]
 
 
-def destination_hash(rows) -> np.ndarray:
-    """64-bit key of (family, local address, remote address, remote port)."""
-    sa, da = address_words(rows["saddr"]), address_words(rows["daddr"])
+def destination_hash(rows, idx: np.ndarray | None = None) -> np.ndarray:
+    """64-bit key of (family, local address, remote address, remote port)
+    of each row (of ``idx``, when given)."""
     with np.errstate(over="ignore"):
-        h = mix64(rows["family"].astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15))
-        for col in (sa[:, 0], sa[:, 1], da[:, 0], da[:, 1], rows["dport"].astype(np.uint64)):
-            h = mix64(h ^ col)
-    return h
+        h = mix64(column(rows, "family", idx).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15))
+        for name in ("saddr", "daddr"):  # one address column at a time: less memory
+            words = address_words(column(rows, name, idx))
+            for k in (0, 1):
+                h ^= words[:, k]
+                h = mix64(h)
+            del words
+        h ^= column(rows, "dport", idx).astype(np.uint64)
+        return mix64(h)
 
 
 GROUPS_SHOWN = 5
@@ -76,23 +81,32 @@ def destination_groups(ctx, lo: int, hi: int, lowest: float) -> list[dict]:
     if ctx.listen_ports:
         cand &= ~np.isin(sport, np.fromiter(ctx.listen_ports, dtype=np.uint16))
     idx = np.flatnonzero(cand)
+    if len(idx) == 0:
+        return []
     # Group by a 64-bit hash of (family, local address, remote address,
     # remote port): sorting one uint64 column is ~10x faster than
     # np.unique(axis=0) on the columns. Each reported group is then checked
     # column by column, so a hash collision could only under-count a group.
-    keys = destination_hash(rows[idx])
-    uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
-    order = np.argsort(-counts, kind="stable")
+    keys = destination_hash(rows, idx)
+    # Sorted once, each group is a slice (np.unique's inverse had a pass
+    # over every candidate per group shown).
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    counts = np.diff(np.append(starts, len(keys)))
+    del keys
     groups = []
-    for g in order:
+    for g in np.argsort(-counts, kind="stable"):
         if counts[g] < lowest * size:
             break
-        members = idx[inverse == g]
+        members = idx[order[starts[g]:starts[g] + counts[g]]]
         i = int(members[0])
-        r = rows[members]
-        same = ((r["family"] == rows["family"][i]) & (r["saddr"] == rows["saddr"][i])
-                & (r["daddr"] == rows["daddr"][i]) & (r["dport"] == rows["dport"][i]))
+        same = (rows["family"][members] == rows["family"][i]) & \
+            (rows["dport"][members] == rows["dport"][i])
+        for col in ("saddr", "daddr"):
+            words = address_words(rows[col][members])
+            mine = address_words(rows[col][i:i + 1])[0]
+            same &= (words[:, 0] == mine[0]) & (words[:, 1] == mine[1])
         members = members[same]
         c = int(len(members))
         if c < lowest * size:
