@@ -43,7 +43,7 @@ import numpy as np
 from ..model.socket import AgeSource
 from ..model.states import AFTER_CLOSE
 from ..model.table import TCP_INFO_FIELDS, SocketTable, address_codes
-from ..track import age as age_mod
+from .age_columns import BlockAges
 from .jsonout import BOOL_JSON, STATE_JSON, TIMER_JSON, socket_objects
 
 #: Rows per matrix. 32k rows of ~600 bytes (with tcp_info) keep a block
@@ -53,10 +53,6 @@ BLOCK = 1 << 14
 _SPACE = 32
 _SEP = b",\n"  # before every object but the first of the array
 _ORPHAN_STATES = np.array(sorted(int(s) for s in AFTER_CLOSE))
-#: Ages the matrix writes as digits: round(x, 3) of such an x prints as
-#: its milliseconds with trailing zeros dropped (repr() gives the shortest
-#: round-tripping string, and below 1e12 no shorter one than that exists).
-_AGE_MAX = 1e12
 
 
 class _Vocab:
@@ -226,33 +222,21 @@ class _Context:
             exact, bound = ages
         self.exact, self.bound = exact, bound
         self.tracked = tracked
-        value = np.where(np.isnan(exact), bound, exact)
-        known = ~np.isnan(value)
-        with np.errstate(invalid="ignore", over="ignore"):
-            millis = np.where(known, value, 0.0) * 1000.0
-            rounded = np.rint(millis)
-            # x.5 ms exactly is where rint's tie rule and round(x, 3) on the
-            # decimal value of x could differ: leave those to the slow path.
-            ok = ~known | ((value >= 0) & (value < _AGE_MAX) & ~np.signbit(value)
-                           & (np.abs(np.abs(millis - rounded) - 0.5) > 1e-6))
-        self.age_known = known
-        # codes of _SOURCE_V: 1 timer, 2 last_recv, 5 since_close (orphans)
-        lower_code = np.where(age_mod.since_close_mask(table), 5, 2)
-        self.age_source = np.where(~np.isnan(exact), 1,
-                                   np.where(known, lower_code, 0)).astype(np.int8)
-        self.age_at_least = (self.age_source == 2) | (self.age_source == 5)
-        if tracked is not None:
-            self.age_source = np.where(known, tracked[2], 0).astype(np.int8)
-            self.age_at_least = np.asarray(tracked[1], bool) & known
-        self.age_millis = np.where(known & ok, rounded, 0).astype(np.int64)
-        self.per_row = ~ok | (rows["expires_ms"] < 0)
         self.present = (table.info["present"] if table.info is not None
                         else np.zeros(n, bool))
+        self._ages: BlockAges | None = None
+
+    def _ages_of(self, lo: int, hi: int) -> BlockAges:
+        """The age columns of rows lo..hi (export/age_columns.py)."""
+        a = self._ages
+        if a is None or (a.lo, a.hi) != (lo, hi):
+            a = self._ages = BlockAges(self.rows, self.exact, self.bound, self.tracked, lo, hi)
+        return a
 
     def block(self, lo: int, hi: int) -> list:
         """The bytes of rows lo..hi, in order, as a list of chunks."""
         kind = np.where(self.present[lo:hi], 1, 0).astype(np.int8)
-        kind[self.per_row[lo:hi]] = 2
+        kind[self._ages_of(lo, hi).per_row] = 2
         groups = {}
         kinds_here = np.unique(kind).tolist()
         for k in kinds_here:
@@ -347,11 +331,13 @@ class _Context:
         return rec.build()
 
     def _age(self, rec: _Record, idx, n: int) -> None:
-        known = self.age_known[idx]
+        ages = self._ages
+        local = ages.local(idx)
+        known = ages.known[local]
         if not known.any():
             rec.lit(', "age": {"seconds": null, "at_least": false, "source": "unknown"}')
             return
-        millis = self.age_millis[idx]
+        millis = ages.millis[local]
         whole = _digits(millis // 1000)
         frac = _digits(millis % 1000 + 1000)[:, 1:].copy()  # three digits, zeros kept
         # repr() drops trailing zeros but keeps one digit: 4.2, 59.0, 0.001
@@ -365,9 +351,9 @@ class _Context:
         rec.lit(', "age": {"seconds": ')
         rec.field(number)
         rec.lit(', "at_least": ')
-        rec.field(_BOOL_V.pick(self.age_at_least[idx]))
+        rec.field(_BOOL_V.pick(ages.at_least[local]))
         rec.lit(', "source": ')
-        rec.field(_SOURCE_V.pick(self.age_source[idx]))
+        rec.field(_SOURCE_V.pick(ages.source[local]))
         rec.lit("}")
 
 
