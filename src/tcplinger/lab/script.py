@@ -128,6 +128,12 @@ class Run:
         last = rec._last.get(side) if rec else None
         return None if last is None else last.socks.get(tuple(key))
 
+    def polled_states(self, side: str) -> list[int]:
+        """The states of ``side``'s sockets in its latest poll."""
+        rec = self.recorder
+        last = rec._last.get(side) if rec else None
+        return [] if last is None else [v.state for v in last.socks.values()]
+
     def wait_state(self, side: str, key, states, timeout: float) -> bool:
         want = {int(s) for s in states}
         return self.wait_for(lambda: (v := self.polled(side, key)) is not None

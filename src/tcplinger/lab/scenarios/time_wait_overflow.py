@@ -12,7 +12,11 @@ from __future__ import annotations
 from ..checks import Diagnosed, Fact, Reaches
 from ...model.params import Param
 from ..scenario import Scenario
+from ...model.states import TcpState
 from ._common import TIME_WAIT
+
+#: A client socket between its close and TIME_WAIT (or the overflow's end).
+CLOSING_STATES = {int(TcpState.FIN_WAIT1), int(TcpState.FIN_WAIT2), int(TcpState.CLOSING)}
 
 NAME = "time-wait-overflow"
 
@@ -26,7 +30,12 @@ def script(run) -> None:
                                     count=p["connections"], wait_eof=True, timeout=5,
                                     wait=p["connections"] * 6 + 10)
     run.note("client", "lab.note.burst", t=reply["t"], n=len(reply["ports"]))
-    run.wait(1.0, "lab.wait.settle")
+    # every close done (each connection in TIME_WAIT, or gone through the
+    # overflow) before the counters are read: on a loaded machine the last
+    # FIN can come later than a fixed pause (a run counted 7 of 8 overflows)
+    run.wait_for(lambda: not set(run.polled_states("client")) & CLOSING_STATES, 10.0,
+                 "lab.wait.settle")
+    run.wait(0.2, "lab.wait.settle")  # one more poll of the settled state
     after = run.tcpext("client")
     run.facts["tw_overflow"] = after.get("TCPTimeWaitOverflow", 0) - \
         before.get("TCPTimeWaitOverflow", 0)
