@@ -377,6 +377,15 @@ def timer_timeout_s(row: dict, fin_timeout: int) -> int | None:
     return TIMEWAIT_LEN_S if row["state"] == "TIME_WAIT" else fin_timeout
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` for a child a test interrupts with SIGINT: the
+    default disposition back. A shell without job control starts
+    background commands with SIGINT ignored (bash(1), "SIGNALS"), the
+    children of such a test run inherit it, and Python installs its
+    KeyboardInterrupt handler only when SIGINT is not ignored at start."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def tcplinger_argv(*args: str) -> list[str]:
     """How the tests run the CLI: this interpreter, ``-m tcplinger`` (the
     same main() the ``tcplinger`` console script calls, without a pyenv

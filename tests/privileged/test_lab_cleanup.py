@@ -16,6 +16,8 @@ import pytest
 
 pytestmark = pytest.mark.privileged
 
+from harness import default_sigint  # noqa: E402
+
 from tcplinger.lab import registry  # noqa: E402
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -56,7 +58,8 @@ def nothing_left(run_id: str, owner: int | None = None) -> dict:
 
 def start_long():
     proc = subprocess.Popen([sys.executable, "-m", "tcplinger", "lab", "run", *LONG, "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, text=True,
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         rec = [r for r in registry.records() if r.pid == proc.pid]

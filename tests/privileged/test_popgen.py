@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from harness import default_sigint
 
 pytestmark = pytest.mark.privileged(needs=("nstat",))  # root for TCP_REPAIR too
 
@@ -106,7 +107,8 @@ def test_cleanup_after_ctrl_c():
     # Ctrl-C reaches the whole foreground process group: send SIGINT to the
     # group, as a terminal would; holders ignore it and the parent unwinds.
     proc = subprocess.Popen([sys.executable, str(POPGEN_PATH), "--sockets", "500", "--hold", "-v"],
-                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=default_sigint)
     lines = []
     try:
         for line in proc.stdout:
