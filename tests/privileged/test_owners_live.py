@@ -111,10 +111,19 @@ def test_owners_match_ss(space):
     sp = space("own")
     proc, held = sp.start(HOLDER)
     sp.pids.append(held["child"])
-    rows = ss_sockets(sp.name)
-    states = sorted(state for state, _, _ in rows)
-    # the client that closed first is an orphan FIN-WAIT-2 (the server never closes)
-    assert states == ["CLOSE-WAIT", "ESTAB", "ESTAB", "FIN-WAIT-2", "LISTEN"]
+    # the client that closed first is an orphan FIN-WAIT-2 (the server never
+    # closes) once the server's ACK of its FIN is in: that ACK may be delayed
+    # (tcp_fin() schedules it; delayed ACKs wait up to 40 ms, longer under
+    # load), and a CI run read FIN-WAIT-1 right after the holder was ready
+    want = ["CLOSE-WAIT", "ESTAB", "ESTAB", "FIN-WAIT-2", "LISTEN"]
+    deadline = time.monotonic() + 10
+    while True:
+        rows = ss_sockets(sp.name)
+        states = sorted(state for state, _, _ in rows)
+        if states == want or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert states == want
     inodes = [ino for _, ino, _ in rows]
     assert 0 in inodes  # the client that closed first: no file, no owner
 
