@@ -9,6 +9,7 @@ never sent its own (Zeek S2, history ShAFa)."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -117,3 +118,26 @@ def test_capture_command_analyses_what_it_captured(netns, tmp_path):
     assert f["summary"]["held_at_end"] == {"FIN_WAIT2": N, "CLOSE_WAIT": N}
     assert keep.exists() and keep.stat().st_size > 24
     assert "captured" in err
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["temporary", "written"])
+def test_capture_command_writes_the_page(netns, tmp_path, keep):
+    """``capture --html``: the page of what was captured, beside the text.
+    Its commands name the packets' file only when ``--write`` keeps it: a
+    temporary capture is deleted once the page is written."""
+    page, pcap = tmp_path / "wire.html", tmp_path / "kept.pcap"
+    code, out, err = _run(netns, ["capture", "--netns", netns, "--seconds", "3.5",
+                                  "--html", str(page), *(["--write", str(pcap)] if keep else [])])
+    assert code == 0, err
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "</html>" in html
+    assert "CLOSE_WAIT" in html and "FIN_WAIT2" in html and ">S2<" in html, html[-3000:]
+    assert "half-close-unanswered" in html
+    assert not re.search(r"(src|href)=\"https?:", html)  # nothing to load
+    assert str(page) in err  # "page written" said on stderr
+    assert "S2" in out  # the text report is still printed
+    draws = re.findall(r"tcplinger pcap (\S+) --uid C\d+ --svg", html)
+    if keep:
+        assert draws and set(draws) == {str(pcap)} and pcap.exists()
+    else:
+        assert not draws and "temporary file" in html

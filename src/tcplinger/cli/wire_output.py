@@ -82,9 +82,10 @@ def pcap_options(files, filter_text: str | None, keep: int, msg,
 
 def analyse_and_render(popts: PcapOptions, as_json: bool, svg: Path | None, uid: str | None,
                        term, msg, notices: tuple[str, ...] = (), *, html: Path | None = None,
-                       filter_text: str | None = None) -> int:
+                       filter_text: str | None = None, kept: bool = True) -> int:
     """Analyse, then print text or stream JSON, and write the page
-    (``html``). The notices for stderr (``notices``: the caller's, then
+    (``html``; ``kept``: whether the files outlive it, see
+    render_wire_page). The notices for stderr (``notices``: the caller's, then
     the files') are said once everything went well: a run that fails says
     one line, its error."""
     writer = _JsonWriter(term) if as_json else None
@@ -120,7 +121,7 @@ def analyse_and_render(popts: PcapOptions, as_json: bool, svg: Path | None, uid:
         from .output import generated, write_page
 
         write_page(html, render_wire_page(results, msg, generated=generated(), lang=msg.lang,
-                                          filter_text=filter_text), msg)
+                                          filter_text=filter_text, kept=kept), msg)
         said.append(msg("html.written", path=html))
     for line in said:
         term.err(line)

@@ -41,17 +41,20 @@ HISTORY_LETTERS = ("S", "H", "A", "D", "F", "R", "C", "T", "W", "G", "I", "Q", "
 
 
 def render_wire_page(results, msg, *, generated: str, lang: str = "en",
-                     filter_text: str | None = None, rows: int = ROWS) -> str:
+                     filter_text: str | None = None, rows: int = ROWS,
+                     kept: bool = True) -> str:
     """``results``: app/pcap.py's FileResult per file (path, counts,
-    summary, notices)."""
+    summary, notices). ``kept=False``: the files were a live capture's
+    temporary ones (``capture`` without ``--write``), gone once the page is
+    written, so no command on the page names them."""
     title = msg("wire.html.title", files=", ".join(r.path.name for r in results))
     out = page_head(title, msg, generated=generated, lang=lang)
     histories = set()
     for i, res in enumerate(results):
-        out += _capture(res, msg, filter_text)
+        out += _capture(res, msg, filter_text, kept)
         out += _states(res.summary, msg)
         out += _lingers(res.summary, msg)
-        out += _findings(res, msg, rows, i)
+        out += _findings(res, msg, rows, i, kept)
         out += _kept(res, msg)
         histories.update(r.history for r in res.summary.records())
         histories.update(f.history for f in res.summary.findings[:rows * 8])
@@ -64,10 +67,11 @@ def _clock(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}"
 
 
-def _capture(res, msg, filter_text) -> list[str]:
+def _capture(res, msg, filter_text, kept: bool) -> list[str]:
     c = res.counts
     links = ", ".join(f"{lt} {LINKTYPE_NAMES.get(lt, '?')}" for lt in sorted(c.linktypes))
-    rows = [[msg("wire.html.file"), str(res.path)],
+    name = str(res.path) if kept else msg("wire.html.file_not_kept", path=str(res.path))
+    rows = [[msg("wire.html.file"), name],
             [msg("wire.html.link_types"), links or "-"],
             [msg("wire.html.interfaces"), msg("wire.html.interfaces_value", n=len(c.interfaces),
                                               numbers=", ".join(map(str, sorted(c.interfaces))))
@@ -150,7 +154,7 @@ def _by_rule(s) -> list[tuple[str, list]]:
                                                  -s.finding_counts[kv[0]]))
 
 
-def _findings(res, msg, rows: int, file_no: int) -> list[str]:
+def _findings(res, msg, rows: int, file_no: int, kept: bool) -> list[str]:
     s = res.summary
     n = sum(s.finding_counts.values())
     out = [f'<h2>{escape(msg("wire.html.findings", n=n))}</h2>']
@@ -162,7 +166,7 @@ def _findings(res, msg, rows: int, file_no: int) -> list[str]:
         out += card_head(found[0].severity, head, msg("wire.html.rule_meta", rule=rule),
                          f"f{file_no + 1}-{rule}", msg)
         for f in found[:FULL]:
-            out += _full(f, res.path, msg)
+            out += _full(f, res.path if kept else None, msg)
         listed = found[:rows]
         body = table([msg(k) for k in ("wire.col.uid", "wire.html.col.connection",
                                        "wire.col.conn_state", "wire.col.history",
@@ -194,9 +198,10 @@ def _full(f, path, msg) -> list[str]:
     if lines:
         out.append(f'<div class="lbl">{escape(msg("wire.html.evidence"))}</div>'
                    f'<pre>{escape(chr(10).join(lines))}</pre>')
-    draw = f"tcplinger pcap {shlex.quote(str(path))} --uid {f.uid} --svg {f.uid}.svg"
-    out.append(f'<div class="lbl">{escape(msg("wire.html.draw"))}</div>'
-               f'<pre class="cmd">{escape(draw)}</pre>')
+    if path is not None:  # None: a file the page outlives (render_wire_page's kept)
+        draw = f"tcplinger pcap {shlex.quote(str(path))} --uid {f.uid} --svg {f.uid}.svg"
+        out.append(f'<div class="lbl">{escape(msg("wire.html.draw"))}</div>'
+                   f'<pre class="cmd">{escape(draw)}</pre>')
     return out
 
 

@@ -1,6 +1,7 @@
 """``tcplinger capture [scope] --seconds N [--write FILE] [--filter EXPR]
-[--json] [--svg FILE]``: a bounded live capture (tcpdump) in the chosen
-namespace(s), then the analysis of ``tcplinger pcap`` (docs/wire.md)."""
+[--json] [--svg FILE] [--html FILE]``: a bounded live capture (tcpdump) in
+the chosen namespace(s), then the analysis of ``tcplinger pcap``
+(docs/wire.md), its page too with ``--html``."""
 
 from __future__ import annotations
 
@@ -41,13 +42,16 @@ def register(sub, h) -> None:
     p.add_argument("--interface", type=interface, default="any", metavar="IFACE",
                    help=h("wire.help.interface"))
     add_output_flags(p, h)
+    # checked here, before anything is captured (output_file: exit 2, 3 or 4)
+    p.add_argument("--html", type=output_file, metavar="FILE", help=h("wire.help.html"))
     add_engine_flags(p, h)
     p.set_defaults(run=lambda args, term, msg: run(
         CaptureOptions(scope_from(args), args.seconds, args.write, args.filter, args.interface),
-        args.json, args.svg, args.uid, args.show, term, msg, engine_flags(args)))
+        args.json, args.svg, args.uid, args.show, term, msg, engine_flags(args), args.html))
 
 
-def run(opts: CaptureOptions, as_json: bool, svg, uid, show: int, term, msg, engine) -> int:
+def run(opts: CaptureOptions, as_json: bool, svg, uid, show: int, term, msg, engine,
+        html=None) -> int:
     if opts.filter_text is not None:
         pcap_options((), opts.filter_text, show, msg)  # a bad filter fails before capturing
     with capture_errors(msg):
@@ -60,6 +64,7 @@ def run(opts: CaptureOptions, as_json: bool, svg, uid, show: int, term, msg, eng
                              show if uid is None else 10**9, msg, engine)
         ends = [s.end_t for _, s in captured.files if s.end_t is not None]
         popts = replace(popts, end_t=max(ends) if ends else None)
-        return analyse_and_render(popts, as_json, svg, uid, term, msg, said)
+        return analyse_and_render(popts, as_json, svg, uid, term, msg, said, html=html,
+                                  filter_text=opts.filter_text, kept=opts.write is not None)
     finally:
         captured.cleanup()
