@@ -74,3 +74,40 @@ def test_report_imports_the_interval_sampler_only_with_interval():
     assert code == 0
     assert [m for m in modules if m in ("tcplinger.app.interval", "tcplinger.collect.connects",
                                         "tcplinger.collect.tracefs")] == []
+
+
+THREADS_PROBE = r"""
+import io, json, os, sys, contextlib
+from tcplinger.cli.main import main
+with contextlib.redirect_stdout(io.StringIO()):
+    code = main(sys.argv[1:])
+print(json.dumps({"code": code, "numpy": "numpy" in sys.modules,
+                  "threads": len(os.listdir("/proc/self/task")),
+                  "env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS",
+                                                         "OMP_NUM_THREADS")}}))
+"""
+
+
+def probe_threads(env: dict, *argv: str) -> dict:
+    env = dict(env, PYTHONPATH=str(SRC))
+    out = subprocess.run([sys.executable, "-c", THREADS_PROBE, *argv], capture_output=True,
+                         text=True, env=env, timeout=60, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_numpy_starts_no_blas_threads():
+    """numpy is imported with one BLAS thread (OpenBLAS starts one per
+    further CPU, busy-waiting through the import: ~0.06-0.1 s of CPU of a
+    small host's ``stats``), and the variable that says so is gone after
+    the import, so the programs tcplinger starts see the user's
+    environment. On this 2-CPU machine numpy alone starts a second
+    thread (the last check shows the probe can see it)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")}
+    doc = probe_threads(env, "stats", "--help")
+    assert doc["code"] == 0 and doc["numpy"]
+    assert doc["threads"] == 1
+    assert doc["env"] == {"OPENBLAS_NUM_THREADS": None, "OMP_NUM_THREADS": None}
+    if (os.cpu_count() or 1) > 1:  # the user's choice is kept: 2 threads where asked
+        doc = probe_threads(dict(env, OPENBLAS_NUM_THREADS="2"), "stats", "--help")
+        assert doc["threads"] == 2 and doc["env"]["OPENBLAS_NUM_THREADS"] == "2"
