@@ -160,3 +160,11 @@ def test_checksum_sums_like_rfc1071_at_any_offset_and_length():
     cols = [np.array(c) for c in zip(*rows)]
     got = bad(np.frombuffer(blob, np.uint8), *cols[:2], cols[2], cols[3], cols[4])
     assert got.tolist() == want and 150 < sum(want) < 250
+
+
+def test_pcapng_interface_names():
+    """pcapng's if_name (option 2) names interface 0; interface 1 has none."""
+    res, _, _ = analyse(build.path_of("pcapng_two_interfaces"))
+    assert res.counts.interface_names == {0: "eth0"}
+    assert res.counts.to_json()["interfaces"] == [{"number": 0, "name": "eth0"},
+                                                 {"number": 1, "name": None}]

@@ -107,7 +107,7 @@ def test_the_capture_what_was_skipped_and_why(tmp_path):
     seen = text(page([analyse(empty)]))
     assert "link types - interfaces - records 0" in seen and "Findings from the packets (0)" in seen
     two = analyse(DATA / "pcapng_two_interfaces.pcapng")
-    assert "interfaces 2 (number 0, 1)" in text(page([two]))
+    assert "interfaces 2 (number 0 eth0, 1)" in text(page([two]))  # if_name of 0
 
 
 def test_hostile_names_are_escaped(tmp_path):

@@ -67,15 +67,22 @@ def _clock(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}"
 
 
+def _interfaces(c, msg) -> str:
+    """"2 (number 0 eth0, 1 lo)": pcapng's if_name where the file gives one."""
+    if not c.interfaces:
+        return "-"
+    names = c.interface_names
+    return msg("wire.html.interfaces_value", n=len(c.interfaces), numbers=", ".join(
+        f"{n} {names[n]}" if n in names else str(n) for n in sorted(c.interfaces)))
+
+
 def _capture(res, msg, filter_text, kept: bool) -> list[str]:
     c = res.counts
     links = ", ".join(f"{lt} {LINKTYPE_NAMES.get(lt, '?')}" for lt in sorted(c.linktypes))
     name = str(res.path) if kept else msg("wire.html.file_not_kept", path=str(res.path))
     rows = [[msg("wire.html.file"), name],
             [msg("wire.html.link_types"), links or "-"],
-            [msg("wire.html.interfaces"), msg("wire.html.interfaces_value", n=len(c.interfaces),
-                                              numbers=", ".join(map(str, sorted(c.interfaces))))
-             if c.interfaces else "-"],
+            [msg("wire.html.interfaces"), _interfaces(c, msg)],
             [msg("wire.html.records"), f"{c.records:,}"], [msg("wire.html.tcp"), f"{c.tcp:,}"],
             [msg("wire.html.connections"), f"{res.summary.connections:,}"]]
     if c.first_t is not None:

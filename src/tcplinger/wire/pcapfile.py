@@ -10,9 +10,9 @@ fraction, captured length, original length) and the captured bytes.
 pcapng (draft-ietf-opsawg-pcapng): blocks of (type u32, total length u32,
 body, total length u32). A Section Header Block (0x0a0d0d0a) sets the byte
 order (magic 0x1a2b3c4d); Interface Description Blocks (1) give each
-interface its link type, snap length and timestamp resolution (option 9,
-``if_tsresol``: 10^-v, or 2^-v when the top bit is set; option 14,
-``if_tsoffset``); Enhanced Packet Blocks (6) carry an interface id, a
+interface its link type, snap length, name (option 2, ``if_name``, UTF-8)
+and timestamp resolution (option 9, ``if_tsresol``: 10^-v, or 2^-v when
+the top bit is set; option 14, ``if_tsoffset``); Enhanced Packet Blocks (6) carry an interface id, a
 64-bit timestamp, captured and original length; Simple Packet Blocks (3)
 carry only the original length (interface 0, no timestamp).
 
@@ -83,6 +83,9 @@ class Block:
     linktype: np.ndarray  # int64, per record (pcapng interfaces differ)
     interface: np.ndarray  # int64, the file's interface number (0 for pcap)
     file_offset: int  # where the block's data starts in the file
+    #: pcapng's if_name of each interface number described so far (None: no
+    #: name given); empty for pcap, which names no interface
+    interface_names: tuple = ()
 
     def __len__(self) -> int:
         return len(self.start)
@@ -184,9 +187,19 @@ class _Iface:
     snaplen: int
     scale: float = 1e-6
     offset_s: int = 0
+    name: str | None = None
 
 
 def _idb(body: bytes, e: str) -> _Iface:
+    r"""An Interface Description Block's body: link type u16, reserved u16,
+    snap length u32, then options (code u16, length u16, value padded to 4).
+
+    >>> body = struct.pack("<HHI", 1, 0, 262144) + struct.pack("<HH", 2, 4) + b"eth0" \
+    ...     + struct.pack("<HH", 9, 1) + b"\x09\0\0\0" + struct.pack("<HH", 0, 0)
+    >>> i = _idb(body, "<")
+    >>> i.linktype, i.snaplen, i.name, i.scale
+    (1, 262144, 'eth0', 1e-09)
+    """
     linktype, _, snaplen = struct.unpack_from(e + "HHI", body, 0)
     iface = _Iface(linktype, snaplen)
     pos = 8
@@ -200,6 +213,8 @@ def _idb(body: bytes, e: str) -> _Iface:
             iface.scale = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
         elif code == 14 and olen >= 8:  # if_tsoffset (seconds)
             iface.offset_s = struct.unpack_from(e + "q", val)[0]
+        elif code == 2 and val.rstrip(b"\0"):  # if_name; some writers end it with NULs
+            iface.name = val.rstrip(b"\0").decode("utf-8", "replace")
         pos += 4 + ((olen + 3) & ~3)
     return iface
 
@@ -264,7 +279,8 @@ def _pcapng(src: _Source, notices: list, block_bytes: int) -> Iterator[Block]:
             last_ts = float(ts[-1])
             data = _padded(buf[:pos])
             yield Block(data, arr[:, 0], arr[:, 1], arr[:, 2], ts,
-                        np.array([f.linktype for f in ifaces], np.int64)[gi], gi, src.offset)
+                        np.array([f.linktype for f in ifaces], np.int64)[gi], gi, src.offset,
+                        tuple(f.name for f in ifaces))
         src.consume(pos)
     if src.rest:
         notices.append(Notice("wire.notice.truncated",

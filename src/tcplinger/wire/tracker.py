@@ -46,6 +46,7 @@ class Counts:
     last_t: float | None = None
     linktypes: set = field(default_factory=set)
     interfaces: set = field(default_factory=set)  # the file's interface numbers seen
+    interface_names: dict = field(default_factory=dict)  # number -> pcapng if_name
 
     def to_json(self) -> dict:
         return {"records": self.records, "tcp_packets": self.tcp, "other_packets": self.other,
@@ -53,7 +54,9 @@ class Counts:
                 "filtered_out": self.filtered, "bad_checksum": self.bad_checksum,
                 "connections": self.connections,
                 "first_ts": self.first_t, "last_ts": self.last_t,
-                "link_types": sorted(self.linktypes)}
+                "link_types": sorted(self.linktypes),
+                "interfaces": [{"number": n, "name": self.interface_names.get(n)}
+                               for n in sorted(self.interfaces)]}
 
 
 class _Slot:
@@ -115,7 +118,10 @@ class Tracker:
         c = self.counts
         c.records += len(block)
         c.linktypes.update(int(x) for x in np.unique(block.linktype))
-        c.interfaces.update(int(x) for x in np.unique(block.interface))
+        seen = [int(x) for x in np.unique(block.interface)]
+        c.interfaces.update(seen)
+        c.interface_names.update((n, block.interface_names[n]) for n in seen
+                                 if n < len(block.interface_names) and block.interface_names[n])
         dec = decode(block.data, block.start, block.caplen, block.linktype, block.ts,
                      block.interface, self.checksums)
         c.other += dec.other

@@ -106,13 +106,16 @@ def pcap(records, linktype=1, snaplen=65535) -> bytes:
 
 
 def pcapng(records, interfaces) -> bytes:
-    """``interfaces``: [(linktype, tsresol exponent of 10)]."""
+    """``interfaces``: [(linktype, tsresol exponent of 10, if_name or None)]."""
     def block(btype, body):
         body += b"\0" * (-len(body) % 4)
         return struct.pack("<II", btype, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
     out = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
-    for linktype, res in interfaces:
+    for linktype, res, name in interfaces:
         opts = struct.pack("<HHB3x", 9, 1, res) + struct.pack("<HH", 0, 0)
+        if name:  # if_name, padded to 4 bytes
+            raw = name.encode()
+            opts = struct.pack("<HH", 2, len(raw)) + raw + b"\0" * (-len(raw) % 4) + opts
         out += block(1, struct.pack("<HHI", linktype, 0, 0) + opts)
     for t, frame, iface in records:
         ticks = round(t * 10 ** interfaces[iface][1])
@@ -376,7 +379,7 @@ def build(name: str) -> tuple[bytes, dict]:
     fn, kind, _ = CASES[name]
     recs, expected = fn()
     if kind == "pcapng":
-        blob = pcapng(recs, [(1, 6), (101, 9)])
+        blob = pcapng(recs, [(1, 6, "eth0"), (101, 9, None)])
     elif kind == "pcap-sll2":
         blob = pcap(recs, linktype=276)
     else:
