@@ -228,11 +228,23 @@ def _add_idle_info(view: View, scope: Scope, roots: Roots) -> None:
         part.table = SocketTable.concat([keep, table])
 
 
+def _owned_teardown(rows: np.ndarray) -> np.ndarray:
+    ownable = np.zeros(256, bool)  # a lookup by state number: np.isin sorts
+    ownable[[int(s) for s in OWNABLE]] = True
+    return ownable[rows["state"]] & (rows["inode"] != 0)
+
+
+def holds_wanted(part: NsView) -> bool:
+    """Whether :func:`wanted_inodes` of ``part`` is not empty, told from
+    its owned teardown sockets alone when it has some (nearly always)."""
+    return bool(_owned_teardown(part.table.rows).any()) or len(wanted_inodes(part)) > 0
+
+
 def wanted_inodes(part: NsView) -> np.ndarray:
     """Inodes whose owners the rules use: owned teardown sockets, and
     established ones idle longer than keepalive-vs-idle-timeout's bound."""
     rows = part.table.rows
-    mask = np.isin(rows["state"], [int(s) for s in OWNABLE]) & (rows["inode"] != 0)
+    mask = _owned_teardown(rows)
     info = part.table.info
     if info is not None:
         est = (rows["state"] == int(TcpState.ESTABLISHED)) & info["present"]
@@ -249,7 +261,8 @@ def wanted_inodes(part: NsView) -> np.ndarray:
 def attach_owners(view: View, policy: OwnerPolicy, roots: Roots) -> int | None:
     """Owners of the inodes the rules need, by ``policy``. Returns the open
     files the walk would have read when the policy left it out, else None."""
-    return view.attach_owners(policy, roots, wanted_of=wanted_inodes).skipped_files
+    return view.attach_owners(policy, roots, wanted_of=wanted_inodes,
+                              holds=holds_wanted).skipped_files
 
 
 def fd_usage(part: NsView, roots: Roots) -> dict:

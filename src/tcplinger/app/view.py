@@ -69,6 +69,10 @@ class NsView:
         """Inodes of the rows (0, no file, left out)."""
         return set(self.inode_array().tolist())
 
+    def holds_inodes(self) -> bool:
+        """Whether :meth:`inode_array` is not empty."""
+        return bool((self.table.rows["inode"] != 0).any())
+
     def inode_array(self) -> np.ndarray:
         """:meth:`inodes` as a sorted numpy array."""
         inodes = self.table.rows["inode"]
@@ -93,13 +97,23 @@ class View:
         self.snapshot.skipped += other.snapshot.skipped
 
     def attach_owners(self, policy: OwnerPolicy, roots: Roots = Roots(), *,
-                      wanted_of=None, also=()) -> Attribution:
+                      wanted_of=None, holds=None, also=()) -> Attribution:
         """Owners, by ``policy``, of the inodes ``wanted_of(part)`` picks in
         each part (a numpy array; default: every row's), given to every part; where to
-        walk depends on the namespaces that hold one. Returns what the
-        policy did."""
+        walk depends on the namespaces that hold one. ``holds(part)``
+        tells, more cheaply, whether ``wanted_of(part)`` is not empty
+        (default: whether some row has an inode). Returns what the policy
+        did."""
         if policy.walk is False:
             return policy.find((), ())  # not even the inodes: --no-owners on 1M sockets
+        if policy.walk is None:
+            # Whether the automatic mode walks depends on the namespaces
+            # holding a wanted inode only: asked first, the inodes are not
+            # gathered for a walk then left out (0.09 s of the report at 300k).
+            holders = [p.ns for p in self.parts if (holds or NsView.holds_inodes)(p)]
+            cost = policy.left_out(holders, roots.proc) if holders else None
+            if cost is not None:
+                return Attribution(None, cost)
         held = [(p.ns, (wanted_of or NsView.inode_array)(p)) for p in self.parts]
         holders = [ns for ns, inodes in held if len(inodes)]
         # numpy, not a set: the policy makes Python ints only if it walks

@@ -227,6 +227,18 @@ class OwnerPolicy:
             pids.update(ns.pids)
         return frozenset(pids)
 
+    def left_out(self, namespaces: Iterable, proc_root: Path = PROC) -> int | None:
+        """The open files a walk for sockets of ``namespaces`` would read,
+        when the automatic mode leaves it out for them; else None. It
+        depends on the namespaces only, so a caller can ask before it
+        gathers the inodes (which costs more than this at 300k sockets)."""
+        if self.walk is not None:
+            return None
+        pids = self.processes(namespaces)
+        cost = files.open_files(proc_root) if pids is None \
+            else files.open_files_of(pids, proc_root)
+        return cost if cost is not None and cost >= self.max_files else None
+
     def find(self, inodes: Iterable[int], namespaces: Iterable, proc_root: Path = PROC, *,
              also: Iterable[int] = ()) -> Attribution:
         """Owners of ``inodes``, sockets of ``namespaces``, by this policy.
@@ -246,11 +258,9 @@ class OwnerPolicy:
                 return Attribution(OwnerMap())
         namespaces = list(namespaces)
         pids = self.processes(namespaces)
-        if self.walk is None:
-            cost = files.open_files(proc_root) if pids is None \
-                else files.open_files_of(pids, proc_root)
-            if cost is not None and cost >= self.max_files:
-                return Attribution(None, cost)
+        cost = self.left_out(namespaces, proc_root)
+        if cost is not None:
+            return Attribution(None, cost)
         if wanted is None:
             wanted = {i for i in inodes.tolist() if i}
         if pids is not None:
