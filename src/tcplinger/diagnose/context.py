@@ -13,7 +13,7 @@ import numpy as np
 
 from ..model.socket import Age, AgeSource, Owner, UNKNOWN_AGE
 from ..model.states import OWNABLE, TcpState
-from ..model.table import SocketTable
+from ..model.table import SocketTable, distinct
 from ..track import age as age_mod
 from . import process_text, rates
 from .finding import OwnerRef, SocketSample
@@ -75,7 +75,7 @@ class NsContext:
     def listen_ports(self) -> frozenset[int]:
         """Local ports with a listener: TIME_WAIT on them is server-side."""
         ports = self.rows["sport"][self.state == int(TcpState.LISTEN)]
-        return frozenset(np.unique(ports).tolist())
+        return frozenset(distinct(ports).tolist())
 
     # ---- ages ----------------------------------------------------------
     @cached_property

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..model.socket import Owner, format_address
 from ..model.states import TcpState
+from ..model.table import distinct
 from .finding import OwnerRef
 from .process_text import ref, short_command, who_text
 from .rates import number_text
@@ -166,7 +167,7 @@ def groups(ctx, idx: np.ndarray, limit: int = 5) -> list[Group]:
     server = np.isin(rows["sport"][idx], listening)
     out: list[Group] = []
     srv = idx[server]
-    for port in np.unique(rows["sport"][srv]).tolist():
+    for port in distinct(rows["sport"][srv]).tolist():
         members = srv[rows["sport"][srv] == port]
         culprits = tuple(ref(o, "listener", f":{port}")
                          for o in listener_owners(ctx, port)[:limit])
@@ -221,14 +222,14 @@ def wanted_mask(table) -> np.ndarray:
     if not ownerless.any():
         return np.zeros(len(rows), bool)
     listen = st == int(TcpState.LISTEN)
-    ports = np.unique(rows["sport"][ownerless])
+    ports = distinct(rows["sport"][ownerless])
     want = listen & np.isin(rows["sport"], ports)
     # local clients of those listeners (nginx workers in front of :8084)
     want |= (rows["inode"] != 0) & ~listen & np.isin(rows["dport"], ports)
-    listening = np.unique(rows["sport"][listen])
+    listening = distinct(rows["sport"][listen])
     client = ownerless & ~np.isin(rows["sport"], listening)
     if client.any():
-        dports = np.unique(rows["dport"][client])
+        dports = distinct(rows["dport"][client])
         want |= (rows["inode"] != 0) & ~listen & np.isin(rows["dport"], dports)
     return want & (rows["inode"] != 0)
 

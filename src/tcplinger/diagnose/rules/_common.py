@@ -8,6 +8,7 @@ from itertools import repeat
 
 import numpy as np
 
+from ...model.table import distinct
 from ..finding import Fix, FixKind, Severity, SysctlChange, Text
 from ..process_text import short_command, who
 
@@ -91,7 +92,7 @@ def other_ends(ctx, world, rows) -> list[dict]:
     ks, js = ctx_idx[hit], peer_rows[hit]
     code = np.empty(len(hit), np.int64)
     holders: dict[tuple, int] = {}  # (pid, comm, cmdline) -> number from 1
-    for k in np.unique(ks).tolist():
+    for k in distinct(ks).tolist():
         at = np.flatnonzero(ks == k)
         other = world.contexts[k]
         j = js[at]

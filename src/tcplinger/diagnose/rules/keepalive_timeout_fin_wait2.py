@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...model.states import TcpState
+from ...model.table import distinct, median
 from .. import culprits, process_text
 from .. import sysctl_proposals as propose
 from ..evidence import age_stats, age_text, duration, endpoint_text, top_remote
@@ -62,7 +63,7 @@ def idle_before_close(ctx, world, rows) -> np.ndarray:
     sel = np.asarray(rows, dtype=np.int64)[:PEER_LOOKUPS]
     ctx_idx, peer_rows = world.peers(ctx, sel)
     out = []
-    for k in np.unique(ctx_idx[ctx_idx >= 0]).tolist():
+    for k in distinct(ctx_idx[ctx_idx >= 0]).tolist():
         other = world.contexts[k]
         info = other.table.info
         if info is None:
@@ -121,7 +122,7 @@ class KeepaliveTimeout(RuleFinding):
         self.peers = top_remote(ctx, rows)
         self.server = group.culprits
         gaps = idle_before_close(ctx, self.world, rows)
-        self.idle = ({"median_s": round(float(np.median(gaps)), 3),
+        self.idle = ({"median_s": round(float(median(gaps)), 3),
                       "min_s": round(float(gaps.min()), 3), "max_s": round(float(gaps.max()), 3),
                       "clients": int(len(gaps))} if len(gaps) else None)
         # the clients show that the FIN followed the response at once

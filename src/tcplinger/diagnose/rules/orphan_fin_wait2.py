@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...model.states import TcpState
+from ...model.table import median
 from ..evidence import duration, top_local_ports, top_remote
 from ..finding import Confidence, Fix, FixKind
 from .. import sysctl_proposals as propose
@@ -103,7 +104,7 @@ class OrphanFinWait2(RuleFinding):
             "phases_s": {"full": self.full_s, "minisocket": self.mini_s},
             "lifetime_s": self.life,
             "time_left_s": ({"min": round(float(np.nanmin(left)), 3),
-                             "median": round(float(np.nanmedian(left)), 3),
+                             "median": round(float(median(left[known])), 3),
                              "max": round(float(np.nanmax(left)), 3)} if known.any() else None),
             "older_than_min_age": self.lasting,
             "min_age_s": self.th["min_age"],
@@ -138,7 +139,7 @@ class OrphanFinWait2(RuleFinding):
         facts = [T("fact.count", n=n, minis=self.minis, full=n - self.minis)]
         if self.known.any():
             facts.append(T("fact.left", lo=duration(float(np.nanmin(left))),
-                           med=duration(float(np.nanmedian(left))),
+                           med=duration(float(median(left[self.known]))),
                            hi=duration(float(np.nanmax(left)))))
         if self.transient:
             facts.append(text("rule.common.young", min_age=duration(self.th["min_age"]), n=n))
