@@ -63,9 +63,10 @@ class Namespace:
 def sorted_columns(rows) -> np.ndarray:
     """The :data:`COLS` of a sample's rows, sorted by cookie."""
     order = np.argsort(rows["cookie"], kind="stable")
+    whole = _opaque(rows).take(order).view(rows.dtype)  # one gather, not one per field
     cur = np.empty(len(rows), [(c, rows.dtype[c]) for c in COLS])
     for c in COLS:
-        cur[c] = rows[c][order]
+        cur[c] = whole[c]
     return cur
 
 
@@ -142,29 +143,41 @@ def unseen_rows(old: "Namespace", mask: np.ndarray | None) -> np.ndarray:
 
 
 def concat(st: Namespace, old: Namespace, keep: np.ndarray,
-            unseen: np.ndarray | None = None) -> Namespace:
-    missed = old.missed[keep] + 1
+           unseen: np.ndarray | None = None) -> Namespace:
+    """``st`` and the rows of ``old`` flagged in ``keep`` (both sorted by
+    cookie) as one :class:`Namespace` sorted by cookie; ``unseen`` (per
+    kept row) were not looked for, so no miss is counted for them."""
+    kept = np.flatnonzero(keep)
+    missed = old.missed[kept] + 1
     if unseen is not None:
         missed[unseen] -= 1  # not looked for: not a miss
     # Both sides are sorted by cookie: merge by position instead of sorting
     # the concatenation (70k ESTABLISHED rows kept every sample between
     # full dumps: 18 ms of argsort and gathers, 100k-socket bench). Ties
     # put the current row first, as a stable sort of [st, old] would.
-    kept = np.flatnonzero(keep)
     n_new, n_kept = len(st.cols), len(kept)
     at = np.searchsorted(st.cookies, old.cookies[kept], side="right") + np.arange(n_kept)
     mine = np.ones(n_new + n_kept, bool)
     mine[at] = False
+    # Integer positions, and the 46-byte records moved as one opaque field:
+    # a boolean mask is scanned again for every column, and numpy copies a
+    # structured array field by field (9 columns of 100k rows: 16 ms -> 3 ms)
+    new_at = np.flatnonzero(mine)
 
-    def merge(a, b):
+    def merge(a, b, gathered=False):
         out = np.empty(n_new + n_kept, a.dtype)
-        out[mine] = a
-        out[at] = b
+        o, a = _opaque(out), _opaque(a)
+        o[new_at] = a
+        o[at] = _opaque(b) if gathered else _opaque(b).take(kept)
         return out
-    return Namespace(merge(st.cols, old.cols[kept]), merge(st.hash, old.hash[kept]),
-                      merge(st.since, old.since[kept]), merge(st.code, old.code[kept]),
-                      merge(st.at_least, old.at_least[kept]),
-                      merge(st.first_seen, old.first_seen[kept]), merge(st.missed, missed),
-                      merge(st.prev_since, old.prev_since[kept]),
-                      merge(st.prev_at_least, old.prev_at_least[kept]), st.last_obs,
-                      st.last_mask)
+    return Namespace(merge(st.cols, old.cols), merge(st.hash, old.hash),
+                     merge(st.since, old.since), merge(st.code, old.code),
+                     merge(st.at_least, old.at_least), merge(st.first_seen, old.first_seen),
+                     merge(st.missed, missed, gathered=True),
+                     merge(st.prev_since, old.prev_since),
+                     merge(st.prev_at_least, old.prev_at_least), st.last_obs, st.last_mask)
+
+
+def _opaque(a: np.ndarray) -> np.ndarray:
+    """A structured array as one opaque field per row (copied whole)."""
+    return a.view(np.dtype((np.void, a.dtype.itemsize))) if a.dtype.names else a

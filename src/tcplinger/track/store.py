@@ -205,11 +205,17 @@ class Store:
             pc, ps, pt = prev
             idx = np.minimum(np.searchsorted(pc, cookie), max(len(pc) - 1, 0))
             if len(pc):
-                same = (pc[idx] == cookie) & (ps[idx] == state) & (pt[idx] == since)
+                known = pc[idx] == cookie
+                same = known & (ps[idx] == state) & (pt[idx] == since)
             else:
-                same = np.zeros(len(cookie), bool)
+                known = same = np.zeros(len(cookie), bool)
             changed = ~same
-            gone = pc[~np.isin(pc, cookie)]
+            if len(pc) > 1 and (pc[1:] == pc[:-1]).any():  # a cookie twice: each copy
+                gone = pc[~np.isin(pc, cookie)]
+            else:  # the look-up above found every kept one (isin: a sort of both, 3 ms)
+                stays = np.zeros(len(pc), bool)
+                stays[idx[known]] = True
+                gone = pc[~stays]
         self.db.executemany("DELETE FROM live WHERE netns=? AND cookie=?",
                             [(ns, _i64(c)) for c in gone.tolist()])
         rows = zip(cookie[changed].tolist(), state[changed].tolist(), since[changed].tolist(),
