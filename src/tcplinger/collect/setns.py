@@ -1,5 +1,6 @@
 """The namespace toolkit: run a function inside another network namespace,
-or inside a new private one, on a thread of its own.
+or inside a new private one, on a thread of its own; or a function over
+many namespaces on a few threads (:func:`map_in_netns`).
 
 setns(2) with CLONE_NEWNET moves only the calling thread (a thread's
 namespaces live in its own ``task->nsproxy``; kernel/nsproxy.c).  So
@@ -139,6 +140,74 @@ def run_in_netns(path: str | os.PathLike, fn: Callable[..., T], /,
         return fn(*args, **kwargs)
 
     return run_on_thread(inside)
+
+
+def map_in_netns(fn: Callable[[Any], T], items, path_of: Callable[[Any], str | None], *,
+                 workers: int, on_error: Callable[[Any, BaseException], T] | None = None
+                 ) -> list[T]:
+    """``[fn(item) for item in items]``, each call inside the network
+    namespace at ``path_of(item)``, up to ``workers`` at once.
+
+    Each worker thread enters namespace after namespace (setns(2) moves a
+    thread that has already moved, given CAP_SYS_ADMIN; /proc/thread-self
+    and /proc/sys then show the namespace entered last: checked by
+    tests/privileged/test_netns_map.py) and ends with the call, so no
+    thread comes back into use. Items whose ``path_of`` is None run on the
+    calling thread, in its own namespace, while the workers run the rest.
+    What the calls do in the kernel (dumps in recvmsg) releases the GIL, so
+    the workers overlap there. An exception entering or from ``fn`` goes to
+    ``on_error(item, exc)`` (on that worker thread: its namespace is then
+    the target's or the one before; it must read nothing that depends on
+    it), whose result stands for the item's; without ``on_error``, or when
+    it raises, the first such exception in item order is raised here once
+    every call is done (a KeyboardInterrupt on the calling thread at once).
+    Results come in the order of ``items``.
+    """
+    items = list(items)
+    paths = [path_of(item) for item in items]
+    results: list[Any] = [None] * len(items)
+    errors: dict[int, BaseException] = {}
+
+    def call(i: int) -> None:
+        try:
+            if paths[i] is not None:
+                enter(paths[i])
+            results[i] = fn(items[i])
+        except Exception as exc:  # noqa: BLE001 - handed to on_error or the caller
+            if on_error is None:
+                raise
+            results[i] = on_error(items[i], exc)
+
+    foreign = iter([i for i, p in enumerate(paths) if p is not None])
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                i = next(foreign, None)
+            if i is None:
+                return
+            try:
+                call(i)
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller
+                errors[i] = exc
+
+    n = min(workers, sum(p is not None for p in paths))
+    threads = [threading.Thread(target=worker, name="tcplinger netns", daemon=True)
+               for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for i, path in enumerate(paths):
+        if path is None:
+            try:
+                call(i)
+            except Exception as exc:  # noqa: BLE001 - in item order, below
+                errors[i] = exc
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[min(errors)]
+    return results
 
 
 def run_in_new_netns(fn: Callable[..., T], /, *args: Any, loopback: bool = True,

@@ -23,7 +23,7 @@ from . import kernel as kernel_reader
 from . import netns as netns_mod
 from . import procfs
 from .roots import Roots
-from .setns import run_in_netns
+from .setns import map_in_netns
 
 #: What a snapshot holds unless asked for less: what ``ss -ta`` shows.
 #: Not the TCP_BOUND_INACTIVE bit (bound, never listened or connected; the
@@ -45,9 +45,10 @@ ALL_STATES = frozenset(REPORTED)
 #: 14 MB). Rows outside the asked states get their tcp_info cleared, and
 #: come in the order the two dumps give, so callers see the same table.
 ONE_DUMP_MAX = 50_000
-#: Namespaces read at once under --all-netns: each on a thread of its own
-#: (setns() moves one thread, collect/setns.py); the dumps are kernel time
-#: in recvmsg(), which releases the GIL.
+#: Namespaces read at once under --all-netns: each worker thread enters
+#: one namespace after another (setns() moves one thread,
+#: collect/setns.py), the caller's own is read on the calling thread
+#: meanwhile; the dumps are kernel time in recvmsg(), which releases the GIL.
 WORKERS = 4
 
 
@@ -111,6 +112,17 @@ def take(scope: Scope = Scope(), *, states=None, info_states=frozenset(),
     one dump per family (:data:`ONE_DUMP_MAX`), where it costs nothing more.
     """
     targets, unreadable = resolve(scope, roots)
+    return read_namespaces(targets, all_netns=scope.all_netns, unreadable=unreadable,
+                           states=states, info_states=info_states,
+                           cheap_info_states=cheap_info_states, roots=roots)
+
+
+def read_namespaces(targets, *, all_netns: bool, unreadable: int = 0, states=None,
+                    info_states=frozenset(), cheap_info_states=frozenset(),
+                    roots: Roots = Roots(), workers: int | None = None) -> Snapshot:
+    """:func:`take` of resolved ``targets`` (NetnsInfo), ``workers`` (default
+    :data:`WORKERS`) of them at once; ``all_netns``: a namespace that
+    vanishes or cannot be entered is skipped with a notice, not an error."""
     wanted = ALL_STATES if states is None else frozenset(states)
     snap = Snapshot()
     if unreadable:
@@ -123,45 +135,42 @@ def take(scope: Scope = Scope(), *, states=None, info_states=frozenset(),
     asked = (wanted, frozenset(info_states), frozenset(cheap_info_states), roots, host)
 
     def one(info):
-        try:
-            if info.current:
-                return _collect(info, *asked)
-            return run_in_netns(info.path, _collect, info, *asked)
-        except FileNotFoundError as exc:
+        # on a worker thread of map_in_netns that entered info's namespace
+        # (the caller's own: on the calling thread)
+        return _collect(info, *asked)
+
+    def failed(info, exc):
+        if isinstance(exc, FileNotFoundError):
             # The namespace went away between discovery and entering it
             # (its last process exited, `ip netns del`).
-            if not scope.all_netns:
+            if not all_netns:
                 raise netns_mod.NetnsNotFound(
                     f"network namespace {info.label()} vanished while being read") from exc
             return (info.ref, notice("vanished"))
-        except PermissionError as exc:
+        if isinstance(exc, PermissionError):
+            # /proc/PID/net is the process's namespace whatever the
+            # thread's, so this reads the same on any thread
             ns = _collect_from_pid(info, wanted, roots, exc)
             if ns is None:
-                if not scope.all_netns:  # the one namespace asked for: an error
-                    raise
+                if not all_netns:  # the one namespace asked for: an error
+                    raise exc
                 return (info.ref, notice("enter_failed", error=exc.strerror or exc))
             return ns
-        except OSError as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.EINVAL:
             # `ip netns del` unmounts /run/netns/NAME before it unlinks it:
             # in between, setns() on the left-over file gives EINVAL (seen
             # while other tests deleted their namespaces during a scan of
             # all of them). The namespace vanished, as above.
-            if exc.errno != errno.EINVAL:
-                raise
-            if not scope.all_netns:
+            if not all_netns:
                 raise netns_mod.NetnsNotFound(
                     f"network namespace {info.label()} vanished while being read") from exc
             return (info.ref, notice("vanished"))
+        raise exc
 
-    if len(targets) > 1:
-        # imported here: concurrent.futures brings logging and queue, ~5 ms
-        # of a one-namespace start (issue 16)
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(min(WORKERS, len(targets)), "tl-netns") as pool:
-            outcomes = list(pool.map(one, targets))  # in discovery order
-    else:
-        outcomes = [one(info) for info in targets]
+    # Namespaces in discovery order, up to WORKERS read at once, each
+    # worker entering namespace after namespace (collect/setns.py).
+    outcomes = map_in_netns(one, targets, lambda info: None if info.current else info.path,
+                            workers=WORKERS if workers is None else workers, on_error=failed)
     for ns in outcomes:
         if isinstance(ns, tuple):
             snap.skipped.append(ns)
