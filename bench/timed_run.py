@@ -62,6 +62,20 @@ def compile_sources(*src_dirs: str) -> None:
                         "from tcplinger import i18n\n"
                         "for lang in i18n.LANGS: i18n.catalog(lang)"],
                        check=True, stdout=subprocess.DEVNULL, env=dict(env, PYTHONPATH=src))
+        # and the compiled methods of the dataclasses (dataclass_cache.py),
+        # which each command's first start writes likewise (one file per
+        # command, so one process each): its --help loads its modules (a
+        # tree without the cache writes nothing)
+        names = subprocess.run([os.path.realpath(sys.executable), "-c", COMMAND_NAMES],
+                               check=True, capture_output=True, text=True,
+                               env=dict(env, PYTHONPATH=src)).stdout.split()
+        for name in names:
+            subprocess.run([os.path.realpath(sys.executable), "-m", "tcplinger", name, "--help"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env=dict(env, PYTHONPATH=src))  # a missing extra: that one compiles
+
+
+COMMAND_NAMES = "from tcplinger.cli.commands import COMMANDS\nprint(*(c.name for c in COMMANDS))"
 
 
 GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None

@@ -14,7 +14,7 @@ import re
 import sys
 from typing import Callable
 
-from .. import __version__
+from .. import __version__, dataclass_cache
 from ..i18n import Messages, lang_from_env
 from ..model.files import NotOurFile
 from .commands import BY_NAME, COMMANDS, DEFAULT_COMMAND
@@ -251,8 +251,11 @@ def main(argv: list[str] | None = None, term: Terminal | None = None) -> int:
 
     try:
         argv = _with_default_command(argv)
-        with _one_blas_thread():  # build_parser imports the command's modules
-            parser = build_parser(_selected(argv), _early_messages(argv, term.env))
+        # build_parser imports the command's modules (and so numpy and
+        # most of the command's dataclasses)
+        selected = _selected(argv)
+        with _one_blas_thread(), dataclass_cache.cached(selected or "tcplinger"):
+            parser = build_parser(selected, _early_messages(argv, term.env))
         with contextlib.redirect_stdout(term.stdout):  # --help, --version
             args = parser.parse_args(argv)
         msg = Messages(args.lang or lang_from_env(term.env))
