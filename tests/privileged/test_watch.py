@@ -266,6 +266,21 @@ def test_leak_reported_at_its_rate(scenario):
     assert cw["max"] >= leak["n"]
 
 
+def test_busiest_remote_port_counts_the_clients_only(scenario):
+    """The series history projects against ip_local_port_range: after the
+    leak, the clients' sockets towards the listener's port (n FIN_WAIT2 of
+    the leak, the first pair's TIME_WAIT client), not their servers'
+    CLOSE_WAIT on that port, though the listener's port is itself in the
+    ephemeral range (bound to port 0). Read from the sampling watcher,
+    whose every sample is a full dump, at its last sample."""
+    from tcplinger.track.series import BUSIEST_PORT
+
+    with Store(scenario["sampled_db"], readonly=True) as s:
+        [(_, (t, values))] = s.counter_series(scenario["leak"]["t1"], [BUSIEST_PORT]).items()
+    assert len(t) >= 2, t  # samples after the leak ended
+    assert values[BUSIEST_PORT][-1] == scenario["leak"]["n"] + 1, values
+
+
 def test_sigterm_is_clean(scenario):
     proc = scenario["traced"]
     assert proc.returncode == 0, scenario["traced_err"]

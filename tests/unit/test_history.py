@@ -200,3 +200,30 @@ def test_nothing_growing_says_what_growing_means(cli, tmp_path):
     code, out, _ = cli("history", "--db", str(tmp_path / "w.db"), "--since", "5m")
     assert "nothing is growing (growing: a rise that holds at least 1m00s and fits a line, " \
            "R² ≥ 0.6)." in out
+
+
+def test_port_range_projection_counts_one_end_of_each_connection(cli, tmp_path):
+    """Loopback clients of a local server: ESTABLISHED grows 20/min (both
+    ends), the clients' ephemeral ports towards the server's port 10/min
+    (watch's busiest-remote-port series): history projects the latter
+    against ip_local_port_range (it projected the sum of every state)."""
+    from tcplinger.track.series import BUSIEST_PORT
+
+    now = time.time()
+    with Store(tmp_path / "w.db") as s:
+        for i in range(181):
+            t = now - 180 * 60 + i * 60
+            s.write_sample(SampleInfo(t, 60, 100 + 20 * i, 0, "trace"),
+                           [CountRow(1, 1, "", 100 + 20 * i), CountRow(1, 10, "", 1)],
+                           [(1, "ephemeral_ports", 28232), (1, BUSIEST_PORT, 50 + 10 * i)],
+                           netns_labels={1: "host"})
+    code, out, err = cli("history", "--db", str(tmp_path / "w.db"), "--json")
+    assert code == 0, err
+    [g] = [g for g in json.loads(out)["growing"] if g["limit_name"] == "ephemeral ports"]
+    assert g["what"] == "ephemeral ports towards the busiest remote port in host"
+    assert g["per_minute"] == pytest.approx(10) and g["current"] == 50 + 1800
+    assert g["time_to_limit_s"] == pytest.approx((28232 - 1850) / 10 * 60, rel=0.01)
+    code, out, _ = cli("history", "--db", str(tmp_path / "w.db"))
+    assert ("growing: local ports of the ephemeral range towards the busiest remote port in host"
+            " +10/min for 3h00m; at that rate its ip_local_port_range (size 28232) is used up in"
+            " about 1d19h at the earliest") in out

@@ -10,6 +10,7 @@ from tcplinger.app import watchdb
 from tcplinger.diagnose.builder import SocketBuilder, namespace, owners_for
 from tcplinger.diagnose.engine import diagnose
 from tcplinger.diagnose.finding import Severity
+from tcplinger.track.series import BUSIEST_PORT
 from tcplinger.track.store import CountRow, SampleInfo, Store
 
 NS = 4026531999
@@ -17,9 +18,10 @@ CLOSE_WAIT, TIME_WAIT, ESTABLISHED, LISTEN = 8, 6, 1, 10
 NOW = 1_800_000_000.0
 
 
-def build(path, now=NOW, hours=3.0, step=60.0, tw_per_min=50.0):
+def build(path, now=NOW, hours=3.0, step=60.0, tw_per_min=50.0, busiest_per_min=10.0):
     """CLOSE_WAIT of 1234/java +12/min (fd limit 4096), TIME_WAIT
-    +``tw_per_min`` against 20000 buckets, ESTABLISHED and LISTEN flat."""
+    +``tw_per_min`` against 20000 buckets, ESTABLISHED and LISTEN flat;
+    the busiest remote port's ephemeral ports +``busiest_per_min``."""
     with Store(path) as s:
         n = int(hours * 3600 / step)
         for i in range(n + 1):
@@ -32,7 +34,8 @@ def build(path, now=NOW, hours=3.0, step=60.0, tw_per_min=50.0):
                             CountRow(NS, CLOSE_WAIT, "", 7),
                             CountRow(NS, TIME_WAIT, "", tw), CountRow(NS, ESTABLISHED, "", 50),
                             CountRow(NS, LISTEN, "", 3)],
-                           [(NS, "tcp_max_tw_buckets", 20000), (NS, "ephemeral_ports", 28232)],
+                           [(NS, "tcp_max_tw_buckets", 20000), (NS, "ephemeral_ports", 28232),
+                            (NS, BUSIEST_PORT, int(20 + busiest_per_min * minutes))],
                            owners=[("1234/java", 1234, "java", 4096, cw + 300)],
                            netns_labels={NS: "host"})
 
@@ -53,10 +56,21 @@ def test_fresh_database_gives_trends(tmp_path):
     assert tw.limit_name == "tcp_max_tw_buckets" and tw.limit == 20000
     assert tw.per_minute == pytest.approx(50, rel=0.01)
     assert tw.ttl == pytest.approx((20000 - 10000) / 50 * 60, rel=0.01)
-    conns = mine.connections
-    assert conns.limit == 28232 and conns.per_minute == pytest.approx(62, rel=0.01)
+    conns = mine.connections  # the busiest remote port's series, not every connection's
+    assert conns.limit == 28232 and conns.per_minute == pytest.approx(10, rel=0.01)
+    assert conns.current == 20 + 10 * 180
     other = w.of(1)  # a namespace the database has no series for: owners only
     assert other.by_state == {} and other.connections is None and other.by_owner is w.by_owner
+
+
+def test_connections_growing_elsewhere_are_not_port_exhaustion(tmp_path):
+    """TIME_WAIT and CLOSE_WAIT grow (every socket of the namespace: both
+    ends of loopback connections, a server's accepted ones), the busiest
+    remote port's ephemeral ports do not: no projection against the port
+    range (the sum of every state was projected before)."""
+    build(tmp_path / "w.db", busiest_per_min=0.0)
+    w = watchdb.watch_trends(tmp_path / "w.db", now=NOW + 5)
+    assert TIME_WAIT in w.of(NS).by_state and w.of(NS).connections is None
 
 
 def test_window_limits_the_fit(tmp_path):

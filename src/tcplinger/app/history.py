@@ -19,6 +19,7 @@ from pathlib import Path
 from ..model.states import name as state_name
 from ..track import trends
 from ..track.growth import MIN_R2, MIN_SPAN_S, fit
+from ..track.series import BUSIEST_PORT
 from ..track.store import Store
 from .watchdb import open_reading, owned_series
 
@@ -57,7 +58,8 @@ def analyse(store: Store, query: HistoryQuery, now: float) -> dict:
     labels = store.netns_labels()
     found = trends.growing(owned_series(store.series(start, by="state_owner", states=states)),
                            owners=store.owner_info())
-    found += trends.namespace_limits(store.counts_by_netns_state(start), store.kernel_latest())
+    found += trends.namespace_limits(store.counts_by_netns_state(start), store.kernel_latest(),
+                                     store.counter_series(start, [BUSIEST_PORT]))
     if states is not None:
         found = [f for f in found if f.state is None or f.state in states]
     n = store.db.execute("SELECT COUNT(*) FROM samples WHERE t >= ?", (start,)).fetchone()[0]
@@ -129,10 +131,12 @@ def _growing(f, labels: dict) -> dict:
         what = f"{state_name(f.state)} of {f.owner}"
     elif f.netns is not None:
         what = (f"{state_name(f.state)} in {labels.get(f.netns, f.netns)}" if f.state
-                else f"connections in {labels.get(f.netns, f.netns)}")
+                else f"ephemeral ports towards the busiest remote port in "
+                     f"{labels.get(f.netns, f.netns)}")
     return {"kind": "owner" if f.owner else "limit", "what": what,
             "state": state_name(f.state) if f.state else None,
             "owner": f.owner, "netns": f.netns,
+            "netns_label": None if f.netns is None else labels.get(f.netns, str(f.netns)),
             "per_minute": round(f.growth.per_minute, 4),
             "span_s": round(f.growth.span, 1), "r2": round(f.growth.r2, 4),
             "current": f.current, "limit_name": f.limit_name,

@@ -200,6 +200,7 @@ def trends_of(store, start: float) -> WatchTrends:
     """The growing series of ``store`` since ``start``, as diagnosis input."""
     from ..diagnose.inputs import Trend
     from ..track import trends as trends_mod
+    from ..track.series import BUSIEST_PORT
 
     cw = int(TcpState.CLOSE_WAIT)
     series = store.series(start, by="state_owner", states=[cw])
@@ -210,7 +211,8 @@ def trends_of(store, start: float) -> WatchTrends:
         if pid.isdigit():
             by_owner[(int(pid), f.state)] = Trend.of(f)
     by_netns: dict = {}
-    for f in trends_mod.namespace_limits(store.counts_by_netns_state(start), store.kernel_latest()):
+    for f in trends_mod.namespace_limits(store.counts_by_netns_state(start), store.kernel_latest(),
+                                         store.counter_series(start, [BUSIEST_PORT])):
         by_state, conns = by_netns.get(f.netns, ({}, None))
         if f.state is None:
             conns = Trend.of(f)

@@ -209,6 +209,8 @@ class Watcher:
                 if est:
                     counts.append(series.CountRow(ino, int(TcpState.ESTABLISHED), "", est))
             kernel += series.kernel_values(ino, ns.kernel)
+            if full:  # the count needs ESTABLISHED, which a dump between full ones leaves out
+                kernel += series.busiest_remote_port(ino, ns.table, ns.kernel)
             st = self.tracker.live(ino)
             if st is not None:
                 live[ino] = (st.cols["cookie"], st.cols["state"], st.since + offset, st.code,

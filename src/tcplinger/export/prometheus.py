@@ -46,7 +46,8 @@ from ..diagnose.inputs import NamespaceInput
 from ..diagnose.rules.ephemeral_ports import destination_hash
 from ..model.kernel import SYSCTLS, TCPEXT_COUNTERS
 from ..model.socket import AgeSource, Endpoint, NetnsRef, format_address
-from ..model.states import LINGERING, NOT_OUTGOING, OWNABLE, TcpState, name as state_name
+from ..model.states import LINGERING, OWNABLE, TcpState, name as state_name
+from ..model.table import outgoing_ephemeral
 from ..track import age as age_mod
 from . import stats as stats_export
 
@@ -227,13 +228,9 @@ def busiest_destinations(table, port_range: tuple[int, int] | None,
     if not port_range or n <= 0 or not len(table):
         return []
     rows = table.rows
-    lo, hi = int(port_range[0]), int(port_range[1])
-    st, sport = rows["state"], rows["sport"]
-    cand = (sport >= lo) & (sport <= hi) & ~np.isin(st, [int(s) for s in NOT_OUTGOING])
-    listening = np.unique(sport[st == int(TcpState.LISTEN)])
-    if len(listening):
-        cand &= ~np.isin(sport, listening)
-    idx = np.flatnonzero(cand)
+    listening = np.unique(rows["sport"][rows["state"] == int(TcpState.LISTEN)])
+    idx = np.flatnonzero(outgoing_ephemeral(rows, int(port_range[0]), int(port_range[1]),
+                                            listening))
     if not len(idx):
         return []
     keys = destination_hash(rows[idx])

@@ -14,7 +14,7 @@ import numpy as np
 
 from .socket import (UNKNOWN_AGE, Age, Endpoint, NetnsRef, Owner, SocketRecord,
                      Timer, TimerKind, format_address)
-from .states import AFTER_CLOSE
+from .states import AFTER_CLOSE, NOT_OUTGOING
 
 SOCKET_DTYPE = np.dtype([
     ("family", "u1"),
@@ -175,6 +175,26 @@ def iter_records(table: SocketTable, *, netns: NetnsRef | None = None, owners=No
             shutdown=None if shut < 0 else shut, netns=netns,
             owners=owners.get(ino, ()) if ino else (),
             age=ages[i] if ages is not None else UNKNOWN_AGE, tcp_info=tcp_info)
+
+
+def outgoing_ephemeral(rows, lo: int, hi: int, listen_ports) -> np.ndarray:
+    """Which rows hold a local port of ip_local_port_range ``lo``-``hi`` for
+    an outgoing connection: not a listener, unconnected or request socket
+    (NOT_OUTGOING), and not on a port something listens on (``listen_ports``:
+    a server's accepted sockets, whatever port range it listens in). The one
+    count of ephemeral-port-exhaustion, the exporter's busiest destinations
+    and the watch series (track/series.py).
+
+    >>> from tcplinger.model.table import empty
+    >>> r = empty(4); r["state"] = [1, 1, 10, 1]; r["sport"] = [40000, 8080, 40001, 40002]
+    >>> outgoing_ephemeral(r, 32768, 60999, [40002]).tolist()
+    [True, False, False, False]
+    """
+    sport = rows["sport"]
+    cand = (sport >= lo) & (sport <= hi) & ~np.isin(rows["state"], [int(s) for s in NOT_OUTGOING])
+    if len(listen_ports):
+        cand &= ~np.isin(sport, np.fromiter(listen_ports, dtype=np.uint16))
+    return cand
 
 
 def address_codes(rows: np.ndarray, column: str) -> tuple[np.ndarray, list[str]]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..model.kernel import KernelContext
 from ..model.states import OWNABLE, TcpState
-from ..model.table import SocketTable
+from ..model.table import SocketTable, outgoing_ephemeral
 from .store import CountRow
 
 OWNED_STATES = tuple(sorted(int(s) for s in OWNABLE))
@@ -128,6 +128,36 @@ def established_between(table: SocketTable, inuse: int) -> int:
     rows = table.rows
     full = ~rows["timewait"] & ~np.isin(rows["state"], _NOT_INUSE)
     return max(int(inuse) - int(np.count_nonzero(full)), 0)
+
+
+#: The kernel-table name of :func:`busiest_remote_port`'s value.
+BUSIEST_PORT = "ephemeral_busiest"
+
+
+def busiest_remote_port(ns: int, table: SocketTable, k: KernelContext) -> list:
+    """``[(ns, BUSIEST_PORT, n)]``: the most local ports of the ephemeral
+    range held towards one remote port (model/table.outgoing_ephemeral),
+    what history projects against ip_local_port_range. connect() runs out
+    per destination (family, local and remote address, remote port; the
+    rule's grouping), and one remote port's count is an upper bound of
+    each of its destinations' that a sample can afford (a bincount, ~1 ms
+    at 100k sockets, where the rule's hash grouping takes ~8.5 ms). Only
+    from a dump with ESTABLISHED in it; nothing without a port range.
+
+    >>> from tcplinger.model.table import empty
+    >>> rows = empty(5); rows["state"] = [1, 1, 6, 10, 1]; rows["dport"] = [80, 80, 80, 0, 5432]
+    >>> rows["sport"] = [40000, 40001, 40002, 8080, 8080]
+    >>> k = KernelContext(sysctls={"ip_local_port_range": (32768, 60999)})
+    >>> busiest_remote_port(7, SocketTable(rows), k)
+    [(7, 'ephemeral_busiest', 3)]
+    """
+    rng = k.sysctls.get("ip_local_port_range")
+    if not rng:
+        return []
+    rows = table.rows
+    listening = np.unique(rows["sport"][rows["state"] == int(TcpState.LISTEN)])
+    dport = rows["dport"][outgoing_ephemeral(rows, int(rng[0]), int(rng[1]), listening)]
+    return [(ns, BUSIEST_PORT, int(np.bincount(dport).max()) if len(dport) else 0)]
 
 
 def kernel_values(ns: int, k: KernelContext) -> list[tuple[int, str, float]]:

@@ -8,9 +8,12 @@ Limits, per kind of series:
   socket holds a descriptor; "current" is the process's open fds.
 * TIME_WAIT of a namespace runs into ``tcp_max_tw_buckets`` (beyond it the
   kernel destroys new TIME_WAIT sockets at once: TCPTimeWaitOverflow).
-* all connections of a namespace are bounded by the ephemeral port range
-  for outbound connections to one destination (an upper bound of what a
-  single destination can use; ``ip_local_port_range``).
+* the local ports of the ephemeral range held towards the busiest remote
+  port of a namespace (track/series.busiest_remote_port, written by watch
+  at each full dump) run into ``ip_local_port_range``: connect() runs out
+  per destination, and a remote port's count is an upper bound of each of
+  its destinations'. A server's accepted sockets and loopback's server ends
+  are not counted (they hold the listening port, not an ephemeral one).
 
 >>> import numpy as np
 >>> t = np.arange(0, 3 * 3600 + 1, 60.0)
@@ -28,6 +31,7 @@ import numpy as np
 
 from ..model.states import TcpState
 from .growth import Growth, fit, time_to_limit
+from .series import BUSIEST_PORT
 
 TIME_WAIT = int(TcpState.TIME_WAIT)
 LISTEN = int(TcpState.LISTEN)
@@ -78,14 +82,16 @@ def growing(by_state_owner: dict, *, owners: dict | None = None, window: float |
     return sorted(out, key=lambda f: -f.growth.slope)
 
 
-def namespace_limits(by_netns_state: dict, kernel: dict, *, window: float | None = None,
-                     **fit_args) -> list[GrowthFinding]:
-    """TIME_WAIT against tcp_max_tw_buckets and connections against the
-    port range, per namespace. ``by_netns_state``: {(netns, state): (t, v)};
-    ``kernel``: {(netns, name): value} (Store.kernel_latest())."""
+def namespace_limits(by_netns_state: dict, kernel: dict, busiest: dict | None = None, *,
+                     window: float | None = None, **fit_args) -> list[GrowthFinding]:
+    """TIME_WAIT against tcp_max_tw_buckets and the busiest remote port's
+    ephemeral ports against the port range, per namespace.
+    ``by_netns_state``: {(netns, state): (t, v)}; ``kernel``: {(netns, name):
+    value} (Store.kernel_latest()); ``busiest``: Store.counter_series(start,
+    [BUSIEST_PORT]), {netns: (t, {BUSIEST_PORT: v})}, NaN where no full dump
+    had counted it yet (a database of a watch before it: no projection)."""
     out = []
-    namespaces = {ns for ns, _ in by_netns_state}
-    for ns in sorted(namespaces):
+    for ns in sorted({ns for ns, _ in by_netns_state}):
         tw = by_netns_state.get((ns, TIME_WAIT))
         if tw is not None:
             t, v = _window(np.asarray(tw[0]), np.asarray(tw[1], float), window)
@@ -95,15 +101,17 @@ def namespace_limits(by_netns_state: dict, kernel: dict, *, window: float | None
                 out.append(GrowthFinding(f"{ns} TIME_WAIT", TIME_WAIT, None, ns, g, float(v[-1]),
                                          "tcp_max_tw_buckets", limit,
                                          time_to_limit(g, v[-1], limit)))
-        conns = [(t, v) for (n, s), (t, v) in by_netns_state.items() if n == ns and s != LISTEN]
-        if conns:
-            t = np.asarray(conns[0][0])
-            total = np.sum([np.asarray(v, float) for _, v in conns], axis=0)
-            t, total = _window(t, total, window)
-            g = fit(t, total, **fit_args)
-            limit = kernel.get((ns, "ephemeral_ports"))
-            if g.growing and limit:
-                out.append(GrowthFinding(f"{ns} connections", None, None, ns, g, float(total[-1]),
-                                         "ephemeral ports", limit,
-                                         time_to_limit(g, total[-1], limit)))
+        found = (busiest or {}).get(ns)
+        limit = kernel.get((ns, "ephemeral_ports"))
+        if found is None or not limit or BUSIEST_PORT not in found[1]:
+            continue
+        t, v = np.asarray(found[0]), np.asarray(found[1][BUSIEST_PORT], float)
+        known = ~np.isnan(v)
+        t, v = _window(t[known], v[known], window)
+        if not len(v):
+            continue
+        g = fit(t, v, **fit_args)
+        if g.growing:
+            out.append(GrowthFinding(f"{ns} {BUSIEST_PORT}", None, None, ns, g, float(v[-1]),
+                                     "ephemeral ports", limit, time_to_limit(g, v[-1], limit)))
     return out

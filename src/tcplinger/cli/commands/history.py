@@ -72,13 +72,15 @@ def run(opts: HistoryOptions, term, msg) -> int:
         term.out(line)
     term.out("")
     for f in doc["growing"]:
-        text = msg("history.growing", what=f["what"],
+        ports = f["limit_name"] == "ephemeral ports"  # track/trends.namespace_limits
+        what = msg("history.what.busiest_port", netns=f["netns_label"]) if ports else f["what"]
+        text = msg("history.growing", what=what,
                    rate=number_text(f["per_minute"], signed=True),
                    span=duration(f["span_s"]))
         if f["limit"] and f["time_to_limit_s"] is not None:
             key = "history.limit_reached" if f["time_to_limit_s"] == 0 else "history.limit"
-            text += msg(key, limit=f["limit_name"], value=_num(f["limit"]),
-                        eta=duration(f["time_to_limit_s"]))
+            text += msg(key + ("_ports" if ports else ""), limit=f["limit_name"],
+                        value=_num(f["limit"]), eta=duration(f["time_to_limit_s"]))
         term.out(text)
     for r in doc["rising"]:
         term.out(msg("history.rising", what=r["what"],

@@ -7,10 +7,11 @@ destination can hold at most that many connections from one source
 address, TIME_WAIT included (tcp_tw_reuse lets connect() take a TIME_WAIT
 port over for outgoing connections).
 
-With a watch history (``NamespaceInput.trends``) the growth of all the
-namespace's connections is an upper bound of one destination's: the time
-until the fullest group runs out at that rate is the *earliest* it can
-(evidence only; the severity stays with the counts).
+With a watch history (``NamespaceInput.trends``) the growth of the
+ephemeral ports held towards the busiest remote port (track/series.
+busiest_remote_port) stands for one destination's: the time until the
+fullest group runs out at that rate is the *earliest* it can (evidence
+only; the severity stays with the counts).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...model.socket import format_address
-from ...model.states import NOT_OUTGOING, TcpState
+from ...model.states import TcpState
+from ...model.table import outgoing_ephemeral
 from ..peers import address_words, column, mix64
 from .. import sysctl_proposals as propose
 from ..evidence import duration, percent
@@ -74,15 +76,9 @@ def destination_groups(ctx, lo: int, hi: int, lowest: float) -> list[dict]:
     each with its rows as ``_members``."""
     size = hi - lo + 1
     rows = ctx.rows
-    sport = rows["sport"]
-    cand = (sport >= lo) & (sport <= hi) & ~ctx.in_state(*NOT_OUTGOING)
-    if int(np.count_nonzero(cand)) < lowest * size:
+    idx = np.flatnonzero(outgoing_ephemeral(rows, lo, hi, ctx.listen_ports))
+    if len(idx) < lowest * size:
         return []  # no group can reach the lowest threshold: skip the grouping
-    if ctx.listen_ports:
-        cand &= ~np.isin(sport, np.fromiter(ctx.listen_ports, dtype=np.uint16))
-    idx = np.flatnonzero(cand)
-    if len(idx) == 0:
-        return []
     # Group by a 64-bit hash of (family, local address, remote address,
     # remote port): sorting one uint64 column is ~10x faster than
     # np.unique(axis=0) on the columns. Each reported group is then checked
@@ -211,9 +207,9 @@ class PortExhaustion(RuleFinding):
 
 
 def _growing(ctx, sockets: int, size: int) -> dict | None:
-    """The ``growing`` evidence: the trend of the namespace's connections
-    (the watch database counts no destinations), with the time until the
-    fullest group would take the whole range if all of it went there."""
+    """The ``growing`` evidence: the trend of the busiest remote port's
+    ephemeral ports (the watch database counts no destinations), with the
+    time until the fullest group would take the whole range at that rate."""
     trends = ctx.inp.trends
     trend = trends.connections if trends is not None else None
     if trend is None:
