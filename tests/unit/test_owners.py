@@ -189,14 +189,6 @@ def test_walk_in_several_threads_is_the_same(tmp_path, monkeypatch):
         assert (found.pids_walked, found.fds_walked) == (30, 150)
 
 
-def test_owner_factory_makes_equal_owners():
-    details = {"comm": "srv", "cmdline": "srv -x", "uid": 7, "user": "app", "container": None}
-    make = owners._owner_factory(42, details)
-    assert make(9) == Owner(pid=42, fd=9, **details)
-    assert hash(make(9)) == hash(Owner(pid=42, fd=9, **details))
-    assert make(3).fd == 3 and make(9).fd == 9
-
-
 # ---- the one owner policy ----------------------------------------------------
 
 def _ns(pids, current=False):

@@ -5,6 +5,7 @@ to the rows that are shown."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,7 +42,7 @@ class Filters:
 class NsView:
     ns: NetnsSnapshot
     table: SocketTable
-    owners: dict[int, tuple[Owner, ...]] | None = None  # None: not resolved
+    owners: Mapping[int, tuple[Owner, ...]] | None = None  # None: not resolved (an OwnerMap)
     #: ages merged with a fresh watch database (app/watchdb.py), else None
     tracked: object | None = None
 

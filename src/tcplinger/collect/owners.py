@@ -46,13 +46,15 @@ The per-process details come from small files, parsed here without I/O:
 
 from __future__ import annotations
 
-import gc
 import os
 import pwd
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
+import numpy as np
+
+from ..model.owner_map import OwnerMap
 from ..model.socket import Owner
 from . import files
 from .container import container_from_cgroup
@@ -60,24 +62,6 @@ from .fdwalk import Walk
 from .roots import PROC
 
 CMDLINE_MAX = 256  # characters kept of a command line (then "…")
-
-
-class OwnerMap(dict):
-    """What :func:`find_owners` returns: ``dict[int, tuple[Owner, ...]]``
-    mapping each requested inode that has owners to them, sorted by
-    (pid, fd), one :class:`Owner` per fd (like ``ss -p``).  Inodes without
-    an owner are absent.  Also:
-
-    ``unreadable``: processes whose fd directory could not be read
-    (EACCES: other users' processes when not root).  ``vanished``: processes
-    that exited during the walk.  ``pids_walked`` / ``fds_walked``: how much
-    was read, for timing.
-    """
-
-    unreadable: int = 0
-    vanished: int = 0
-    pids_walked: int = 0
-    fds_walked: int = 0
 
 
 class FdUsage(NamedTuple):
@@ -128,8 +112,11 @@ def find_owners(inodes: Iterable[int], proc_root: Path = PROC, *,
     listed).  So processes in other namespaces count only when needed; a
     socket shared by processes of its own and of another namespace shows
     only the first kind then.  Processes or fds disappearing during the
-    walk are skipped; see :class:`OwnerMap` for the counts.
+    walk are skipped; see :class:`~tcplinger.model.owner_map.OwnerMap`
+    for the counts.  ``inodes`` may be a numpy array.
     """
+    if hasattr(inodes, "tolist"):
+        inodes = inodes.tolist()
     wanted = {b"socket:[%d]" % i: i for i in inodes if i}
     out = OwnerMap()
     if not wanted:
@@ -153,24 +140,12 @@ def find_owners(inodes: Iterable[int], proc_root: Path = PROC, *,
     for round_pids in rounds:
         if round_pids:
             walk.run(round_pids)
-        if len(walk.found_inodes) == len(wanted):
+        if walk.found() == len(wanted):
             break  # every socket has an owner: the other processes cannot add one
 
-    found: dict[int, list[Owner]] = {}
-    # Hundreds of thousands of Owners, lists and tuples, none in a cycle:
-    # without the cyclic collector (which would run every 700 of them and
-    # walk the young ones) this takes half the time.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for pid in sorted(walk.hits):
-            make = _owner_factory(pid, _details(root, pid))
-            for fd, inode in sorted((int(name), inode) for name, inode in walk.hits[pid]):
-                found.setdefault(inode, []).append(make(fd))
-        out.update((inode, tuple(owners)) for inode, owners in found.items())
-    finally:
-        if enabled:
-            gc.enable()
+    del wanted  # 200k byte strings at 1M sockets: gone before the columns are made
+    walk.wanted = {}
+    out = _columns(root, walk.hits)
     out.unreadable, out.vanished = walk.unreadable, walk.vanished
     out.pids_walked, out.fds_walked = walk.pids, walk.fds
     return out
@@ -262,31 +237,24 @@ class OwnerPolicy:
         if cost is not None:
             return Attribution(None, cost)
         if wanted is None:
-            wanted = {i for i in inodes.tolist() if i}
+            wanted = inodes  # find_owners makes its ints (no set of them here as well)
         if pids is not None:
             return Attribution(find_owners(wanted, proc_root, pids=pids | set(also)))
         first = {p for ns in namespaces for p in ns.pids}
         return Attribution(find_owners(wanted, proc_root, first=first))
 
 
-def _owner_factory(pid: int, details: dict):
-    """``make(fd)`` -> Owner(pid=pid, fd=fd, **details).
-
-    A frozen dataclass's __init__ sets each of its 7 fields through
-    object.__setattr__ (~2.7 us); copying one instance's __dict__ with
-    another fd gives an equal object in ~0.6 us, which matters for the
-    hundreds of thousands of sockets one server process can hold.
-    """
-    proto = Owner(pid=pid, fd=-1, **details).__dict__
-    new, setattr_ = object.__new__, object.__setattr__
-
-    def make(fd: int) -> Owner:
-        owner = new(Owner)
-        state = proto.copy()
-        state["fd"] = fd
-        setattr_(owner, "__dict__", state)
-        return owner
-    return make
+def _columns(root: str, hits: dict) -> OwnerMap:
+    """The walk's hits (pid -> int64 array of (fd, inode) pairs) as an
+    OwnerMap: each inode's owners by pid, then fd; one Owner per process."""
+    pids = sorted(hits)
+    processes = [Owner(pid=pid, fd=-1, **_details(root, pid)) for pid in pids]
+    if not pids:
+        return OwnerMap()
+    pairs = np.concatenate([np.frombuffer(hits[pid], np.int64) for pid in pids]).reshape(-1, 2)
+    proc = np.repeat(np.arange(len(pids), dtype=np.int32), [len(hits[pid]) // 2 for pid in pids])
+    order = np.lexsort((pairs[:, 0], proc))  # by pid (sorted above), then fd
+    return OwnerMap(processes, proc[order], pairs[order, 0], pairs[order, 1])
 
 
 def fd_usage(pid: int, proc_root: Path = PROC) -> FdUsage:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 
 def duration(seconds: float | None) -> str:
@@ -69,46 +69,84 @@ def render_columns(headers: Sequence[str], columns: Sequence[list[str]], *,
                    align: str | None = None, max_width: int | None = None) -> list[str]:
     """:func:`render` for cells given column by column (lists of str).
 
-    Widths are measured a column at a time (len() where a column is all
-    ASCII), then lines are joined a slice of rows at a time, so the padded
-    copies of the cells never all exist at once: at 200k rows this is ~10x
-    faster, and needs ~100 MB less, than padding cell by cell.
-
     >>> render_columns(["A", "NUM"], [["x", "yy"], ["1", "22"]], align="lr")
+    ['A   NUM', 'x     1', 'yy   22']
+    """
+    n = len(columns[0]) if len(columns) else 0
+    return list(render_blocks(headers, [list(columns)] if n else [],
+                              align=align, max_width=max_width))
+
+
+def render_blocks(headers: Sequence[str], blocks: Iterable[list[list[str]]], *,
+                  align: str | None = None, max_width: int | None = None) -> Iterator[str]:
+    """:func:`render_columns` for cells made a block of rows at a time
+    (``blocks`` yields, per block, one list of str per column): the lines,
+    as they are made.
+
+    Two passes: the first measures each column (len() where a block's
+    cells are all ASCII, width() of each distinct cell otherwise) and keeps
+    each block's column as one NUL-joined str; the second pads and joins
+    the lines a block at a time.  So neither a str per cell nor a line per
+    row ever exists for the whole table at once: at 200k rows the cells
+    take ~20 MB instead of ~110 MB of str objects, and the lines one
+    block's worth (docs/performance.md, "1M memory").
+
+    >>> list(render_blocks(["A", "NUM"], [[["x"], ["1"]], [["yy"], ["22"]]], align="lr"))
     ['A   NUM', 'x     1', 'yy   22']
     """
     align = align or "l" * len(headers)
     last = len(headers) - 1
-    specs = []  # per column: None (not padded) or (right, ascii, width)
-    for i, (head, col) in enumerate(zip(headers, columns)):
-        right = align[i] == "r"
-        if i == last and not right:
-            specs.append(None)
+    padded_cols = [i for i in range(len(headers)) if not (i == last and align[i] != "r")]
+    widths = {i: width(headers[i]) for i in padded_cols}
+    kept = []
+    for cols in blocks:
+        n = len(cols[0])
+        if not n:
             continue
-        ascii_ = head.isascii() and all(map(str.isascii, col))
-        measure = len if ascii_ else width
-        specs.append((right, ascii_, max(measure(head), max(map(measure, col), default=0))))
+        for i in padded_cols:
+            col = cols[i]
+            w = max(map(len, col)) if all(map(str.isascii, col)) else max(map(width, set(col)))
+            if w > widths[i]:
+                widths[i] = w
+        kept.append((n, [_pack(col) for col in cols]))
 
-    def pad(cells: list[str], spec) -> list[str]:
-        if spec is None:
+    def pad(cells: list[str], i: int) -> list[str]:
+        if i not in widths:
             return cells
-        right, ascii_, w = spec
-        if ascii_:
+        w = widths[i]
+        right = align[i] == "r"
+        if all(map(str.isascii, cells)):
             return [c.rjust(w) for c in cells] if right else [c.ljust(w) for c in cells]
-        return [" " * (w - width(c)) + c if right else c + " " * (w - width(c)) for c in cells]
+        done = {c: " " * (w - width(c)) + c if right else c + " " * (w - width(c))
+                for c in set(cells)}
+        return [done[c] for c in cells]
 
-    lines = ["  ".join(pad([h], spec)[0] for h, spec in zip(headers, specs)).rstrip()]
-    n = len(columns[0]) if len(columns) else 0
-    for lo in range(0, n, _SLICE):
-        padded = [pad(col[lo:lo + _SLICE], spec) for col, spec in zip(columns, specs)]
-        lines += ["  ".join(cells).rstrip() for cells in zip(*padded)]
-    if max_width:
-        lines = [line if len(line) <= max_width else line[: max_width - 1] + "…"
-                 for line in lines]
-    return lines
+    def cut(line: str) -> str:
+        return line if not max_width or len(line) <= max_width else line[: max_width - 1] + "…"
+
+    yield cut("  ".join(pad([h], i)[0] for i, h in enumerate(headers)).rstrip())
+    while kept:
+        n, packed = kept.pop(0)  # each block's cells are let go once written
+        cols = [_unpack(p) for p in packed]
+        del packed
+        for lo in range(0, n, _SLICE):
+            cells = [pad(col[lo:lo + _SLICE], i) for i, col in enumerate(cols)]
+            for row in zip(*cells):
+                yield cut("  ".join(row).rstrip())
 
 
 _SLICE = 8192  # rows padded and joined at a time
+
+
+def _pack(cells: list[str]):
+    """A column's cells as one NUL-joined str (the list itself when a cell
+    holds a NUL)."""
+    joined = "\0".join(cells)
+    return joined if joined.count("\0") == len(cells) - 1 else cells
+
+
+def _unpack(packed) -> list[str]:
+    return packed.split("\0") if isinstance(packed, str) else packed
 
 
 def _render_rows(headers, rows, *, align=None, max_width=None) -> list[str]:

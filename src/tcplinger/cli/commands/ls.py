@@ -63,7 +63,7 @@ def run(opts: LsOptions, term, msg, roots: Roots = Roots()) -> int:
             w(", " + json.dumps(key) + ": " + json.dumps(value))
         w("}\n")
     else:
-        for line in sockets_view.render(view, msg, width=term.width):
+        for line in sockets_view.lines(view, msg, width=term.width):
             term.out(line)
     report_problems(view, term, msg)
     return 0
