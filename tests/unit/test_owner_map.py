@@ -42,6 +42,9 @@ def test_same_as_the_dict_it_replaces(procs, entries, others):
     for ino, s, c in zip(asked.tolist(), start.tolist(), count.tolist()):
         assert m.owners_at(s, s + c) == reference.get(ino, ())
     assert hash(m.get(entries[0][0])) == hash(reference[entries[0][0]]) if entries else True
+    for comm in ("srv", "状态"):
+        assert m.inodes_held_by(lambda p: p.comm == comm).tolist() == sorted(
+            ino for ino, held in reference.items() if any(o.comm == comm for o in held))
     again = pickle.loads(pickle.dumps(m))
     assert again == reference and again.get(0) is None
 
@@ -49,6 +52,7 @@ def test_same_as_the_dict_it_replaces(procs, entries, others):
 def test_counters_and_empty():
     m = OwnerMap()
     assert m == {} and not m and m.get(5) is None and m.pids_of([5]) == set()
+    assert m.inodes_held_by(lambda p: True).tolist() == []
     assert m.runs(np.array([0, 5], np.uint64))[1].tolist() == [0, 0]
     assert (m.unreadable, m.vanished, m.pids_walked, m.fds_walked) == (0, 0, 0, 0)
 

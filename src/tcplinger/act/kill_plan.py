@@ -32,6 +32,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..model.owner_map import OwnerMap
 from ..model.socket import Age, AgeSource, NetnsRef, Owner, SocketRecord, UNKNOWN_AGE
 from ..model.states import BY_STATE, NOT_CONNECTION, TcpState
 from ..model.table import SocketTable
@@ -192,10 +193,8 @@ def _match(part: PlanPart, c: KillCriteria) -> tuple[np.ndarray, np.ndarray]:
     rows = part.table.rows
     keep = np.isin(rows["state"], [int(s) for s in _states(c)])
     if c.comm is not None:
-        owners = part.owners or {}
-        comm_inodes = [ino for ino, os_ in owners.items() if any(o.comm == c.comm for o in os_)]
-        keep &= np.isin(rows["inode"], np.asarray(comm_inodes, dtype=np.uint64)) \
-            & (rows["inode"] != 0)
+        comm_inodes = OwnerMap.of(part.owners).inodes_held_by(lambda p: p.comm == c.comm)
+        keep &= np.isin(rows["inode"], comm_inodes) & (rows["inode"] != 0)
     if c.peers:
         keep &= peer_mask(part.table, c.peers)
     if c.cookies:

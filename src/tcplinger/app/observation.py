@@ -35,6 +35,7 @@ from ..diagnose import culprits
 from ..diagnose.inputs import Connects, NamespaceInput
 from ..diagnose.metadata import BY_ID
 from ..diagnose.sysctl_files import LEGACY, REMOVED, SysctlSetting, parse, proc_path
+from ..model.owner_map import OwnerMap
 from ..model.states import OWNABLE, TcpState
 from ..model.table import SocketTable, distinct
 from . import watchdb
@@ -271,7 +272,7 @@ def fd_usage(part: NsView, roots: Roots) -> dict:
         return {}
     rows = part.table.rows
     inodes = rows["inode"][(rows["state"] == int(TcpState.CLOSE_WAIT)) & (rows["inode"] != 0)]
-    pids = {o.pid for ino in set(inodes.tolist()) for o in part.owners.get(ino, ())}
+    pids = OwnerMap.of(part.owners).pids_of(inodes.tolist())
     out = {}
     for pid in sorted(pids):
         try:

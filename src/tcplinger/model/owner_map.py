@@ -148,6 +148,12 @@ class OwnerMap(Mapping):
             procs.update(self.proc[s:s + c].tolist())
         return {self.processes[p].pid for p in procs}
 
+    def inodes_held_by(self, keep) -> np.ndarray:
+        """The inodes (sorted, uint64) held by a process for which ``keep``
+        (called with each process's Owner, fd -1) is true."""
+        chosen = np.array([bool(keep(p)) for p in self.processes] or [False])
+        return np.unique(self.inode[chosen[self.proc]]) if len(self.inode) else self.inode
+
     def __reduce__(self):
         state = dict(self.__dict__, _index=None, _protos=None)
         return (_restore, (state,))
