@@ -164,3 +164,48 @@ def test_batched_answers_as_the_search_for_any_rows(seed, monkeypatch):
     single = _asked(_world(random.Random(seed), n), random.Random(seed))
     assert batched == single
     assert any(c >= 0 for cs, _ in single for c in cs)
+
+
+def _stable(keys, rows):
+    order = np.argsort(keys, kind="stable")
+    return keys[order], rows[order]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_sorted_index_is_the_stable_sort(seed):
+    """peers._sorted: an unstable sort unless two keys are equal, the
+    stable sort's order either way (the search takes the first of equal
+    keys: the lowest row)."""
+    rng = np.random.default_rng(seed)
+    for n in (0, 1, 2, 50, 5000):
+        for top in (3, n + 1, 1 << 63):
+            keys = rng.integers(0, max(top, 1), n, dtype=np.uint64)
+            rows = np.sort(rng.choice(10 * n + 1, n, replace=False)).astype(np.int64)
+            got, want = peers._sorted(keys, rows), _stable(keys, rows)
+            assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_per_namespace_search_as_with_the_stable_sort(seed, monkeypatch):
+    monkeypatch.setattr(peers, "MERGED_PEERS_MIN", 10**9)
+    n = random.Random(seed).choice((1, 2, 3))
+    fast = _asked(_world(random.Random(seed), n), random.Random(seed))
+    monkeypatch.setattr(peers, "_sorted", _stable)
+    stable = _asked(_world(random.Random(seed), n), random.Random(seed))
+    assert fast == stable
+
+
+def test_context_columns_are_contiguous_copies():
+    """NsContext.state and .inode: contiguous (each rule's mask reads them
+    a cache line per row otherwise), equal to the rows' columns."""
+    from tcplinger.diagnose.builder import SocketBuilder, namespace
+    from tcplinger.diagnose.context import NsContext
+
+    b = SocketBuilder()
+    b.add("CLOSE_WAIT", "10.0.0.1:80", "10.0.0.2:40000", count=5)
+    b.add("TIME_WAIT", "10.0.0.1:80", "10.0.0.3:40000", inode=0, count=5)
+    ctx = NsContext(namespace(b.table()))
+    for name in ("state", "inode"):
+        column = getattr(ctx, name)
+        assert column.flags.c_contiguous and column.strides == (column.itemsize,)
+        assert column.tolist() == ctx.rows[name].tolist()

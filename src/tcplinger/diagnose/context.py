@@ -31,8 +31,12 @@ class NsContext:
         self.kernel = inp.kernel
         self.table: SocketTable = inp.table
         self.rows = inp.table.rows
-        self.state = self.rows["state"]
-        self.inode = self.rows["inode"]
+        # copies of the two columns every rule tests: a field of the
+        # structured rows is a view with a stride of a whole row (78 bytes),
+        # which a comparison reads a cache line per row for (300k rows:
+        # ~2 ms a pass against ~0.02 ms contiguous; 12+ passes a report)
+        self.state = np.ascontiguousarray(self.rows["state"])
+        self.inode = np.ascontiguousarray(self.rows["inode"])
 
     # ---- kernel settings and counters --------------------------------
     def sysctl(self, name: str, default=None):
