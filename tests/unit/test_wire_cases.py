@@ -168,3 +168,12 @@ def test_pcapng_interface_names():
     assert res.counts.interface_names == {0: "eth0"}
     assert res.counts.to_json()["interfaces"] == [{"number": 0, "name": "eth0"},
                                                  {"number": 1, "name": None}]
+
+
+def test_pcapng_interface_name_bounded():
+    """An if_name of 300 bytes (the option allows 65535) is cut at NAME_MAX."""
+    from tcplinger.wire.pcapfile import NAME_MAX, _idb
+    import struct
+    body = struct.pack("<HHI", 1, 0, 0) + struct.pack("<HH", 2, 300) + b"x" * 300
+    name = _idb(body, "<").name
+    assert len(name) == NAME_MAX and name.endswith("…")

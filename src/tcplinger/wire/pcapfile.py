@@ -181,6 +181,10 @@ def _pcap(src: _Source, endian: str, scale: float, linktype: int, notices: list,
                               {"offset": src.offset, "bytes": len(src.rest)}))
 
 
+#: Characters of an interface name kept (pcapng's if_name, shown as text).
+NAME_MAX = 100
+
+
 @dataclass
 class _Iface:
     linktype: int
@@ -214,7 +218,9 @@ def _idb(body: bytes, e: str) -> _Iface:
         elif code == 14 and olen >= 8:  # if_tsoffset (seconds)
             iface.offset_s = struct.unpack_from(e + "q", val)[0]
         elif code == 2 and val.rstrip(b"\0"):  # if_name; some writers end it with NULs
-            iface.name = val.rstrip(b"\0").decode("utf-8", "replace")
+            name = val.rstrip(b"\0").decode("utf-8", "replace")
+            # up to 65535 bytes in the file; Windows' NPF names are ~50
+            iface.name = name if len(name) <= NAME_MAX else name[:NAME_MAX - 1] + "…"
         pos += 4 + ((olen + 3) & ~3)
     return iface
 
