@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tcplinger.model.table import distinct, median
+from tcplinger.model.states import TcpState
+from tcplinger.model.table import MEMBER_MAX, distinct, median, member
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -106,3 +107,40 @@ def test_a_diagnosis_does_not_import_numpy_ma():
     assert {"close-wait-leak", "half-closed-fin-wait-2", "time-wait-pressure",
             "orphan-fin-wait-2"} <= set(doc["findings"]), doc["findings"]
     assert doc["ma"] is False
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_member_is_numpys_isin(seed):
+    """model/table.member (one == per choice, issue 16's 150 pods): the
+    same boolean array as np.isin for every column kind the callers give
+    it (states, ports, inodes, row numbers) and every kind of choices:
+    lists of ints and IntEnums, arrays of other widths, values no row can
+    hold (300 for uint8, negatives for unsigned, 2**64-1), duplicates,
+    none, and more than MEMBER_MAX (np.isin itself)."""
+    rng = np.random.default_rng(seed)
+    for dtype, hi in ((np.uint8, 12), (np.uint8, 256), (np.uint16, 65536),
+                      (np.uint32, 1 << 32), (np.uint64, 1 << 63), (np.int64, 1 << 40)):
+        for n in (0, 1, 7, 46, int(rng.integers(1, 5000))):
+            values = rng.integers(0, hi, n, dtype=np.uint64).astype(dtype)
+            present = values[rng.integers(0, n, 3)].tolist() if n else []
+            choice_sets = [
+                [], present, present + [int(rng.integers(0, hi))],
+                [int(s) for s in (TcpState.CLOSE_WAIT, TcpState.FIN_WAIT2, TcpState.LISTEN)],
+                [TcpState.TIME_WAIT, TcpState.ESTABLISHED],
+                [300, -1, (1 << 64) - 1] + present[:1],
+                np.array(present, dtype=np.uint64), np.array(present[:2], dtype=np.uint16
+                                                             if hi <= 65536 else np.uint64),
+                rng.integers(0, hi, MEMBER_MAX, dtype=np.uint64).tolist(),
+                rng.integers(0, hi, MEMBER_MAX + 1, dtype=np.uint64).tolist() + present,
+            ]
+            for choices in choice_sets:
+                listed = [int(c) for c in (choices.tolist() if isinstance(choices, np.ndarray)
+                                           else choices)]
+                got = member(values, choices)
+                assert got.dtype == np.bool_ and got.shape == values.shape
+                assert got.tolist() == [v in set(listed) for v in values.tolist()], \
+                    (dtype, listed)
+                info = np.iinfo(dtype)
+                if listed and all(info.min <= c <= info.max for c in listed):
+                    want = np.isin(values, np.array(listed, dtype=dtype))
+                    assert got.tolist() == want.tolist(), (dtype, listed)

@@ -18,7 +18,7 @@ from ..model.kernel import KernelContext
 from ..model.notice import Notice
 from ..model.snapshot import NetnsSnapshot, Snapshot
 from ..model.states import REPORTED, state_mask
-from ..model.table import SocketTable
+from ..model.table import SocketTable, member
 from . import kernel as kernel_reader
 from . import netns as netns_mod
 from . import procfs
@@ -263,10 +263,10 @@ def _dump_once(wanted, info_states, keep_info_states) -> SocketTable:
         sock.dump_both_into(sink, state_mask(wanted), tcp_info=True)
         table = sink.finish()
     state = table.rows["state"]
-    drop = ~np.isin(state, [int(s) for s in keep_info_states])
+    drop = ~member(state, [int(s) for s in keep_info_states])
     if drop.any():
         table.info.view(np.uint8).reshape(len(table), -1)[drop] = 0
-    key = np.isin(state, [int(s) for s in info_states]).astype(np.uint8) * 2
+    key = member(state, [int(s) for s in info_states]).astype(np.uint8) * 2
     key += table.rows["family"] == socket.AF_INET6
     if (key[1:] < key[:-1]).any():
         table = table.select(np.argsort(key, kind="stable"))
@@ -281,6 +281,5 @@ def _diag_unavailable():
 def _filter_states(table: SocketTable, wanted) -> SocketTable:
     if wanted >= ALL_STATES:
         return table
-    import numpy as np
-    keep = np.isin(table.rows["state"], [int(s) for s in wanted])
+    keep = member(table.rows["state"], [int(s) for s in wanted])
     return table.select(keep)

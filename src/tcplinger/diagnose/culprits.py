@@ -31,7 +31,7 @@ import numpy as np
 
 from ..model.socket import Owner, format_address
 from ..model.states import TcpState
-from ..model.table import distinct
+from ..model.table import distinct, member
 from .finding import OwnerRef
 from .process_text import ref, short_command, who_text
 from .rates import number_text
@@ -164,7 +164,7 @@ def groups(ctx, idx: np.ndarray, limit: int = 5) -> list[Group]:
         return []
     rows = ctx.rows
     listening = np.fromiter(ctx.listen_ports, dtype=np.uint16, count=len(ctx.listen_ports))
-    server = np.isin(rows["sport"][idx], listening)
+    server = member(rows["sport"][idx], listening)
     out: list[Group] = []
     srv = idx[server]
     for port in distinct(rows["sport"][srv]).tolist():
@@ -216,21 +216,21 @@ def wanted_mask(table) -> np.ndarray:
     ownerless client-side sockets (a cost bound for the /proc walk)."""
     rows = table.rows
     st = rows["state"]
-    ownerless = (rows["inode"] == 0) & np.isin(
+    ownerless = (rows["inode"] == 0) & member(
         st, [int(TcpState.TIME_WAIT), int(TcpState.FIN_WAIT2), int(TcpState.FIN_WAIT1),
              int(TcpState.LAST_ACK), int(TcpState.CLOSING)])
     if not ownerless.any():
         return np.zeros(len(rows), bool)
     listen = st == int(TcpState.LISTEN)
     ports = distinct(rows["sport"][ownerless])
-    want = listen & np.isin(rows["sport"], ports)
+    want = listen & member(rows["sport"], ports)
     # local clients of those listeners (nginx workers in front of :8084)
-    want |= (rows["inode"] != 0) & ~listen & np.isin(rows["dport"], ports)
+    want |= (rows["inode"] != 0) & ~listen & member(rows["dport"], ports)
     listening = distinct(rows["sport"][listen])
-    client = ownerless & ~np.isin(rows["sport"], listening)
+    client = ownerless & ~member(rows["sport"], listening)
     if client.any():
         dports = distinct(rows["dport"][client])
-        want |= (rows["inode"] != 0) & ~listen & np.isin(rows["dport"], dports)
+        want |= (rows["inode"] != 0) & ~listen & member(rows["dport"], dports)
     return want & (rows["inode"] != 0)
 
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from ..model.socket import format_address
-from ..model.table import median
+from ..model.table import median, member
 from .context import NsContext, address_words, mix64
 
 
@@ -64,7 +64,7 @@ def by_side(ctx: NsContext, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     nothing; their remote address:port names the service)."""
     idx = np.asarray(idx, dtype=np.int64)
     ports = np.fromiter(ctx.listen_ports, dtype=np.uint16, count=len(ctx.listen_ports))
-    server = np.isin(ctx.rows["sport"][idx], ports)
+    server = member(ctx.rows["sport"][idx], ports)
     return idx[server], idx[~server]
 
 

@@ -22,6 +22,7 @@ from functools import cached_property
 import numpy as np
 
 from ..model.states import OWNABLE, TcpState
+from ..model.table import member
 
 #: Established sockets in scope up to which they are candidates for "the
 #: other end" (hashing and sorting a million keys costs ~0.3 s here).
@@ -233,7 +234,7 @@ class PeerIndex:
         for every teardown row of every context at once (:data:`_UNASKED`
         for the other rows, which :meth:`peers` searches when asked)."""
         teardown = [int(s) for s in OWNABLE]
-        sel = [np.flatnonzero(np.isin(c.state, teardown)) for c in self.contexts]
+        sel = [np.flatnonzero(member(c.state, teardown)) for c in self.contexts]
         me = np.concatenate([np.full(len(s), i, np.int64) for i, s in enumerate(sel)])
         rows = np.concatenate(sel).astype(np.int64)
         q = np.concatenate([c.rows[s] for c, s in zip(self.contexts, sel)])

@@ -47,7 +47,7 @@ from ..diagnose.rules.ephemeral_ports import destination_hash
 from ..model.kernel import SYSCTLS, TCPEXT_COUNTERS
 from ..model.socket import AgeSource, Endpoint, NetnsRef, format_address
 from ..model.states import LINGERING, OWNABLE, TcpState, name as state_name
-from ..model.table import outgoing_ephemeral
+from ..model.table import member, outgoing_ephemeral
 from ..track import age as age_mod
 from . import stats as stats_export
 
@@ -153,7 +153,7 @@ def owner_breakdown(inp: NamespaceInput, limits: Limits = Limits(),
             none[state_name(s)] += int(n)
     owned: dict[str, Counter] = defaultdict(Counter)
     if inp.owners is not None and limits.owner_states:
-        mask = np.isin(rows["state"], [int(s) for s in limits.owner_states]) & (rows["inode"] != 0)
+        mask = member(rows["state"], [int(s) for s in limits.owner_states]) & (rows["inode"] != 0)
         sub = table.select(mask)
         inodes = set(sub.rows["inode"].tolist())
         first = {i: inp.owners[i][:1] for i in inodes if inp.owners.get(i)}

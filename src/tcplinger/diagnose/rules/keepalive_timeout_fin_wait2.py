@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...model.states import TcpState
-from ...model.table import distinct, median
+from ...model.table import distinct, median, member
 from .. import culprits, process_text
 from .. import sysctl_proposals as propose
 from ..evidence import age_stats, age_text, duration, endpoint_text, top_remote
@@ -84,7 +84,7 @@ def server_orphans(ctx) -> np.ndarray:
     listening = np.fromiter(ctx.listen_ports, dtype=np.uint16, count=len(ctx.listen_ports))
     # the orphans first, then their ports: not a port test of every row
     orphans = np.flatnonzero(ctx.in_state(TcpState.FIN_WAIT2) & (ctx.inode == 0))
-    return orphans[np.isin(ctx.rows["sport"][orphans], listening)]
+    return orphans[member(ctx.rows["sport"][orphans], listening)]
 
 
 def evaluate(ctx, th, world, limit):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...model.states import AFTER_CLOSE, TcpState, name as state_name
+from ...model.table import member
 from .. import sysctl_proposals as propose
 from ..evidence import percent
 from ..finding import Confidence, Fix, FixKind, Severity
@@ -84,7 +85,7 @@ class OrphanLimit(RuleFinding):
         """Full orphans (counted by the kernel) seen in the namespaces looked at."""
         self.by_state: dict[str, int] = {}
         for c in self.world.contexts:
-            m = (c.inode == 0) & ~c.rows["timewait"] & np.isin(c.state, FULL_ORPHAN_STATES)
+            m = (c.inode == 0) & ~c.rows["timewait"] & member(c.state, FULL_ORPHAN_STATES)
             if m.any():
                 counts = np.bincount(c.state[m], minlength=16)
                 for st, v in enumerate(counts):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...model.states import TcpState
+from ...model.table import member
 from .. import sysctl_proposals as propose
 from ..evidence import duration
 from ..finding import Confidence, Fix, FixKind, Severity
@@ -120,7 +121,7 @@ def evaluate(ctx, th, world, limit):
                              [Fix(FixKind.APP, T("rule.close-wait-leak.fix.close_on_eof"))],
                              {"tcp_keepalive_time": kt, "close_wait_without_keepalive": without}))
     if ctx.sysctl("tcp_tw_reuse") == 1 and at_least(n_tw, tw_min):
-        server = int(np.count_nonzero(np.isin(
+        server = int(np.count_nonzero(member(
             ctx.rows["sport"][tw_idx], np.fromiter(ctx.listen_ports, dtype=np.uint16)
             if ctx.listen_ports else np.zeros(0, np.uint16))))
         if server * 2 > n_tw:

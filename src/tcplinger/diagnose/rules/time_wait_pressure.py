@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...model.states import TcpState
+from ...model.table import member
 from .. import culprits, rates, sysctl_proposals as propose
 from ..evidence import duration, endpoint_text, percent, port_text, top_local_ports, top_remote
 from ..finding import Confidence, Fix, FixKind, Severity
@@ -65,7 +66,7 @@ class TimeWaitPressure(RuleFinding):
         ports = ctx.rows["sport"][idx]
         listening = np.fromiter(ctx.listen_ports, dtype=np.uint16) if ctx.listen_ports else \
             np.zeros(0, np.uint16)
-        server_mask = np.isin(ports, listening)
+        server_mask = member(ports, listening)
         self.server, self.client = idx[server_mask], idx[~server_mask]
         self.groups = culprits.groups(ctx, idx)
 
