@@ -113,6 +113,9 @@ class Watcher:
         self.full_dumps = 0
         self._last_full = -1e9
         self._lost_seen = 0
+        #: sock_diag sockets by namespace inode, reused from one sample to
+        #: the next (snapshot.take); closed once their namespace is gone
+        self.diag_sockets: dict = {}
 
     # ---- life cycle -----------------------------------------------------
     def start_trace(self) -> None:
@@ -156,6 +159,7 @@ class Watcher:
         return self.samples
 
     def close(self) -> None:
+        self._close_diag(keep=())
         if self.session is not None:
             self.session.close()
             self.session = None
@@ -169,7 +173,8 @@ class Watcher:
         # sockets here: 0.14 s against 0.10 s of CPU).
         full = self._full_due(t0)
         snap = snap_mod.take(self.opts.scope, roots=self.roots,
-                             states=None if full else BETWEEN_STATES)
+                             states=None if full else BETWEEN_STATES,
+                             diag_sockets=self.diag_sockets)
         now = time.monotonic()
         if full:
             self._last_full = t0
@@ -195,6 +200,8 @@ class Watcher:
         gone = [ns for ns in self.tracker.namespaces if ns not in seen]
         for ns in gone:
             self.tracker.forget(ns)
+        # a socket holds its namespace: close those of namespaces not read
+        self._close_diag(keep={ino for ino, _ in parts})
         owners = self._owners(snap) if self.opts.owners else {}
         owner_keys = self._owner_keys(owners)
         counts, kernel, live, labels = [], [], {}, {}
@@ -231,6 +238,10 @@ class Watcher:
         self.samples += 1
         self.sample_cost.append(time.process_time() - cpu0)
         self.last_duration = time.monotonic() - t0
+
+    def _close_diag(self, keep) -> None:
+        for ino in [i for i in self.diag_sockets if i not in keep]:
+            self.diag_sockets.pop(ino).close()
 
     def _full_due(self, now: float) -> bool:
         """Whether this sample dumps ESTABLISHED too: the first one, every
