@@ -47,3 +47,27 @@ def test_counts_equal_a_per_row_count(seed):
     assert got == _expected(table, owners)
     keyed = series.counts(3, table, series.OwnerKeys(owners))
     assert sorted(((c.state, c.owner), c.n) for c in keyed) == got
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_counts_with_many_owners_and_a_reused_key_index(seed):
+    """Many owner keys (np.unique rather than a bincount of few bins) and
+    one OwnerKeys asked again for the same, then other, inodes (its last
+    answer is kept) count as the per-row count does."""
+    rnd = random.Random(seed)
+    n = rnd.randrange(1, 200)
+    owners = {ino: (Owner(pid=ino, comm="p", fd=3),) for ino in range(1, 2000) if ino % 7}
+    keys = series.OwnerKeys(owners)
+    assert len(keys.keys) * 16 > 4 * n + 4096
+    for _ in range(3):
+        rows = empty(n)
+        rows["state"] = [rnd.choice((1, 5, 6, 8, 9)) for _ in range(n)]
+        rows["inode"] = [rnd.choice((0, rnd.randrange(1, 2000))) for _ in range(n)]
+        table = SocketTable(rows)
+        for _ in range(2):  # the same inodes twice, then others
+            got = series.counts(3, table, keys)
+            assert sorted(((c.state, c.owner), c.n) for c in got) == _expected(table, owners)
+        ids = keys.ids_of(rows["inode"])
+        ids[:] = 99  # the caller's copy: the kept answer is not changed
+        assert keys.ids_of(rows["inode"]).tolist() == series.OwnerKeys(owners).ids_of(
+            rows["inode"]).tolist()

@@ -65,6 +65,9 @@ MAX_EVENTS_PER_SAMPLE = 5000
 OWNERS = OwnerPolicy(walk=True)
 #: What a sample between full dumps asks the kernel for.
 BETWEEN_STATES = frozenset(int(s) for s in REPORTED) - {int(TcpState.ESTABLISHED)}
+#: True for the states whose sockets get an owner (a look-up per row)
+_OWNED = np.zeros(256, bool)
+_OWNED[list(series.OWNED_STATES)] = True
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,10 @@ class Watcher:
         #: sock_diag sockets by namespace inode, reused from one sample to
         #: the next (snapshot.take); closed once their namespace is gone
         self.diag_sockets: dict = {}
+        #: the owned inodes of the last sample, per namespace, and those of
+        #: them no walk has looked for yet (_owners)
+        self._owners_seen: list | None = None
+        self._owners_missing: set = set()
 
     # ---- life cycle -----------------------------------------------------
     def start_trace(self) -> None:
@@ -191,7 +198,8 @@ class Watcher:
         # only the events of port pairs this sample looks up become
         # StateEvents; the others wait as columns until one does or they
         # pass the tracker's horizon (most are other namespaces')
-        self.tracker.add_events(self.pending.claim(self.tracker.wanted_ports(parts)))
+        if len(self.pending):
+            self.tracker.add_events(self.pending.claim(self.tracker.wanted_ports(parts)))
         transitions = self.tracker.observe(parts, now,
                                            dumped_states=None if full else BETWEEN_STATES)
         self.pending.prune(now - self.tracker.event_horizon)
@@ -271,26 +279,34 @@ class Watcher:
         fds, KERNEL-NOTES) never delays a sample, and never more often
         than five times its own cost apart (DESIGN.md: walk only for the
         inodes that matter)."""
-        wanted, holders = set(), []
-        owned = [int(s) for s in series.OWNED_STATES]
+        holders, found = [], []
         for ns in snap.namespaces:
             rows = ns.table.rows
-            m = (rows["inode"] != 0) & np.isin(rows["state"], owned)
+            m = (rows["inode"] != 0) & _OWNED[rows["state"]]
             if m.any():
-                wanted.update(rows["inode"][m].tolist())
+                found.append(rows["inode"][m])
                 holders.append(ns)
         done = self._walk_result
+        # A steady host holds the same lingering sockets, dumped in the same
+        # order, sample after sample: nothing to add, drop or walk for then
+        # (a set of 20k inodes built and compared twice: ~4 ms a sample).
+        if (done is None and not self._owners_missing and self._owners_seen is not None
+                and len(self._owners_seen) == len(found)
+                and all(np.array_equal(a, b) for a, b in zip(self._owners_seen, found))):
+            return self.owner_cache
+        self._owners_seen = found
+        wanted = set(np.concatenate(found).tolist()) if found else set()
         if done is not None:
             self._walk_result = None
-            found, info, asked = done
+            found_, info, asked = done
             for ino in asked:
-                self.owner_cache[ino] = found.get(ino, ())
+                self.owner_cache[ino] = found_.get(ino, ())
             self._owner_version += 1
             self.owner_info.update(info)
         for gone in set(self.owner_cache) - wanted:
             del self.owner_cache[gone]
             self._owner_version += 1
-        missing = wanted - set(self.owner_cache)
+        missing = self._owners_missing = wanted - set(self.owner_cache)
         now = time.monotonic()
         busy = self._walker is not None and self._walker.is_alive()
         if missing and not busy and now - self._last_walk >= 5 * self._walk_cost:

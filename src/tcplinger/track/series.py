@@ -70,8 +70,15 @@ class OwnerKeys:
         self.keys = keys
 
     def ids_of(self, inodes: np.ndarray) -> np.ndarray:
-        """Key ids of ``inodes``: 0 ("") where unknown, 1 (NO_PROCESS) for inode 0."""
-        inodes = inodes.astype(np.uint64)
+        """Key ids of ``inodes``: 0 ("") where unknown, 1 (NO_PROCESS) for inode 0.
+
+        The last answer is kept: a steady host dumps the same owned inodes
+        in the same order every sample (the hash walk's), and comparing
+        them is ~100x cheaper than searching them (20k inodes: 2.8 ms)."""
+        inodes = inodes.astype(np.uint64)  # a copy: safe to keep
+        last = self.__dict__.get("_last")
+        if last is not None and np.array_equal(last[0], inodes):
+            return last[1].copy()
         pos = np.minimum(np.searchsorted(self.inodes, inodes), max(len(self.inodes) - 1, 0))
         if len(self.inodes):
             hit = self.inodes[pos] == inodes
@@ -79,6 +86,7 @@ class OwnerKeys:
         else:
             out = np.zeros(len(inodes), np.int64)
         out[inodes == 0] = 1
+        self._last = (inodes, out.copy())
         return out
 
 
@@ -99,7 +107,12 @@ def counts(ns: int, table: SocketTable, owners) -> list[CountRow]:
         keys = index.keys
         ids = index.ids_of(rows["inode"][owned])
         combo = st[owned].astype(np.int64) * len(keys) + ids
-        values, counts_ = np.unique(combo, return_counts=True)
+        if len(keys) * 16 <= 4 * len(combo) + 4096:  # owned states are < 16: few bins
+            tally = np.bincount(combo)  # one pass, where np.unique sorts
+            values = np.flatnonzero(tally)
+            counts_ = tally[values]
+        else:
+            values, counts_ = np.unique(combo, return_counts=True)
         c = Counter({(int(v) // len(keys), keys[int(v) % len(keys)]): int(n)
                      for v, n in zip(values.tolist(), counts_.tolist())})
         out.extend(CountRow(ns, s, k, n) for (s, k), n in sorted(c.items()))

@@ -181,11 +181,12 @@ class Tracker:
             # knew are overwritten below: a change it did not see happened
             # after it.)
             rows.at_least |= ~old.last_mask[cur["state"]]
-        idx = hit = None
+        idx = hit = kept = None
         out: list[Transition] = []
         if old is not None and len(old.cols):
             idx, hit = match(old, cur, cur_hash)
-            out += self._carry_over(ns, old, cur, idx, hit, rows, now, mask)
+            kept = self._kept(old, idx, hit, mask)
+            out += self._carry_over(ns, old, cur, idx, hit, rows, now, kept)
         if self.events:
             out = self._traced(ns, cur, rows, ambiguous, now, out)
         if not fresh:  # appearances after the first look are transitions from nothing
@@ -195,7 +196,7 @@ class Tracker:
         if hit is not None:
             # sockets missing for fewer than miss_limit samples stay, unchanged;
             # so do those in a state this sample did not dump (no miss counted)
-            _, keep, unseen = self._kept(old, idx, hit, mask)
+            _, keep, unseen = kept
             if keep.any():
                 st = concat(st, old, keep, unseen[keep])
         self.namespaces[ns] = st
@@ -210,7 +211,7 @@ class Tracker:
         return gone, gone & ((old.missed + 1 < self.miss_limit) | unseen), unseen
 
     def _carry_over(self, ns, old: Namespace, cur, idx, hit, rows: "_RowAges", now: float,
-                    mask) -> list[Transition]:
+                    kept) -> list[Transition]:
         """What the previous observation knew of the rows it sees again;
         the transitions of those that changed state and of those gone."""
         rows.first_seen[hit] = old.first_seen[idx[hit]]
@@ -227,7 +228,7 @@ class Tracker:
         rows.prev_low[diff] = old.at_least[idx[diff]]
         out = [self._sampled(ns, old, int(idx[i]), int(cur["state"][i]), now)
                for i in np.flatnonzero(diff).tolist()]
-        gone, keep, _ = self._kept(old, idx, hit, mask)
+        gone, keep, _ = kept  # self._kept()
         for j in np.flatnonzero(gone & ~keep).tolist():
             out.extend(self._gone(ns, old, j, now, old.last_obs))
         return out
