@@ -6,11 +6,10 @@ plain data that the text renderer and ``--json`` both use.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 
 from ..model.kernel import TCPEXT_COUNTERS
+from ..model.owner_map import OwnerMap
 from ..model.states import TcpState, name as state_name
 
 
@@ -42,27 +41,45 @@ def limits(kernel) -> dict:
 def owner_counts(part) -> list[dict]:
     """Per owning process: sockets by state. A socket counts once for each
     process holding it, however many of that process's fds point to it
-    (as ``ss -p`` lists it once per process)."""
+    (as ``ss -p`` lists it once per process). States are listed in the
+    order the rows show them first; a process's details are those of its
+    last row.
+
+    From the owner columns (model/owner_map.py), without an Owner per
+    socket: a loop over the rows asking the map for each socket's Owners
+    took 12.7 ms of a 10k-socket ``stats --owners`` (issue 16)."""
     if part.owners is None:
         return None
-    per = defaultdict(lambda: defaultdict(int))
-    info = {}
-    st = part.table.rows["state"].tolist()
-    ino = part.table.rows["inode"].tolist()
-    for s, i in zip(st, ino):
-        if not i:
-            continue
-        seen = set()
-        for o in part.owners.get(i, ()):
-            if o.pid not in seen:
-                seen.add(o.pid)
-                per[o.pid][state_name(s)] += 1
-                info[o.pid] = o
+    owners = OwnerMap.of(part.owners)
+    rows = part.table.rows
+    start, count = owners.runs(rows["inode"])
+    held = np.flatnonzero(count)
+    n = count[held]
+    row = np.repeat(held, n)  # one per (socket, fd)
+    first = np.cumsum(n) - n
+    entry = np.repeat(start[held], n) + np.arange(len(row)) - np.repeat(first, n)
+    pids = np.array([p.pid for p in owners.processes] or [0], np.int64)
+    proc = owners.proc[entry]
+    pid = pids[proc]
+    # one entry per (socket, process): the first of its fds
+    _, once = np.unique(np.stack([row, pid]), axis=1, return_index=True)
+    once.sort()
+    row, pid, proc = row[once], pid[once], proc[once]
+    state = rows["state"][row].astype(np.int64)
+    pair, first_row, per_pair = np.unique(pid * 256 + state, return_index=True,
+                                          return_counts=True)
+    last = {}  # pid -> the process (details) of its last row
+    for p, k in zip(pid.tolist(), proc.tolist()):
+        last[p] = k
+    per: dict[int, list] = {}
+    for key, at, c in sorted(zip(pair.tolist(), first_row.tolist(), per_pair.tolist()),
+                             key=lambda t: t[1]):
+        per.setdefault(key >> 8, []).append((state_name(key & 0xFF), c))
     out = []
-    for pid, states in per.items():
-        o = info[pid]
-        out.append({"pid": pid, "comm": o.comm, "user": o.user, "container": o.container,
-                    "total": sum(states.values()), "states": dict(states)})
+    for p, states in per.items():
+        o = owners.processes[last[p]]
+        out.append({"pid": p, "comm": o.comm, "user": o.user, "container": o.container,
+                    "total": sum(c for _, c in states), "states": dict(states)})
     out.sort(key=lambda d: (-d["total"], d["pid"]))
     return out
 
