@@ -14,6 +14,7 @@ import pytest
 from tcplinger.diagnose import evidence
 from tcplinger.diagnose.builder import SocketBuilder, namespace
 from tcplinger.diagnose.context import World
+from tcplinger.model.owner_map import OwnerMap
 from tcplinger.model.socket import Owner
 
 ADDRS = ("10.0.0.1", "10.0.0.2", "10.0.0.3", "fd00::1", "fd00::2", "::ffff:10.0.0.1")
@@ -23,7 +24,7 @@ def _endpoint(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
-def _ctx(rnd: random.Random, owners_kind: str):
+def _ctx(rnd: random.Random, owners_kind: str, columns: bool = False):
     b, owners = SocketBuilder(), {}
     procs = [Owner(pid=100, comm="a", fd=3), Owner(pid=200, comm="b", fd=4),
              Owner(pid=300, comm="c", fd=5)]
@@ -34,8 +35,14 @@ def _ctx(rnd: random.Random, owners_kind: str):
         b.add(rnd.choice(("CLOSE_WAIT", "FIN_WAIT2", "ESTABLISHED")), local, remote, inode=ino)
         if owners_kind == "one":
             owners[ino] = (procs[0],)
+        elif owners_kind == "one-fds":  # one process, an fd a socket
+            owners[ino] = (Owner(pid=100, comm="a", fd=10 + k),)
+        elif owners_kind == "same-pid":  # a pid seen under two names (exec)
+            owners[ino] = (Owner(pid=100, comm=rnd.choice("ab"), fd=10 + k),)
         elif rnd.random() < 0.8:
             owners[ino] = tuple(rnd.sample(procs, rnd.choice((1, 1, 1, 2))))
+    if columns:  # as the fd walk gives them (model/owner_map.py)
+        owners = OwnerMap.of(owners)
     world = World([namespace(b.table(), owners=owners)])
     return world.contexts[0]
 
@@ -71,10 +78,14 @@ def _by_owner_reference(ctx, idx):
 
 
 @pytest.mark.parametrize("seed", range(40))
-@pytest.mark.parametrize("kind", ["one", "mixed"])
-def test_by_owner_as_the_reference(seed, kind):
+@pytest.mark.parametrize("kind", ["one", "one-fds", "same-pid", "mixed"])
+@pytest.mark.parametrize("columns", [False, True])
+def test_by_owner_as_the_reference(seed, kind, columns):
+    """Also with owners as columns, where rows held by one fd each of one
+    process are grouped from the columns (NsContext.by_owner)."""
     rnd = random.Random(seed)
-    ctx = _ctx(rnd, kind)
+    ctx = _ctx(rnd, kind, columns)
+    assert isinstance(ctx.inp.owners, OwnerMap) == columns
     for _ in range(5):
         idx = np.array(sorted(rnd.sample(range(len(ctx.rows)), rnd.randrange(0, len(ctx.rows) + 1))),
                        dtype=np.int64)

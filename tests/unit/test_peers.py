@@ -84,7 +84,7 @@ def _reference_other_ends(ctx, world, rows) -> list[dict]:
             for k, n in sorted(seen.items(), key=lambda kv: -kv[1])]
 
 
-def _owned_world(rnd: random.Random, namespaces: int) -> World:
+def _owned_world(rnd: random.Random, namespaces: int, columns: bool = False) -> World:
     """Like _world, with orphans (inode 0), sockets held by one of a few
     processes (one pid seen with two command lines, a socket held by two
     processes), unheld sockets, and namespaces sharing a label."""
@@ -108,18 +108,23 @@ def _owned_world(rnd: random.Random, namespaces: int) -> World:
                     held = rnd.sample(procs, rnd.choice((1, 1, 2)))
                     owners[ino] = tuple(Owner(pid=pid, comm=comm, cmdline=cmd, fd=3 + n)
                                         for n, (pid, comm, cmd) in enumerate(held))
+        if columns:  # as the fd walk gives them (model/owner_map.py)
+            from tcplinger.model.owner_map import OwnerMap
+            owners = OwnerMap.of(owners)
         inputs.append(namespace(b.table(), name=f"ns{k % 3}", inode=4026531840 + k,
                                 owners=owners))
     return World(inputs)
 
 
 @pytest.mark.parametrize("seed", range(60))
-def test_other_ends_count_as_one_key_per_row(seed):
+@pytest.mark.parametrize("columns", [False, True])
+def test_other_ends_count_as_one_key_per_row(seed, columns):
     """The vectorised other_ends() gives the per-row reference's list, in
-    the same order (ties by first row), for every namespace's rows."""
+    the same order (ties by first row), for every namespace's rows; also
+    with the owners as columns (the holders taken from them)."""
     from tcplinger.diagnose.rules._common import other_ends
     rnd = random.Random(seed)
-    world = _owned_world(rnd, rnd.choice((1, 2, 3, 9)))
+    world = _owned_world(rnd, rnd.choice((1, 2, 3, 9)), columns)
     found = 0
     for ctx in world.contexts:
         rows = np.array(rnd.sample(range(len(ctx.rows)), len(ctx.rows)), dtype=np.int64)

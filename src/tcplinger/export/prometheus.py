@@ -156,7 +156,7 @@ def owner_breakdown(inp: NamespaceInput, limits: Limits = Limits(),
         mask = member(rows["state"], [int(s) for s in limits.owner_states]) & (rows["inode"] != 0)
         sub = table.select(mask)
         inodes = set(sub.rows["inode"].tolist())
-        first = {i: inp.owners[i][:1] for i in inodes if inp.owners.get(i)}
+        first = {i: held[:1] for i in inodes if (held := inp.owners.get(i))}
         for entry in stats_export.owner_counts(_Part(sub, first)):
             if not entry["comm"]:  # exited between the fd walk and reading comm
                 continue

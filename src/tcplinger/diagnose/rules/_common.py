@@ -8,6 +8,7 @@ from itertools import repeat
 
 import numpy as np
 
+from ...model.owner_map import OwnerMap
 from ...model.table import distinct
 from ..finding import Fix, FixKind, Severity, SysctlChange, Text
 from ..process_text import short_command, who
@@ -98,10 +99,18 @@ def other_ends(ctx, world, rows) -> list[dict]:
         j = js[at]
         inode = other.inode[j]
         holder = np.zeros(len(at), np.int64)
-        if other.inp.owners:
+        owners = other.inp.owners
+        if isinstance(owners, OwnerMap) and len(owners):
+            # the first owner's process from the columns, no Owner a row
+            start, count = owners.runs(inode)
+            procs = owners.processes
+            holder[:] = [holders.setdefault((procs[p].pid, procs[p].comm, procs[p].cmdline),
+                                            len(holders) + 1) if c else 0
+                         for p, c in zip(owners.proc[start].tolist(), count.tolist())]
+        elif owners:
             holder[:] = [holders.setdefault((o[0].pid, o[0].comm, o[0].cmdline), len(holders) + 1)
                          if o else 0
-                         for o in map(other.inp.owners.get, inode.tolist(), repeat(()))]
+                         for o in map(owners.get, inode.tolist(), repeat(()))]
         code[at] = (((k * 256 + other.state[j].astype(np.int64)) * 2 + (inode == 0)) << 32) \
             | holder
     _, first, counts = np.unique(code, return_index=True, return_counts=True)
