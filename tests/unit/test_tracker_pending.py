@@ -152,3 +152,16 @@ def test_unwanted_events_are_never_parsed_and_expire():
     assert len(p) == 50 and p.t.min() == 50.0
     got = p.claim(np.array([(2070 << 16) | 80], np.uint32))
     assert [(e.t, e.local[1], e.new) for e in got] == [(70.0, 2070, 8)]
+
+
+def test_each_claim_filters_by_its_own_pairs_only():
+    """The filter of wanted pairs is kept and cleared between claims: a
+    pair wanted once is not claimed again by a later look-up of others."""
+    p = PendingEvents()
+    p.add(line(1.0, 2001, 80, 1, 8) + line(2.0, 2002, 80, 1, 8))
+    assert [e.local[1] for e in p.claim(np.array([(2001 << 16) | 80], np.uint32))] == [2001]
+    p.add(line(3.0, 2001, 80, 8, 9))
+    got = p.claim(np.array([(2002 << 16) | 80], np.uint32))
+    assert [(e.t, e.local[1]) for e in got] == [(2.0, 2002)]
+    assert len(p) == 1 and p.claim(np.array([], np.uint32)) == []
+    assert [e.new for e in p.claim(np.array([(2001 << 16) | 80], np.uint32))] == [9]

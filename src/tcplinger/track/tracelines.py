@@ -134,9 +134,15 @@ class PendingEvents:
         self._merge()
         if not len(self.t) or not len(wanted):
             return []
-        slots = np.zeros(_SLOTS, bool)
-        slots[_slot(np.asarray(wanted))] = True
+        # one filter for the life of the object, cleared after use: a new
+        # 4 MiB array a sample faulted in up to 1024 pages (~1-2 ms)
+        slots = self.__dict__.get("_slots")
+        if slots is None:
+            slots = self._slots = np.zeros(_SLOTS, bool)
+        mine = _slot(np.asarray(wanted))
+        slots[mine] = True
         hit = slots[_slot(self.keys)]
+        slots[mine] = False
         out = [_event(float(self.t[i]), int(self.keys[i]), *self.rest[i])
                for i in np.flatnonzero(hit).tolist()]
         if out:
