@@ -21,7 +21,7 @@ processes = hs.lists(hs.tuples(hs.integers(1, 4 * 10**6), hs.sampled_from(["srv"
 
 @settings(max_examples=150, deadline=None)
 @given(processes, hs.lists(hs.tuples(hs.integers(1, 2**40), hs.integers(0, 4),
-                                     hs.integers(0, 10**6)), max_size=40),
+                                     hs.integers(-1, 10**6)), max_size=40),
        hs.lists(hs.integers(0, 2**40), max_size=10))
 def test_same_as_the_dict_it_replaces(procs, entries, others):
     """Any inode -> owners dict (owners in any order, shared pids, several

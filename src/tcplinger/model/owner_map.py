@@ -88,26 +88,55 @@ class OwnerMap(Mapping):
         return self._lookup(ino) is not None
 
     def __getitem__(self, ino) -> tuple[Owner, ...]:
-        k = self._lookup(ino)
-        if k is None:
+        held = self.get(ino)
+        if held is None:
             raise KeyError(ino)
-        lo, hi = int(self.starts[k]), int(self.starts[k + 1])
-        return self.owners_at(lo, hi)
+        return held
 
     def get(self, ino, default=None):
-        k = self._lookup(ino)
-        if k is None:
+        v = self._lookup(ino)
+        if v is None:
             return default
+        if v >= 0:  # one owner: its process and fd packed in the index (inlined)
+            owner = _new(Owner)
+            state = self._protos[v >> 32].copy()
+            state["fd"] = v & 0xFFFFFFFF
+            _setattr(owner, "__dict__", state)
+            return (owner,)
+        k = -v - 1
         return self.owners_at(int(self.starts[k]), int(self.starts[k + 1]))
 
     def _lookup(self, ino) -> int | None:
+        """The index's value for ``ino``: ``proc << 32 | fd`` when it has
+        one owner, ``-(k + 1)`` (``owned[k]``) when it has several; None
+        when it has none.  The index is made at the first lookup: a read
+        is one dict lookup and one Owner made, not numpy scalars (2.5 us
+        against 5.5 us a read, 100k reads kept, best of 5, load 6)."""
         index = self._index
         if index is None:
-            index = self._index = dict(zip(self.owned.tolist(), range(len(self.owned))))
+            first = self.starts[:-1]
+            fd = self.fd[first]
+            single = ((self.starts[1:] - first) == 1) & (fd >= 0) & (fd <= 0xFFFFFFFF)
+            packed = np.where(single, (self.proc[first].astype(np.int64) << 32) | fd,
+                              -np.arange(1, len(first) + 1))
+            index = self._index = dict(zip(self.owned.tolist(), packed.tolist()))
+            self._protos = [q.__dict__ for q in self.processes]
         try:
             return index.get(ino)
         except TypeError:  # unhashable: not an inode
             return None
+
+    def _owner(self, p: int, fd: int) -> Owner:
+        protos = self._protos
+        if protos is None:
+            protos = self._protos = [q.__dict__ for q in self.processes]
+        # a copy of the process's fields with another fd: ~0.6 us where
+        # a frozen dataclass's __init__ takes ~2.7 us (7 object.__setattr__)
+        owner = _new(Owner)
+        state = protos[p].copy()
+        state["fd"] = fd
+        _setattr(owner, "__dict__", state)
+        return owner
 
     # -- columns --------------------------------------------------------
 
@@ -125,20 +154,9 @@ class OwnerMap(Mapping):
 
     def owners_at(self, lo: int, hi: int) -> tuple[Owner, ...]:
         """The Owners of entries lo..hi."""
-        protos = self._protos
-        if protos is None:
-            protos = self._protos = [p.__dict__ for p in self.processes]
-        out = []
-        new, setattr_ = object.__new__, object.__setattr__
-        for p, f in zip(self.proc[lo:hi].tolist(), self.fd[lo:hi].tolist()):
-            # a copy of the process's fields with another fd: ~0.6 us where
-            # a frozen dataclass's __init__ takes ~2.7 us (7 object.__setattr__)
-            owner = new(Owner)
-            state = protos[p].copy()
-            state["fd"] = f
-            setattr_(owner, "__dict__", state)
-            out.append(owner)
-        return tuple(out)
+        make = self._owner
+        return tuple(make(p, f) for p, f in zip(self.proc[lo:hi].tolist(),
+                                                self.fd[lo:hi].tolist()))
 
     def pids_of(self, inodes: Iterable[int]) -> set[int]:
         """The pids holding any of ``inodes``."""
@@ -161,6 +179,9 @@ class OwnerMap(Mapping):
     def __repr__(self) -> str:
         return (f"OwnerMap({len(self.owned)} inodes, {len(self.inode)} fds, "
                 f"{len(self.processes)} processes)")
+
+
+_new, _setattr = object.__new__, object.__setattr__
 
 
 def _restore(state: dict) -> OwnerMap:
