@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..model.owner_map import OwnerMap
 from ..model.socket import Owner, format_address
 from ..model.states import TcpState
 from ..model.table import distinct, member
@@ -102,8 +103,13 @@ def clients_of(ctx, family: int, addr: bytes, port: int, where: str,
         words = np.ascontiguousarray(rows["daddr"][near]).view(np.uint64).reshape(-1, 2)
         same = near[(words[:, 0] == key[0]) & (words[:, 1] == key[1])
                     & (rows["family"][near] == family)]
-        for ino in rows["inode"][same].tolist():
-            for o in owners.get(int(ino), ())[:1]:
+        # each row's first holder from the owner columns, its details from
+        # the process (no tuple of Owners made per row, issue 16)
+        om = OwnerMap.of(owners)
+        start, count = om.runs(rows["inode"][same])
+        if len(om.proc):
+            for p in om.proc[start[count > 0]].tolist():
+                o = om.processes[p]
                 counts.setdefault(o.pid, [o, 0])[1] += 1
     ranked = sorted(counts.values(), key=lambda e: (-e[1], e[0].pid))
     out = [ref(o, "destination", where) for o, _ in ranked[:limit]]
