@@ -18,7 +18,8 @@ Tolerances, and why:
   may not have seen it, and if it did, its reading must lie between the
   first ss reading and 0.
 - A timer that re-armed between the two ss runs (retransmit or zero-window
-  probe timers with backoff) can legitimately read anything from 0 up to
+  probe timers with backoff; seen changing, or pending after more time than
+  the first reading had left) can legitimately read anything from 0 up to
   its new timeout; then only ``0 <= expires <= max(reading) + elapsed`` is
   checked, and retransmits must lie between the two readings' min and max.
 """
@@ -80,8 +81,13 @@ def _timer_problems(b: dict, a: dict, got: dict, elapsed_ms: float) -> list[str]
     if tb["kind"] == "off" and ta["kind"] == "off":
         return []
     exp = got.get("expires_ms")
+    # Re-armed: seen changing, or still pending after more time than the
+    # first reading had left (it fired in between; an ACK may then have
+    # reset the count and armed a fresh, shorter RTO: a CI run read 0
+    # retransmits with 348 ms left, then 1 with 792 ms, then 0 with 120 ms)
     rearmed = (tb["kind"] != ta["kind"] or tb["retransmits"] != ta["retransmits"]
-               or ta["expires_ms"] > tb["expires_ms"] + tb["resolution_ms"])
+               or ta["expires_ms"] > tb["expires_ms"] + tb["resolution_ms"]
+               or elapsed_ms > tb["expires_ms"] + tb["resolution_ms"] + JIFFY_MS)
     lo_r, hi_r = sorted((tb["retransmits"], ta["retransmits"]))
     if rearmed:
         # The timer fired between the readings: a probe or retransmission
