@@ -88,14 +88,17 @@ def test_live_by_difference_equals_a_full_rewrite(tmp_path, seed):
     with Store(tmp_path / "diff.db") as diff:
         for t in range(12):
             # some rows leave, some come, some change state or age
-            stay = rng.random(len(cookies)) < 0.9
+            steady = t % 3 == 2  # the same sockets as last time: only changes
+            stay = rng.random(len(cookies)) < (1.0 if steady else 0.9)
             free = np.setdiff1d(np.arange(1, 400, dtype=np.uint64), cookies[stay])
-            new = rng.choice(free, int(rng.integers(0, 30)), replace=False)
+            new = rng.choice(free, 0 if steady else int(rng.integers(0, 30)), replace=False)
             cookies = np.concatenate([cookies[stay], new])
             state = np.concatenate([state[stay], rng.integers(1, 12, len(new)).astype(np.uint8)])
             since = np.concatenate([since[stay], np.full(len(new), float(t))])
             change = rng.random(len(cookies)) < 0.1
             state[change] = rng.integers(1, 12, int(change.sum()))
+            later = rng.random(len(cookies)) < 0.1  # an age corrected, same state
+            since[later] = t + 0.5
             order = np.argsort(cookies, kind="stable")
             cookies, state, since = cookies[order], state[order], since[order]
             code = (state % 4).astype(np.int8)

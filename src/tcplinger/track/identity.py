@@ -181,3 +181,32 @@ def concat(st: Namespace, old: Namespace, keep: np.ndarray,
 def _opaque(a: np.ndarray) -> np.ndarray:
     """A structured array as one opaque field per row (copied whole)."""
     return a.view(np.dtype((np.void, a.dtype.itemsize))) if a.dtype.names else a
+
+
+def live_changes(pc, ps, pt, cookie, state, since):
+    """Rows of a namespace's live ages to write again (bool per row of
+    ``cookie``: new, or another state or entry time than last written)
+    and the cookies written before and gone; both cookie columns sorted.
+
+    >>> c = np.array([3, 5, 9], np.uint64)
+    >>> changed, gone = live_changes(c, np.array([8, 8, 6]), np.array([1.0, 2.0, 3.0]),
+    ...                              np.array([5, 7, 9], np.uint64), np.array([9, 8, 6]),
+    ...                              np.array([2.0, 4.0, 3.0]))
+    >>> changed.tolist(), gone.tolist()
+    ([True, True, False], [3])
+    """
+    unique = len(pc) < 2 or bool((pc[1:] != pc[:-1]).all())
+    if unique and len(pc) == len(cookie) and np.array_equal(pc, cookie):
+        # the same sockets as last time, row for row (a steady host: no search)
+        return (ps != state) | (pt != since), pc[:0]
+    idx = np.minimum(np.searchsorted(pc, cookie), max(len(pc) - 1, 0))
+    if len(pc):
+        known = pc[idx] == cookie
+        same = known & (ps[idx] == state) & (pt[idx] == since)
+    else:
+        known = same = np.zeros(len(cookie), bool)
+    if not unique:  # a cookie twice: each copy
+        return ~same, pc[~np.isin(pc, cookie)]
+    stays = np.zeros(len(pc), bool)  # the look-up found every kept one (isin: a sort of both)
+    stays[idx[known]] = True
+    return ~same, pc[~stays]

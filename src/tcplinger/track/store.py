@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from .dbfile import check_header, uri, verify
+from .identity import live_changes
 
 
 SCHEMA_VERSION = 2
@@ -199,23 +200,9 @@ class Store:
         prev = self._live.get(ns)
         if prev is None:
             self.db.execute("DELETE FROM live WHERE netns=?", (ns,))
-            changed = np.ones(len(cookie), bool)
-            gone = np.zeros(0, np.uint64)
+            changed, gone = np.ones(len(cookie), bool), np.zeros(0, np.uint64)
         else:
-            pc, ps, pt = prev
-            idx = np.minimum(np.searchsorted(pc, cookie), max(len(pc) - 1, 0))
-            if len(pc):
-                known = pc[idx] == cookie
-                same = known & (ps[idx] == state) & (pt[idx] == since)
-            else:
-                known = same = np.zeros(len(cookie), bool)
-            changed = ~same
-            if len(pc) > 1 and (pc[1:] == pc[:-1]).any():  # a cookie twice: each copy
-                gone = pc[~np.isin(pc, cookie)]
-            else:  # the look-up above found every kept one (isin: a sort of both, 3 ms)
-                stays = np.zeros(len(pc), bool)
-                stays[idx[known]] = True
-                gone = pc[~stays]
+            changed, gone = live_changes(*prev, cookie, state, since)
         self.db.executemany("DELETE FROM live WHERE netns=? AND cookie=?",
                             [(ns, _i64(c)) for c in gone.tolist()])
         rows = zip(cookie[changed].tolist(), state[changed].tolist(), since[changed].tolist(),
