@@ -89,16 +89,22 @@ def _close_wait_view(tmp_path, open_files: int) -> tuple[View, Roots]:
     return view, Roots(proc=proc)
 
 
-def test_the_walk_left_out_gathers_no_inodes(tmp_path):
-    view, roots = _close_wait_view(tmp_path, 150_000)
+def _attach_counting(view, roots):
+    """attach_owners with the report's inode gathering, and the parts it
+    gathered inodes of."""
     gathered = []
 
     def wanted_of(part):
         gathered.append(part)
         return observation.wanted_inodes(part)
 
-    found = view.attach_owners(OwnerPolicy(), roots, wanted_of=wanted_of,
-                               holds=observation.holds_wanted)
+    return view.attach_owners(OwnerPolicy(), roots, wanted_of=wanted_of,
+                              holds=observation.holds_wanted), gathered
+
+
+def test_the_walk_left_out_gathers_no_inodes(tmp_path):
+    view, roots = _close_wait_view(tmp_path, 150_000)
+    found, gathered = _attach_counting(view, roots)
     assert found.owners is None and found.skipped_files == 150_000
     assert not view.owners_resolved and view.parts[0].owners is None
     assert gathered == []
@@ -108,14 +114,7 @@ def test_the_walk_left_out_gathers_no_inodes(tmp_path):
 
 def test_below_the_gate_the_inodes_are_gathered_and_walked(tmp_path):
     view, roots = _close_wait_view(tmp_path, 10)
-    gathered = []
-
-    def wanted_of(part):
-        gathered.append(part)
-        return observation.wanted_inodes(part)
-
-    found = view.attach_owners(OwnerPolicy(), roots, wanted_of=wanted_of,
-                               holds=observation.holds_wanted)
+    found, gathered = _attach_counting(view, roots)
     assert found.skipped_files is None and found.owners == {}  # walked: nobody holds them here
     assert gathered == view.parts and view.owners_resolved
 
