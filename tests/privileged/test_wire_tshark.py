@@ -132,7 +132,11 @@ def test_conversations_packets_and_bytes_match_tshark(capture):
         by = c["orig_ip_bytes"] + c["resp_ip_bytes"] + 14 * pk
         old = mine.get(key, (0, 0))
         mine[key] = (old[0] + pk, old[1] + by)
-    assert len(conv) == 60
+    # 60 connections (the conn_states below), on 60 4-tuples unless connect()
+    # took again a port that a reset freed (SO_LINGER 0 leaves no TIME_WAIT):
+    # tshark then lists the 4-tuple once (a CI run: 59) and ours are summed
+    # into it above
+    assert 50 <= len(conv) <= 60
     assert mine == conv
     states = doc["summary"]["conn_states"]
     # closed both ways (SF); closed by the client only, the server holding
