@@ -178,6 +178,43 @@ def concat(st: Namespace, old: Namespace, keep: np.ndarray,
                      merge(st.prev_at_least, old.prev_at_least), st.last_obs, st.last_mask)
 
 
+def update_in_place(st: Namespace, old: Namespace, idx: np.ndarray, hit: np.ndarray,
+                    gone: np.ndarray, keep: np.ndarray, unseen: np.ndarray) -> Namespace | None:
+    """:func:`concat` of ``st`` and ``old``'s ``keep`` rows without moving
+    the kept ones, when the result has ``old``'s rows in ``old``'s order:
+    every row of ``st`` is a known socket (``hit``, at ``idx``), no two the
+    same one, every known socket missing from ``st`` is kept, and no cookie
+    twice (ties would put ``st``'s row first). Then ``st``'s rows are
+    written over theirs in ``old``'s arrays (changed in place: the tracker
+    owns them) and the misses of the kept ones counted; else None.
+
+    Between full dumps (watch, 100k sockets) the 70k ESTABLISHED rows are
+    kept and the 30k dumped ones are the last sample's: the merge moved
+    all 100k rows of nine columns every sample (~10 ms) for none of the
+    kept ones changing.
+    """
+    n, n_new = len(old.cols), len(st.cols)
+    if not hit.all():
+        return None
+    n_kept = int(np.count_nonzero(keep))
+    if n_kept + n_new != n or n_kept != int(np.count_nonzero(gone)):
+        return None  # a row twice, or a known socket dropped
+    c = old.cookies
+    if n > 1 and not (c[1:] > c[:-1]).all():
+        return None
+    # (the hashes are equal: a hit is one)
+    for a, b in ((old.cols, st.cols), (old.since, st.since),
+                 (old.code, st.code), (old.at_least, st.at_least),
+                 (old.first_seen, st.first_seen), (old.missed, st.missed),
+                 (old.prev_since, st.prev_since), (old.prev_at_least, st.prev_at_least)):
+        _opaque(a)[idx] = _opaque(b)
+    old.missed[keep & ~unseen] += 1  # not looked for (unseen): not a miss
+    out = Namespace(old.cols, old.hash, old.since, old.code, old.at_least, old.first_seen,
+                    old.missed, old.prev_since, old.prev_at_least, st.last_obs, st.last_mask)
+    out.__dict__["_cookies"] = c  # the same cookies in the same order
+    return out
+
+
 def _opaque(a: np.ndarray) -> np.ndarray:
     """A structured array as one opaque field per row (copied whole)."""
     return a.view(np.dtype((np.void, a.dtype.itemsize))) if a.dtype.names else a

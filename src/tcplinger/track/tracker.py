@@ -59,7 +59,8 @@ from ..model.table import SocketTable
 from .events import (CLOSE, FIRST_SEEN, TRACE, StateEvent, TrackedAges, Transition, bound_codes,
                      merge_ages)
 from .identity import (Namespace, by_tuple, concat, endpoints, match, port_key, port_keys,
-                       socket_tuple, sorted_columns, state_bits, tuple_hash, unseen_rows)
+                       socket_tuple, sorted_columns, state_bits, tuple_hash, unseen_rows,
+                       update_in_place)
 
 @dataclass
 class Tracker:
@@ -194,13 +195,21 @@ class Tracker:
         st = Namespace(cur, cur_hash, rows.since, rows.code, rows.at_least, rows.first_seen,
                        np.zeros(len(cur), np.int16), rows.prev_since, rows.prev_low, now, mask)
         if hit is not None:
-            # sockets missing for fewer than miss_limit samples stay, unchanged;
-            # so do those in a state this sample did not dump (no miss counted)
-            _, keep, unseen = kept
-            if keep.any():
-                st = concat(st, old, keep, unseen[keep])
+            st = self._merge_kept(st, old, idx, hit, kept)
         self.namespaces[ns] = st
         return out
+
+    def _merge_kept(self, st: Namespace, old: Namespace, idx, hit, kept) -> Namespace:
+        """``st`` (the sample's rows) with the known sockets that stay:
+        those missing for fewer than miss_limit samples, unchanged, and
+        those in a state this sample did not dump (no miss counted). In
+        ``old``'s own arrays when the sample's rows are its rows (between
+        full dumps on a steady host), else merged."""
+        gone, keep, unseen = kept
+        if not keep.any():
+            return st
+        same = update_in_place(st, old, idx, hit, gone, keep, unseen)
+        return same if same is not None else concat(st, old, keep, unseen[keep])
 
     def _kept(self, old: Namespace, idx, hit, mask):
         """Known sockets missing from the sample (gone), those of them that

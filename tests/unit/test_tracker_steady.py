@@ -1,0 +1,142 @@
+"""The tracker's steady path between full dumps (identity.update_in_place:
+the kept rows left where they are) against the merge it replaces, on
+random sequences of samples: the tracked tables, the ages and the
+transitions identical after every sample."""
+
+import numpy as np
+import pytest
+
+from tcplinger.model.table import SocketTable, empty
+from tcplinger.track import tracker as tracker_mod
+from tcplinger.track.events import StateEvent
+from tcplinger.track.identity import concat
+from tcplinger.track.tracker import Tracker
+
+EST, FW1, FW2, TW, CW, LA, LISTEN = 1, 4, 5, 6, 8, 9, 10
+STATES = (EST, EST, EST, FW1, FW2, TW, CW, LA, LISTEN)
+BETWEEN = frozenset(range(1, 12)) - {EST}
+FIELDS = ("cols", "hash", "since", "code", "at_least", "first_seen", "missed", "prev_since",
+          "prev_at_least")
+
+
+class MergingTracker(Tracker):
+    """The tracker as it was: the kept rows always merged (concat)."""
+
+    def _merge_kept(self, st, old, idx, hit, kept):
+        _, keep, unseen = kept
+        return concat(st, old, keep, unseen[keep]) if keep.any() else st
+
+
+def table(socks):
+    """socks: {cookie: (state, sport, dport, last address byte)}, in dump order."""
+    rows = empty(len(socks))
+    for i, (cookie, (state, sport, dport, a)) in enumerate(socks):
+        rows[i]["cookie"], rows[i]["state"], rows[i]["family"] = cookie, state, 2
+        rows[i]["sport"], rows[i]["dport"] = sport, dport
+        rows[i]["saddr"] = np.void(bytes([127, 0, 0, 1]) + bytes(12))
+        rows[i]["daddr"] = np.void(bytes([127, 0, 0, a]) + bytes(12))
+    return SocketTable(rows)
+
+
+def step(rng, pop, t, events):
+    """Change the population the way a host does, mostly not at all."""
+    r = rng.random()
+    if r < 0.5:
+        return  # steady: the same sockets in the same states
+    for c in list(pop):
+        s, sp, dp, a = pop[c]
+        u = rng.random()
+        if u < 0.05:
+            del pop[c]
+        elif u < 0.12:
+            new = int(rng.choice(STATES))
+            pop[c] = (new, sp, dp, a)
+            if rng.random() < 0.5:  # traced, maybe late
+                events.append(StateEvent(t - rng.random(), 2, ("127.0.0.1", sp),
+                                         (f"127.0.0.{a}", dp), s, new))
+        elif u < 0.14:
+            pop[c] = (s, sp, dp, a % 200 + 1)  # a reused cookie: another socket
+    for _ in range(int(rng.integers(0, 3))):
+        c = int(rng.integers(1, 400))
+        pop.setdefault(c, (int(rng.choice(STATES)), int(rng.integers(1, 60)),
+                           int(rng.integers(1, 60)), int(rng.integers(1, 200))))
+
+
+def dumped(rng, pop, full):
+    socks = [(c, v) for c, v in pop.items() if full or v[0] != EST]
+    rng.shuffle(socks)  # the kernel's hash order, not by cookie
+    if socks and rng.random() < 0.05:
+        socks.append(socks[0])  # a row twice (a replayed dump)
+    return table(socks)
+
+
+def assert_same(a: Tracker, b: Tracker, probe: dict):
+    assert a.namespaces.keys() == b.namespaces.keys()
+    for ns, x in a.namespaces.items():
+        y = b.namespaces[ns]
+        for f in FIELDS:
+            assert getattr(x, f).dtype == getattr(y, f).dtype, f
+            assert getattr(x, f).tobytes() == getattr(y, f).tobytes(), f
+        assert np.array_equal(x.cookies, y.cookies)
+        assert x.last_obs == y.last_obs
+        assert (x.last_mask is None) == (y.last_mask is None)
+        if x.last_mask is not None:
+            assert np.array_equal(x.last_mask, y.last_mask)
+        tab = table(list(probe[ns].items()))
+        for u, v in zip(a.since_arrays(ns, tab), b.since_arrays(ns, tab)):
+            assert u.tobytes() == v.tobytes()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_in_place_equals_the_merge_on_random_samples(seed, monkeypatch):
+    taken = []
+    real = tracker_mod.update_in_place
+
+    def counted(*args):
+        out = real(*args)
+        taken.append(out is not None)
+        return out
+    monkeypatch.setattr(tracker_mod, "update_in_place", counted)
+    rng = np.random.default_rng(seed)
+    miss_limit = 1 + seed % 2
+    new, ref = Tracker(miss_limit=miss_limit), MergingTracker(miss_limit=miss_limit)
+    pops = {ns: {} for ns in (11, 12)}
+    for ns, pop in pops.items():
+        for c in rng.choice(np.arange(1, 400), 120, replace=False).tolist():
+            pop[c] = (int(rng.choice(STATES)), int(rng.integers(1, 60)),
+                      int(rng.integers(1, 60)), int(rng.integers(1, 200)))
+    for i in range(60):
+        t = float(i)
+        events: list = []
+        for pop in pops.values():
+            step(rng, pop, t, events)
+        full = i % 7 == 0
+        # a namespace not read this time keeps its sockets untouched
+        parts = [(ns, dumped(rng, pop, full)) for ns, pop in pops.items()
+                 if full or rng.random() < 0.9]
+        for tr in (new, ref):
+            tr.add_events(events)
+        got = new.observe(parts, now=t, dumped_states=None if full else BETWEEN)
+        want = ref.observe(parts, now=t, dumped_states=None if full else BETWEEN)
+        assert repr(got) == repr(want), i
+        assert_same(new, ref, pops)
+    assert any(taken) and not all(taken)  # both paths were walked
+
+
+def test_a_steady_sample_leaves_the_kept_rows_where_they_are():
+    """Between full dumps, the same dumped sockets as last time: the tracked
+    arrays are the last sample's (no 100k-row merge), their rows updated."""
+    socks = [(c, (EST if c % 3 else CW, 80, c, 2)) for c in range(1, 301)]
+    tr = Tracker()
+    tr.observe([(9, table(socks))], now=0.0)
+    between = [s for s in socks if s[1][0] != EST]
+    tr.observe([(9, table(between))], now=1.0, dumped_states=BETWEEN)
+    before = tr.live(9)
+    moved = [(c, (LA if c == 3 else s[0], *s[1:])) for c, s in between]
+    out = tr.observe([(9, table(moved))], now=2.0, dumped_states=BETWEEN)
+    after = tr.live(9)
+    assert after.cols is before.cols and after.since is before.since
+    assert [(x.cookie, x.old, x.new) for x in out] == [(3, CW, LA)]
+    row = np.flatnonzero(after.cols["cookie"] == 3)[0]
+    assert (int(after.cols["state"][row]), float(after.since[row])) == (LA, 2.0)
+    assert after.last_obs == 2.0 and len(after.cols) == 300
