@@ -58,9 +58,9 @@ from ..model.socket import AgeSource
 from ..model.table import SocketTable
 from .events import (CLOSE, FIRST_SEEN, TRACE, StateEvent, TrackedAges, Transition, bound_codes,
                      merge_ages)
-from .identity import (Namespace, by_tuple, concat, endpoints, match, port_key, port_keys,
-                       socket_tuple, sorted_columns, state_bits, tuple_hash, unseen_rows,
-                       update_in_place)
+from .identity import (DumpOrders, Namespace, by_tuple, concat, endpoints, match, port_key,
+                       port_keys, socket_tuple, sorted_columns, state_bits, tuple_hash,
+                       unseen_rows, update_in_place)
 
 @dataclass
 class Tracker:
@@ -78,6 +78,7 @@ class Tracker:
     namespaces: dict = field(default_factory=dict)
     events: dict = field(default_factory=lambda: defaultdict(list))  # ports -> [StateEvent]
     destroyed: dict = field(default_factory=dict)  # cookie -> StateEvent (tcp_destroy_sock)
+    orders: DumpOrders = field(default_factory=DumpOrders)
 
     # ---- input ----------------------------------------------------------
     def add_event(self, ev: StateEvent) -> None:
@@ -150,6 +151,7 @@ class Tracker:
     def forget(self, ns: int) -> None:
         """A namespace that no longer exists: drop its sockets."""
         self.namespaces.pop(ns, None)
+        self.orders.forget(ns)
 
     def live(self, ns: int):
         """The tracked columns of one namespace (for the store)."""
@@ -170,7 +172,7 @@ class Tracker:
 
     def _observe_ns(self, ns: int, table: SocketTable, now: float, ambiguous,
                     mask: np.ndarray | None = None) -> list[Transition]:
-        cur = sorted_columns(table.rows)
+        cur = sorted_columns(table.rows, self.orders.order(ns, table.rows))
         cur_hash = tuple_hash(cur)
         old = self.namespaces.get(ns)
         fresh = old is None  # first look at this namespace: stuck sockets get "at least"
