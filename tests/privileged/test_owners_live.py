@@ -256,3 +256,33 @@ def test_not_root_counts_unreadable(space):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, out
     assert out == {"owners": 0, "unreadable": 2}
+
+
+# A process that names itself with a newline, an escape sequence, a tab
+# and a byte that is no UTF-8 (prctl PR_SET_NAME takes any byte but NUL),
+# then holds a listener.
+ODD_COMM = r"""
+import ctypes, json, os, socket, time
+ctypes.CDLL(None).prctl(15, ctypes.c_char_p(b"a\nb\x1b[2J\xff\tz"), 0, 0, 0)
+l = socket.socket(); l.bind(("127.0.0.1", 8091)); l.listen()
+print(json.dumps({"listener": os.fstat(l.fileno()).st_ino, "fd": l.fileno()}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_odd_comm_is_one_printable_line(space):
+    """``ls --owners``: a comm with a newline and an escape sequence stays
+    in its row, shown as ps shows it ("?" per unprintable character); the
+    JSON says the same. Before: the row split in two and the terminal got
+    the escape sequence."""
+    sp = space("comm")
+    proc, held = sp.start(ODD_COMM)
+    argv = [sys.executable, "-m", "tcplinger", "ls", "--owners", "--netns", sp.name,
+            "--port", "8091"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    assert "\x1b" not in out and "\t" not in out
+    rows = [line for line in out.splitlines() if line.startswith("LISTEN")]
+    assert len(rows) == 1 and rows[0].endswith(f"a?b?[2J\ufffd?z/{proc.pid}:{held['fd']}"), out
+    doc = json.loads(subprocess.run(argv + ["--json"], capture_output=True, text=True,
+                                    check=True).stdout)
+    assert [o["comm"] for s in doc["sockets"] for o in s["owners"]] == ["a?b?[2J\ufffd?z"]

@@ -37,6 +37,8 @@ The per-process details come from small files, parsed here without I/O:
 '/usr/bin/python3 -m http.server 8080'
 >>> parse_cmdline(b"sh\x00-c\x00sleep 1\nsleep 2\x00")
 'sh -c sleep 1 sleep 2'
+>>> parse_comm(b"nginx\n"), parse_comm(b"a\nb\x1b[2J\xff\n") == "a?b?[2J\ufffd"
+('nginx', True)
 >>> parse_status_uid("Name:\tsshd\nUmask:\t0022\nUid:\t0\t101\t0\t0\nGid:\t0\t0\t0\t0\n")
 101
 >>> parse_nofile_limits("Limit                     Soft Limit           Hard Limit           Units     \n"
@@ -76,6 +78,18 @@ def parse_cmdline(raw: bytes, limit: int = CMDLINE_MAX) -> str:
     if not text.isprintable():  # one line for tables: newlines, tabs -> space
         text = "".join(c if c.isprintable() else " " for c in text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def parse_comm(raw: bytes) -> str:
+    """/proc/PID/comm (the name and a newline) as one line of printable
+    text.  A process names itself with any bytes but NUL (prctl(2)
+    PR_SET_NAME, or a write to its comm file; up to 15): a newline, tab or
+    escape sequence in it would split a table row or reach the terminal,
+    so each unprintable character is shown as "?" (what ps(1) shows), and
+    bytes that are not UTF-8 as U+FFFD."""
+    text = raw[:-1] if raw.endswith(b"\n") else raw
+    text = text.decode("utf-8", "replace")
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 def parse_status_uid(text: str) -> int | None:
@@ -298,11 +312,15 @@ def user_name(uid: int) -> str:
 
 
 def _read(path: str, limit: int = 65536) -> str:
+    return _read_bytes(path, limit).decode("utf-8", "replace")
+
+
+def _read_bytes(path: str, limit: int = 65536) -> bytes:
     try:
         with open(path, "rb") as f:
-            return f.read(limit).decode("utf-8", "replace")
+            return f.read(limit)
     except OSError:
-        return ""
+        return b""
 
 
 def _details(root: str, pid: int) -> dict:
@@ -319,7 +337,7 @@ def _details(root: str, pid: int) -> dict:
         cmdline = ""
     uid = parse_status_uid(_read(f"{base}/status"))
     return {
-        "comm": _read(f"{base}/comm").rstrip("\n"),
+        "comm": parse_comm(_read_bytes(f"{base}/comm")),
         "cmdline": cmdline,
         "uid": -1 if uid is None else uid,
         "user": "" if uid is None else user_name(uid),
