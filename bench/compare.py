@@ -99,6 +99,11 @@ def default_commands() -> list[Command]:
         Command("tl-stats", tl + ("stats",)),
         Command("tl-ls-json", tl + ("ls", "--json")),
         Command("tl-ls-close-wait-owners", tl + ("ls", "--state", "close-wait", "--owners")),
+        # the same as JSON, and every socket's owners as JSON (a walk of
+        # every inode of the namespace)
+        Command("tl-ls-json-close-wait-owners",
+                tl + ("ls", "--json", "--state", "close-wait", "--owners")),
+        Command("tl-ls-json-owners", tl + ("ls", "--json", "--owners")),
         Command("tl-report", tl),
         # the walk forced: issue 16's 10k/100k targets are with owners,
         # which the automatic mode leaves out while the host holds

@@ -43,8 +43,10 @@ import numpy as np
 from ..model.socket import AgeSource
 from ..model.states import AFTER_CLOSE
 from ..model.table import TCP_INFO_FIELDS, SocketTable, address_codes
+from ..model.owner_map import OwnerMap
 from .age_columns import BlockAges
 from .jsonout import BOOL_JSON, STATE_JSON, TIMER_JSON, socket_objects
+from .owner_json import OwnerJson
 
 #: Rows per matrix. 32k rows of ~600 bytes (with tcp_info) keep a block
 #: near 20 MB; larger blocks were no faster here.
@@ -153,18 +155,6 @@ class _Addresses:
         self.dest, self.dest_vocab = codes, _Vocab(['"' + t + '"' for t in texts])
 
 
-def _owner_strings(owners: dict, inodes: list[int]) -> list[str]:
-    cache: dict[int, str] = {}
-    out = []
-    for ino in inodes:
-        s = cache.get(ino)
-        if s is None:
-            o = owners.get(ino) if ino else None
-            s = cache[ino] = json.dumps([x.to_json() for x in o]) if o else "[]"
-        out.append(s)
-    return out
-
-
 class SocketArray:
     """Writes the socket objects of ``ls --json`` as bytes: ``obj,\\nobj``...
 
@@ -205,7 +195,8 @@ class _Context:
         self.rows = rows = table.rows
         self.netns = json.dumps(netns.to_json()) if netns is not None else "null"
         self.netns_ref = netns
-        self.owners = owners or {}
+        # the owner map's columns, never its per-inode index (export/owner_json.py)
+        self.owners = OwnerJson(OwnerMap.of(owners)) if owners else None
         self.addresses = _Addresses(rows)
         n = len(rows)
         tracked = None
@@ -265,8 +256,7 @@ class _Context:
             ages = tuple(np.asarray(a)[idx] for a in self.tracked)
         else:
             ages = (self.exact[idx], self.bound[idx])
-        inodes = sub.rows["inode"].tolist()
-        owners = {i: self.owners[i] for i in inodes if i in self.owners}
+        owners = self.owners.of(sub.rows["inode"]) if self.owners is not None else {}
         return [_SEP + s.encode("ascii") for s in
                 socket_objects(sub, netns=self.netns_ref, owners=owners, ages=ages)]
 
@@ -310,14 +300,9 @@ class _Context:
         rec.lit(', "shutdown": ')
         rec.field(_nullable(r["shutdown"].astype(np.int64), r["shutdown"] < 0))
         rec.lit(f', "netns": {self.netns}, "owners": ')
-        has_owners = False
-        if self.owners:
-            holders = self.owners
-            has_owners = any(i in holders for i in np.unique(inode).tolist() if i)
+        strings, has_owners = self.owners.texts(inode) if self.owners is not None else ((), False)
         if has_owners:
-            strings = _owner_strings(self.owners, inode.tolist())
-            vocab = _Vocab(strings)
-            rec.field(vocab.matrix)
+            rec.field(_Vocab(strings).matrix)
         else:
             rec.lit("[]")
         self._age(rec, idx, n)
