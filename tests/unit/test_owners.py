@@ -1,9 +1,12 @@
 """find_owners / fd_usage over the recorded tree tests/data/proc_pids/mixed,
 checked against `ss -tanpe` taken at the moment of recording."""
 
+import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -236,3 +239,27 @@ def test_policy_gate_counts_the_files_the_walk_would_read(tmp_path):
     assert never.owners is None and never.skipped_files is None
     # nothing wanted (TIME_WAIT, orphans: inode 0): resolved, empty, no walk
     assert owners.OwnerPolicy().find([0], host, proc).owners == {}
+
+
+MA_PROBE = r"""
+import json, sys
+from pathlib import Path
+from tcplinger.collect import owners
+found = owners.find_owners([int(i) for i in sys.argv[2:]], Path(sys.argv[1]))
+print(json.dumps({"found": sorted(found), "ma": "numpy.ma" in sys.modules}))
+"""
+
+
+def test_the_walk_does_not_import_numpy_ma():
+    """Counting the inodes found (fdwalk.Walk.found, after each round)
+    takes their distinct values with model/table.distinct: a plain
+    np.unique imports numpy.ma through its hash path, ~15 ms of CPU of
+    every `stats --owners` and `report --owners` start (issue 16). A
+    fresh interpreter, the recorded tree."""
+    src = Path(__file__).resolve().parents[2] / "src"
+    wanted = [LISTENER, CLIENT, ACCEPTED]
+    out = subprocess.run([sys.executable, "-c", MA_PROBE, str(MIXED), *map(str, wanted)],
+                         capture_output=True, text=True, timeout=60, check=True,
+                         env=dict(os.environ, PYTHONPATH=str(src)))
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    assert doc == {"found": wanted, "ma": False}
