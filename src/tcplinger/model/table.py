@@ -265,7 +265,9 @@ def distinct(values: np.ndarray) -> np.ndarray:
         seen = np.zeros(1 << (8 * values.dtype.itemsize), dtype=bool)
         seen[values] = True
         return np.flatnonzero(seen).astype(values.dtype)
-    if values.dtype.kind not in "iu" or values.dtype.itemsize < 4 or len(values) == 0:
+    if len(values) == 0:  # np.unique's answer (a host with no socket wanted), without numpy.ma
+        return values.copy()
+    if values.dtype.kind not in "iu" or values.dtype.itemsize < 4:
         return np.unique(values)
     ordered = np.sort(values)
     keep = np.empty(len(ordered), dtype=bool)
