@@ -171,3 +171,50 @@ def test_threads_end(spaces):
     before = threading.active_count()
     snapshot.read_namespaces([netns.by_name(n) for n in spaces], all_netns=True, workers=3)
     assert threading.active_count() == before
+
+
+def test_results_handed_on_while_the_others_are_read(spaces):
+    """on_result gets each item's result on the calling thread, in item
+    order, before the items after it are done: the third call waits for
+    the first item's on_result (one worker: it reads them in turn), so it
+    would wait out its guard if on_result came only after every call.
+    The guard is no timing: nothing here waits for it but a broken
+    pipeline."""
+    paths = [f"/run/netns/{name}" for name in spaces[:3]]
+    first_handed = threading.Event()
+    handed = []
+
+    def fn(path):
+        if path == paths[2] and not first_handed.wait(60):
+            return "not handed on"
+        return netns.ns_inode(netns.own_ns_path())
+
+    def on_result(path, inode):
+        handed.append((path, inode, threading.current_thread() is threading.main_thread()))
+        first_handed.set()
+
+    got = setns.map_in_netns(fn, paths, lambda p: p, workers=1, on_result=on_result)
+    inodes = [os.stat(p).st_ino for p in paths]
+    assert got == inodes
+    assert handed == [(p, i, True) for p, i in zip(paths, inodes)]
+
+
+def test_on_result_skips_errors_and_its_own_error_comes_after_the_calls(spaces):
+    paths = [f"/run/netns/{spaces[0]}", "/nonexistent/tl-map", f"/run/netns/{spaces[1]}"]
+    handed = []
+
+    def fn(path):
+        return netns.ns_inode(netns.own_ns_path())
+
+    setns.map_in_netns(fn, paths, lambda p: p, workers=2,
+                       on_error=lambda p, exc: None if p.startswith("/nonexistent") else 1 / 0,
+                       on_result=lambda p, r: handed.append((p, r)))
+    assert handed == [(paths[0], os.stat(paths[0]).st_ino), (paths[1], None),
+                      (paths[2], os.stat(paths[2]).st_ino)]
+    with pytest.raises(FileNotFoundError):  # no on_error: the call's error, not on_result's
+        setns.map_in_netns(fn, paths, lambda p: p, workers=2, on_result=lambda p, r: 1 / 0)
+    before = threading.active_count()
+    with pytest.raises(ZeroDivisionError):
+        setns.map_in_netns(fn, paths[::2], lambda p: p, workers=2,
+                           on_result=lambda p, r: 1 / 0)
+    assert threading.active_count() == before  # the workers were joined first

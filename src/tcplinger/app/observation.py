@@ -85,7 +85,7 @@ class Observation:
 def observe(opts: ObserveOptions, roots: Roots = Roots(), *, previous: dict | None = None,
             extra_scopes: tuple[Scope, ...] = (), ages: Callable | None = None,
             tables: dict | None = None, strict: bool = True,
-            log=lambda step, text: None) -> Observation:
+            log=lambda step, text: None, on_namespace=None) -> Observation:
     """The diagnosis inputs of ``opts.scope`` (and ``extra_scopes``: rules
     that look across namespaces, such as conntrack-mismatch, see them all).
 
@@ -99,7 +99,9 @@ def observe(opts: ObserveOptions, roots: Roots = Roots(), *, previous: dict | No
     the rest of a namespace (sysctls, counters) can take seconds on a
     loaded host while its sockets live two. With ``strict`` False an
     owner walk that fails is logged and left out (the exporter's other
-    metrics still count).
+    metrics still count). ``on_namespace(ns)`` gets each namespace's
+    NetnsSnapshot on the calling thread as soon as it is read, while the
+    others are still being read (collect/snapshot.take).
     """
     scopes = (opts.scope,) + tuple(extra_scopes)
     if opts.history:
@@ -117,8 +119,8 @@ def observe(opts: ObserveOptions, roots: Roots = Roots(), *, previous: dict | No
     t = time.perf_counter()
     # Every scope's dump first, the second dumps after: the namespaces are
     # seen as close to one moment as can be (a lab run's sockets live seconds).
-    parts = [take(scope, info_states=opts.info_states, idle_info=opts.idle_info, roots=roots)
-             for scope in scopes]
+    parts = [take(scope, info_states=opts.info_states, idle_info=opts.idle_info, roots=roots,
+                  on_namespace=on_namespace) for scope in scopes]
     if opts.idle_info:
         for scope, part in zip(scopes, parts):
             _add_idle_info(part, scope, roots)

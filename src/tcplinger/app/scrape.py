@@ -7,6 +7,13 @@ for ``tcplinger_finding``. Kernel counters of the previous scrape make the
 "rising counter" rules work without ``--interval``'s sleep. A failing
 owner walk or diagnosis is counted and logged; the other metrics still
 come.
+
+The samples of a namespace that need neither owners nor findings (ages,
+sysctls, counters, ports: export/namespace_samples.py) are made as each
+namespace's snapshot arrives, on this thread, while the workers still
+read the namespaces after it (the kernel's walks run in recvmsg(),
+without the GIL); the owner walk and the diagnosis look at every
+namespace and come after.
 """
 
 from __future__ import annotations
@@ -41,10 +48,11 @@ class ScrapeOptions:
 class ScrapeSource:
     """Called once per scrape; returns export.prometheus.Scrape."""
 
-    def __init__(self, opts: ScrapeOptions, roots: Roots = Roots(), log=None):
-        from ..export.prometheus import Scrape
+    def __init__(self, opts: ScrapeOptions, roots: Roots = Roots(), log=None, limits=None):
+        from ..export.prometheus import Limits, Preparation, Scrape
 
-        self._Scrape = Scrape
+        self._Scrape, self._Preparation = Scrape, Preparation
+        self.limits = Limits() if limits is None else limits  # the collector's: build's
         self.opts = opts
         self.roots = roots
         self.log = log or (lambda phase, text: None)
@@ -53,8 +61,9 @@ class ScrapeSource:
     def __call__(self):
         # A namespace that vanishes mid-scan (a pod going away) is skipped
         # by collect.snapshot.take() under --all-netns.
+        prepared = self._Preparation(self.limits)
         seen = observe(self.opts.observe, self.roots, previous=self._previous, strict=False,
-                       log=self.log)
+                       log=self.log, on_namespace=prepared)
         phases, errors = dict(seen.phases), list(seen.errors)
         findings = None
         if self.opts.findings:
@@ -70,5 +79,5 @@ class ScrapeSource:
         skipped = sum(1 for ref, _ in seen.view.snapshot.skipped if ref is not None)
         return self._Scrape(seen.inputs, findings, skipped=skipped,
                             owners_resolved=seen.view.owners_resolved, phases=phases,
-                            errors=errors)
+                            errors=errors, prepared=prepared.done)
 

@@ -131,7 +131,7 @@ class View:
 
 def take(scope: Scope, filters: Filters = Filters(), *, tcp_info: bool = True,
          info_states: frozenset | None = None, idle_info: bool = False,
-         roots: Roots = Roots()) -> View:
+         roots: Roots = Roots(), on_namespace=None) -> View:
     """One snapshot of ``scope``, filtered, without owners or tracked ages.
 
     tcp_info comes for INFO_STATES (``tcp_info``), or for ``info_states``
@@ -139,6 +139,8 @@ def take(scope: Scope, filters: Filters = Filters(), *, tcp_info: bool = True,
     (read before the dump, so that a missing pid fails before any work).
     ``idle_info``: tcp_info of ESTABLISHED sockets too where it comes with
     the same dump (collect/snapshot.py ONE_DUMP_MAX; app/observation.py).
+    ``on_namespace(ns)``: collect/snapshot.take's, each namespace as it is
+    read (before the filters).
     """
     if info_states is None:
         info_states = frozenset()
@@ -149,7 +151,7 @@ def take(scope: Scope, filters: Filters = Filters(), *, tcp_info: bool = True,
         pid_inodes = files_mod.socket_inodes(filters.pid, roots.proc)
     cheap = frozenset({TcpState.ESTABLISHED}) if idle_info else frozenset()
     snap = snap_mod.take(scope, states=filters.states, info_states=info_states,
-                         cheap_info_states=cheap, roots=roots)
+                         cheap_info_states=cheap, roots=roots, on_namespace=on_namespace)
     view = View(snap)
     for ns in snap.namespaces:
         view.parts.append(NsView(ns, _filter(ns.table, filters, pid_inodes)))

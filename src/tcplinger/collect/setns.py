@@ -143,8 +143,8 @@ def run_in_netns(path: str | os.PathLike, fn: Callable[..., T], /,
 
 
 def map_in_netns(fn: Callable[[Any], T], items, path_of: Callable[[Any], str | None], *,
-                 workers: int, on_error: Callable[[Any, BaseException], T] | None = None
-                 ) -> list[T]:
+                 workers: int, on_error: Callable[[Any, BaseException], T] | None = None,
+                 on_result: Callable[[Any, T], None] | None = None) -> list[T]:
     """``[fn(item) for item in items]``, each call inside the network
     namespace at ``path_of(item)``, up to ``workers`` at once.
 
@@ -162,6 +162,13 @@ def map_in_netns(fn: Callable[[Any], T], items, path_of: Callable[[Any], str | N
     it raises, the first such exception in item order is raised here once
     every call is done (a KeyboardInterrupt on the calling thread at once).
     Results come in the order of ``items``.
+
+    ``on_result(item, result)`` is called on the calling thread for each
+    item whose call (or ``on_error``) gave a result, in the order of
+    ``items``, as soon as that item and those before it are done, while
+    the workers read the next ones: the caller's work on a namespace
+    overlaps the kernel's walks of the namespaces after it. An exception
+    from it is raised once every call is done.
     """
     items = list(items)
     paths = [path_of(item) for item in items]
@@ -180,6 +187,9 @@ def map_in_netns(fn: Callable[[Any], T], items, path_of: Callable[[Any], str | N
 
     foreign = iter([i for i, p in enumerate(paths) if p is not None])
     lock = threading.Lock()
+    # done[i] is set once item i has a result or an error (the calling
+    # thread's own items: before it hands any result on)
+    done = [threading.Event() if p is not None else None for p in paths]
 
     def worker() -> None:
         while True:
@@ -191,6 +201,8 @@ def map_in_netns(fn: Callable[[Any], T], items, path_of: Callable[[Any], str | N
                 call(i)
             except BaseException as exc:  # noqa: BLE001 - raised in the caller
                 errors[i] = exc
+            finally:
+                done[i].set()
 
     n = min(workers, sum(p is not None for p in paths))
     threads = [threading.Thread(target=worker, name="tcplinger netns", daemon=True)
@@ -203,10 +215,24 @@ def map_in_netns(fn: Callable[[Any], T], items, path_of: Callable[[Any], str | N
                 call(i)
             except Exception as exc:  # noqa: BLE001 - in item order, below
                 errors[i] = exc
+    handed: BaseException | None = None
+    if on_result is not None:
+        for i, event in enumerate(done):
+            if event is not None:
+                event.wait()
+            if i in errors:
+                continue
+            try:
+                on_result(items[i], results[i])
+            except Exception as exc:  # noqa: BLE001 - raised once the workers are done
+                handed = exc
+                break
     for thread in threads:
         thread.join()
     if errors:
         raise errors[min(errors)]
+    if handed is not None:
+        raise handed
     return results
 
 

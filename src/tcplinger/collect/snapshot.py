@@ -103,7 +103,7 @@ def resolve(scope: Scope, roots: Roots = Roots()) -> tuple[list, int]:
 
 def take(scope: Scope = Scope(), *, states=None, info_states=frozenset(),
          cheap_info_states=frozenset(), roots: Roots = Roots(),
-         diag_sockets: dict | None = None) -> Snapshot:
+         diag_sockets: dict | None = None, on_namespace=None) -> Snapshot:
     """Read every namespace in ``scope``.
 
     ``states`` limits the dump in the kernel (None: all). ``info_states``
@@ -117,22 +117,26 @@ def take(scope: Scope = Scope(), *, states=None, info_states=frozenset(),
     second: a new socket's 4 MiB receive buffer faults in every page again,
     ~5 ms of system time a dump at 30k rows). The caller closes them, and
     must close those of namespaces gone: a socket holds its namespace.
+
+    ``on_namespace(ns)`` is called on the calling thread with each
+    namespace's NetnsSnapshot, in the snapshot's order, as soon as it is
+    read (:func:`read_namespaces`), while the others are still being read.
     """
     targets, unreadable = resolve(scope, roots)
     return read_namespaces(targets, all_netns=scope.all_netns, unreadable=unreadable,
                            states=states, info_states=info_states,
                            cheap_info_states=cheap_info_states, roots=roots,
-                           diag_sockets=diag_sockets)
+                           diag_sockets=diag_sockets, on_namespace=on_namespace)
 
 
 def read_namespaces(targets, *, all_netns: bool, unreadable: int = 0, states=None,
                     info_states=frozenset(), cheap_info_states=frozenset(),
                     roots: Roots = Roots(), workers: int | None = None,
-                    diag_sockets: dict | None = None) -> Snapshot:
+                    diag_sockets: dict | None = None, on_namespace=None) -> Snapshot:
     """:func:`take` of resolved ``targets`` (NetnsInfo), ``workers`` (default
     :data:`WORKERS`) of them at once; ``all_netns``: a namespace that
     vanishes or cannot be entered is skipped with a notice, not an error;
-    ``diag_sockets``: see :func:`take`."""
+    ``diag_sockets``, ``on_namespace``: see :func:`take`."""
     wanted = ALL_STATES if states is None else frozenset(states)
     snap = Snapshot()
     if unreadable:
@@ -180,8 +184,13 @@ def read_namespaces(targets, *, all_netns: bool, unreadable: int = 0, states=Non
 
     # Namespaces in discovery order, up to WORKERS read at once, each
     # worker entering namespace after namespace (collect/setns.py).
+    def arrived(info, ns):
+        if not isinstance(ns, tuple):  # a tuple: skipped with a notice
+            on_namespace(ns)
+
     outcomes = map_in_netns(one, targets, lambda info: None if info.current else info.path,
-                            workers=WORKERS if workers is None else workers, on_error=failed)
+                            workers=WORKERS if workers is None else workers, on_error=failed,
+                            on_result=arrived if on_namespace is not None else None)
     for ns in outcomes:
         if isinstance(ns, tuple):
             snap.skipped.append(ns)

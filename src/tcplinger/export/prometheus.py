@@ -39,17 +39,16 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
-from prometheus_client.utils import floatToGoString
 
 from ..diagnose.finding import Finding
 from ..diagnose.inputs import NamespaceInput
-from ..diagnose.rules.ephemeral_ports import destination_hash
-from ..model.kernel import SYSCTLS, TCPEXT_COUNTERS
-from ..model.socket import AgeSource, Endpoint, NetnsRef, format_address
-from ..model.states import LINGERING, OWNABLE, TcpState, name as state_name
-from ..model.table import member, outgoing_ephemeral
-from ..track import age as age_mod
+from ..model.socket import NetnsRef
+from ..model.states import OWNABLE, name as state_name
+from ..model.table import member
+from . import namespace_samples as samples_mod
 from . import stats as stats_export
+from .namespace_samples import (AGE_BUCKETS, AGE_STATES, SYSCTL_NAMES,  # noqa: F401
+                                age_columns, busiest_destinations, histogram)
 
 OWNER_NONE = "none"  # inode 0: no process holds it (TIME_WAIT, orphans)
 OWNER_UNKNOWN = "unknown"  # held by a process that was not looked up
@@ -58,18 +57,6 @@ OWNER_OTHER = "other"  # beyond the top-K owners of the state
 #: States whose sockets are attributed to processes: those a process can
 #: still hold while tearing down.
 OWNER_STATES = OWNABLE
-#: Age histograms are kept for the lingering states only: an ESTABLISHED
-#: socket's age (tcp_info last_ack_recv) is an idle time, and only a
-#: second tcp_info dump that is skipped on large hosts would give it.
-AGE_STATES = tuple(sorted(LINGERING))
-#: Seconds: 1 s to a day; 60 s is TIME_WAIT's length and the default
-#: tcp_fin_timeout, 7200 s the default tcp_keepalive_time.
-AGE_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
-               21600.0, 86400.0)
-#: Scalar sysctls exported as tcplinger_sysctl (conntrack has its own metrics).
-SYSCTL_NAMES = tuple(s.name for s in SYSCTLS
-                     if s.unit != "range" and s.name not in ("tcp_mem", "nf_conntrack_count",
-                                                             "nf_conntrack_max"))
 NS_LABELS = ("netns", "container", "pod")
 
 
@@ -99,6 +86,9 @@ class Scrape:
     owners_resolved: bool = False
     phases: Mapping[str, float] = field(default_factory=dict)
     errors: Sequence[str] = ()
+    #: netns inode -> :class:`Prepared`: samples made while the scrape read
+    #: the other namespaces (:class:`Preparation`); build makes the rest
+    prepared: Mapping[int, Prepared] = field(default_factory=dict)
 
 
 # ---- building families (pure) -------------------------------------------------
@@ -118,13 +108,19 @@ def namespace_labels(refs: Iterable[NetnsRef]) -> dict[int, tuple[str, str, str]
     out: dict[int, tuple[str, str, str]] = {}
     seen: set[str] = set()
     for ref in refs:
-        label = ref.label()
-        if label in seen:
-            label = f"{label}@{ref.inode}"
-        seen.add(label)
-        pod = ref.workload.pod if ref.workload is not None else None
-        out[ref.inode] = (label, ref.container or "", pod or "")
+        out[ref.inode] = _labels(ref, seen)
     return out
+
+
+def _labels(ref: NetnsRef, seen: set) -> tuple[str, str, str]:
+    """One namespace's labels in :func:`namespace_labels` (``seen``: the
+    labels of the namespaces before it, added to)."""
+    label = ref.label()
+    if label in seen:
+        label = f"{label}@{ref.inode}"
+    seen.add(label)
+    pod = ref.workload.pod if ref.workload is not None else None
+    return (label, ref.container or "", pod or "")
 
 
 class _Part:
@@ -180,77 +176,6 @@ def owner_breakdown(inp: NamespaceInput, limits: Limits = Limits(),
     return out
 
 
-def age_columns(inp: NamespaceInput) -> list[tuple[str, np.ndarray]]:
-    """``[(source, seconds per row, NaN where that source gives none)]``.
-
-    A tracker's ages (``inp.ages``) when given, else what one snapshot
-    tells (track.age): timewait-type timers exactly, tcp_info
-    ``last_ack_recv`` as a lower bound where there is no timer.
-    """
-    if inp.ages is not None:
-        secs = np.array([np.nan if a.seconds is None else a.seconds for a in inp.ages],
-                        dtype=float)
-        src = np.array([a.source.value for a in inp.ages], dtype=object)
-        return [(s, np.where(src == s, secs, np.nan))
-                for s in sorted(set(src.tolist()) - {AgeSource.UNKNOWN.value})]
-    exact, lower = age_mod.age_arrays(inp.table, inp.kernel)
-    lower = np.where(np.isnan(exact), lower, np.nan)
-    since_close = age_mod.since_close_mask(inp.table)
-    return [(AgeSource.TIMER.value, exact),
-            (AgeSource.LAST_RECV.value, np.where(since_close, np.nan, lower)),
-            (AgeSource.SINCE_CLOSE.value, np.where(since_close, lower, np.nan))]
-
-
-def histogram(values: np.ndarray, buckets: Sequence[float] = AGE_BUCKETS):
-    """Cumulative ``[(le, count)]`` with +Inf, and the sum.
-
-    >>> histogram(np.array([0.5, 5.0, 61.0]), (1.0, 5.0, 60.0))
-    ([('1.0', 1), ('5.0', 2), ('60.0', 2), ('+Inf', 3)], 66.5)
-    """
-    ordered = np.sort(values)
-    counts = np.searchsorted(ordered, np.asarray(buckets, dtype=float), side="right")
-    out = [(floatToGoString(b), int(c)) for b, c in zip(buckets, counts)]
-    out.append(("+Inf", int(len(ordered))))
-    return out, float(ordered.sum())
-
-
-def busiest_destinations(table, port_range: tuple[int, int] | None,
-                         n: int) -> list[tuple[str, str, int]]:
-    """``[(local address, "remote:port", sockets)]`` for the ``n``
-    destinations holding most local ports of the ephemeral range, most
-    first (ties by a stable hash, so the same ones every scrape).
-
-    Counted as the ephemeral-port-exhaustion rule does: sockets whose local
-    port is in ip_local_port_range, except listeners and sockets on a
-    listening port (those are a server's), grouped by (family, local
-    address, remote address, remote port).
-    """
-    if not port_range or n <= 0 or not len(table):
-        return []
-    rows = table.rows
-    listening = np.unique(rows["sport"][rows["state"] == int(TcpState.LISTEN)])
-    idx = np.flatnonzero(outgoing_ephemeral(rows, int(port_range[0]), int(port_range[1]),
-                                            listening))
-    if not len(idx):
-        return []
-    keys = destination_hash(rows[idx])
-    uniq, counts = np.unique(keys, return_counts=True)
-    order = np.argsort(-counts, kind="stable")
-    out = []
-    for g in order[: n * 2]:  # a few spare groups in case a hash collision splits one
-        members = idx[keys == uniq[g]]
-        r = rows[members]
-        i = int(members[0])
-        same = ((r["family"] == rows["family"][i]) & (r["saddr"] == rows["saddr"][i])
-                & (r["daddr"] == rows["daddr"][i]) & (r["dport"] == rows["dport"][i]))
-        fam = int(rows["family"][i])
-        src = format_address(fam, rows["saddr"][i].tobytes())
-        dst = str(Endpoint(format_address(fam, rows["daddr"][i].tobytes()), int(rows["dport"][i])))
-        out.append((src, dst, int(np.count_nonzero(same))))
-    out.sort(key=lambda t: -t[2])
-    return out[:n]
-
-
 class Families:
     """Every family of one scrape, created up front so that each has HELP
     and TYPE even when it has no sample."""
@@ -301,34 +226,78 @@ class Families:
         return list(vars(self).values())
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One namespace's samples of namespace_samples.FAMILIES, made from
+    ``table`` and ``kernel`` with ``limits`` and labelled ``labels``
+    before the scrape had read every namespace; build takes them for a
+    namespace whose input is still that table and kernel, with no
+    tracked ages, and whose labels and limits are the same."""
+
+    table: object
+    kernel: object
+    labels: tuple
+    limits: Limits
+    counts: dict  # export.stats.namespace_counts of table
+    families: Families
+
+    def fits(self, inp: NamespaceInput, labels: tuple, limits: Limits) -> bool:
+        return (self.table is inp.table and self.kernel is inp.kernel and inp.ages is None
+                and self.labels == labels and self.limits == limits)
+
+
+class Preparation:
+    """Called with each namespace's snapshot (model.snapshot.NetnsSnapshot)
+    in the snapshot's order as it arrives (collect/snapshot.take's
+    ``on_namespace``); ``done`` is what :class:`Scrape` takes as
+    ``prepared``. Labels are given in arrival order as namespace_labels
+    gives them in the scrape's order (the same order); build checks."""
+
+    def __init__(self, limits: Limits = Limits()):
+        self.limits = limits
+        self.done: dict[int, Prepared] = {}
+        self._seen: set = set()
+
+    def __call__(self, ns) -> None:
+        labels = _labels(ns.netns, self._seen)
+        try:
+            counts = stats_export.namespace_counts(ns.table)
+            f = Families()
+            # the samples as build would add them (ns.ages: none, a snapshot's)
+            samples_mod.add(f, list(labels), _Snap(ns.table, ns.kernel), self.limits, counts)
+        except Exception:  # noqa: BLE001 - build makes them again, and fails there if it must
+            return
+        self.done[ns.netns.inode] = Prepared(ns.table, ns.kernel, labels, self.limits, counts, f)
+
+
+class _Snap:
+    """What namespace_samples.add reads of a namespace: table, kernel, ages."""
+
+    ages = None
+
+    def __init__(self, table, kernel):
+        self.table, self.kernel = table, kernel
+
+
 def build(scrape: Scrape, limits: Limits = Limits()) -> list:
     """The metric families of one scrape (without the exporter's own)."""
     f = Families()
     labels = namespace_labels(inp.netns for inp in scrape.namespaces)
     host_orphans = host_max = None
     for inp in scrape.namespaces:
-        ns = list(labels[inp.netns.inode])
-        counts = stats_export.namespace_counts(inp.table)
-        _sockets(f, ns, inp, limits, counts)
-        _ages(f, ns, inp, limits.age_histograms)
+        label = labels[inp.netns.inode]
+        ns = list(label)
+        pre = scrape.prepared.get(inp.netns.inode)
+        if pre is not None and pre.fits(inp, label, limits):
+            counts = pre.counts
+            _sockets(f, ns, inp, limits, counts)
+            for name in samples_mod.FAMILIES:
+                getattr(f, name).samples += getattr(pre.families, name).samples
+        else:
+            counts = stats_export.namespace_counts(inp.table)
+            _sockets(f, ns, inp, limits, counts)
+            samples_mod.add(f, ns, inp, limits, counts)
         k = inp.kernel
-        f.orphans.add_metric(ns, counts["orphans"])
-        f.timewait.add_metric(ns, counts["timewait_type"])
-        for name in SYSCTL_NAMES:
-            value = k.sysctls.get(name)
-            if isinstance(value, int):
-                f.sysctl.add_metric(ns + [name], value)
-        if k.port_range_size:
-            f.ports.add_metric(ns, k.port_range_size)
-        for src, dst, n in busiest_destinations(inp.table, k.get("ip_local_port_range"),
-                                                limits.top_destinations):
-            f.ports_used.add_metric(ns + [src, dst], n)
-        for counter in TCPEXT_COUNTERS:
-            if counter in k.tcpext:
-                f.tcpext.add_metric(ns + [counter], k.tcpext[counter])
-        if k.conntrack:
-            f.ct_entries.add_metric(ns, k.conntrack[0])
-            f.ct_max.add_metric(ns, k.conntrack[1])
         if host_orphans is None and k.sockstat is not None:
             host_orphans = k.sockstat.orphan  # host-wide in every namespace
         if host_max is None and isinstance(k.get("tcp_max_orphans"), int):
@@ -345,32 +314,6 @@ def _sockets(f: Families, ns: list, inp: NamespaceInput, limits: Limits, counts)
     for st, owners in sorted(owner_breakdown(inp, limits, counts).items()):
         for owner, n in sorted(owners.items()):
             f.sockets.add_metric(ns + [st, owner], n)
-
-
-def _ages(f: Families, ns: list, inp: NamespaceInput, histograms: bool) -> None:
-    st = inp.table.rows["state"]
-    columns = age_columns(inp)
-    fin = inp.kernel.get("tcp_fin_timeout")
-    fw2 = st == int(TcpState.FIN_WAIT2)
-    if isinstance(fin, int):
-        best = np.full(len(st), np.nan)
-        for _, secs in columns:
-            best = np.where(np.isnan(best), secs, best)
-        f.fw2_past.add_metric(ns, int(np.count_nonzero(fw2 & (best > fin))))
-    present = set(np.unique(st).tolist())
-    for state in AGE_STATES:
-        if int(state) not in present:
-            continue
-        in_state = st == int(state)
-        for source, secs in columns:
-            values = secs[in_state]
-            values = values[~np.isnan(values)]
-            if not len(values):
-                continue
-            if histograms:
-                buckets, total = histogram(values)
-                f.age.add_metric(ns + [state.name, source], buckets, total)
-            f.oldest.add_metric(ns + [state.name, source], float(values.max()))
 
 
 def _findings(f: Families, findings: Iterable[Finding], labels: Mapping) -> None:

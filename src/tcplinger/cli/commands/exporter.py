@@ -152,10 +152,10 @@ def run(opts: ExporterOptions, term, msg, roots: Roots = Roots()) -> int:
     def log(phase, text):
         term.err(msg("exporter.phase_failed", phase=phase, text=text))
 
-    source = ScrapeSource(opts.scrape, roots, log=log)
     limits = prometheus.Limits(top_owners=opts.top_owners,
                                top_destinations=opts.top_destinations,
                                age_histograms=opts.age_histograms)
+    source = ScrapeSource(opts.scrape, roots, log=log, limits=limits)
     collector = collector_mod.TcplingerCollector(source, limits,
                                               log=lambda text: log("scrape", text))
     registry = CollectorRegistry()
