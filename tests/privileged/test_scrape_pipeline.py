@@ -1,7 +1,8 @@
 """An exporter scrape of many namespaces makes each namespace's samples as
 its snapshot arrives, while the others are still being read (app/scrape.py,
-export/prometheus.Preparation); the exposition must be the one the scrape
-would give if build made them all after the snapshot (issue 16).
+export/prometheus.Preparation), and diagnoses briefly (engine.diagnose
+brief); the exposition must be the one the scrape would give if build
+made them all after the snapshot, and with the full diagnosis (issue 16).
 
 On the real kernel, on a private node: this file re-runs itself under
 ``unshare --pid --fork --mount-proc --mount --net`` with a tmpfs on
@@ -45,6 +46,9 @@ def test_pipelined_scrape_is_the_sequential_one():
     assert got["made_by_build"] == {"pipelined": 0, "sequential": N + 1}
     # ... and gave the text build gives without them, byte for byte
     assert got["same"], got["diff"]
+    # its findings (the brief diagnosis) show as the full diagnosis's would
+    assert got["same_as_full_diagnosis"]
+    assert got["findings"] >= 2 * N  # a close-wait-leak and a half-closed one in each
     # the namespaces' samples differ (a mix-up would show)
     assert sorted(got["fin_timeouts"]) == FIN_TIMEOUTS
     assert got["samples"] > 60 * (N + 1)
@@ -76,9 +80,11 @@ def _populate(i: int) -> list:
 def _inner() -> dict:
     from dataclasses import replace
 
+    from tcplinger.app import observation
     from tcplinger.app.scrape import ScrapeOptions, ScrapeSource
     from tcplinger.collect import setns
     from tcplinger.collect.snapshot import Scope
+    from tcplinger.diagnose import engine
     from tcplinger.export import exposition, namespace_samples, prometheus
 
     subprocess.run(["mount", "-t", "tmpfs", "tl-pipe", "/run/netns"], check=True)
@@ -112,11 +118,18 @@ def _inner() -> dict:
         sequential = exposition.text(Families(replace(scrape, prepared={}))).decode()
     finally:
         namespace_samples.add = add
+    # the scrape's findings are the brief diagnosis's: the full one's give
+    # the same text
+    full = engine.diagnose(scrape.namespaces, sysctl_files=observation.read_sysctl_files(),
+                           sample_limit=0)
+    with_full = exposition.text(Families(replace(scrape, findings=full))).decode()
     lines = piped.splitlines()
     diff = [(a, b) for a, b in zip(lines, sequential.splitlines()) if a != b][:5]
     return {"namespaces": len(scrape.namespaces), "prepared": len(scrape.prepared),
             "made_by_build": {"pipelined": by_build, "sequential": len(made) - by_build},
             "same": piped == sequential, "diff": diff, "samples": len(lines),
+            "same_as_full_diagnosis": piped == with_full,
+            "findings": sum(x.startswith("tcplinger_finding{") for x in lines),
             "fin_timeouts": [int(float(x.rsplit(" ", 1)[1])) for x in lines
                              if x.startswith("tcplinger_sysctl{") and "tcp_fin_timeout" in x
                              and 'netns="tl-pipe-' in x]}

@@ -70,7 +70,8 @@ class ScrapeSource:
             t = time.perf_counter()
             try:
                 findings = engine.diagnose(seen.inputs, thresholds=self.opts.thresholds,
-                                           sysctl_files=seen.sysctl_files, sample_limit=0)
+                                           sysctl_files=seen.sysctl_files, sample_limit=0,
+                                           brief=True)
             except Exception as exc:  # noqa: BLE001 - the other metrics still count
                 errors.append("diagnose")
                 self.log("diagnose", f"{type(exc).__name__}: {exc}")

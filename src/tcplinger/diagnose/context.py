@@ -206,11 +206,18 @@ class NsContext:
 
 
 class World:
-    """Every namespace of one diagnosis, for rules that look across them."""
+    """Every namespace of one diagnosis, for rules that look across them.
 
-    def __init__(self, inputs: Sequence[NamespaceInput], sysctl_files: Iterable = ()):
+    ``brief``: findings of rule_finding.RuleFinding carry their rule,
+    severity, namespace, count, owners, title and confidence only (the
+    exporter's; engine.diagnose).
+    """
+
+    def __init__(self, inputs: Sequence[NamespaceInput], sysctl_files: Iterable = (),
+                 brief: bool = False):
         self.contexts = [NsContext(inp, i) for i, inp in enumerate(inputs)]
         self.sysctl_files = tuple(sysctl_files)
+        self.brief = brief
 
     @cached_property
     def _peers(self) -> PeerIndex:

@@ -27,12 +27,16 @@ class UnknownRule(KeyError):
 
 def diagnose(inputs: Sequence[NamespaceInput], *, thresholds: Thresholds | None = None,
              rules: Iterable[str] | None = None, sysctl_files: Iterable = (),
-             sample_limit: int = SAMPLE_LIMIT) -> list[Finding]:
+             sample_limit: int = SAMPLE_LIMIT, brief: bool = False) -> list[Finding]:
     """Findings for ``inputs`` (one per namespace), most severe first.
 
     ``thresholds`` overrides metadata defaults (``{rule: {name: value}}``);
     ``rules`` limits the rules run; ``sysctl_files`` are the
     :class:`~tcplinger.diagnose.sysctl_files.SysctlSetting` found on the host.
+    ``brief``: what the exporter shows of the findings only (rule, severity,
+    namespace, count, owners, title, confidence), the same as without it;
+    the evidence and its words are left out where a rule can leave them
+    out (context.World).
     """
     wanted = None if rules is None else set(rules)
     if wanted is not None:
@@ -40,7 +44,7 @@ def diagnose(inputs: Sequence[NamespaceInput], *, thresholds: Thresholds | None 
         if unknown:
             raise UnknownRule(", ".join(sorted(unknown)))
     limits = merge(thresholds)
-    world = World(inputs, sysctl_files)
+    world = World(inputs, sysctl_files, brief=brief)
     out: list[Finding] = []
     for meta in RULES:
         if wanted is not None and meta.id not in wanted:

@@ -106,6 +106,17 @@ class RuleFinding:
         severity = self.severity()
         if severity is None:
             return None
+        if getattr(self.world, "brief", False):
+            # what the exporter shows of a finding (export/prometheus.py):
+            # rule, severity, namespace, count, owners; the title and the
+            # confidence are cheap and read no evidence. The evidence, its
+            # words and the sample are left out (an evidence a rule makes
+            # lazily, such as the other ends, is not made at all).
+            confidence, reason = self.confidence()
+            return Finding(rule=self.meta.id, severity=severity, netns=self.ctx.netns,
+                           count=self.count(), title=self.title(), evidence={}, facts=(),
+                           cause=(), lifetime=(), fixes=(), confidence=confidence,
+                           confidence_reason=reason, owners=tuple(self.owners()))
         self.ev = self.evidence()
         title, facts, cause = self.title(), self.facts(), self.cause()
         lifetime, fixes = self.lifetime(), self.fixes()

@@ -23,6 +23,8 @@ What ends a CLOSE_WAIT socket, measured on Linux 6.18 (tcp_keepalive_time
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from ...model.states import TcpState
@@ -53,7 +55,6 @@ class CloseWaitLeak(RuleFinding):
     def measure(self) -> None:
         ctx, rows, th, owner = self.ctx, self.rows, self.th, self.owner
         self.n = int(len(rows))
-        self.stats = age_stats(ctx, rows)
         recv_q = ctx.rows["recv_q"][rows]
         self.eof_unread = int(np.count_nonzero(recv_q == 1))
         self.eof_read = int(np.count_nonzero(recv_q == 0))
@@ -68,14 +69,26 @@ class CloseWaitLeak(RuleFinding):
         self.fd_ratio = None
         if self.fds is not None and self.fds.soft_limit:
             self.fd_ratio = self.fds.open_fds / self.fds.soft_limit
-        self.sides = peer_evidence(ctx, rows)
-        self.here = other_ends(ctx, self.world, rows)
         self.growing = _growing(ctx, owner, self.fds)
         self.ttl = self.growing["time_to_limit_s"] if self.growing is not None else None
         # only sockets known to be min_age old accuse the process; none:
         # passing through CLOSE_WAIT (under load, for milliseconds)
         self.lasting, young_only = young(ctx, rows, th["min_age"])
         self.transient = young_only and self.growing is None
+
+    # evidence only (severity reads none of them): made when the evidence
+    # is, so a brief diagnosis (context.World.brief) does not make them
+    @cached_property
+    def stats(self) -> dict:
+        return age_stats(self.ctx, self.rows)
+
+    @cached_property
+    def sides(self) -> dict:
+        return peer_evidence(self.ctx, self.rows)
+
+    @cached_property
+    def here(self) -> list:
+        return other_ends(self.ctx, self.world, self.rows)
 
     def severity(self) -> Severity:
         th = self.th

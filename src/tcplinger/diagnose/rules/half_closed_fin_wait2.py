@@ -9,6 +9,8 @@ tcp_fin_timeout = 5 s: a half-closed socket was still FIN_WAIT2 after 8 s
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from ...model.states import TcpState
@@ -37,7 +39,6 @@ class HalfClosed(RuleFinding):
     def measure(self) -> None:
         ctx, rows, th = self.ctx, self.rows, self.th
         self.n = int(len(rows))
-        self.stats = age_stats(ctx, rows)
         self.fin = ctx.sysctl("tcp_fin_timeout", DEFAULT_FIN_TIMEOUT)
         self.shut = ctx.rows["shutdown"][rows]
         self.shut_wr = int(np.count_nonzero(self.shut == 2))
@@ -45,11 +46,23 @@ class HalfClosed(RuleFinding):
         self.unread = int(np.count_nonzero(ctx.rows["recv_q"][rows] > 0))
         self.old = count_older(ctx, rows, th["warning_age"]) if th["warning_age"] is not None \
             else 0
-        self.sides = peer_evidence(ctx, rows)
-        self.here = other_ends(ctx, self.world, rows)
         # a lingering close (Apache: ~2 s after its FIN) is normal behaviour:
         # only sockets at least min_age old accuse the process
         self.lasting, self.transient = young(ctx, rows, th["min_age"])
+
+    # evidence only (severity reads none of them): made when the evidence
+    # is, so a brief diagnosis (context.World.brief) does not make them
+    @cached_property
+    def stats(self) -> dict:
+        return age_stats(self.ctx, self.rows)
+
+    @cached_property
+    def sides(self) -> dict:
+        return peer_evidence(self.ctx, self.rows)
+
+    @cached_property
+    def here(self) -> list:
+        return other_ends(self.ctx, self.world, self.rows)
 
     def severity(self) -> Severity:
         if self.transient:
