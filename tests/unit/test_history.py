@@ -142,7 +142,11 @@ def test_png_title_limits_gap_and_legend_outside(cli, tmp_path):
     assert sum(1 for y in ys if math.isnan(y)) == 1  # the 13-minute gap, not a straight line
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "tcp_max_tw_buckets 150" in labels  # drawn: close to the data
-    assert "ip_local_port_range 28232 (above the chart)" in labels  # named only
+    # a database without watch's busiest-remote-port series: the range is
+    # named, not drawn beside states whose counts do not run into it
+    assert ("ip_local_port_range 28232 (not drawn: this database has no count of ports per"
+            " remote port)") in labels
+    assert not [ln for ln in ax.lines if list(ln.get_ydata()) == [28232, 28232]]
     fig.canvas.draw()
     legend_box = ax.get_legend().get_window_extent()
     assert legend_box.x0 >= ax.get_window_extent().x1  # outside the data
@@ -227,3 +231,75 @@ def test_port_range_projection_counts_one_end_of_each_connection(cli, tmp_path):
     assert ("growing: local ports of the ephemeral range towards the busiest remote port in host"
             " +10/min for 3h00m; at that rate its ip_local_port_range (size 28232) is used up in"
             " about 1d19h at the earliest") in out
+
+
+def _ports_store(path, now, ranges):
+    """ESTABLISHED grows 20/min in each namespace (both ends of loopback
+    connections), watch's busiest remote port 50 + k*i (k: 3 in the first,
+    1 in the others), each namespace with its own port range ``ranges``."""
+    from tcplinger.track.series import BUSIEST_PORT
+    with Store(path) as s:
+        for i in range(121):
+            t = now - 120 * 60 + i * 60
+            rows = [CountRow(ns, 1, "", 100 + 20 * i) for ns in range(1, len(ranges) + 1)]
+            kernel = [row for ns, size in enumerate(ranges, 1) for row in
+                      ((ns, "ephemeral_ports", size), (ns, BUSIEST_PORT, 50 + (3 if ns == 1 else 1) * i))]
+            s.write_sample(SampleInfo(t, 60, 100 + 20 * i, 0, "trace"), rows, kernel,
+                           netns_labels={ns: f"tl-n{ns}" for ns in range(1, len(ranges) + 1)})
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_png_draws_the_port_range_beside_the_busiest_remote_port(cli, tmp_path, lang):
+    """The range's limit line goes with the series history projects against
+    it (watch's busiest remote port), not with ESTABLISHED (which counts
+    both ends of every connection and would pass the range harmlessly)."""
+    pytest.importorskip("matplotlib", reason="the plot extra")
+    from tcplinger.i18n import Messages
+    from tcplinger.ui import plot_png
+
+    msg = Messages(lang)
+    _ports_store(tmp_path / "w.db", time.time(), [1000])
+    code, out, err = cli("history", "--db", str(tmp_path / "w.db"), "--json",
+                         "--png", str(tmp_path / "h.png"))
+    assert code == 0, err
+    doc = json.loads(out)
+    ports = doc["busiest_port"]
+    assert ports["netns"] == "tl-n1" and ports["limit"] == 1000 and ports["of_namespaces"] == 1
+    assert ports["values"] == [50 + 3 * i for i in range(121)]
+    assert doc["limits"] == [{"name": "ip_local_port_range", "value": 1000,
+                              "for": "busiest_port"}]
+    ax = plot_png.figure(doc, msg).axes[0]
+    label = msg("history.png.busiest_port", netns="tl-n1")
+    [line] = [ln for ln in ax.lines if ln.get_label() == label]
+    assert list(line.get_ydata()) == ports["values"]
+    [limit] = [ln for ln in ax.lines if ln.get_label() == msg("history.png.limit_ports", limit=msg(
+        "history.png.limit", name="ip_local_port_range", value="1000"))]
+    assert list(limit.get_ydata()) == [1000, 1000]  # drawn: the series reaches 410 of it
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert label in legend and "ESTABLISHED" in legend
+    if lang == "zh":
+        assert "发往最繁忙远端端口" in label
+
+
+def test_png_port_series_of_the_namespace_nearest_its_range(cli, tmp_path):
+    """Two namespaces: the one whose busiest remote port is nearest its own
+    range is drawn, with that range (not the largest of the two)."""
+    pytest.importorskip("matplotlib", reason="the plot extra")
+    from tcplinger.i18n import Messages
+    from tcplinger.ui import plot_png
+
+    # tl-n1: 410 of 28232 at the end (1.5%); tl-n2: 170 of 500 (34%)
+    _ports_store(tmp_path / "w.db", time.time(), [28232, 500])
+    code, out, err = cli("history", "--db", str(tmp_path / "w.db"), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["busiest_port"]["netns"] == "tl-n2" and doc["busiest_port"]["of_namespaces"] == 2
+    assert doc["limits"] == [{"name": "ip_local_port_range", "value": 500, "for": "busiest_port"}]
+    en = Messages("en")
+    ax = plot_png.figure(doc, en).axes[0]
+    labels = [ln.get_label() for ln in ax.lines]
+    assert en("history.png.busiest_port_of", netns="tl-n2", n=2) in labels
+    assert "ip_local_port_range 500: the limit of those ports" in labels
+    # --by owner: no port series, no range
+    code, out, _ = cli("history", "--db", str(tmp_path / "w.db"), "--json", "--by", "owner")
+    assert json.loads(out)["busiest_port"] is None

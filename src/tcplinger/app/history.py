@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..model.states import name as state_name
 from ..track import trends
 from ..track.growth import MIN_R2, MIN_SPAN_S, fit
@@ -58,8 +60,9 @@ def analyse(store: Store, query: HistoryQuery, now: float) -> dict:
     labels = store.netns_labels()
     found = trends.growing(owned_series(store.series(start, by="state_owner", states=states)),
                            owners=store.owner_info())
+    busiest = store.counter_series(start, [BUSIEST_PORT])
     found += trends.namespace_limits(store.counts_by_netns_state(start), store.kernel_latest(),
-                                     store.counter_series(start, [BUSIEST_PORT]))
+                                     busiest)
     if states is not None:
         found = [f for f in found if f.state is None or f.state in states]
     n = store.db.execute("SELECT COUNT(*) FROM samples WHERE t >= ?", (start,)).fetchone()[0]
@@ -84,15 +87,51 @@ def analyse(store: Store, query: HistoryQuery, now: float) -> dict:
                                   "r2": round(g.r2, 4)})
     out["growing"] += [_growing(f, labels) for f in found]
     out["namespaces"] = sorted(set(labels.values()))
-    out["limits"] = _limits(store, query.by, out["series"])
+    labels_shown = {s["label"] for s in out["series"]}
+    out["busiest_port"] = (_busiest_port(busiest, store.kernel_latest(), labels)
+                           if query.by == "state" and labels_shown & _PORT_STATES else None)
+    out["limits"] = _limits(store, query.by, out["series"], out["busiest_port"])
     return out
 
 
-def _limits(store: Store, by: str, series: list[dict]) -> list[dict]:
+#: The states whose table gets the ephemeral port range (and the busiest
+#: remote port's series, which counts their local ends).
+_PORT_STATES = frozenset({"ESTABLISHED", "TIME_WAIT"})
+
+
+def _busiest_port(busiest: dict, kernel: dict, labels: dict) -> dict | None:
+    """The series of watch's busiest remote port (track/series.BUSIEST_PORT:
+    the most local ephemeral ports held towards one remote port) of the
+    namespace nearest its own ip_local_port_range, the limit that series
+    runs into (history's projection, track/trends.namespace_limits); None
+    when no namespace has it (a database of a watch before it).
+    ``of_namespaces``: how many namespaces have one."""
+    best, key, n = None, None, 0
+    for ns, (t, values) in busiest.items():
+        limit = kernel.get((ns, "ephemeral_ports"))
+        v = np.asarray(values.get(BUSIEST_PORT, ()), float)
+        known = ~np.isnan(v)
+        if not limit or not known.any():
+            continue
+        n += 1
+        k = (float(v[known].max()) / limit, str(labels.get(ns, ns)))
+        if key is None or k[0] > key[0] or (k[0] == key[0] and k[1] < key[1]):
+            key = k
+            best = {"netns": labels.get(ns) or str(ns), "limit": limit,
+                    "times": [round(x, 3) for x in np.asarray(t)[known].tolist()],
+                    "values": v[known].tolist()}
+    if best is not None:
+        best["of_namespaces"] = n
+    return best
+
+
+def _limits(store: Store, by: str, series: list[dict], busiest: dict | None) -> list[dict]:
     """The limits the plotted series run into (``for``: the series label):
-    tcp_max_tw_buckets for TIME_WAIT and the ephemeral port range for
-    connections (the largest value across namespaces: the first one any
-    namespace reaches is in ``growing``), each owner's RLIMIT_NOFILE."""
+    tcp_max_tw_buckets for TIME_WAIT, each owner's RLIMIT_NOFILE, and the
+    ephemeral port range: the size of the one of ``busiest`` (``for``
+    "busiest_port"), or without that series (a database of a watch before
+    it) the largest across namespaces, ``for`` None: no series shown runs
+    into it (connect() runs out per destination, not per state)."""
     kernel = store.kernel_latest()
 
     def top(name):
@@ -105,7 +144,10 @@ def _limits(store: Store, by: str, series: list[dict]) -> list[dict]:
         if "TIME_WAIT" in labels and top("tcp_max_tw_buckets"):
             out.append({"name": "tcp_max_tw_buckets", "value": top("tcp_max_tw_buckets"),
                         "for": "TIME_WAIT"})
-        if labels & {"ESTABLISHED", "TIME_WAIT"} and top("ephemeral_ports"):
+        if busiest is not None:
+            out.append({"name": "ip_local_port_range", "value": busiest["limit"],
+                        "for": "busiest_port"})
+        elif labels & _PORT_STATES and top("ephemeral_ports"):
             out.append({"name": "ip_local_port_range", "value": top("ephemeral_ports"),
                         "for": None})
     elif by == "owner":

@@ -6,7 +6,12 @@ What the picture must say on its own, since it is pasted into tickets
 without the command next to it: a title with the namespaces and the time
 range; the limits the series run into as dashed lines (tcp_max_tw_buckets,
 an owner's RLIMIT_NOFILE, the ephemeral port range), or named in the legend
-when far above the data; sampling gaps left as gaps (a NaN breaks the line
+when far above the data; the ephemeral port range beside the series that
+runs into it, watch's busiest remote port (the most local ephemeral ports
+held towards one remote port: connect() runs out per destination), what
+history projects against it; without that series (a database of a watch
+before it) the range is named in the legend as not drawn, since no state's
+count runs into it; sampling gaps left as gaps (a NaN breaks the line
 where two samples are further apart than three usual intervals, as in the
 HTML charts); the legend outside the plot area, so it never hides data.
 """
@@ -22,6 +27,8 @@ from .timeline import COLOUR, GREY
 #: A limit more than this many times above the data is named in the
 #: legend instead of drawn (a line at 131072 would flatten 40 sockets).
 OFF_CHART = 5.0
+#: The busiest remote port's series (app/history._busiest_port): no state's colour.
+PORTS_COLOUR = "#8c564b"
 PALETTE = ("#4e79a7", "#e15759", "#59a14f", "#f28e2b", "#b07aa1", "#76b7b2", "#edc948",
            "#ff9da7", "#9c755f", "#bab0ac")
 
@@ -91,10 +98,24 @@ def figure(doc: dict, msg):
         xs, ys = with_gaps(s["times"], s["values"])
         ax.plot(xs, ys, label=s["label"], color=_colour(s["label"], i), linewidth=1.8)
         top = max([top] + list(s["values"]))
+    ports = doc.get("busiest_port")
+    if ports:
+        xs, ys = with_gaps(ports["times"], ports["values"])
+        many = ports.get("of_namespaces", 1) > 1
+        ax.plot(xs, ys, color=PORTS_COLOUR, linewidth=1.8, linestyle="-.",
+                label=msg("history.png.busiest_port_of" if many else "history.png.busiest_port",
+                          netns=ports["netns"], n=ports.get("of_namespaces", 1)))
+        top = max([top] + list(ports["values"]))
     for lim in doc.get("limits", []):
         text = msg("history.png.limit", name=lim["name"], value=f"{lim['value']:g}")
-        if lim["value"] <= max(top, 1.0) * OFF_CHART:
-            ax.axhline(lim["value"], color="#c0392b", linestyle="--", linewidth=1.2, label=text)
+        if "for" in lim and lim["for"] is None:  # no series drawn runs into it
+            ax.plot([], [], color="#c0392b", linestyle=":", linewidth=1.2,
+                    label=msg("history.png.limit_not_drawn", limit=text))
+        elif lim["value"] <= max(top, 1.0) * OFF_CHART:
+            ports = lim.get("for") == "busiest_port"  # in the colour of its series
+            ax.axhline(lim["value"], color=PORTS_COLOUR if ports else "#c0392b", linestyle="--",
+                       linewidth=1.2,
+                       label=msg("history.png.limit_ports", limit=text) if ports else text)
         else:  # named, not drawn: the data would be a flat line at the bottom
             ax.plot([], [], color="#c0392b", linestyle=":", linewidth=1.2,
                     label=msg("history.png.limit_above", limit=text))
