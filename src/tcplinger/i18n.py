@@ -19,7 +19,6 @@ import os
 import sys
 import zlib
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 from .model.plural import fill
@@ -27,12 +26,23 @@ from .model.plural import fill
 LANGS = ("en", "zh")
 
 
+#: The catalogs of a package installed as files (what
+#: ``importlib.resources.files("tcplinger.messages")`` gives for one).
+MESSAGES = Path(__file__).parent / "messages"
+
+
 @lru_cache(maxsize=None)
 def catalog(lang: str) -> dict[str, str]:
-    folder = resources.files("tcplinger.messages").joinpath(lang)
-    if isinstance(folder, Path):  # installed as files (not zipped): the compiled cache
+    folder = MESSAGES / lang
+    if folder.is_dir():  # installed as files (not zipped): the compiled cache
         return load_catalog(folder, folder.parent / "__pycache__",
                             write=not sys.dont_write_bytecode)
+    # Only for a zipped package: importlib.resources imports pathlib's
+    # neighbours tempfile, zipfile, shutil, random, bz2 and lzma, ~9 ms of
+    # CPU that every start paid on a host without them loaded (issue 16).
+    from importlib import resources
+
+    folder = resources.files("tcplinger.messages").joinpath(lang)
     return _parse(sorted((e.name, e.read_bytes()) for e in folder.iterdir()
                          if e.name.endswith(".toml")), lang)
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -111,3 +112,27 @@ def test_numpy_starts_no_blas_threads():
     if (os.cpu_count() or 1) > 1:  # the user's choice is kept: 2 threads where asked
         doc = probe_threads(dict(env, OPENBLAS_NUM_THREADS="2"), "stats", "--help")
         assert doc["threads"] == 2 and doc["env"]["OPENBLAS_NUM_THREADS"] == "2"
+
+
+#: Standard modules a start did not need, which this sandbox's own .pth
+#: files import anyway (certifi: importlib.resources, so the table's runs
+#: here do not see it): the catalogs' folder found through
+#: importlib.resources (with tempfile, zipfile, shutil, random, bz2, lzma:
+#: ~9 ms of CPU on a host without them loaded, issue 16) and the netlink
+#: sequence number from the random module (~3 ms).
+NOT_AT_START = ("importlib.resources", "tempfile", "zipfile", "random")
+
+
+@pytest.mark.parametrize("argv", [("report", "--help"), ("stats", "--help"),
+                                  ("--lang", "zh", "rules")])
+def test_a_start_without_site_imports_no_resource_machinery(argv):
+    """Without ``site`` (``-S``: no .pth file of this machine runs, numpy's
+    folder on PYTHONPATH) a start that reads the catalogs and loads the
+    command's modules imports none of NOT_AT_START."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(SRC), str(Path(numpy.__file__).resolve().parents[1])]))
+    out = subprocess.run([sys.executable, "-S", "-c", PROBE, *argv], capture_output=True,
+                         text=True, env=env, timeout=60, check=True)
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    assert doc["code"] == 0 and "tcplinger.i18n" in doc["modules"]
+    assert [m for m in doc["modules"] if m in NOT_AT_START] == []
