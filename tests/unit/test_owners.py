@@ -174,6 +174,31 @@ def test_reading_fds_by_number_finds_what_listing_finds(tmp_path, monkeypatch, f
     assert {ino: [o.fd for o in own] for ino, own in got.items()} == \
         {ino: [fd] for fd, ino in wanted.items()}
     assert got.fds_walked == listed.fds_walked == len(fds)
+    # the fd usage the report shows, from the walk (no second listing)
+    assert got.open_fds == listed.open_fds == {100: len(fds)}
+
+
+def test_the_walk_counts_the_open_fds_a_listing_counts():
+    """OwnerMap.open_fds (what the report's fd usage reads instead of
+    listing /proc/PID/fd again, issue 16): for this process, live, with
+    more fds than PROBE_MIN_FDS (read by number) and a hole among them,
+    the count a listing gives; and fd_usage takes it instead of listing."""
+    import socket
+
+    socks = [socket.socket() for _ in range(fdwalk.PROBE_MIN_FDS + 20)]
+    try:
+        socks.pop(len(socks) // 2).close()  # a hole: the lowest free number is reused later
+        inodes = [os.fstat(s.fileno()).st_ino for s in socks]
+        found = owners.find_owners(inodes, Path("/proc"), pids=[os.getpid()])
+        listed = len(os.listdir(f"/proc/{os.getpid()}/fd"))  # its own dir fd, as the walk's
+        assert found.open_fds == {os.getpid(): listed}
+        assert len(found) == len(inodes)
+        usage = owners.fd_usage(os.getpid(), Path("/proc"), found.open_fds[os.getpid()])
+        assert usage.open_fds == listed
+    finally:
+        for s in socks:
+            s.close()
+    assert owners.fd_usage(11552, MIXED, 5) == (5, 20000, 20000)  # told, it does not list
 
 
 def test_walk_in_several_threads_is_the_same(tmp_path, monkeypatch):

@@ -274,11 +274,12 @@ def fd_usage(part: NsView, roots: Roots) -> dict:
         return {}
     rows = part.table.rows
     inodes = rows["inode"][(rows["state"] == int(TcpState.CLOSE_WAIT)) & (rows["inode"] != 0)]
-    pids = OwnerMap.of(part.owners).pids_of(inodes.tolist())
+    owners = OwnerMap.of(part.owners)
+    pids = owners.pids_of(inodes.tolist())
     out = {}
     for pid in sorted(pids):
         try:
-            out[pid] = owners_mod.fd_usage(pid, roots.proc)
+            out[pid] = owners_mod.fd_usage(pid, roots.proc, owners.open_fds.get(pid))
         except OSError:
             continue
     return out

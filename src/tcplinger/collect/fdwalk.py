@@ -58,6 +58,9 @@ class Walk:
         #: pid -> its hits as an int64 array of (fd, inode) pairs: no Python
         #: object per socket found (200k of them at 1M sockets)
         self.hits: dict[int, array] = {}
+        #: pid -> fds read, for the processes with hits (their open fds:
+        #: the report's fd usage needs no second listing, issue 16)
+        self.open_fds: dict[int, int] = {}
         self.unreadable = self.vanished = self.fds = self.pids = 0
 
     def run(self, pids: list[int]) -> None:
@@ -69,6 +72,7 @@ class Walk:
 
         def work() -> None:
             hits: dict[int, array] = {}
+            open_fds: dict[int, int] = {}
             unreadable = vanished = fds = 0
             try:
                 while True:
@@ -84,9 +88,10 @@ class Walk:
                         unreadable += 1
                     elif mine:
                         hits[pid] = mine
+                        open_fds[pid] = n
             except BaseException as exc:  # re-raised in the caller's thread
                 errors.append(exc)
-            results.append((hits, unreadable, vanished, fds))
+            results.append((hits, open_fds, unreadable, vanished, fds))
 
         n_threads = min(WALK_THREADS, len(pids))
         threads = [threading.Thread(target=work, name=f"tcplinger-fd-walk-{i}", daemon=True)
@@ -98,8 +103,9 @@ class Walk:
             t.join()
         if errors:
             raise errors[0]
-        for hits, unreadable, vanished, fds in results:
+        for hits, open_fds, unreadable, vanished, fds in results:
             self.hits.update(hits)
+            self.open_fds.update(open_fds)
             self.unreadable += unreadable
             self.vanished += vanished
             self.fds += fds

@@ -40,7 +40,9 @@ class OwnerMap(Mapping):
     gives them by pid, then fd); ``proc`` indexes ``processes``.  Inode 0
     has no owners.  Counters of the walk that made it: ``unreadable``
     (fd directories that could not be read), ``vanished`` (processes that
-    exited during the walk), ``pids_walked``, ``fds_walked``.
+    exited during the walk), ``pids_walked``, ``fds_walked``, and
+    ``open_fds``: pid -> the fds the walk read in that process (its open
+    fds at that moment), for the processes it found a socket in.
     """
 
     def __init__(self, processes: Iterable[Owner] = (), proc=(), fd=(), inode=()):
@@ -57,6 +59,7 @@ class OwnerMap(Mapping):
         self.owned = self.inode[first]
         self.starts = np.append(np.flatnonzero(first), len(self.inode))
         self.unreadable = self.vanished = self.pids_walked = self.fds_walked = 0
+        self.open_fds: dict[int, int] = {}
         self._index: dict[int, int] | None = None
         self._protos: list[dict] | None = None
 
