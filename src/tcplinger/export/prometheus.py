@@ -42,6 +42,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
 
 from ..diagnose.finding import Finding
 from ..diagnose.inputs import NamespaceInput
+from ..model.owner_map import OwnerMap
 from ..model.socket import NetnsRef
 from ..model.states import OWNABLE, name as state_name
 from ..model.table import member
@@ -123,13 +124,6 @@ def _labels(ref: NetnsRef, seen: set) -> tuple[str, str, str]:
     return (label, ref.container or "", pod or "")
 
 
-class _Part:
-    """What export.stats.owner_counts reads: ``table`` and ``owners``."""
-
-    def __init__(self, table, owners):
-        self.table, self.owners = table, owners
-
-
 def owner_breakdown(inp: NamespaceInput, limits: Limits = Limits(),
                     counts: dict | None = None) -> dict[str, dict[str, int]]:
     """``{state: {owner label: sockets}}``; each state's values add up to
@@ -150,14 +144,7 @@ def owner_breakdown(inp: NamespaceInput, limits: Limits = Limits(),
     owned: dict[str, Counter] = defaultdict(Counter)
     if inp.owners is not None and limits.owner_states:
         mask = member(rows["state"], [int(s) for s in limits.owner_states]) & (rows["inode"] != 0)
-        sub = table.select(mask)
-        inodes = set(sub.rows["inode"].tolist())
-        first = {i: held[:1] for i in inodes if (held := inp.owners.get(i))}
-        for entry in stats_export.owner_counts(_Part(sub, first)):
-            if not entry["comm"]:  # exited between the fd walk and reading comm
-                continue
-            for st, n in entry["states"].items():
-                owned[st][entry["comm"]] += n
+        _count_owned(owned, rows, np.flatnonzero(mask), OwnerMap.of(inp.owners))
     out: dict[str, dict[str, int]] = {}
     for st, total in totals.items():
         labels: dict[str, int] = {}
@@ -174,6 +161,31 @@ def owner_breakdown(inp: NamespaceInput, limits: Limits = Limits(),
             labels[OWNER_UNKNOWN] = labels.get(OWNER_UNKNOWN, 0) + unknown
         out[st] = labels
     return out
+
+
+def _count_owned(owned: dict, rows: np.ndarray, idx: np.ndarray, om: OwnerMap) -> None:
+    """Add the sockets ``idx`` of ``rows`` to ``owned[state][comm]``, each
+    for the process of its first owner entry (the walk gives them by pid,
+    so its lowest pid), under the comm of the process of that pid's last
+    row; no comm (exited between the fd walk and reading comm): left out.
+
+    From the owner columns (model/owner_map.py): a map of each socket's
+    first Owner, then export.stats.owner_counts of it, took ~1 ms a
+    namespace, 0.1 s of a 150-pod scrape (issue 16)."""
+    if not len(idx) or not len(om):
+        return
+    start, count = om.runs(rows["inode"][idx])
+    held = count > 0
+    if not held.any():
+        return
+    proc = om.proc[start[held]]
+    pid = np.array([p.pid for p in om.processes], np.int64)[proc]
+    last = dict(zip(pid.tolist(), proc.tolist()))  # a later row's process replaces
+    keys, n = np.unique(pid * 256 + rows["state"][idx[held]], return_counts=True)
+    for key, c in zip(keys.tolist(), n.tolist()):
+        comm = om.processes[last[key >> 8]].comm
+        if comm:
+            owned[state_name(key & 0xFF)][comm] += c
 
 
 class Families:
