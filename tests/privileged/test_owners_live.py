@@ -107,7 +107,11 @@ def ss_sockets(name: str) -> list[tuple[str, int, set[tuple[str, int, int]]]]:
     return rows
 
 
-def test_owners_match_ss(space):
+@pytest.mark.parametrize("links_max", [owners.WANTED_LINKS_MAX, 0], ids=["links", "parsed"])
+def test_owners_match_ss(space, links_max, monkeypatch):
+    """(``parsed``: every socket link of the host parsed, the wanted kept by
+    a sorted array, as for more than WANTED_LINKS_MAX wanted inodes.)"""
+    monkeypatch.setattr(owners, "WANTED_LINKS_MAX", links_max)
     sp = space("own")
     proc, held = sp.start(HOLDER)
     sp.pids.append(held["child"])

@@ -92,3 +92,61 @@ def test_walk_holds_no_object_per_socket(tmp_path, monkeypatch):
     assert len(found) == n and found[10**6 + n - 1][0].fd == n // 3 - 1
     assert kept < 1_500_000, kept
     assert peak < 5_000_000, peak
+
+
+def _mixed_tree(root, seed: int):
+    """Processes holding sockets (some shared between them), pipes, files
+    and anonymous inodes; the wanted inodes are some of the sockets and
+    some no one holds."""
+    rng = np.random.default_rng(seed)
+    proc = root / "proc"
+    sockets = (10**6 + rng.choice(10**5, 300, replace=False)).tolist()
+    for p in range(int(rng.integers(1, 6))):
+        d = proc / str(100 + 7 * p) / "fd"
+        d.mkdir(parents=True)
+        (d.parent / "comm").write_text(f"p{p}\n")
+        for fd in range(int(rng.integers(0, 120))):
+            kind = rng.random()
+            link = (f"socket:[{sockets[int(rng.integers(len(sockets)))]}]" if kind < 0.7
+                    else f"pipe:[{fd}]" if kind < 0.8 else "anon_inode:[eventpoll]"
+                    if kind < 0.9 else "/dev/null")
+            os.symlink(link, d / str(fd))
+    wanted = rng.choice(sockets, 150, replace=False).tolist() + [5, 0]
+    return proc, wanted
+
+
+def test_parsed_links_same_as_the_dict(tmp_path, monkeypatch):
+    """Above WANTED_LINKS_MAX the walk parses every socket link and keeps
+    the wanted ones by a sorted array: the same owners, in the same order,
+    and the same counters as matching against a dict of the wanted links."""
+    for seed in range(12):
+        proc, wanted = _mixed_tree(tmp_path / str(seed), seed)
+        got = {}
+        for mode, limit in (("dict", 10**9), ("parsed", 0)):
+            monkeypatch.setattr(owners, "WANTED_LINKS_MAX", limit)
+            m = owners.find_owners(np.array(wanted, np.uint64) if seed % 2 else set(wanted), proc,
+                                   first=[107] if seed % 3 == 0 else None)
+            got[mode] = (dict(m), m.inode.tolist(), m.proc.tolist(), m.fd.tolist(),
+                         m.processes, m.pids_walked, m.fds_walked)
+        assert got["parsed"] == got["dict"] and got["dict"][0], seed
+
+
+def test_many_wanted_hold_no_object_per_inode(tmp_path, monkeypatch):
+    """12,000 wanted inodes above WANTED_LINKS_MAX: the walk's peak of
+    Python allocations is the hits and columns, not a dict of 12,000 links
+    and their ints (tracemalloc: 2.31 MB with the dict, 1.62 MB parsed)."""
+    n = 12_000
+    monkeypatch.setattr(fdwalk, "PROBE_MIN_FDS", 10**9)
+    monkeypatch.setattr(owners, "WANTED_LINKS_MAX", 1000)
+    proc = _fd_tree(tmp_path, 3, n // 3)
+    wanted = np.arange(10**6, 10**6 + n, dtype=np.uint64)
+    owners.find_owners(wanted[:10], proc)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        found = owners.find_owners(wanted, proc)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(found) == n and found[10**6 + n - 1][0].fd == n // 3 - 1
+    assert peak < 1_900_000, peak

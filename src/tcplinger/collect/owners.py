@@ -5,7 +5,9 @@ inode sock_diag and /proc/net/tcp report.  Nothing maps an inode back to
 its processes faster than reading every fd link (ss -p does the same), so:
 
 - only the inodes asked for are matched (pre-built byte strings, one dict
-  lookup per fd, no regex, no parsing of non-matching links);
+  lookup per fd, no regex, no parsing of non-matching links); above
+  WANTED_LINKS_MAX of them every socket link is parsed instead and the
+  wanted kept by a sorted array (no Python object per wanted inode);
 - one ``open`` of /proc/PID/fd, then ``readlinkat`` relative to it, which
   saves the kernel re-walking ``/proc/PID/fd`` for every fd;
 - a large fd table is read by number (0, 1, 2... until as many fds as
@@ -58,9 +60,10 @@ import numpy as np
 
 from ..model.owner_map import OwnerMap
 from ..model.socket import Owner
+from ..model.table import distinct
 from . import files
 from .container import container_from_cgroup
-from .fdwalk import Walk
+from .fdwalk import Walk, socket_inode
 from .roots import PROC
 
 CMDLINE_MAX = 256  # characters kept of a command line (then "…")
@@ -113,6 +116,17 @@ def parse_nofile_limits(text: str) -> tuple[int | None, int | None]:
     return None, None
 
 
+#: Up to this many wanted inodes the walk matches each fd link against a
+#: dict of their links (one lookup a fd); above, it parses every socket
+#: link and keeps the wanted inodes by a sorted array.  The dict and its
+#: strings and ints cost ~200 bytes a wanted inode, which were not given
+#: back: `ls --json --owners` of the 1M bench population wants 800k, and
+#: its RSS went from 133 MB after the dump to 296-325 MB in the walk and
+#: stayed at 258 MB for the JSON (01:35Z, 8 Dec); parsing costs ~0.45 us
+#: more a fd, building the dict ~0.6 us a wanted inode (docs/performance.md).
+WANTED_LINKS_MAX = 250_000
+
+
 def find_owners(inodes: Iterable[int], proc_root: Path = PROC, *,
                 pids: Iterable[int] | None = None,
                 first: Iterable[int] | None = None) -> OwnerMap:
@@ -129,12 +143,10 @@ def find_owners(inodes: Iterable[int], proc_root: Path = PROC, *,
     walk are skipped; see :class:`~tcplinger.model.owner_map.OwnerMap`
     for the counts.  ``inodes`` may be a numpy array.
     """
-    if hasattr(inodes, "tolist"):
-        inodes = inodes.tolist()
-    wanted = {b"socket:[%d]" % i: i for i in inodes if i}
-    out = OwnerMap()
-    if not wanted:
-        return out
+    keep = np.asarray(inodes if hasattr(inodes, "dtype") else list(inodes), np.uint64)
+    keep = distinct(keep[keep != 0])
+    if not len(keep):
+        return OwnerMap()
     root = os.fspath(proc_root)
     if pids is None:
         try:
@@ -150,15 +162,17 @@ def find_owners(inodes: Iterable[int], proc_root: Path = PROC, *,
         rounds = [[p for p in pid_list if p in preferred],
                   [p for p in pid_list if p not in preferred]]
 
-    walk = Walk(root, wanted)
+    if len(keep) <= WANTED_LINKS_MAX:
+        walk = Walk(root, {b"socket:[%d]" % i: i for i in keep.tolist()}.get)
+    else:
+        walk = Walk(root, socket_inode, keep)
     for round_pids in rounds:
         if round_pids:
             walk.run(round_pids)
-        if walk.found() == len(wanted):
+        if walk.found() == len(keep):
             break  # every socket has an owner: the other processes cannot add one
 
-    del wanted  # 200k byte strings at 1M sockets: gone before the columns are made
-    walk.wanted = {}
+    walk.match = None  # 200k byte strings at 1M sockets: gone before the columns are made
     out = _columns(root, walk.hits)
     out.unreadable, out.vanished = walk.unreadable, walk.vanished
     out.pids_walked, out.fds_walked = walk.pids, walk.fds
