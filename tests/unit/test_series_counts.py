@@ -7,6 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from tcplinger.model.owner_map import OwnerMap
 from tcplinger.model.socket import Owner
 from tcplinger.model.table import SocketTable, empty
 from tcplinger.track import series
@@ -47,6 +48,19 @@ def test_counts_equal_a_per_row_count(seed):
     assert got == _expected(table, owners)
     keyed = series.counts(3, table, series.OwnerKeys(owners))
     assert sorted(((c.state, c.owner), c.n) for c in keyed) == got
+    # the watch loop's cache: each inode's first owner's key, from the
+    # walk's columns (OwnerMap, several owners an inode) or a plain map
+    for j in range(1, 60, 7):  # some inodes held by two processes too
+        if owners.get(j):
+            pid, comm = rnd.choice(procs)
+            owners[j] = owners[j] + (Owner(pid=pid, comm=comm, fd=100 + j),)
+    asked = list(range(0, 70))
+    keys = series.first_keys(OwnerMap.of(owners), asked)
+    assert keys == series.first_keys(owners, asked)
+    assert keys == {i: f"{owners[i][0].pid}/{owners[i][0].comm}" if owners.get(i) else ""
+                    for i in asked}
+    cached = series.counts(3, table, series.OwnerKeys.of_keys(keys))
+    assert sorted(((c.state, c.owner), c.n) for c in cached) == _expected(table, owners)
 
 
 @pytest.mark.parametrize("seed", range(6))

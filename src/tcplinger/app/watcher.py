@@ -102,6 +102,7 @@ class Watcher:
         self.session: tracefs.TraceSession | None = None
         self.age_source = "first_seen"
         self.trace_error: str | None = None
+        #: inode -> the owner key (pid/comm) of its first owner, "" for none
         self.owner_cache: dict = {}
         self._owner_version = 0  # bumped whenever owner_cache changes
         self._keys, self._keys_version = None, None
@@ -287,11 +288,12 @@ class Watcher:
         host keeps the same lingering sockets from one sample to the next)."""
         version = (id(owners), self._owner_version, len(owners))
         if self._keys_version != version:
-            self._keys, self._keys_version = series.OwnerKeys(owners), version
+            self._keys, self._keys_version = series.OwnerKeys.of_keys(owners), version
         return self._keys
 
     def _owners(self, snap) -> dict:
-        """Owners of the lingering sockets, from a cache by inode.
+        """Owner keys of the lingering sockets (series.first_keys), from a
+        cache by inode.
 
         /proc/*/fd is walked only when new inodes appear, on a thread so a
         slow walk (4 us per open file: seconds on a host with a million
@@ -318,8 +320,7 @@ class Watcher:
         if done is not None:
             self._walk_result = None
             found_, info, asked = done
-            for ino in asked:
-                self.owner_cache[ino] = found_.get(ino, ())
+            self.owner_cache.update(series.first_keys(found_, asked))
             self._owner_version += 1
             self.owner_info.update(info)
         for gone in set(self.owner_cache) - wanted:

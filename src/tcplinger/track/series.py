@@ -69,6 +69,26 @@ class OwnerKeys:
         self.ids = ids
         self.keys = keys
 
+    @classmethod
+    def of_keys(cls, keys: dict) -> "OwnerKeys":
+        """The same index from each inode's owner key (:func:`first_keys`;
+        ``""``: no owner), without an Owner a socket (the watch loop's
+        cache: 20k lingering sockets of a walk, ~50 ms as Owners).
+
+        >>> k = OwnerKeys.of_keys({12: "42/java", 11: "", 13: "42/java"})
+        >>> k.inodes.tolist(), [k.keys[i] for i in k.ids.tolist()]
+        ([11, 12, 13], ['', '42/java', '42/java'])
+        """
+        out = cls(None)
+        key_id = {key: i for i, key in enumerate(out.keys)}
+        n = len(keys)
+        inodes = np.fromiter(keys, np.uint64, n)
+        # the id of a new key is the number of keys before it
+        ids = np.fromiter((key_id.setdefault(k, len(key_id)) for k in keys.values()), np.int64, n)
+        order = np.argsort(inodes, kind="stable")
+        out.inodes, out.ids, out.keys = inodes[order], ids[order], list(key_id)
+        return out
+
     def ids_of(self, inodes: np.ndarray) -> np.ndarray:
         """Key ids of ``inodes``: 0 ("") where unknown, 1 (NO_PROCESS) for inode 0.
 
@@ -88,6 +108,29 @@ class OwnerKeys:
         out[inodes == 0] = 1
         self._last = (inodes, out.copy())
         return out
+
+
+def first_keys(found, inodes) -> dict:
+    """``{inode: owner key of its first owner, or ""}`` for ``inodes``
+    from a walk's answer: an OwnerMap's columns (no Owner made) or any
+    inode -> owners mapping.
+
+    >>> from tcplinger.model.owner_map import OwnerMap
+    >>> from tcplinger.model.socket import Owner
+    >>> found = {5: (Owner(pid=9, comm="b", fd=3), Owner(pid=4, comm="a", fd=1))}
+    >>> first_keys(found, [5, 6]) == first_keys(OwnerMap.of(found), [5, 6]) == {5: "9/b", 6: ""}
+    True
+    """
+    from ..model.owner_map import OwnerMap
+
+    if not isinstance(found, OwnerMap):
+        return {ino: owner_key(held[0]) if (held := found.get(ino)) else "" for ino in inodes}
+    inos = np.fromiter(inodes, np.uint64)
+    start, count = found.runs(inos)
+    names = [owner_key(p) for p in found.processes] + [""]
+    proc = found.proc[start] if len(found.proc) else np.zeros(len(inos), np.int32)
+    which = np.where(count > 0, proc, len(names) - 1)
+    return dict(zip(inos.tolist(), [names[i] for i in which.tolist()]))
 
 
 def counts(ns: int, table: SocketTable, owners) -> list[CountRow]:
