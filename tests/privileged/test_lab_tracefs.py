@@ -73,3 +73,25 @@ def test_stale_instances_are_removed_live_ones_kept(root):
         for p in (stale, live):
             if p.exists():
                 tracefs.remove_instance(p)
+
+
+def test_lost_lists_the_cpu_files_once(root, monkeypatch):
+    """lost() (asked twice a watch sample) reads every CPU's stats file and
+    lists them once per instance, not at every call."""
+    from pathlib import Path
+
+    listed = []
+    glob = Path.glob
+
+    def counting(self, pattern, *args, **kwargs):
+        listed.append(pattern)
+        return glob(self, pattern, *args, **kwargs)
+    monkeypatch.setattr(Path, "glob", counting)
+    with tracefs.TraceSession("t-lost") as ts:
+        files = sorted(glob(ts.path / "per_cpu", "cpu*/stats"))
+        assert len(files) == os.cpu_count()
+        want = sum(v.get("overrun", 0) + v.get("dropped events", 0) for v in
+                   (trace_events.parse_stats(f.read_text()) for f in files))
+        ts.lost_in_pipe = 3
+        assert [ts.lost() for _ in range(3)] == [want + 3] * 3
+    assert listed.count("cpu*/stats") == 1
