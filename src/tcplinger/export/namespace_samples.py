@@ -95,10 +95,24 @@ def histogram(values: np.ndarray, buckets: Sequence[float] = AGE_BUCKETS):
     ([('1.0', 1), ('5.0', 2), ('60.0', 2), ('+Inf', 3)], 66.5)
     """
     ordered = np.sort(values)
-    counts = np.searchsorted(ordered, np.asarray(buckets, dtype=float), side="right")
-    out = [(floatToGoString(b), int(c)) for b, c in zip(buckets, counts)]
+    made = _BUCKETS.get(buckets) if isinstance(buckets, tuple) else None
+    edges, labels = made or _bucket_labels(buckets)
+    counts = np.searchsorted(ordered, edges, side="right").tolist()
+    out = list(zip(labels, counts))
     out.append(("+Inf", int(len(ordered))))
     return out, float(ordered.sum())
+
+
+_BUCKETS: dict = {}
+
+
+def _bucket_labels(buckets: Sequence[float]) -> tuple:
+    """(edges as a float array, their ``le`` texts): made once a bucket
+    layout (a namespace's two histograms each asked for them, 13 texts)."""
+    made = (np.asarray(buckets, dtype=float), [floatToGoString(b) for b in buckets])
+    if isinstance(buckets, tuple):
+        _BUCKETS[buckets] = made
+    return made
 
 
 def busiest_destinations(table, port_range: tuple[int, int] | None,
@@ -120,7 +134,7 @@ def busiest_destinations(table, port_range: tuple[int, int] | None,
                                             listening))
     if not len(idx):
         return []
-    keys = destination_hash(rows[idx])
+    keys = destination_hash(rows, idx)
     uniq, counts = np.unique(keys, return_counts=True)
     order = np.argsort(-counts, kind="stable")
     out = []
