@@ -2,14 +2,19 @@
 """What ``tcplinger watch`` costs: CPU per sample on a real population, the
 tracepoint source's throughput, and the database size at steady state.
 
-    python bench/watch_overhead.py cpu --sockets 100k --interval 1 --samples 30
+    python bench/watch_overhead.py cpu --sockets 100k --interval 1 --samples 30 [--churn 1000]
     python bench/watch_overhead.py trace --rate 20000 --seconds 5
     python bench/watch_overhead.py size --sockets 100k --interval 10 --days 30
 
 ``cpu`` builds a population with bench/popgen.py (its own namespace
 ``tl-bench-…``), runs the watch loop (app/watcher.Watcher, tracing
-on) against it and reports the median CPU time (user+system, all threads)
-per sample as a share of one core at that interval.
+on) against it and reports the median and the mean CPU time (user+system,
+all threads) per sample as a share of one core at that interval: the
+median is a sample between full dumps, the mean carries the full dumps
+(every ``--full-every`` s). ``--churn N`` opens and closes N connections a
+second in another namespace ``tl-wchurn-…`` on the population's address
+plan: state events on the watched sockets' own 4-tuples, from a namespace
+the watcher does not watch (the tracepoint has no namespace filter).
 
 ``trace`` opens and closes loopback connections as fast as asked inside a
 namespace ``tl-wb-…`` with a watcher tracing, and reports how many state
@@ -143,40 +148,113 @@ def size(args) -> dict:
 
 # ---- cpu --------------------------------------------------------------------
 
+#: Connections opened and closed as fast as asked, in a namespace of their
+#: own, on the address plan of bench/popgen.py's population (its first
+#: holder's listener and source address): connect() picks its ports by a
+#: hash of the addresses, not of the namespace, so these connections reuse
+#: the watched sockets' 4-tuples, and the tracepoint (no namespace filter)
+#: hands the watcher their events (docs/performance.md, "watch").
+CHURN_PLAN = r'''
+import signal, socket, sys, time
+rate = float(sys.argv[1])
+lst = socket.socket(); lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lst.bind(("127.1.0.1", 100)); lst.listen(4096)
+n = 0; t0 = time.monotonic(); stop = []
+signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+print("ready", flush=True)
+while not stop:
+    c = socket.socket(); c.setsockopt(socket.SOL_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT
+    c.bind(("127.128.0.1", 0)); c.connect(("127.1.0.1", 100))
+    s, _ = lst.accept(); s.close(); c.close(); n += 1
+    ahead = t0 + n / rate - time.monotonic()
+    if ahead > 0: time.sleep(ahead)
+print(n, time.monotonic() - t0, flush=True)
+'''
+
+
+class Churn:
+    """CHURN_PLAN at ``rate`` connections a second in namespace
+    ``tl-wchurn-PID`` (removed on exit); ``result()``: connections made
+    and seconds, once stopped."""
+
+    def __init__(self, rate: float):
+        self.rate, self.name, self.proc, self.out = rate, f"tl-wchurn-{os.getpid()}", None, None
+
+    def __enter__(self) -> "Churn":
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        try:
+            subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True)
+            subprocess.run(["ip", "netns", "exec", self.name, "sysctl", "-qw",
+                            "net.ipv4.ip_local_port_range=1024 65535"], check=True)
+            self.proc = subprocess.Popen(["ip", "netns", "exec", self.name, sys.executable,
+                                          "-c", CHURN_PLAN, str(self.rate)],
+                                         stdout=subprocess.PIPE, text=True)
+            if self.proc.stdout.readline().strip() != "ready":
+                raise RuntimeError("the churn did not start")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None:
+            self.proc.terminate()  # ip netns exec execs python: this is the churn's own pid
+            self.out = self.proc.communicate(timeout=30)[0].split()
+            self.proc = None
+        subprocess.run(["ip", "netns", "del", self.name])
+
+    def result(self) -> dict:
+        conns, secs = int(self.out[0]), float(self.out[1])
+        return {"churn_connections_per_s": round(conns / secs),
+                "churn_netns": self.name, "churn_asked_per_s": self.rate}
+
+
 def cpu(args) -> dict:
+    from contextlib import ExitStack
+
     from popgen import Population
 
+    sockets = _count(args.sockets)
+    with ExitStack() as stack:
+        pop = stack.enter_context(Population(sockets, args.mix))
+        churn = stack.enter_context(Churn(args.churn)) if args.churn else None
+        result = _cpu_run(args, pop, sockets, stack.enter_context(tempfile.TemporaryDirectory()))
+    if churn is not None:
+        result |= churn.result()
+    return result
+
+
+def _cpu_run(args, pop, sockets: int, tmp: str) -> dict:
     from tcplinger.app.watcher import Watcher, WatchOptions
     from tcplinger.collect.snapshot import Scope
-    sockets = _count(args.sockets)
-    with Population(sockets, args.mix) as pop, tempfile.TemporaryDirectory() as tmp:
-        opts = WatchOptions(Scope(netns=pop.netns), args.interval, Path(tmp) / "w.db",
-                            trace=not args.no_trace, samples=args.samples,
-                            owners=not args.no_owners, full_every=args.full_every)
-        w = Watcher(opts)
-        w.start_trace()
-        store = Store(opts.db)
-        wall0, cpu0 = time.monotonic(), time.process_time()
-        try:
-            w.run(store)
-        finally:
-            w.session_lost = w.session.lost() if w.session is not None else 0
-            w.close()
-            store.close()
-        wall, total = time.monotonic() - wall0, time.process_time() - cpu0
-        costs = w.sample_cost[1:]  # the first sample builds the tracker: not steady state
-        return {"sockets": sockets, "mix": args.mix, "interval_s": args.interval,
-                "samples": w.samples, "trace": w.age_source == "trace",
-                "owners": opts.owners, "trace_events_lost": w.session_lost,
-                "median_cpu_s_per_sample": round(statistics.median(costs), 4),
-                "p90_cpu_s_per_sample": round(sorted(costs)[int(0.9 * (len(costs) - 1))], 4),
-                "median_core_share": round(statistics.median(costs) / args.interval, 4),
-                # full dumps (ESTABLISHED too) every --full-every s: the mean
-                # carries their cost, the median is a sample between them
-                "full_dumps": w.full_dumps, "full_every_s": args.full_every,
-                "mean_core_share": round(statistics.fmean(costs) / args.interval, 4),
-                "whole_run_core_share": round(total / wall, 4),
-                "population_build_s": round(pop.build_seconds, 1)}
+    opts = WatchOptions(Scope(netns=pop.netns), args.interval, Path(tmp) / "w.db",
+                        trace=not args.no_trace, samples=args.samples,
+                        owners=not args.no_owners, full_every=args.full_every)
+    w = Watcher(opts)
+    w.start_trace()
+    store = Store(opts.db)
+    wall0, cpu0 = time.monotonic(), time.process_time()
+    try:
+        w.run(store)
+    finally:
+        w.session_lost = w.session.lost() if w.session is not None else 0
+        w.close()
+        store.close()
+    wall, total = time.monotonic() - wall0, time.process_time() - cpu0
+    costs = w.sample_cost[1:]  # the first sample builds the tracker: not steady state
+    return {"sockets": sockets, "mix": args.mix, "interval_s": args.interval,
+            "samples": w.samples, "trace": w.age_source == "trace",
+            "owners": opts.owners, "trace_events_lost": w.session_lost,
+            "median_cpu_s_per_sample": round(statistics.median(costs), 4),
+            "p90_cpu_s_per_sample": round(sorted(costs)[int(0.9 * (len(costs) - 1))], 4),
+            "median_core_share": round(statistics.median(costs) / args.interval, 4),
+            "mean_cpu_s_per_sample": round(statistics.fmean(costs), 4),
+            # full dumps (ESTABLISHED too) every --full-every s: the mean
+            # carries their cost, the median is a sample between them
+            "full_dumps": w.full_dumps, "full_every_s": args.full_every,
+            "mean_core_share": round(statistics.fmean(costs) / args.interval, 4),
+            "whole_run_core_share": round(total / wall, 4),
+            "population_build_s": round(pop.build_seconds, 1)}
 
 
 # ---- trace ------------------------------------------------------------------
@@ -259,6 +337,9 @@ def main() -> None:
     c.add_argument("--no-owners", action="store_true")
     c.add_argument("--full-every", type=float, default=10.0,
                    help="seconds between full dumps (watch --full-every; 0: every sample)")
+    c.add_argument("--churn", type=float, default=0.0,
+                   help="connections a second opened and closed in another namespace on the"
+                        " population's address plan (state events of colliding 4-tuples)")
     t = sub.add_parser("trace")
     t.add_argument("--rate", type=float, default=20000)
     t.add_argument("--seconds", type=float, default=5)
