@@ -60,7 +60,7 @@ from .events import (CLOSE, FIRST_SEEN, TRACE, StateEvent, TrackedAges, Transiti
                      merge_ages)
 from .identity import (DumpOrders, Namespace, by_tuple, concat, endpoints, match, port_key,
                        port_keys, socket_tuple, sorted_columns, state_bits, tuple_hash,
-                       unseen_rows, update_in_place)
+                       unchanged, unseen_rows, update_in_place)
 
 @dataclass
 class Tracker:
@@ -175,6 +175,11 @@ class Tracker:
         cur = sorted_columns(table.rows, self.orders.order(ns, table.rows))
         cur_hash = tuple_hash(cur)
         old = self.namespaces.get(ns)
+        if old is not None and mask is not None and not self.events:
+            same = self._unchanged(old, cur, cur_hash, mask, now)
+            if same is not None:  # a steady host between full dumps
+                self.namespaces[ns] = same
+                return []
         fresh = old is None  # first look at this namespace: stuck sockets get "at least"
         rows = _RowAges.start(len(cur), now, fresh)
         if old is not None and old.last_mask is not None:
@@ -200,6 +205,9 @@ class Tracker:
             st = self._merge_kept(st, old, idx, hit, kept)
         self.namespaces[ns] = st
         return out
+
+    def _unchanged(self, old, cur, cur_hash, mask, now) -> Namespace | None:
+        return unchanged(old, cur, cur_hash, mask, now)
 
     def _merge_kept(self, st: Namespace, old: Namespace, idx, hit, kept) -> Namespace:
         """``st`` (the sample's rows) with the known sockets that stay:
