@@ -1,10 +1,14 @@
 """Both catalogs are complete: same keys, same placeholders, no empty text."""
 
+import json
 import marshal
 import os
 import re
 import string
+import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -195,3 +199,28 @@ def test_catalog_cache_keeps_the_duplicate_check(tmp_path):
     _write(folder / "b.toml", 'x = "two"\n')
     with pytest.raises(ValueError, match="defined twice"):
         load_catalog(folder, cache)
+
+
+ZIP_PROBE = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from tcplinger import i18n
+print(json.dumps({"file": i18n.__file__, "en": i18n.catalog("en"), "zh": i18n.catalog("zh")}))
+"""
+
+
+def test_catalogs_of_a_zipped_package(tmp_path):
+    """A package imported from a zip finds its catalogs through
+    importlib.resources (imported only then: i18n.catalog), the same
+    messages as the files beside the module."""
+    src = Path(__file__).resolve().parents[2] / "src"
+    with zipfile.ZipFile(tmp_path / "tl.zip", "w") as z:
+        for path in (src / "tcplinger").rglob("*"):
+            if path.suffix in (".py", ".toml") and "__pycache__" not in path.parts:
+                z.write(path, path.relative_to(src))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", ZIP_PROBE, str(tmp_path / "tl.zip")],
+                         capture_output=True, text=True, env=env, timeout=60, check=True)
+    doc = json.loads(out.stdout)
+    assert doc["file"].startswith(str(tmp_path / "tl.zip"))
+    assert doc["en"] == catalog("en") and doc["zh"] == catalog("zh")
