@@ -42,7 +42,7 @@ import numpy as np
 
 from ..model.socket import AgeSource
 from ..model.states import AFTER_CLOSE
-from ..model.table import TCP_INFO_FIELDS, SocketTable, address_codes
+from ..model.table import TCP_INFO_FIELDS, SocketTable, address_codes, distinct
 from ..model.owner_map import OwnerMap
 from .age_columns import BlockAges
 from .jsonout import BOOL_JSON, STATE_JSON, TIMER_JSON, socket_objects
@@ -226,10 +226,10 @@ class _Context:
 
     def block(self, lo: int, hi: int) -> list:
         """The bytes of rows lo..hi, in order, as a list of chunks."""
-        kind = np.where(self.present[lo:hi], 1, 0).astype(np.int8)
+        kind = np.where(self.present[lo:hi], 1, 0).astype(np.uint8)
         kind[self._ages_of(lo, hi).per_row] = 2
         groups = {}
-        kinds_here = np.unique(kind).tolist()
+        kinds_here = distinct(kind).tolist()  # not np.unique: it imports numpy.ma
         for k in kinds_here:
             # a slice when one kind fills the block: views, not copies
             idx = slice(lo, hi) if len(kinds_here) == 1 else lo + np.flatnonzero(kind == k)

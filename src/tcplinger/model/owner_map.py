@@ -29,6 +29,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .socket import Owner
+from .table import distinct
 
 
 class OwnerMap(Mapping):
@@ -173,7 +174,7 @@ class OwnerMap(Mapping):
         """The inodes (sorted, uint64) held by a process for which ``keep``
         (called with each process's Owner, fd -1) is true."""
         chosen = np.array([bool(keep(p)) for p in self.processes] or [False])
-        return np.unique(self.inode[chosen[self.proc]]) if len(self.inode) else self.inode
+        return distinct(self.inode[chosen[self.proc]])
 
     def __reduce__(self):
         state = dict(self.__dict__, _index=None, _protos=None)
