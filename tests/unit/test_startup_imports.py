@@ -114,6 +114,21 @@ def test_numpy_starts_no_blas_threads():
         assert doc["threads"] == 2 and doc["env"]["OPENBLAS_NUM_THREADS"] == "2"
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="numpy starts no BLAS thread on 1 CPU")
+@pytest.mark.parametrize("name", ["OMP_NUM_THREADS", "GOTO_NUM_THREADS"])
+def test_numpy_keeps_the_users_other_blas_thread_count(name):
+    """A user's OMP_NUM_THREADS or GOTO_NUM_THREADS alone is a choice too:
+    OpenBLAS reads OPENBLAS_NUM_THREADS first, so setting that one beside
+    it overrode the user (1 thread where they asked 2), and nothing is
+    added to the environment the programs tcplinger starts see."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")}
+    doc = probe_threads(dict(env, **{name: "2"}), "stats", "--help")
+    assert doc["threads"] == 2
+    assert doc["env"] == {"OPENBLAS_NUM_THREADS": None,
+                          "OMP_NUM_THREADS": "2" if name == "OMP_NUM_THREADS" else None}
+
+
 #: Standard modules a start did not need, which this sandbox's own .pth
 #: files import anyway (certifi: importlib.resources, so the table's runs
 #: here do not see it): the catalogs' folder found through

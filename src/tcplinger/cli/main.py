@@ -213,9 +213,12 @@ def _argparse_words(parser: _Parser, h: Messages) -> None:
 
 
 #: Thread counts of the BLAS libraries numpy may be built with (OpenBLAS
-#: reads OPENBLAS_NUM_THREADS, then GOTO_NUM_THREADS, then OMP_NUM_THREADS;
+#: reads OPENBLAS_NUM_THREADS, then GOTO_NUM_THREADS, then OMP_NUM_THREADS,
+#: the first one set winning: blas_get_cpu_number(), driver/others/memory.c;
 #: an OpenMP build reads OMP_NUM_THREADS).
-BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
+#: The ones set to one thread when the user set none of BLAS_THREAD_VARS.
+ONE_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 
 
 @contextlib.contextmanager
@@ -231,7 +234,10 @@ def _one_blas_thread():
     is loaded, so they are set only around the import and removed after it:
     the programs tcplinger starts (the lab's servers) get the user's
     environment."""
-    added = [name for name in BLAS_THREAD_VARS if name not in os.environ]
+    # Any one of them set is the user's choice: setting OPENBLAS_NUM_THREADS
+    # beside a user's OMP_NUM_THREADS would override it (read first).
+    chosen = any(name in os.environ for name in BLAS_THREAD_VARS)
+    added = [] if chosen else list(ONE_THREAD_VARS)
     for name in added:
         os.environ[name] = "1"
     try:
