@@ -16,7 +16,12 @@ the same text is compiled, with the same file name (``<string>``), and run
 in the same namespaces. Like the catalogs' cache (i18n.py), the file is
 written only where .pyc files would be (not under PYTHONDONTWRITEBYTECODE,
 not in a read-only install), and a missing, unreadable or foreign file
-only means compiling, as without it.
+only means compiling, as without it. The file starts with the
+interpreter's bytecode magic number (as a .pyc: code objects of another
+build, e.g. a 3.11 release candidate, share the cache tag) and a CRC-32 of
+the rest: a corrupt or truncated file can parse as code objects (1 in 4
+single-byte corruptions of a file did, and 1 in 20 made marshal raise
+SystemError), which would then run.
 
 Only ``dataclasses``' own calls go through it (a name in that module's
 globals shadows the builtin there alone; Python 3.10-3.13 call
@@ -32,7 +37,10 @@ import contextlib
 import dataclasses
 import marshal
 import sys
+import zlib  # imported by every start already (zipimport)
+from importlib.util import MAGIC_NUMBER  # likewise
 from pathlib import Path
+from types import CodeType
 
 #: Entries above which a file keeps only what the last run used rather
 #: than growing (edits of a checkout leave the texts of old class versions
@@ -45,13 +53,27 @@ def cache_file(name: str, folder: Path | None = None) -> Path:
     return folder / f"dataclasses-{name}.{sys.implementation.cache_tag}.marshal"
 
 
+#: The file's header: MAGIC_NUMBER, then the CRC-32 of the rest (u32 LE).
+_HEAD = len(MAGIC_NUMBER) + 4
+
+
 def load(path: Path) -> dict:
-    """The cached code objects by source text; {} when there is no usable file."""
+    """The cached code objects by source text; {} when there is no usable
+    file (missing, unreadable, another interpreter's, corrupt, foreign)."""
     try:
-        codes = marshal.loads(path.read_bytes())
-    except (OSError, ValueError, EOFError, TypeError):
+        data = memoryview(path.read_bytes())
+    except OSError:
         return {}
-    return codes if isinstance(codes, dict) else {}
+    if (len(data) < _HEAD or data[:len(MAGIC_NUMBER)] != MAGIC_NUMBER
+            or int.from_bytes(data[len(MAGIC_NUMBER):_HEAD], "little") != zlib.crc32(data[_HEAD:])):
+        return {}
+    try:
+        codes = marshal.loads(data[_HEAD:])
+    except Exception:  # noqa: BLE001 - bad data raises ValueError, EOFError, TypeError, SystemError
+        return {}
+    if not isinstance(codes, dict):
+        return {}
+    return {k: v for k, v in codes.items() if type(k) is str and type(v) is CodeType}
 
 
 @contextlib.contextmanager
@@ -102,6 +124,7 @@ def _save(path: Path, codes: dict) -> None:
         from .fsutil import atomic_write  # only after a miss: tempfile is ~10 ms to import
 
         path.parent.mkdir(exist_ok=True)
-        atomic_write(path, marshal.dumps(codes))
+        data = marshal.dumps(codes)
+        atomic_write(path, MAGIC_NUMBER + zlib.crc32(data).to_bytes(4, "little") + data)
     except OSError:
         pass  # a read-only install: compile at every start, as before

@@ -119,3 +119,78 @@ def test_a_second_start_compiles_no_dataclass_method(tmp_path):
     assert first["code"] == 0 and first["compiled"] > 100
     again = compiled_in_a_start(tmp_path, "report", "--help", write=False)
     assert again == {"code": 0, "compiled": 0}
+
+
+def _corrupt_files(path: Path) -> dict:
+    """Bad contents for the cache file at ``path`` (written by a run of
+    the current code first): what each would do without the checks."""
+    import marshal
+    import zlib
+    from importlib.util import MAGIC_NUMBER
+
+    good = path.read_bytes()
+    payload = good[len(MAGIC_NUMBER) + 4:]
+    texts = list(marshal.loads(payload))
+    # a dict of one entry whose code object has one byte changed so that
+    # marshal raises SystemError (1 in 20 random one-byte changes of a cache
+    # file did): the first such change of a small code object's bytes
+    code = marshal.dumps(compile("x = 1", "<string>", "exec"))
+    raising = None
+    for i, v in ((i, v) for i in range(len(code)) for v in range(256)):
+        bad = b"{" + marshal.dumps(texts[0]) + code[:i] + bytes([v]) + code[i + 1:] + b"0"
+        try:
+            marshal.loads(bad)
+        except SystemError:
+            raising = bad
+            break
+        except Exception:  # noqa: BLE001 - the others were caught already
+            continue
+    assert raising is not None
+
+    def signed(data: bytes) -> bytes:  # a header that checks out
+        return MAGIC_NUMBER + zlib.crc32(data).to_bytes(4, "little") + data
+
+    return {
+        # the format before the header: one changed byte made marshal raise SystemError
+        "old format, corrupt": raising,
+        "truncated": good[:len(good) // 2],
+        "one bit flipped": good[:-40] + bytes([good[-40] ^ 4]) + good[-39:],
+        "another interpreter's": b"\x00\x00\r\n" + good[4:],
+        # foreign entries under the right header: exec(5) raised TypeError
+        "not code objects": signed(marshal.dumps({t: 5 for t in texts})),
+        "source texts": signed(marshal.dumps({t: "x = 1" for t in texts})),
+        "marshal raising SystemError": signed(raising),
+        "a list": signed(marshal.dumps([1, 2])),
+        "empty": b"",
+    }
+
+
+def test_a_bad_cache_file_only_means_compiling(tmp_path):
+    """A corrupt, truncated, foreign or other interpreter's file: the
+    classes are compiled (and the same), the file written again whole;
+    before, some of these raised SystemError or TypeError at every start
+    (a traceback of every command until the file was removed)."""
+    with dataclass_cache.cached("test", tmp_path, write=True):
+        make_classes()
+    path = dataclass_cache.cache_file("test", tmp_path)
+    good = path.read_bytes()
+    n = len(dataclass_cache.load(path))
+    assert n >= 8
+    for what, data in _corrupt_files(path).items():
+        path.write_bytes(data)
+        assert dataclass_cache.load(path) == {}, what
+        with dataclass_cache.cached("test", tmp_path, write=True) as codes:
+            Point, Item = make_classes()
+        assert Point(1, 2) == Point(1, 2) and repr(Item("a")) .endswith("Item(name='a', n=1)")
+        assert len(codes) == n and path.read_bytes() == good, what
+
+
+def test_a_start_with_a_bad_cache_file(tmp_path):
+    """The CLI's own start (``stats --help``) over each bad file: exit 0."""
+    first = compiled_in_a_start(tmp_path, "stats", "--help", write=True)
+    assert first["code"] == 0 and first["compiled"] > 50
+    path = dataclass_cache.cache_file("stats", tmp_path)
+    for what, data in _corrupt_files(path).items():
+        path.write_bytes(data)
+        assert compiled_in_a_start(tmp_path, "stats", "--help", write=False) == \
+            {"code": 0, "compiled": first["compiled"]}, what
