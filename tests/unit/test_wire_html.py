@@ -122,6 +122,62 @@ def test_hostile_names_are_escaped(tmp_path):
     assert "tcplinger pcap " + html.escape("'" + str(evil).replace("'", "'\"'\"'") + "'") in out
 
 
+def _with_idb_options(src: bytes, options: bytes) -> bytes:
+    """A little-endian pcapng with each Interface Description Block's
+    options replaced by ``options`` (code u16, length u16, value padded to
+    4; the caller ends them)."""
+    import struct
+
+    out, pos = b"", 0
+    while pos < len(src):
+        btype, blen = struct.unpack_from("<II", src, pos)
+        if btype == 1:
+            body = src[pos + 8:pos + 16] + options
+            out += struct.pack("<II", 1, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+        else:
+            out += src[pos:pos + blen]
+        pos += blen
+    return out
+
+
+def _option(code: int, value: bytes) -> bytes:
+    import struct
+
+    return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+@pytest.mark.parametrize("options,shown", [
+    # if_tsoffset 2^62 s with if_tsresol of whole seconds: gmtime() raised
+    # EOVERFLOW, "tcplinger: Value too large for defined data type", exit 1
+    (_option(9, b"\x00") + _option(14, (1 << 62).to_bytes(8, "little")),
+     "4.61339e+18 s to 6.31169e+18 s UTC"),
+    (_option(14, (-(1 << 62)).to_bytes(8, "little", signed=True)),
+     "-4.61169e+18 s to -4.61168e+18 s UTC"),
+], ids=["offset-2^62-s", "offset-minus-2^62-s"])
+def test_timestamps_no_clock_can_show(tmp_path, options, shown):
+    path = tmp_path / "odd.pcapng"
+    path.write_bytes(_with_idb_options((DATA / "pcapng_two_interfaces.pcapng").read_bytes(),
+                                       options + _option(0, b"")))
+    seen = text(page([analyse(path)]))
+    assert shown in seen
+
+
+def test_interface_names_one_printable_line(tmp_path):
+    """An if_name with a newline, an escape sequence, a tab, a byte that
+    is no UTF-8 and a right-to-left override: "?" each (U+FFFD for the
+    byte) on the page and in the JSON; before, the page carried them raw."""
+    path = tmp_path / "names.pcapng"
+    path.write_bytes(_with_idb_options((DATA / "pcapng_two_interfaces.pcapng").read_bytes(),
+                                       _option(2, b"eth\n0\x1b[31m\t\xff\xe2\x80\xaez")
+                                       + _option(0, b"")))
+    res = analyse(path)
+    assert res.counts.to_json()["interfaces"] == [{"number": 0, "name": "eth?0?[31m?\ufffd?z"},
+                                                 {"number": 1, "name": "eth?0?[31m?\ufffd?z"}]
+    out = page([res])
+    assert "\x1b" not in out and "interfaces 2 (number 0 eth?0?[31m?\ufffd?z, 1 eth?0?[31m?" \
+        in text(out)
+
+
 def test_chinese_page():
     res = analyse(DATA / "seed000_ipfw_keepalives.pcap")
     out = page([res], lang="zh")

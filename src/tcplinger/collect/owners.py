@@ -61,6 +61,7 @@ import numpy as np
 from ..model.owner_map import OwnerMap
 from ..model.socket import Owner
 from ..model.table import distinct
+from ..model.text import printable
 from . import files
 from .container import container_from_cgroup
 from .fdwalk import Walk, socket_inode
@@ -77,9 +78,8 @@ class FdUsage(NamedTuple):
 
 def parse_cmdline(raw: bytes, limit: int = CMDLINE_MAX) -> str:
     """/proc/PID/cmdline (NUL-separated argv) as one line, cut at ``limit``."""
-    text = raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
-    if not text.isprintable():  # one line for tables: newlines, tabs -> space
-        text = "".join(c if c.isprintable() else " " for c in text)
+    # one line for tables: newlines, tabs -> space
+    text = printable(raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace"), " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -89,10 +89,8 @@ def parse_comm(raw: bytes) -> str:
     PR_SET_NAME, or a write to its comm file; up to 15): a newline, tab or
     escape sequence in it would split a table row or reach the terminal,
     so each unprintable character is shown as "?" (what ps(1) shows), and
-    bytes that are not UTF-8 as U+FFFD."""
-    text = raw[:-1] if raw.endswith(b"\n") else raw
-    text = text.decode("utf-8", "replace")
-    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
+    bytes that are not UTF-8 as U+FFFD (model/text.py)."""
+    return printable((raw[:-1] if raw.endswith(b"\n") else raw).decode("utf-8", "replace"))
 
 
 def parse_status_uid(text: str) -> int | None:

@@ -64,7 +64,18 @@ def render_wire_page(results, msg, *, generated: str, lang: str = "en",
 
 
 def _clock(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}"
+    """UTC time of a packet's timestamp; the number of seconds where the
+    file's says a time the C library cannot show (a pcapng if_tsoffset or
+    an if_tsresol of seconds can put it 10^18 s either side of 1970:
+    gmtime() raises EOVERFLOW).
+
+    >>> _clock(1700000000.25), _clock(-4.6e18)
+    ('2023-11-14 22:13:20.250', '-4.6e+18 s')
+    """
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}"
+    except (OverflowError, OSError, ValueError):  # ValueError: NaN
+        return f"{t:g} s"
 
 
 def _interfaces(c, msg) -> str:

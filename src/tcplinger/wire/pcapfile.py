@@ -37,6 +37,8 @@ from typing import Iterator
 
 import numpy as np
 
+from ..model.text import printable
+
 #: Bytes read at a time: the unit of streaming (memory per block is about
 #: twice this, whatever the file's size).
 BLOCK_BYTES = 8 << 20
@@ -218,7 +220,8 @@ def _idb(body: bytes, e: str) -> _Iface:
         elif code == 14 and olen >= 8:  # if_tsoffset (seconds)
             iface.offset_s = struct.unpack_from(e + "q", val)[0]
         elif code == 2 and val.rstrip(b"\0"):  # if_name; some writers end it with NULs
-            name = val.rstrip(b"\0").decode("utf-8", "replace")
+            # a newline or escape sequence in it: "?" (the wire page, its HTML)
+            name = printable(val.rstrip(b"\0").decode("utf-8", "replace"))
             # up to 65535 bytes in the file; Windows' NPF names are ~50
             iface.name = name if len(name) <= NAME_MAX else name[:NAME_MAX - 1] + "…"
         pos += 4 + ((olen + 3) & ~3)
