@@ -40,6 +40,7 @@ in tcplinger calls setns(2) or unshare(2).
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
 import socket
@@ -73,17 +74,29 @@ def _libc() -> ctypes.CDLL:
     return _LIBC
 
 
-def enter(path: str | os.PathLike) -> None:
-    """Move the calling thread into the network namespace at ``path``.
+def enter(path: str | os.PathLike, inode: int | None = None) -> None:
+    """Move the calling thread into the network namespace at ``path``;
+    with ``inode``, only if that is still the namespace there (else
+    FileNotFoundError, as for a path gone).
 
     Only for a thread of its own that then ends (:func:`run_on_thread`), or
     a forked child's only thread: the thread does not come back.
+
+    Why ``inode``: a path names a namespace only while it lasts. Between
+    listing namespaces and entering one, ``ip netns del NAME; ip netns add
+    NAME`` puts another namespace under the name, and a /proc/PID/ns/net
+    whose process exited can belong to a new process of the same pid in
+    any namespace (the host's); its sockets would be reported as the
+    listed namespace's. The check is on the fd that setns(2) then uses.
     """
     path = os.fspath(path)
     # Opened here, not in the caller: an interrupted join() in the caller
     # can then never close an fd this thread still uses.
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
+        if inode is not None and os.fstat(fd).st_ino != inode:
+            raise FileNotFoundError(errno.ENOENT, f"network namespace {path} is no longer "
+                                    f"net:[{inode}] (deleted, its name or pid reused)", path)
         if _libc().setns(fd, CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
             reason = {1: "permission denied (needs CAP_SYS_ADMIN, i.e. root)",
@@ -144,9 +157,12 @@ def run_in_netns(path: str | os.PathLike, fn: Callable[..., T], /,
 
 def map_in_netns(fn: Callable[[Any], T], items, path_of: Callable[[Any], str | None], *,
                  workers: int, on_error: Callable[[Any, BaseException], T] | None = None,
-                 on_result: Callable[[Any, T], None] | None = None) -> list[T]:
+                 on_result: Callable[[Any, T], None] | None = None,
+                 inode_of: Callable[[Any], int | None] | None = None) -> list[T]:
     """``[fn(item) for item in items]``, each call inside the network
-    namespace at ``path_of(item)``, up to ``workers`` at once.
+    namespace at ``path_of(item)``, up to ``workers`` at once; with
+    ``inode_of``, only while that namespace is still ``inode_of(item)``
+    (:func:`enter`; else FileNotFoundError, to ``on_error``).
 
     Each worker thread enters namespace after namespace (setns(2) moves a
     thread that has already moved, given CAP_SYS_ADMIN; /proc/thread-self
@@ -172,13 +188,14 @@ def map_in_netns(fn: Callable[[Any], T], items, path_of: Callable[[Any], str | N
     """
     items = list(items)
     paths = [path_of(item) for item in items]
+    inodes = [None if inode_of is None else inode_of(item) for item in items]
     results: list[Any] = [None] * len(items)
     errors: dict[int, BaseException] = {}
 
     def call(i: int) -> None:
         try:
             if paths[i] is not None:
-                enter(paths[i])
+                enter(paths[i], inodes[i])
             results[i] = fn(items[i])
         except Exception as exc:  # noqa: BLE001 - handed to on_error or the caller
             if on_error is None:

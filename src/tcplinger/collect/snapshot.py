@@ -157,7 +157,8 @@ def read_namespaces(targets, *, all_netns: bool, unreadable: int = 0, states=Non
     def failed(info, exc):
         if isinstance(exc, FileNotFoundError):
             # The namespace went away between discovery and entering it
-            # (its last process exited, `ip netns del`).
+            # (its last process exited, `ip netns del`), or its path now
+            # names another namespace (setns.enter).
             if not all_netns:
                 raise netns_mod.NetnsNotFound(
                     f"network namespace {info.label()} vanished while being read") from exc
@@ -190,7 +191,8 @@ def read_namespaces(targets, *, all_netns: bool, unreadable: int = 0, states=Non
 
     outcomes = map_in_netns(one, targets, lambda info: None if info.current else info.path,
                             workers=WORKERS if workers is None else workers, on_error=failed,
-                            on_result=arrived if on_namespace is not None else None)
+                            on_result=arrived if on_namespace is not None else None,
+                            inode_of=lambda info: info.inode)
     for ns in outcomes:
         if isinstance(ns, tuple):
             snap.skipped.append(ns)
