@@ -17,11 +17,12 @@ in the same namespaces. Like the catalogs' cache (i18n.py), the file is
 written only where .pyc files would be (not under PYTHONDONTWRITEBYTECODE,
 not in a read-only install), and a missing, unreadable or foreign file
 only means compiling, as without it. The file starts with the
-interpreter's bytecode magic number (as a .pyc: code objects of another
-build, e.g. a 3.11 release candidate, share the cache tag) and a CRC-32 of
-the rest: a corrupt or truncated file can parse as code objects (1 in 4
-single-byte corruptions of a file did, and 1 in 20 made marshal raise
-SystemError), which would then run.
+interpreter's exact version (sys.hexversion: code objects of another
+build, e.g. a 3.11 release candidate, share the cache tag, and a .pyc
+checks its bytecode magic for the same reason) and a CRC-32 of the rest: a
+corrupt or truncated file can parse as code objects (1 in 4 single-byte
+corruptions of a file did, and 1 in 20 made marshal raise SystemError),
+which would then run.
 
 Only ``dataclasses``' own calls go through it (a name in that module's
 globals shadows the builtin there alone; Python 3.10-3.13 call
@@ -37,8 +38,7 @@ import contextlib
 import dataclasses
 import marshal
 import sys
-import zlib  # imported by every start already (zipimport)
-from importlib.util import MAGIC_NUMBER  # likewise
+import zlib  # imported at every start already (i18n.py's catalog keys)
 from pathlib import Path
 from types import CodeType
 
@@ -53,8 +53,10 @@ def cache_file(name: str, folder: Path | None = None) -> Path:
     return folder / f"dataclasses-{name}.{sys.implementation.cache_tag}.marshal"
 
 
-#: The file's header: MAGIC_NUMBER, then the CRC-32 of the rest (u32 LE).
-_HEAD = len(MAGIC_NUMBER) + 4
+#: The file's first bytes: the interpreter's version, then (u32 LE) the
+#: CRC-32 of the rest.
+VERSION = sys.hexversion.to_bytes(4, "little")
+_HEAD = len(VERSION) + 4
 
 
 def load(path: Path) -> dict:
@@ -64,8 +66,8 @@ def load(path: Path) -> dict:
         data = memoryview(path.read_bytes())
     except OSError:
         return {}
-    if (len(data) < _HEAD or data[:len(MAGIC_NUMBER)] != MAGIC_NUMBER
-            or int.from_bytes(data[len(MAGIC_NUMBER):_HEAD], "little") != zlib.crc32(data[_HEAD:])):
+    if (len(data) < _HEAD or data[:len(VERSION)] != VERSION
+            or int.from_bytes(data[len(VERSION):_HEAD], "little") != zlib.crc32(data[_HEAD:])):
         return {}
     try:
         codes = marshal.loads(data[_HEAD:])
@@ -125,6 +127,6 @@ def _save(path: Path, codes: dict) -> None:
 
         path.parent.mkdir(exist_ok=True)
         data = marshal.dumps(codes)
-        atomic_write(path, MAGIC_NUMBER + zlib.crc32(data).to_bytes(4, "little") + data)
+        atomic_write(path, VERSION + zlib.crc32(data).to_bytes(4, "little") + data)
     except OSError:
         pass  # a read-only install: compile at every start, as before

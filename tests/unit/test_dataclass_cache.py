@@ -126,10 +126,10 @@ def _corrupt_files(path: Path) -> dict:
     the current code first): what each would do without the checks."""
     import marshal
     import zlib
-    from importlib.util import MAGIC_NUMBER
 
+    head = dataclass_cache.VERSION
     good = path.read_bytes()
-    payload = good[len(MAGIC_NUMBER) + 4:]
+    payload = good[len(head) + 4:]
     texts = list(marshal.loads(payload))
     # a dict of one entry whose code object has one byte changed so that
     # marshal raises SystemError (1 in 20 random one-byte changes of a cache
@@ -148,14 +148,14 @@ def _corrupt_files(path: Path) -> dict:
     assert raising is not None
 
     def signed(data: bytes) -> bytes:  # a header that checks out
-        return MAGIC_NUMBER + zlib.crc32(data).to_bytes(4, "little") + data
+        return head + zlib.crc32(data).to_bytes(4, "little") + data
 
     return {
         # the format before the header: one changed byte made marshal raise SystemError
         "old format, corrupt": raising,
         "truncated": good[:len(good) // 2],
         "one bit flipped": good[:-40] + bytes([good[-40] ^ 4]) + good[-39:],
-        "another interpreter's": b"\x00\x00\r\n" + good[4:],
+        "another interpreter's": (sys.hexversion - 1).to_bytes(4, "little") + good[4:],
         # foreign entries under the right header: exec(5) raised TypeError
         "not code objects": signed(marshal.dumps({t: 5 for t in texts})),
         "source texts": signed(marshal.dumps({t: "x = 1" for t in texts})),
