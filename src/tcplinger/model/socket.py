@@ -13,6 +13,7 @@ from socket import AF_INET, AF_INET6, inet_ntop  # pure formatting, no I/O
 from dataclasses import dataclass
 
 from .states import AFTER_CLOSE, name as state_name
+from .text import printable
 from .workload import Workload
 
 
@@ -119,7 +120,11 @@ class NetnsRef:
     workload: Workload | None = None  # the container or pod, from its runtime
 
     def label(self) -> str:
-        return self.name or self.container or f"net:[{self.inode}]"
+        """The namespace's name for tables and labels, one printable line:
+        root names /run/netns entries with any byte but '/' and NUL
+        (ip-netns(8) checks neither controls nor escapes), and a runtime's
+        container names come from whoever started the container."""
+        return printable(self.name or self.container or f"net:[{self.inode}]")
 
     def to_json(self) -> dict:
         # the workload's details go once per namespace (the documents'

@@ -23,6 +23,7 @@ from html import escape
 import numpy as np
 
 from ..model.states import LINGERING, name as state_name, parse_state
+from ..model.text import printable
 from ..model.timeline import AGE_BUCKETS
 from ..track.age import age_arrays
 from .html_groups import group_section, grouped, overview_section
@@ -186,8 +187,8 @@ def _namespace(s: dict, msg, ages: dict | None) -> list[str]:
 
 def _finding(f: dict, msg, index: int) -> list[str]:
     sev = f["severity"]
-    where = msg("report.where", rule=f["rule"], netns=f["netns"].get("name")
-                or f["netns"].get("container") or f"net:[{f['netns']['inode']}]")
+    where = msg("report.where", rule=f["rule"], netns=printable(
+        f["netns"].get("name") or f["netns"].get("container") or f"net:[{f['netns']['inode']}]"))
     out = card_head(sev, f["title"], where, f"finding-{index + 1}", msg)
     for key, items in (("report.evidence", f.get("facts")), ("report.cause", f.get("cause")),
                        ("report.lifetime", f.get("lifetime"))):

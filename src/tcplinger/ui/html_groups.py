@@ -25,18 +25,12 @@ from typing import Callable
 
 from ..model.notice import notice_text
 from .html_page import card_head
+from .overview import netns_name
 
 
 def grouped(doc: dict) -> bool:
     """The page shows the overview and groups: more than one namespace."""
     return "overview" in doc and "groups" in doc and len(doc.get("summary", [])) > 1
-
-
-def _shown(ns: dict) -> str:
-    shown = ns.get("container") or ns.get("name") or f"net:[{ns['inode']}]"
-    if ns.get("container") and ns.get("name"):
-        shown += f" ({ns['name']})"
-    return shown
 
 
 def overview_section(doc: dict, msg) -> list[str]:
@@ -58,7 +52,7 @@ def overview_section(doc: dict, msg) -> list[str]:
                      f'<span class="sev sev-{f["severity"]}">'
                      f'{escape(msg("report.severity." + f["severity"]))}</span>'
                      f'{escape(f["rule"])} ({f["count"]})</a>')
-        out.append(f'<tr><td>{escape(_shown(line["netns"]))}</td><td class="n">{line["total"]}'
+        out.append(f'<tr><td>{escape(netns_name(line["netns"]))}</td><td class="n">{line["total"]}'
                    f'</td><td>{escape(lingering)}</td><td>{worst}</td></tr>')
     out.append("</table>")
     quiet = ov["quiet"]
@@ -88,7 +82,7 @@ def group_section(g: dict, doc: dict, msg, index: int, card: Callable) -> list[s
                "report.col.namespace", "report.col.count", "report.col.worst")) + "</tr>"]
     for m in g["members"]:
         out.append(f'<tr><td>{escape(m["name"])} <span class="meta">'
-                   f'{escape(_shown(m["netns"]))}</span></td><td class="n">{m["count"]}</td>'
+                   f'{escape(netns_name(m["netns"]))}</span></td><td class="n">{m["count"]}</td>'
                    f'<td><span class="sev sev-{m["severity"]}">'
                    f'{escape(msg("report.severity." + m["severity"]))}</span></td></tr>')
     out.append("</table></details>")

@@ -21,6 +21,7 @@ from ..diagnose.finding import Severity
 from ..diagnose.groups import FindingGroup, member_name
 from ..diagnose.summary import Overview
 from ..model.notice import notice_text
+from ..model.text import printable
 from .report import SEVERITY_KEYS, WRAP, render_finding, wrap
 from .table import render as render_table
 from .table import width as text_width
@@ -30,19 +31,26 @@ MEMBERS_SHOWN = 6
 
 
 def summary_name(summary: dict) -> str:
-    """A namespace as the overview names it: the container or pod first,
-    the namespace's own name after it in parentheses.
+    """A namespace as the overview names it (:func:`netns_name`)."""
+    return netns_name(summary["netns"])
 
-    >>> summary_name({"netns": {"inode": 7, "name": "cni-1", "container": "pod:shop/cart/app"}})
+
+def netns_name(ns: dict) -> str:
+    """A namespace (its JSON: inode, name, container) as the overview and
+    the HTML groups name it: the container or pod first, the namespace's
+    own name after it in parentheses; one printable line (model/text).
+
+    >>> netns_name({"inode": 7, "name": "cni-1", "container": "pod:shop/cart/app"})
     'pod:shop/cart/app (cni-1)'
-    >>> summary_name({"netns": {"inode": 7, "name": None, "container": None}})
+    >>> netns_name({"inode": 7, "name": None, "container": None})
     'net:[7]'
+    >>> netns_name({"inode": 7, "name": "a\\x1b[2J\\tb", "container": None})
+    'a?[2J?b'
     """
-    ns = summary["netns"]
     shown = ns.get("container") or ns.get("name") or f"net:[{ns['inode']}]"
     if ns.get("container") and ns.get("name"):
         shown += f" ({ns['name']})"
-    return shown
+    return printable(shown)
 
 
 def render_overview(ov: Overview, msg, *, namespaces: int, sockets: int) -> list[str]:

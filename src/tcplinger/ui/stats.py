@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..model.states import BY_STATE, REPORTED
+from ..model.text import printable
 from .table import render as render_table
 
 _ORDER = [BY_STATE[s].name for s in REPORTED]
@@ -19,7 +20,7 @@ def render(doc: dict, msg, *, skipped_owners=None) -> list[str]:
         label = f"net:[{ref['inode']}]"
         if ref["name"] or ref["container"]:
             label = f"{ref['name'] or ref['container']} ({label})"
-        lines.append(msg("stats.header", netns=label, total=ns["total"], source=ns["source"]))
+        lines.append(msg("stats.header", netns=printable(label), total=ns["total"], source=ns["source"]))
         lim = ns["limits"]
         rows = []
         for name in _ORDER:
