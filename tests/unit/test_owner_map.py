@@ -69,6 +69,22 @@ def _fd_tree(root, pids: int, fds: int):
     return proc
 
 
+def _walk_memory(proc, n: int) -> tuple[int, int]:
+    """(kept, peak) bytes of Python allocations (tracemalloc) of a walk
+    for the n sockets of _fd_tree(proc, 3, n // 3), its answer checked."""
+    wanted = np.arange(10**6, 10**6 + n, dtype=np.uint64)
+    owners.find_owners(wanted[:10], proc)  # imports and caches (fd names) made once
+    gc.collect()
+    tracemalloc.start()
+    try:
+        found = owners.find_owners(wanted, proc)
+        kept, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(found) == n and found[10**6 + n - 1][0].fd == n // 3 - 1
+    return kept, peak
+
+
 def test_walk_holds_no_object_per_socket(tmp_path, monkeypatch):
     """12,000 owned sockets of 3 processes: what the walk's result keeps
     and its peak, in Python allocations (tracemalloc).  As a dict of tuples
@@ -80,16 +96,7 @@ def test_walk_holds_no_object_per_socket(tmp_path, monkeypatch):
     # listed: st_size of a directory on disk counts bytes, not fds (fdwalk)
     monkeypatch.setattr(fdwalk, "PROBE_MIN_FDS", 10**9)
     proc = _fd_tree(tmp_path, 3, n // 3)
-    wanted = np.arange(10**6, 10**6 + n, dtype=np.uint64)
-    owners.find_owners(wanted[:10], proc)  # imports and caches (fd names) made once
-    gc.collect()
-    tracemalloc.start()
-    try:
-        found = owners.find_owners(wanted, proc)
-        kept, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert len(found) == n and found[10**6 + n - 1][0].fd == n // 3 - 1
+    kept, peak = _walk_memory(proc, n)
     assert kept < 1_500_000, kept
     assert peak < 5_000_000, peak
 
@@ -139,14 +146,5 @@ def test_many_wanted_hold_no_object_per_inode(tmp_path, monkeypatch):
     monkeypatch.setattr(fdwalk, "PROBE_MIN_FDS", 10**9)
     monkeypatch.setattr(owners, "WANTED_LINKS_MAX", 1000)
     proc = _fd_tree(tmp_path, 3, n // 3)
-    wanted = np.arange(10**6, 10**6 + n, dtype=np.uint64)
-    owners.find_owners(wanted[:10], proc)
-    gc.collect()
-    tracemalloc.start()
-    try:
-        found = owners.find_owners(wanted, proc)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert len(found) == n and found[10**6 + n - 1][0].fd == n // 3 - 1
+    _, peak = _walk_memory(proc, n)
     assert peak < 1_900_000, peak

@@ -4,12 +4,14 @@ shape itself is diagnose/rule_finding.py's)."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from itertools import repeat
 
 import numpy as np
 
 from ...model.owner_map import OwnerMap
 from ...model.table import distinct
+from ..evidence import age_stats
 from ..finding import Fix, FixKind, Severity, SysctlChange, Text
 from ..process_text import short_command, who
 
@@ -170,3 +172,23 @@ def other_end_facts(here: list[dict], limit: int = 3) -> list:
             out.append(T("rule.common.other_end_unowned", n=h["count"], state=h["state"],
                          netns=h["netns"]))
     return out
+
+
+class HeldSocketEvidence:
+    """The evidence of a rule about sockets a process holds (``ctx``,
+    ``rows``, ``world``): their ages, their peers' side and the other ends
+    found in other namespaces. Severity reads none of them: they are made
+    when the evidence is, so a brief diagnosis (context.World.brief, the
+    exporter's) does not make them."""
+
+    @cached_property
+    def stats(self) -> dict:
+        return age_stats(self.ctx, self.rows)
+
+    @cached_property
+    def sides(self) -> dict:
+        return peer_evidence(self.ctx, self.rows)
+
+    @cached_property
+    def here(self) -> list:
+        return other_ends(self.ctx, self.world, self.rows)

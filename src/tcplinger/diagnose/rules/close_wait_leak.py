@@ -23,12 +23,10 @@ What ends a CLOSE_WAIT socket, measured on Linux 6.18 (tcp_keepalive_time
 
 from __future__ import annotations
 
-from functools import cached_property
-
 import numpy as np
 
 from ...model.states import TcpState
-from ..evidence import age_stats, age_text, count_older, duration, keepalive_mask, percent
+from ..evidence import age_text, count_older, duration, keepalive_mask, percent
 from ..finding import Confidence, Fix, FixKind, Severity
 from ..inputs import within
 from ..lifetimes import DEFAULT_KEEPALIVE_TIME, keepalive_deadline
@@ -36,8 +34,7 @@ from ..process_text import short_command, who
 from ..metadata import BY_ID
 from ..rates import number_text
 from ..rule_finding import RuleFinding
-from ._common import (T as text, at_least, level, other_end_facts, other_ends, peer_evidence,
-                      peer_facts, young)
+from ._common import (HeldSocketEvidence, T as text, at_least, level, other_end_facts, peer_facts, young)
 
 META = BY_ID["close-wait-leak"]
 
@@ -47,7 +44,7 @@ def evaluate(ctx, th, world, limit):
     return CloseWaitLeak.per_owner(ctx, th, world, limit, idx)
 
 
-class CloseWaitLeak(RuleFinding):
+class CloseWaitLeak(HeldSocketEvidence, RuleFinding):
     """One owning process's CLOSE_WAIT sockets."""
 
     meta = META
@@ -75,20 +72,6 @@ class CloseWaitLeak(RuleFinding):
         # passing through CLOSE_WAIT (under load, for milliseconds)
         self.lasting, young_only = young(ctx, rows, th["min_age"])
         self.transient = young_only and self.growing is None
-
-    # evidence only (severity reads none of them): made when the evidence
-    # is, so a brief diagnosis (context.World.brief) does not make them
-    @cached_property
-    def stats(self) -> dict:
-        return age_stats(self.ctx, self.rows)
-
-    @cached_property
-    def sides(self) -> dict:
-        return peer_evidence(self.ctx, self.rows)
-
-    @cached_property
-    def here(self) -> list:
-        return other_ends(self.ctx, self.world, self.rows)
 
     def severity(self) -> Severity:
         th = self.th

@@ -9,19 +9,16 @@ tcp_fin_timeout = 5 s: a half-closed socket was still FIN_WAIT2 after 8 s
 
 from __future__ import annotations
 
-from functools import cached_property
-
 import numpy as np
 
 from ...model.states import TcpState
-from ..evidence import age_stats, age_text, count_older, duration
+from ..evidence import age_text, count_older, duration
 from ..finding import Confidence, Fix, FixKind, Severity
 from ..lifetimes import DEFAULT_FIN_TIMEOUT, fin_wait2_lifetime
 from ..process_text import short_command, who
 from ..metadata import BY_ID
 from ..rule_finding import RuleFinding
-from ._common import (T as text, end_owner, level, other_end_facts, other_ends, peer_evidence,
-                      peer_facts, young)
+from ._common import (HeldSocketEvidence, T as text, end_owner, level, other_end_facts, peer_facts, young)
 
 META = BY_ID["half-closed-fin-wait-2"]
 
@@ -31,7 +28,7 @@ def evaluate(ctx, th, world, limit):
     return HalfClosed.per_owner(ctx, th, world, limit, idx)
 
 
-class HalfClosed(RuleFinding):
+class HalfClosed(HeldSocketEvidence, RuleFinding):
     """One owning process's half-closed FIN_WAIT2 sockets."""
 
     meta = META
@@ -49,20 +46,6 @@ class HalfClosed(RuleFinding):
         # a lingering close (Apache: ~2 s after its FIN) is normal behaviour:
         # only sockets at least min_age old accuse the process
         self.lasting, self.transient = young(ctx, rows, th["min_age"])
-
-    # evidence only (severity reads none of them): made when the evidence
-    # is, so a brief diagnosis (context.World.brief) does not make them
-    @cached_property
-    def stats(self) -> dict:
-        return age_stats(self.ctx, self.rows)
-
-    @cached_property
-    def sides(self) -> dict:
-        return peer_evidence(self.ctx, self.rows)
-
-    @cached_property
-    def here(self) -> list:
-        return other_ends(self.ctx, self.world, self.rows)
 
     def severity(self) -> Severity:
         if self.transient:
