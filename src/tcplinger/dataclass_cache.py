@@ -16,13 +16,9 @@ the same text is compiled, with the same file name (``<string>``), and run
 in the same namespaces. Like the catalogs' cache (i18n.py), the file is
 written only where .pyc files would be (not under PYTHONDONTWRITEBYTECODE,
 not in a read-only install), and a missing, unreadable or foreign file
-only means compiling, as without it. The file starts with the
-interpreter's exact version (sys.hexversion: code objects of another
-build, e.g. a 3.11 release candidate, share the cache tag, and a .pyc
-checks its bytecode magic for the same reason) and a CRC-32 of the rest: a
-corrupt or truncated file can parse as code objects (1 in 4 single-byte
-corruptions of a file did, and 1 in 20 made marshal raise SystemError),
-which would then run.
+only means compiling, as without it. The file is checked (the
+interpreter's exact version and a CRC-32: marshal_file.py) before any code
+object in it can run, and only text -> code entries are kept.
 
 Only ``dataclasses``' own calls go through it (a name in that module's
 globals shadows the builtin there alone; Python 3.10-3.13 call
@@ -36,11 +32,11 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dataclasses
-import marshal
 import sys
-import zlib  # imported at every start already (i18n.py's catalog keys)
 from pathlib import Path
 from types import CodeType
+
+from . import marshal_file
 
 #: Entries above which a file keeps only what the last run used rather
 #: than growing (edits of a checkout leave the texts of old class versions
@@ -53,26 +49,10 @@ def cache_file(name: str, folder: Path | None = None) -> Path:
     return folder / f"dataclasses-{name}.{sys.implementation.cache_tag}.marshal"
 
 
-#: The file's first bytes: the interpreter's version, then (u32 LE) the
-#: CRC-32 of the rest.
-VERSION = sys.hexversion.to_bytes(4, "little")
-_HEAD = len(VERSION) + 4
-
-
 def load(path: Path) -> dict:
     """The cached code objects by source text; {} when there is no usable
     file (missing, unreadable, another interpreter's, corrupt, foreign)."""
-    try:
-        data = memoryview(path.read_bytes())
-    except OSError:
-        return {}
-    if (len(data) < _HEAD or data[:len(VERSION)] != VERSION
-            or int.from_bytes(data[len(VERSION):_HEAD], "little") != zlib.crc32(data[_HEAD:])):
-        return {}
-    try:
-        codes = marshal.loads(data[_HEAD:])
-    except Exception:  # noqa: BLE001 - bad data raises ValueError, EOFError, TypeError, SystemError
-        return {}
+    codes = marshal_file.read(path)
     if not isinstance(codes, dict):
         return {}
     return {k: v for k, v in codes.items() if type(k) is str and type(v) is CodeType}
@@ -122,11 +102,4 @@ def cached(name: str, folder: Path | None = None, *, write: bool | None = None):
 
 
 def _save(path: Path, codes: dict) -> None:
-    try:
-        from .fsutil import atomic_write  # only after a miss: tempfile is ~10 ms to import
-
-        path.parent.mkdir(exist_ok=True)
-        data = marshal.dumps(codes)
-        atomic_write(path, VERSION + zlib.crc32(data).to_bytes(4, "little") + data)
-    except OSError:
-        pass  # a read-only install: compile at every start, as before
+    marshal_file.write(path, codes)  # a read-only install: compile at every start

@@ -14,13 +14,13 @@ form and need no spec.
 
 from __future__ import annotations
 
-import marshal
 import os
 import sys
 import zlib
 from functools import lru_cache
 from pathlib import Path
 
+from . import marshal_file
 from .model.plural import fill
 
 LANGS = ("en", "zh")
@@ -64,21 +64,13 @@ def load_catalog(folder: Path, cache_dir: Path, *, write: bool = True) -> dict[s
                      if p.name.endswith(".toml"))
     key = [(name, len(data), zlib.crc32(data)) for name, data in sources]
     cache = cache_dir / f"catalog-{folder.name}.{sys.implementation.cache_tag}.marshal"
-    try:
-        cached_key, messages = marshal.loads(cache.read_bytes())
-        if cached_key == key:
-            return messages
-    except (OSError, ValueError, EOFError, TypeError):
-        pass  # no cache yet, or one of another format: parse
+    cached = marshal_file.read(cache)  # None: no cache yet, or not one to believe
+    if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == key \
+            and isinstance(cached[1], dict):
+        return cached[1]
     messages = _parse(sources, folder.name)
-    if write:
-        try:
-            from .fsutil import atomic_write  # only here: tempfile is ~10 ms to import
-
-            cache_dir.mkdir(exist_ok=True)
-            atomic_write(cache, marshal.dumps((key, messages)))
-        except OSError:
-            pass  # a read-only install: parse at every start, as before
+    if write:  # not in a read-only install: parse at every start, as before
+        marshal_file.write(cache, (key, messages))
     return messages
 
 

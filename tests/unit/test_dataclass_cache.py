@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tcplinger import dataclass_cache
+from tcplinger import dataclass_cache, marshal_file
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -127,7 +127,7 @@ def _corrupt_files(path: Path) -> dict:
     import marshal
     import zlib
 
-    head = dataclass_cache.VERSION
+    head = marshal_file.VERSION
     good = path.read_bytes()
     payload = good[len(head) + 4:]
     texts = list(marshal.loads(payload))

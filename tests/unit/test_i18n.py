@@ -1,7 +1,6 @@
 """Both catalogs are complete: same keys, same placeholders, no empty text."""
 
 import json
-import marshal
 import os
 import re
 import string
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tcplinger import marshal_file
 from tcplinger.i18n import LANGS, Messages, catalog, lang_from_env, load_catalog
 
 
@@ -156,9 +156,26 @@ def test_catalog_cache_is_written_and_read(tmp_path):
     (written,) = cache.iterdir()
     # what is read back is the cache's: a cache with the sources' key but
     # other messages is believed (proves the second load does not parse)
-    key, _messages = marshal.loads(written.read_bytes())
-    written.write_bytes(marshal.dumps((key, {"a": "from the cache"})))
+    key, _messages = marshal_file.read(written)
+    marshal_file.write(written, (key, {"a": "from the cache"}))
     assert load_catalog(folder, cache) == {"a": "from the cache"}
+
+
+def test_a_corrupt_catalog_cache_is_parsed_again(tmp_path):
+    """A byte changed inside a message of the cache: marshal still reads
+    it (the key intact), so without marshal_file's CRC the garbled text
+    was believed and shown; now the catalog is parsed again and the file
+    written again whole."""
+    folder, cache = tmp_path / "en", tmp_path / "__pycache__"
+    folder.mkdir()
+    _write(folder / "core.toml", 'a = "the socket is in CLOSE_WAIT"\n')
+    load_catalog(folder, cache)
+    (written,) = cache.iterdir()
+    good = written.read_bytes()
+    at = good.index(b"CLOSE_WAIT")
+    written.write_bytes(good[:at] + b"X" + good[at + 1:])
+    assert load_catalog(folder, cache) == {"a": "the socket is in CLOSE_WAIT"}
+    assert written.read_bytes() == good
 
 
 def test_catalog_cache_follows_an_edit_of_the_same_size_and_mtime(tmp_path):
