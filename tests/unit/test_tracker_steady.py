@@ -126,20 +126,27 @@ def quiet_step(rng, pop, hidden: set) -> None:
         pop.setdefault(int(rng.integers(1, 400)), (int(rng.choice(STATES)), 7, 7, 7))
 
 
+def _count_answers(monkeypatch, name: str) -> list[bool]:
+    """Wrap tracker_mod.NAME (a fast path that answers None when it does
+    not apply); the list gets True for each answer given, False for None."""
+    taken: list[bool] = []
+    real = getattr(tracker_mod, name)
+
+    def counted(*args):
+        out = real(*args)
+        taken.append(out is not None)
+        return out
+    monkeypatch.setattr(tracker_mod, name, counted)
+    return taken
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_unchanged_samples_equal_the_merge_without_events(seed, monkeypatch):
     """A sample between full dumps that changes nothing (identity.unchanged:
     the tracker's namespace handed on as it is) against the merge, on
     random sequences without trace events (with events the path is not
     taken): mostly nothing, else one change of a kind it must not miss."""
-    taken = []
-    real = tracker_mod.unchanged
-
-    def counted(*args):
-        out = real(*args)
-        taken.append(out is not None)
-        return out
-    monkeypatch.setattr(tracker_mod, "unchanged", counted)
+    taken = _count_answers(monkeypatch, "unchanged")
     rng = np.random.default_rng(100 + seed)
     miss_limit = 1 + seed % 2
     new, ref = Tracker(miss_limit=miss_limit), MergingTracker(miss_limit=miss_limit)
@@ -165,14 +172,7 @@ def test_unchanged_samples_equal_the_merge_without_events(seed, monkeypatch):
 
 @pytest.mark.parametrize("seed", range(12))
 def test_in_place_equals_the_merge_on_random_samples(seed, monkeypatch):
-    taken = []
-    real = tracker_mod.update_in_place
-
-    def counted(*args):
-        out = real(*args)
-        taken.append(out is not None)
-        return out
-    monkeypatch.setattr(tracker_mod, "update_in_place", counted)
+    taken = _count_answers(monkeypatch, "update_in_place")
     rng = np.random.default_rng(seed)
     miss_limit = 1 + seed % 2
     new, ref = Tracker(miss_limit=miss_limit), MergingTracker(miss_limit=miss_limit)
